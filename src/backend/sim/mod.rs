@@ -1,0 +1,5 @@
+//! The simulated tenant (embedded default backend).
+
+mod config;
+
+pub use config::SimConfig;

@@ -1,0 +1,8 @@
+//! portflow: a durable orchestrator for Microsoft Teams Phone migrations.
+//!
+//! Pipeline: `spec` (parse → validate) → `engine` (pure state machine + executor)
+//! → `store` (sled, group commit) and `backend` (the tenant: simulator, Graph, PowerShell).
+
+pub mod backend;
+pub mod clock;
+pub mod spec;

@@ -1,0 +1,273 @@
+//! The workflow model: what a `workflows/*.yaml` file deserializes into.
+//!
+//! Field-level rules (types, durations, unknown fields) are enforced by serde here;
+//! cross-field rules (references, operation arguments) by `validate`.
+
+use std::fmt;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use super::expr::Expr;
+use super::template::Template;
+use crate::backend::{ErrorKind, OperationKind};
+
+/// A workflow definition: the steps of one migration for one subject.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    /// Unique name, e.g. `direct-routing-to-operator-connect`.
+    pub name: String,
+    /// Author-maintained version number.
+    pub version: u32,
+    /// What it does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Which input identifies the subject (shown in status, used by `show`).
+    pub subject: String,
+    /// Typed inputs, in declaration order.
+    pub inputs: IndexMap<String, InputSpec>,
+    /// Ordered steps.
+    pub steps: Vec<Step>,
+}
+
+impl Workflow {
+    /// Index of the step with this id.
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+}
+
+/// Declared type of an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputType {
+    /// A user principal name (`user@domain`).
+    Upn,
+    /// An E.164 number (`+` and 8–15 digits).
+    E164,
+    /// Any text.
+    String,
+}
+
+impl fmt::Display for InputType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InputType::Upn => "upn",
+            InputType::E164 => "e164",
+            InputType::String => "string",
+        })
+    }
+}
+
+/// One input of a workflow.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub ty: InputType,
+    /// May be left empty (then `null` in conditions).
+    #[serde(default)]
+    pub optional: bool,
+    /// What it is.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One step: optional condition, gate, action and wait, in that order.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique id within the workflow (`[a-z0-9_-]`).
+    pub id: String,
+    /// What the step does, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Skip the step when this is false.
+    #[serde(default)]
+    pub when: Option<Expr>,
+    /// Manual approval required before the step acts.
+    #[serde(default)]
+    pub gate: Option<GateSpec>,
+    /// The backend operation to run.
+    #[serde(default)]
+    pub action: Option<ActionSpec>,
+    /// Poll until the change is visible.
+    #[serde(default)]
+    pub wait: Option<WaitSpec>,
+    /// Retry policy for the action.
+    #[serde(default)]
+    pub retry: RetrySpec,
+}
+
+/// A manual approval.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    /// What the approver confirms.
+    pub approval: String,
+}
+
+/// A templated backend operation.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSpec {
+    /// Operation name from the catalog.
+    pub op: OperationKind,
+    /// Arguments; values are templates.
+    #[serde(default)]
+    pub args: IndexMap<String, Template>,
+}
+
+/// Poll an observation until a condition holds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitSpec {
+    /// The observation to poll (`get_user`, `get_number`).
+    pub observe: ActionSpec,
+    /// Condition over `obs` (plus `inputs`, `steps`).
+    pub until: Expr,
+    /// Typical time until the change is visible; polls grow toward it.
+    #[serde(default = "default_expected", deserialize_with = "duration")]
+    pub expected: Duration,
+    /// Give up after this long.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Poll intervals.
+    #[serde(default)]
+    pub poll: PollSpec,
+    /// What happens on timeout.
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+}
+
+fn default_expected() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// Poll interval policy: start at `initial`, multiply by `factor`, never above `max`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollSpec {
+    /// First interval.
+    #[serde(default = "default_poll_initial", deserialize_with = "duration")]
+    pub initial: Duration,
+    /// Largest interval.
+    #[serde(default = "default_poll_max", deserialize_with = "duration")]
+    pub max: Duration,
+    /// Growth factor (≥ 1).
+    #[serde(default = "default_factor")]
+    pub factor: f64,
+}
+
+impl Default for PollSpec {
+    fn default() -> Self {
+        PollSpec {
+            initial: default_poll_initial(),
+            max: default_poll_max(),
+            factor: default_factor(),
+        }
+    }
+}
+
+fn default_poll_initial() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_poll_max() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_factor() -> f64 {
+    2.0
+}
+
+/// What a wait does when it times out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// The instance fails.
+    #[default]
+    Fail,
+    /// Go on with the next step.
+    Continue,
+}
+
+/// Retry policy for an action.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Total attempts including the first (≥ 1).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// First backoff.
+    #[serde(default = "default_backoff_initial", deserialize_with = "duration")]
+    pub initial: Duration,
+    /// Largest backoff.
+    #[serde(default = "default_backoff_max", deserialize_with = "duration")]
+    pub max: Duration,
+    /// Which error kinds are retried.
+    #[serde(default = "default_retry_on")]
+    pub on: Vec<ErrorKind>,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        RetrySpec {
+            attempts: default_attempts(),
+            initial: default_backoff_initial(),
+            max: default_backoff_max(),
+            on: default_retry_on(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+fn default_backoff_initial() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_retry_on() -> Vec<ErrorKind> {
+    vec![ErrorKind::Throttled, ErrorKind::Transient, ErrorKind::NotFound]
+}
+
+/// Deserialize a humantime duration (`10m`, `24h`, `14d`, `1h30m`).
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(de::Error::custom)
+}
+
+/// Parse a humantime duration with a message fit for users.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. 30s, 10m, 24h, 14d)"))
+}
+
+impl<'de> Deserialize<'de> for Expr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Expr::parse(&s)
+            .map_err(|e| de::Error::custom(format!("in condition {s:?} at character {}: {e}", e.offset + 1)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Template {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Scalars other than strings (true, 42) are templates of their text.
+        let v = serde_yaml::Value::deserialize(d)?;
+        let s = match v {
+            serde_yaml::Value::String(s) => s,
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::Null => "${null}".to_string(),
+            _ => return Err(de::Error::custom("an argument must be a single value, not a list or a mapping")),
+        };
+        Template::parse(&s)
+            .map_err(|e| de::Error::custom(format!("in template {s:?} at character {}: {e}", e.offset + 1)))
+    }
+}
