@@ -5,4 +5,6 @@
 
 pub mod backend;
 pub mod clock;
+pub mod engine;
 pub mod spec;
+pub mod store;

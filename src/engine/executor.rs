@@ -1,0 +1,282 @@
+//! The executor: drives every instance of a run through the state machine.
+//!
+//! A timer heap (rebuilt from the store's timer index at start, so a restart
+//! finds what is due without reading every instance) hands due instances to at
+//! most `concurrency` workers. A worker loads the snapshot, feeds the machine,
+//! commits each transition (durably before any side effect), performs the effect
+//! and repeats until the instance waits or ends; its next due instant goes back
+//! on the heap. Only one worker holds an instance at a time.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::instance::{Instance, Status};
+use super::limiter::RateLimiter;
+use super::machine::{self, Ctx, Effect, Input, Persist};
+use crate::backend::Tenant;
+use crate::clock::{SharedClock, Timestamp};
+use crate::spec::model::Workflow;
+use crate::store::commit::Committer;
+use crate::store::keys::InstanceKey;
+use crate::store::{records, Batch, Store, StoreError};
+
+/// Engine failures (the run stops; state stays consistent).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An instance referenced by a timer is missing.
+    #[error("instance {0:?} is in the timer index but not stored")]
+    Missing(InstanceKey),
+    /// A worker panicked (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Where an instance is, for progress counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Place {
+    /// Not started.
+    Pending,
+    /// At a step, in a phase (`acting`, `waiting`, …).
+    Step(usize, &'static str),
+    /// Finished (`succeeded`, `failed`, `needs_attention`, `cancelled`).
+    Terminal(&'static str),
+}
+
+impl Place {
+    /// Place of an instance.
+    pub fn of(inst: &Instance) -> Place {
+        match &inst.status {
+            Status::Pending => Place::Pending,
+            Status::Running { step, phase } => Place::Step(*step, phase.name()),
+            s => Place::Terminal(s.name()),
+        }
+    }
+}
+
+/// Live counts of a run (shared with the progress display).
+#[derive(Debug, Default)]
+pub struct Progress {
+    places: Mutex<HashMap<u32, Place>>,
+    /// Backend calls made by this process.
+    pub calls: AtomicU64,
+    /// Transitions committed by this process.
+    pub transitions: AtomicU64,
+}
+
+impl Progress {
+    fn set(&self, idx: u32, place: Place) {
+        self.places
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(idx, place);
+    }
+
+    /// Count of instances per place.
+    pub fn counts(&self) -> BTreeMap<Place, usize> {
+        let places = self.places.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = BTreeMap::new();
+        for p in places.values() {
+            *out.entry(*p).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+/// Why `drive` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriveEnd {
+    /// Every instance reached a terminal state.
+    Finished,
+    /// Nothing is due and some instances wait for approval or a signal.
+    Idle {
+        /// Instances blocked at a gate.
+        blocked: usize,
+    },
+    /// Asked to stop (Ctrl-C / SIGTERM); resumable.
+    Stopped,
+}
+
+/// Drives one run.
+pub struct Driver {
+    /// State store.
+    pub store: Arc<dyn Store>,
+    /// Group committer over `store`.
+    pub committer: Committer,
+    /// The run's clock.
+    pub clock: SharedClock,
+    /// The tenant.
+    pub tenant: Arc<dyn Tenant>,
+    /// Run id.
+    pub run_id: String,
+    /// Pinned workflow.
+    pub workflow: Arc<Workflow>,
+    /// Gates approved in the run file.
+    pub approvals: Vec<String>,
+    /// Workers at once.
+    pub concurrency: usize,
+    /// Call pacing.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// Live counts.
+    pub progress: Arc<Progress>,
+}
+
+impl Driver {
+    /// Run until every instance is terminal, nothing is due, or `stop` turns true.
+    pub async fn drive(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<DriveEnd, EngineError> {
+        for inst in records::list_instances(&*self.store, &self.run_id)? {
+            self.progress.set(inst.idx, Place::of(&inst));
+        }
+        let mut heap: BinaryHeap<Reverse<(Timestamp, u32)>> = records::run_timers(&*self.store, &self.run_id)?
+            .into_iter()
+            .map(Reverse)
+            .collect();
+        let mut workers: JoinSet<Result<(u32, Place, Option<Timestamp>), EngineError>> = JoinSet::new();
+        let mut stop_alive = true;
+        let limit = self.concurrency.max(1);
+        loop {
+            let now = self.clock.now();
+            while workers.len() < limit {
+                match heap.peek() {
+                    Some(Reverse((due, _))) if *due <= now => {
+                        if let Some(Reverse((_, idx))) = heap.pop() {
+                            let me = self.clone();
+                            workers.spawn(async move { me.work(idx).await });
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            if workers.is_empty() && heap.is_empty() {
+                let counts = self.progress.counts();
+                let blocked = counts
+                    .iter()
+                    .filter(|(p, _)| matches!(p, Place::Step(_, "blocked")))
+                    .map(|(_, n)| *n)
+                    .sum();
+                let open: usize = counts
+                    .iter()
+                    .filter(|(p, _)| !matches!(p, Place::Terminal(_)))
+                    .map(|(_, n)| *n)
+                    .sum();
+                self.committer.barrier().await?;
+                return Ok(if open == 0 {
+                    DriveEnd::Finished
+                } else {
+                    DriveEnd::Idle { blocked }
+                });
+            }
+            let next_due = heap.peek().map(|r| r.0 .0);
+            let can_start = workers.len() < limit;
+            tokio::select! {
+                biased;
+                changed = stop.changed(), if stop_alive => {
+                    if changed.is_err() {
+                        stop_alive = false;
+                    } else if *stop.borrow() {
+                        // Dropping in-flight calls is safe: each has its intent recorded
+                        // and is reconciled on resume, exactly as after a crash.
+                        workers.abort_all();
+                        while workers.join_next().await.is_some() {}
+                        self.committer.barrier().await?;
+                        return Ok(DriveEnd::Stopped);
+                    }
+                }
+                Some(res) = workers.join_next(), if !workers.is_empty() => {
+                    match res {
+                        Ok(Ok((idx, place, due))) => {
+                            self.progress.set(idx, place);
+                            if let Some(d) = due {
+                                heap.push(Reverse((d, idx)));
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            workers.abort_all();
+                            while workers.join_next().await.is_some() {}
+                            return Err(e);
+                        }
+                        Err(e) if e.is_panic() => {
+                            workers.abort_all();
+                            while workers.join_next().await.is_some() {}
+                            return Err(EngineError::Internal(format!("worker panicked: {e}")));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                _ = sleep_opt(&self.clock, next_due), if can_start && next_due.is_some() => {}
+            }
+        }
+    }
+
+    /// Feed one instance until it waits or ends; returns its place and next due instant.
+    async fn work(&self, idx: u32) -> Result<(u32, Place, Option<Timestamp>), EngineError> {
+        let key = InstanceKey {
+            run: self.run_id.clone(),
+            idx,
+        };
+        let mut inst = records::get_instance(&*self.store, &key)?.ok_or_else(|| EngineError::Missing(key.clone()))?;
+        let mut input = Input::Tick;
+        loop {
+            let ctx = Ctx {
+                wf: &self.workflow,
+                run_approvals: &self.approvals,
+                now: self.clock.now(),
+            };
+            let t = machine::transition(ctx, &inst, input);
+            self.persist(&inst, &t).await?;
+            inst = t.next;
+            self.progress.set(idx, Place::of(&inst));
+            input = match t.effect {
+                None => return Ok((idx, Place::of(&inst), inst.due)),
+                Some(Effect::Invoke(op)) => {
+                    self.pace().await;
+                    match self.tenant.execute(&op).await {
+                        Ok(v) => Input::ActionOk(v),
+                        Err(e) => Input::ActionErr(e),
+                    }
+                }
+                Some(Effect::Observe(op)) => {
+                    self.pace().await;
+                    match self.tenant.execute(&op).await {
+                        Ok(v) => Input::Observed(v),
+                        Err(e) => Input::ObserveErr(e),
+                    }
+                }
+            };
+        }
+    }
+
+    async fn pace(&self) {
+        self.progress.calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(l) = &self.limiter {
+            l.acquire().await;
+        }
+    }
+
+    async fn persist(&self, old: &Instance, t: &machine::Transition) -> Result<(), StoreError> {
+        if t.persist == Persist::Nothing {
+            return Ok(());
+        }
+        let mut b = Batch::default();
+        records::put_transition(&mut b, old, t);
+        self.progress.transitions.fetch_add(1, Ordering::Relaxed);
+        match t.persist {
+            Persist::Durable => self.committer.commit(b).await,
+            _ => self.committer.commit_lazy(b),
+        }
+    }
+}
+
+async fn sleep_opt(clock: &SharedClock, t: Option<Timestamp>) {
+    match t {
+        Some(t) => clock.sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

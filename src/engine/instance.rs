@@ -1,0 +1,337 @@
+//! What is stored per instance (the snapshot) and per transition (the event).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::backend::BackendError;
+use crate::clock::Timestamp;
+use crate::store::keys::InstanceKey;
+
+/// Snapshot of one subject's state machine. Derived from its events and stored
+/// beside them; poll ticks update it in place without adding events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Run id.
+    pub run: String,
+    /// Subject index in the run.
+    pub idx: u32,
+    /// Subject (value of the workflow's subject input).
+    pub subject: String,
+    /// Inputs as JSON (absent optional inputs are `null`).
+    pub inputs: serde_json::Map<String, Value>,
+    /// Where the state machine is.
+    pub status: Status,
+    /// Per step id: what its action returned and what its wait last observed.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, StepData>,
+    /// Gate steps approved for this instance.
+    #[serde(default)]
+    pub approvals: BTreeSet<String>,
+    /// Next event sequence number (= number of events so far).
+    pub seq: u32,
+    /// When the timer fires next (indexed in the `timers` key space).
+    #[serde(default)]
+    pub due: Option<Timestamp>,
+    /// Backend calls made for this instance (actions and polls).
+    #[serde(default)]
+    pub calls: u32,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+impl Instance {
+    /// Store key of this instance.
+    pub fn key(&self) -> InstanceKey {
+        InstanceKey {
+            run: self.run.clone(),
+            idx: self.idx,
+        }
+    }
+
+    /// True when nothing more will happen.
+    pub fn is_terminal(&self) -> bool {
+        self.status.is_terminal()
+    }
+}
+
+/// Outputs recorded for one step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepData {
+    /// The action's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The wait's last observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Value>,
+}
+
+/// Instance status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Status {
+    /// Created, not started.
+    Pending,
+    /// Working on a step.
+    Running {
+        /// Step index.
+        step: usize,
+        /// What it is doing there.
+        phase: Phase,
+    },
+    /// Every step done.
+    Succeeded,
+    /// Stopped on an error.
+    Failed {
+        /// Step index.
+        step: usize,
+        /// Why.
+        error: String,
+    },
+    /// Stopped because a person must look (e.g. a non-idempotent action in doubt).
+    NeedsAttention {
+        /// Step index.
+        step: usize,
+        /// Why.
+        reason: String,
+    },
+    /// Cancelled by the operator.
+    Cancelled,
+}
+
+impl Status {
+    /// Terminal states.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Status::Succeeded | Status::Failed { .. } | Status::NeedsAttention { .. } | Status::Cancelled
+        )
+    }
+
+    /// Short name for tables and JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running { phase, .. } => phase.name(),
+            Status::Succeeded => "succeeded",
+            Status::Failed { .. } => "failed",
+            Status::NeedsAttention { .. } => "needs_attention",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// Current step index, if any.
+    pub fn step(&self) -> Option<usize> {
+        match self {
+            Status::Running { step, .. }
+            | Status::Failed { step, .. }
+            | Status::NeedsAttention { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+}
+
+/// What a running instance is doing within its step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// About to evaluate the step.
+    Ready,
+    /// Waiting for a manual approval.
+    Blocked {
+        /// What the approver confirms.
+        gate: String,
+    },
+    /// Intent recorded; the backend call is (or was, before a crash) in flight.
+    Acting {
+        /// Attempt number (1-based).
+        attempt: u32,
+        /// Idempotency key of this attempt.
+        key: String,
+        /// Throttle responses in a row for this attempt.
+        #[serde(default)]
+        throttled: u32,
+    },
+    /// A crash interrupted `Acting`: observing before deciding to re-issue.
+    Reconciling {
+        /// The interrupted attempt.
+        attempt: u32,
+        /// Its key.
+        key: String,
+    },
+    /// Waiting to retry the action.
+    Backoff {
+        /// The attempt that will run next.
+        attempt: u32,
+        /// When.
+        until: Timestamp,
+        /// Throttle responses in a row (not counted as attempts).
+        #[serde(default)]
+        throttled: u32,
+    },
+    /// Polling until the wait condition holds.
+    Waiting {
+        /// When the wait began.
+        started: Timestamp,
+        /// When it times out.
+        deadline: Timestamp,
+        /// Next poll.
+        next_poll: Timestamp,
+        /// Polls so far.
+        polls: u32,
+        /// Last error from a poll, if the last poll failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_error: Option<String>,
+    },
+}
+
+impl Phase {
+    /// Short name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Ready => "ready",
+            Phase::Blocked { .. } => "blocked",
+            Phase::Acting { .. } => "acting",
+            Phase::Reconciling { .. } => "reconciling",
+            Phase::Backoff { .. } => "backoff",
+            Phase::Waiting { .. } => "waiting",
+        }
+    }
+}
+
+/// One history record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Sequence number within the instance (gap-free from 0).
+    pub seq: u32,
+    /// When (engine clock).
+    pub at: Timestamp,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The instance began.
+    Started,
+    /// A step's `when` was false.
+    StepSkipped {
+        /// Step id.
+        step: String,
+    },
+    /// A gate is waiting for approval.
+    GateBlocked {
+        /// Step id.
+        step: String,
+        /// What to approve.
+        approval: String,
+    },
+    /// A gate was approved.
+    GateApproved {
+        /// Step id.
+        step: String,
+        /// Who or what approved (`run file`, a user name).
+        by: String,
+    },
+    /// About to call the backend (recorded before the call).
+    ActionIntent {
+        /// Step id.
+        step: String,
+        /// Attempt.
+        attempt: u32,
+        /// Idempotency key.
+        key: String,
+        /// The operation with its rendered arguments.
+        operation: Value,
+        /// True when re-issued after a crash.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reissue: bool,
+    },
+    /// The backend call succeeded.
+    ActionSucceeded {
+        /// Step id.
+        step: String,
+        /// Attempt.
+        attempt: u32,
+    },
+    /// The backend call failed.
+    ActionFailed {
+        /// Step id.
+        step: String,
+        /// Attempt.
+        attempt: u32,
+        /// The error.
+        error: BackendError,
+        /// When it will be retried, if it will.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<Timestamp>,
+    },
+    /// After a restart, an action in flight is being reconciled.
+    Reconciling {
+        /// Step id.
+        step: String,
+        /// Attempt in doubt.
+        attempt: u32,
+    },
+    /// Reconciliation found the target state already holds.
+    Reconciled {
+        /// Step id.
+        step: String,
+        /// What was found.
+        outcome: String,
+    },
+    /// Polling began.
+    WaitStarted {
+        /// Step id.
+        step: String,
+        /// Timeout instant.
+        deadline: Timestamp,
+    },
+    /// The wait condition holds.
+    WaitSatisfied {
+        /// Step id.
+        step: String,
+        /// Polls it took.
+        polls: u32,
+        /// Milliseconds waited.
+        waited_ms: u64,
+    },
+    /// The wait timed out.
+    WaitTimedOut {
+        /// Step id.
+        step: String,
+        /// Polls made.
+        polls: u32,
+        /// Milliseconds waited.
+        waited_ms: u64,
+        /// Last observation.
+        last_observed: Option<Value>,
+        /// `fail` or `continue`.
+        outcome: String,
+    },
+    /// All steps done.
+    Succeeded,
+    /// The instance failed.
+    Failed {
+        /// Step id.
+        step: String,
+        /// Why.
+        error: String,
+    },
+    /// The instance needs a person.
+    NeedsAttention {
+        /// Step id.
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// Cancelled.
+    Cancelled {
+        /// Why / by whom.
+        reason: String,
+    },
+}

@@ -1,0 +1,8 @@
+//! The engine: the pure instance state machine, and the executor that feeds it
+//! timers and backend results, commits its transitions and performs its effects.
+
+pub mod executor;
+pub mod instance;
+pub mod limiter;
+pub mod machine;
+pub mod run;

@@ -1,0 +1,78 @@
+//! The run record: one launch of one workflow over many subjects, with the
+//! workflow text pinned so editing the YAML never changes runs in flight.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{ScaledClock, Timestamp};
+
+/// The workflow a run uses, pinned at start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowPin {
+    /// Workflow name.
+    pub name: String,
+    /// Its declared version.
+    pub version: u32,
+    /// SHA-256 of its text.
+    pub hash: String,
+    /// Where it came from (path or `builtin:<name>`).
+    pub origin: String,
+    /// The full text.
+    pub text: String,
+}
+
+/// A stored run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Run id (`YYYYMMDD-HHMMSS-xxxx`).
+    pub id: String,
+    /// Label from the run file.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// When it was created (engine clock).
+    pub created_at: Timestamp,
+    /// The pinned workflow.
+    pub workflow: WorkflowPin,
+    /// Path of the run file it was launched from.
+    pub run_origin: String,
+    /// Text of the run file (settings and backend are re-read from it on resume).
+    pub run_text: String,
+    /// Directory of the run file (relative paths in it are resolved from here).
+    pub base_dir: PathBuf,
+    /// Virtual clock anchor for simulated runs (`None` = real time).
+    #[serde(default)]
+    pub clock: Option<ScaledClock>,
+    /// Number of subjects.
+    pub subjects: u32,
+    /// Set once every instance is terminal.
+    #[serde(default)]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A new run id from the current instant and a few random-ish bits.
+pub fn new_run_id(now: Timestamp, salt: u64) -> String {
+    let s = now.rfc3339(); // 2026-11-23T10:15:00.123Z
+    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+    let date = digits.get(0..8).unwrap_or("00000000");
+    let time = digits.get(8..14).unwrap_or("000000");
+    let mut x = (now.0 as u64) ^ salt.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    format!("{date}-{time}-{:04x}", x & 0xffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_sortable_and_fixed_width() {
+        let a = new_run_id(Timestamp(1_795_000_000_000), 1);
+        let b = new_run_id(Timestamp(1_795_000_100_000), 1);
+        assert_eq!(a.len(), 20, "{a}");
+        assert!(a < b);
+        assert!(!a.contains('/'));
+    }
+}

@@ -1,0 +1,94 @@
+//! Key layout of the single ordered key space.
+//!
+//! ```text
+//! m/schema                         schema version
+//! r/<run>                          run record
+//! i/<run>/<idx>                    instance snapshot
+//! e/<run>/<idx>/<seq>              instance event (append-only)
+//! s/<run>/<subject>                subject → idx
+//! t/<due ms>/<run>/<idx>           timer index (due instant, instance)
+//! ```
+//! Numbers are zero-padded decimal so byte order is numeric order; run ids never
+//! contain `/`.
+
+/// Schema version key.
+pub const SCHEMA: &[u8] = b"m/schema";
+
+/// Identifies one instance: run id and subject index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceKey {
+    /// Run id.
+    pub run: String,
+    /// Subject index within the run.
+    pub idx: u32,
+}
+
+/// Run record key.
+pub fn run(run: &str) -> Vec<u8> {
+    format!("r/{run}").into_bytes()
+}
+
+/// Prefix of all run records.
+pub const RUN_PREFIX: &[u8] = b"r/";
+
+/// Instance snapshot key.
+pub fn instance(k: &InstanceKey) -> Vec<u8> {
+    format!("i/{}/{:010}", k.run, k.idx).into_bytes()
+}
+
+/// Prefix of a run's instances.
+pub fn instance_prefix(run: &str) -> Vec<u8> {
+    format!("i/{run}/").into_bytes()
+}
+
+/// Event key.
+pub fn event(k: &InstanceKey, seq: u32) -> Vec<u8> {
+    format!("e/{}/{:010}/{:010}", k.run, k.idx, seq).into_bytes()
+}
+
+/// Prefix of one instance's events.
+pub fn event_prefix(k: &InstanceKey) -> Vec<u8> {
+    format!("e/{}/{:010}/", k.run, k.idx).into_bytes()
+}
+
+/// Subject index key.
+pub fn subject(run: &str, subject: &str) -> Vec<u8> {
+    format!("s/{run}/{subject}").into_bytes()
+}
+
+/// Timer key.
+pub fn timer(due_ms: i64, k: &InstanceKey) -> Vec<u8> {
+    format!("t/{:020}/{}/{:010}", due_ms.max(0), k.run, k.idx).into_bytes()
+}
+
+/// Prefix of all timers.
+pub const TIMER_PREFIX: &[u8] = b"t/";
+
+/// Decode a timer key into (due ms, instance).
+pub fn parse_timer(key: &[u8]) -> Option<(i64, InstanceKey)> {
+    let s = std::str::from_utf8(key).ok()?;
+    let rest = s.strip_prefix("t/")?;
+    let mut parts = rest.splitn(3, '/');
+    let due = parts.next()?.parse().ok()?;
+    let run = parts.next()?.to_string();
+    let idx = parts.next()?.parse().ok()?;
+    Some((due, InstanceKey { run, idx }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_keys_sort_by_due_and_parse_back() {
+        let k = InstanceKey {
+            run: "20261123-101500-ab12".into(),
+            idx: 7,
+        };
+        let a = timer(5, &k);
+        let b = timer(40, &k);
+        assert!(a < b);
+        assert_eq!(parse_timer(&b), Some((40, k)));
+        assert_eq!(parse_timer(b"x/1"), None);
+    }
+}

@@ -1,0 +1,159 @@
+//! Typed reads and writes of runs, instances, events and timers.
+
+use super::keys::{self, InstanceKey};
+use super::{Batch, Store, StoreError};
+use crate::clock::Timestamp;
+use crate::engine::instance::{Event, Instance};
+use crate::engine::machine::Transition;
+use crate::engine::run::RunRecord;
+
+fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Our own types always serialize; an empty value would be caught on decode.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Add a run record to a batch.
+pub fn put_run(b: &mut Batch, run: &RunRecord) {
+    b.put(keys::run(&run.id), encode(run));
+}
+
+/// Read one run.
+pub fn get_run(store: &dyn Store, id: &str) -> Result<Option<RunRecord>, StoreError> {
+    let key = keys::run(id);
+    store.get(&key)?.map(|v| decode(&key, &v)).transpose()
+}
+
+/// Every run, oldest first.
+pub fn list_runs(store: &dyn Store) -> Result<Vec<RunRecord>, StoreError> {
+    let mut out = Vec::new();
+    let mut err = None;
+    store.scan_prefix(keys::RUN_PREFIX, &mut |k, v| match decode(k, v) {
+        Ok(r) => {
+            out.push(r);
+            true
+        }
+        Err(e) => {
+            err = Some(e);
+            false
+        }
+    })?;
+    err.map_or(Ok(out), Err)
+}
+
+/// Add a new instance (snapshot, subject index, timer) to a batch.
+pub fn put_new_instance(b: &mut Batch, inst: &Instance) {
+    let key = inst.key();
+    b.put(keys::instance(&key), encode(inst));
+    b.put(keys::subject(&inst.run, &inst.subject), inst.idx.to_string().into_bytes());
+    if let Some(due) = inst.due {
+        b.put(keys::timer(due.0, &key), Vec::new());
+    }
+}
+
+/// Add the writes of one transition: events, snapshot, timer move.
+pub fn put_transition(b: &mut Batch, old: &Instance, t: &Transition) {
+    let key = old.key();
+    for ev in &t.events {
+        b.put(keys::event(&key, ev.seq), encode(ev));
+    }
+    b.put(keys::instance(&key), encode(&t.next));
+    if old.due != t.next.due {
+        if let Some(d) = old.due {
+            b.delete(keys::timer(d.0, &key));
+        }
+        if let Some(d) = t.next.due {
+            b.put(keys::timer(d.0, &key), Vec::new());
+        }
+    }
+}
+
+/// Replace a snapshot outside the state machine (retry, admin repair), moving its timer.
+pub fn put_replaced_instance(b: &mut Batch, old: &Instance, new: &Instance, events: &[Event]) {
+    let key = old.key();
+    for ev in events {
+        b.put(keys::event(&key, ev.seq), encode(ev));
+    }
+    b.put(keys::instance(&key), encode(new));
+    if let Some(d) = old.due {
+        b.delete(keys::timer(d.0, &key));
+    }
+    if let Some(d) = new.due {
+        b.put(keys::timer(d.0, &key), Vec::new());
+    }
+}
+
+/// Read one instance.
+pub fn get_instance(store: &dyn Store, key: &InstanceKey) -> Result<Option<Instance>, StoreError> {
+    let k = keys::instance(key);
+    store.get(&k)?.map(|v| decode(&k, &v)).transpose()
+}
+
+/// Every instance of a run, by index.
+pub fn list_instances(store: &dyn Store, run: &str) -> Result<Vec<Instance>, StoreError> {
+    let mut out = Vec::new();
+    let mut err = None;
+    store.scan_prefix(&keys::instance_prefix(run), &mut |k, v| match decode(k, v) {
+        Ok(i) => {
+            out.push(i);
+            true
+        }
+        Err(e) => {
+            err = Some(e);
+            false
+        }
+    })?;
+    err.map_or(Ok(out), Err)
+}
+
+/// An instance's history, in order.
+pub fn list_events(store: &dyn Store, key: &InstanceKey) -> Result<Vec<Event>, StoreError> {
+    let mut out = Vec::new();
+    let mut err = None;
+    store.scan_prefix(&keys::event_prefix(key), &mut |k, v| match decode(k, v) {
+        Ok(e) => {
+            out.push(e);
+            true
+        }
+        Err(e) => {
+            err = Some(e);
+            false
+        }
+    })?;
+    err.map_or(Ok(out), Err)
+}
+
+/// Index of a subject within a run.
+pub fn find_subject(store: &dyn Store, run: &str, subject: &str) -> Result<Option<u32>, StoreError> {
+    let k = keys::subject(run, subject);
+    match store.get(&k)? {
+        None => Ok(None),
+        Some(v) => String::from_utf8_lossy(&v)
+            .parse()
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: "not an index".into(),
+            }),
+    }
+}
+
+/// Every timer of the given run, earliest first.
+pub fn run_timers(store: &dyn Store, run: &str) -> Result<Vec<(Timestamp, u32)>, StoreError> {
+    let mut out = Vec::new();
+    store.scan_prefix(keys::TIMER_PREFIX, &mut |k, _| {
+        if let Some((due, key)) = keys::parse_timer(k) {
+            if key.run == run {
+                out.push((Timestamp(due), key.idx));
+            }
+        }
+        true
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,138 @@
+//! The sled engine (0.34, pinned). sled's `flush` does not fsync on Linux, so
+//! [`Store::sync`] also `sync_all`s the data file: an acknowledged write survives
+//! power loss, not just a process kill.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use super::{check_schema, Batch, Store, StoreError};
+
+/// A sled database in one directory (exclusively locked by this process).
+pub struct SledStore {
+    db: sled::Db,
+    data_file: Option<File>,
+    path: PathBuf,
+}
+
+impl SledStore {
+    /// Open (or create) the store in `dir` and check its schema version.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(|e| classify(dir, e))?;
+        // Opened only for fsync; sled keeps its own handle.
+        let data_file = File::open(dir.join("db")).ok();
+        let store = SledStore {
+            db,
+            data_file,
+            path: dir.to_path_buf(),
+        };
+        check_schema(&store, dir)?;
+        Ok(store)
+    }
+
+    /// Directory of the store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn classify(dir: &Path, e: sled::Error) -> StoreError {
+    let msg = e.to_string();
+    if msg.contains("could not acquire lock") || msg.contains("WouldBlock") {
+        StoreError::Locked(dir.to_path_buf())
+    } else if matches!(e, sled::Error::Corruption { .. } | sled::Error::Unsupported(_)) {
+        StoreError::Damaged {
+            path: dir.to_path_buf(),
+            reason: msg,
+        }
+    } else {
+        StoreError::Io(format!("{}: {msg}", dir.display()))
+    }
+}
+
+fn io(e: sled::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+impl Store for SledStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        for item in self.db.scan_prefix(prefix) {
+            let (k, v) = item.map_err(io)?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (k, v) in &batch.ops {
+            match v {
+                Some(v) => b.insert(k.as_slice(), v.as_slice()),
+                None => b.remove(k.as_slice()),
+            }
+        }
+        self.db.apply_batch(b).map_err(io)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(io)?;
+        if let Some(f) = &self.data_file {
+            f.sync_all()
+                .map_err(|e| StoreError::Io(format!("fsync {}: {e}", self.path.display())))?;
+        }
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_open_reports_locked_and_data_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = SledStore::open(dir.path()).expect("open");
+            let again = SledStore::open(dir.path());
+            assert!(matches!(again, Err(StoreError::Locked(_))), "{:?}", again.err());
+            let mut b = Batch::default();
+            b.put(b"k".to_vec(), b"v".to_vec());
+            s.apply(&b).expect("apply");
+            s.sync().expect("sync");
+        }
+        let s = SledStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.get(b"k").expect("get"), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = SledStore::open(dir.path()).expect("open");
+            let mut b = Batch::default();
+            b.put(super::super::keys::SCHEMA.to_vec(), b"99".to_vec());
+            s.apply(&b).expect("apply");
+            s.sync().expect("sync");
+        }
+        let err = SledStore::open(dir.path()).err();
+        assert!(matches!(err, Some(StoreError::TooNew { found: 99, .. })), "{err:?}");
+    }
+}
