@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 /// An absolute UTC instant, in milliseconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -24,7 +26,10 @@ impl Timestamp {
 
     /// This instant plus `d` (saturating).
     pub fn add(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(d.as_millis().min(i64::MAX as u128) as i64))
+        Timestamp(
+            self.0
+                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+        )
     }
 
     /// Time from `earlier` to `self`, zero if `earlier` is later.
@@ -116,7 +121,11 @@ impl ScaledClock {
         ScaledClock {
             real_anchor: now,
             virtual_anchor: now,
-            scale: if scale.is_finite() && scale > 0.0 { scale } else { 1.0 },
+            scale: if scale.is_finite() && scale > 0.0 {
+                scale
+            } else {
+                1.0
+            },
         }
     }
 
@@ -249,5 +258,20 @@ mod tests {
         clock.advance(Duration::from_secs(23 * 3600));
         let woke = h.await.ok();
         assert_eq!(woke, Some(Timestamp(86_400_000)));
+    }
+}
+
+/// Real elapsed time for progress displays and benchmarks (never for engine decisions).
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    /// Start now.
+    pub fn start() -> Stopwatch {
+        Stopwatch(std::time::Instant::now())
+    }
+    /// Real time since start.
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
     }
 }

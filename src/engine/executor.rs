@@ -130,15 +130,20 @@ pub struct Driver {
 
 impl Driver {
     /// Run until every instance is terminal, nothing is due, or `stop` turns true.
-    pub async fn drive(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<DriveEnd, EngineError> {
+    pub async fn drive(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<DriveEnd, EngineError> {
         for inst in records::list_instances(&*self.store, &self.run_id)? {
             self.progress.set(inst.idx, Place::of(&inst));
         }
-        let mut heap: BinaryHeap<Reverse<(Timestamp, u32)>> = records::run_timers(&*self.store, &self.run_id)?
-            .into_iter()
-            .map(Reverse)
-            .collect();
-        let mut workers: JoinSet<Result<(u32, Place, Option<Timestamp>), EngineError>> = JoinSet::new();
+        let mut heap: BinaryHeap<Reverse<(Timestamp, u32)>> =
+            records::run_timers(&*self.store, &self.run_id)?
+                .into_iter()
+                .map(Reverse)
+                .collect();
+        let mut workers: JoinSet<Result<(u32, Place, Option<Timestamp>), EngineError>> =
+            JoinSet::new();
         let mut stop_alive = true;
         let limit = self.concurrency.max(1);
         loop {
@@ -221,7 +226,8 @@ impl Driver {
             run: self.run_id.clone(),
             idx,
         };
-        let mut inst = records::get_instance(&*self.store, &key)?.ok_or_else(|| EngineError::Missing(key.clone()))?;
+        let mut inst = records::get_instance(&*self.store, &key)?
+            .ok_or_else(|| EngineError::Missing(key.clone()))?;
         let mut input = Input::Tick;
         loop {
             let ctx = Ctx {

@@ -105,7 +105,10 @@ impl Status {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            Status::Succeeded | Status::Failed { .. } | Status::NeedsAttention { .. } | Status::Cancelled
+            Status::Succeeded
+                | Status::Failed { .. }
+                | Status::NeedsAttention { .. }
+                | Status::Cancelled
         )
     }
 

@@ -119,7 +119,7 @@ rules! {
     START = "pending", "tick" => "running(step 0)": "start the first step";
     ENTER = "ready", "tick" => "blocked | acting | waiting | next step | succeeded": "evaluate `when`, gate, then act or wait";
     GATE_WAIT = "blocked", "tick" => "blocked": "still not approved";
-    GATE_OPEN = "blocked", "approve" => "acting | waiting | next step": "approval recorded, step proceeds";
+    GATE_OPEN = "blocked", "approve | tick" => "ready | acting": "approval recorded (by a person, or by the run file on tick); step proceeds";
     PRE_APPROVE = "running/pending", "approve" => "(same)": "approval recorded for a later gate";
     ACT_OK = "acting", "action_ok" => "waiting | next step": "action done; poll if the step waits";
     ACT_RETRY = "acting", "action_err" => "backoff": "retryable error, attempts left";
@@ -394,7 +394,8 @@ impl<'a> Builder<'a> {
             return Duration::from_secs(60);
         };
         let cap = wait.poll.max.min(wait.expected).max(wait.poll.initial);
-        let grown = wait.poll.initial.as_secs_f64() * wait.poll.factor.max(1.0).powi(polls.min(64) as i32);
+        let grown =
+            wait.poll.initial.as_secs_f64() * wait.poll.factor.max(1.0).powi(polls.min(64) as i32);
         Duration::from_secs_f64(grown.min(cap.as_secs_f64()))
     }
 
@@ -436,7 +437,11 @@ impl<'a> Builder<'a> {
         match obs {
             Ok(obs) => {
                 let holds = wait.until.eval_bool(&self.expr_ctx(Some(&obs)));
-                self.inst.outputs.entry(step.id.clone()).or_default().observed = Some(obs);
+                self.inst
+                    .outputs
+                    .entry(step.id.clone())
+                    .or_default()
+                    .observed = Some(obs);
                 match holds {
                     Ok(true) => {
                         self.event(EventKind::WaitSatisfied {
@@ -482,7 +487,8 @@ impl<'a> Builder<'a> {
             return match wait.on_timeout {
                 OnTimeout::Fail => {
                     let seen = last.map_or_else(|| "nothing".to_string(), |v| v.to_string());
-                    let err = last_error.map_or(String::new(), |e| format!("; last poll error: {e}"));
+                    let err =
+                        last_error.map_or(String::new(), |e| format!("; last poll error: {e}"));
                     self.fail(
                         idx,
                         format!(
@@ -569,12 +575,26 @@ fn approve(b: &mut Builder<'_>, which: Option<&str>, by: &str) -> &'static str {
                 step: id,
                 by: by.to_string(),
             });
-            b.begin_action(idx, 1, false);
+            // Ready and due now: the executor re-enters the step and acts. Acting
+            // here would record an intent nobody is about to carry out.
+            b.set(
+                Status::Running {
+                    step: idx,
+                    phase: Phase::Ready,
+                },
+                Some(b.ctx.now),
+            );
             return GATE_OPEN;
         }
     }
     match which {
-        Some(id) if b.ctx.wf.steps.iter().any(|s| s.id == id && s.gate.is_some()) => {
+        Some(id)
+            if b.ctx
+                .wf
+                .steps
+                .iter()
+                .any(|s| s.id == id && s.gate.is_some()) =>
+        {
             if b.inst.approvals.insert(id.to_string()) {
                 b.event(EventKind::GateApproved {
                     step: id.to_string(),
@@ -587,7 +607,13 @@ fn approve(b: &mut Builder<'_>, which: Option<&str>, by: &str) -> &'static str {
     }
 }
 
-fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input, now: Timestamp) -> &'static str {
+fn running(
+    b: &mut Builder<'_>,
+    idx: usize,
+    phase: Phase,
+    input: Input,
+    now: Timestamp,
+) -> &'static str {
     if idx >= b.ctx.wf.steps.len() {
         // The pinned workflow never changes, so this means a damaged snapshot.
         b.event(EventKind::Failed {
@@ -631,7 +657,12 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input, now: Tim
             b.begin_wait(idx, true);
             ACT_OK
         }
-        (Phase::Acting { attempt, throttled, .. }, Input::ActionErr(err)) => {
+        (
+            Phase::Acting {
+                attempt, throttled, ..
+            },
+            Input::ActionErr(err),
+        ) => {
             if err.kind == ErrorKind::Throttled
                 && step.retry.on.contains(&ErrorKind::Throttled)
                 && throttled < MAX_THROTTLES
@@ -802,7 +833,13 @@ fn reconcile_observe(b: &mut Builder<'_>, idx: usize) {
     }
 }
 
-fn action_error(b: &mut Builder<'_>, idx: usize, attempt: u32, err: BackendError, now: Timestamp) -> &'static str {
+fn action_error(
+    b: &mut Builder<'_>,
+    idx: usize,
+    attempt: u32,
+    err: BackendError,
+    now: Timestamp,
+) -> &'static str {
     let step = b.step(idx);
     let retryable = step.retry.on.contains(&err.kind);
     if retryable && attempt < step.retry.attempts {

@@ -28,7 +28,9 @@ pub struct Expr {
 impl Expr {
     /// Parse `src`.
     pub fn parse(src: &str) -> Result<Expr, ExprError> {
-        Ok(Expr { src: src.to_string() })
+        Ok(Expr {
+            src: src.to_string(),
+        })
     }
     /// The source text.
     pub fn source(&self) -> &str {

@@ -17,7 +17,9 @@ pub struct Template {
 impl Template {
     /// Parse a template.
     pub fn parse(src: &str) -> Result<Template, ExprError> {
-        Ok(Template { src: src.to_string() })
+        Ok(Template {
+            src: src.to_string(),
+        })
     }
     /// Source text.
     pub fn source(&self) -> &str {

@@ -138,7 +138,10 @@ pub fn check_schema(store: &dyn Store, path: &std::path::Path) -> Result<(), Sto
                 });
             }
             let mut b = Batch::default();
-            b.put(keys::SCHEMA.to_vec(), SCHEMA_VERSION.to_string().into_bytes());
+            b.put(
+                keys::SCHEMA.to_vec(),
+                SCHEMA_VERSION.to_string().into_bytes(),
+            );
             store.apply(&b)?;
             store.sync()
         }

@@ -51,7 +51,10 @@ pub fn list_runs(store: &dyn Store) -> Result<Vec<RunRecord>, StoreError> {
 pub fn put_new_instance(b: &mut Batch, inst: &Instance) {
     let key = inst.key();
     b.put(keys::instance(&key), encode(inst));
-    b.put(keys::subject(&inst.run, &inst.subject), inst.idx.to_string().into_bytes());
+    b.put(
+        keys::subject(&inst.run, &inst.subject),
+        inst.idx.to_string().into_bytes(),
+    );
     if let Some(due) = inst.due {
         b.put(keys::timer(due.0, &key), Vec::new());
     }
@@ -99,16 +102,19 @@ pub fn get_instance(store: &dyn Store, key: &InstanceKey) -> Result<Option<Insta
 pub fn list_instances(store: &dyn Store, run: &str) -> Result<Vec<Instance>, StoreError> {
     let mut out = Vec::new();
     let mut err = None;
-    store.scan_prefix(&keys::instance_prefix(run), &mut |k, v| match decode(k, v) {
-        Ok(i) => {
-            out.push(i);
-            true
-        }
-        Err(e) => {
-            err = Some(e);
-            false
-        }
-    })?;
+    store.scan_prefix(
+        &keys::instance_prefix(run),
+        &mut |k, v| match decode(k, v) {
+            Ok(i) => {
+                out.push(i);
+                true
+            }
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        },
+    )?;
     err.map_or(Ok(out), Err)
 }
 
@@ -130,7 +136,11 @@ pub fn list_events(store: &dyn Store, key: &InstanceKey) -> Result<Vec<Event>, S
 }
 
 /// Index of a subject within a run.
-pub fn find_subject(store: &dyn Store, run: &str, subject: &str) -> Result<Option<u32>, StoreError> {
+pub fn find_subject(
+    store: &dyn Store,
+    run: &str,
+    subject: &str,
+) -> Result<Option<u32>, StoreError> {
     let k = keys::subject(run, subject);
     match store.get(&k)? {
         None => Ok(None),

@@ -17,7 +17,8 @@ pub struct SledStore {
 impl SledStore {
     /// Open (or create) the store in `dir` and check its schema version.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(64 * 1024 * 1024)
@@ -44,7 +45,10 @@ fn classify(dir: &Path, e: sled::Error) -> StoreError {
     let msg = e.to_string();
     if msg.contains("could not acquire lock") || msg.contains("WouldBlock") {
         StoreError::Locked(dir.to_path_buf())
-    } else if matches!(e, sled::Error::Corruption { .. } | sled::Error::Unsupported(_)) {
+    } else if matches!(
+        e,
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_)
+    ) {
         StoreError::Damaged {
             path: dir.to_path_buf(),
             reason: msg,
@@ -112,7 +116,11 @@ mod tests {
         {
             let s = SledStore::open(dir.path()).expect("open");
             let again = SledStore::open(dir.path());
-            assert!(matches!(again, Err(StoreError::Locked(_))), "{:?}", again.err());
+            assert!(
+                matches!(again, Err(StoreError::Locked(_))),
+                "{:?}",
+                again.err()
+            );
             let mut b = Batch::default();
             b.put(b"k".to_vec(), b"v".to_vec());
             s.apply(&b).expect("apply");
@@ -133,6 +141,9 @@ mod tests {
             s.sync().expect("sync");
         }
         let err = SledStore::open(dir.path()).err();
-        assert!(matches!(err, Some(StoreError::TooNew { found: 99, .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(StoreError::TooNew { found: 99, .. })),
+            "{err:?}"
+        );
     }
 }
