@@ -23,7 +23,7 @@ pub(crate) struct Key(u64);
 impl Key {
     /// Start from the seed.
     pub(crate) fn new(seed: u64) -> Key {
-        Key(splitmix64(seed ^ 0x5EED_0F_7E4A47))
+        Key(splitmix64(seed ^ 0x5EED_0F7E_4A47))
     }
 
     /// Mix in a string (FNV-1a over its bytes, then splitmix).
