@@ -608,8 +608,9 @@ impl Shared {
         rec.row.compact(now);
     }
 
-    /// The Direct Routing representation of the number left the tenant at
-    /// `at`: schedule the operator's upload.
+    /// The Direct Routing representation of the number leaves (or left) the
+    /// tenant at `at`: schedule the operator's upload, once. The instant is
+    /// stored with the record, so a restart (even with other knobs) keeps it.
     fn dr_left(&self, rec: &mut NumberRecord, at: Timestamp) {
         let Some(partner) = rec.operator.clone() else {
             return;
@@ -617,13 +618,10 @@ impl Shared {
         if rec.upload_scheduled {
             return;
         }
-        let Some(number) = rec.number_if_absent() else {
-            return;
-        };
         let d = &self.config.operator_upload_delay;
         let delay = Key::new(self.config.seed)
             .str("upload")
-            .str(&number)
+            .str(&rec.telephone_number)
             .between(d.min, d.max);
         let when = at.add(delay);
         rec.scheduled.push(Scheduled {
@@ -710,6 +708,7 @@ impl Effects<'_> {
                 visible_at,
                 kind: EventKind::NumberDirSyncRemove,
             });
+            self.shared.dr_left(rec, tick);
             self.number_dirty = true;
         }
         Ok(json!({}))
@@ -1029,8 +1028,14 @@ fn user_key(upn: &str) -> String {
     format!("u/{}", upn.to_ascii_lowercase())
 }
 
+/// Numbers are accepted with or without the leading `+` (like the cmdlets).
 fn number_key(number: &str) -> String {
-    format!("n/{number}")
+    let n = number.trim();
+    if n.starts_with('+') {
+        format!("n/{n}")
+    } else {
+        format!("n/+{n}")
+    }
 }
 
 fn audit_key(seq: u64) -> Vec<u8> {

@@ -141,6 +141,7 @@ fn seeds_users_with_dr_numbers_and_exports_subjects() {
     );
     let n = get_number(&t, &number).expect("DR row");
     assert_eq!(n.number_source, "OnPremises");
+    assert_eq!(get_number(&t, &number[1..]).as_ref(), Some(&n), "without +");
     assert_eq!(n.number_type, NumberType::DirectRouting);
     assert_eq!(n.assigned_pstn_target_id.as_deref(), Some(u.id.as_str()));
 
