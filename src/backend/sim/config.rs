@@ -1,12 +1,198 @@
 //! Simulator configuration (the `backend:` block of a run file with `kind: sim`).
+//!
+//! Every field has a default, so an empty block is a valid configuration. Durations
+//! are humantime strings in YAML (`30s`, `10m`, `24h`).
+
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::spec::model::duration;
+
 /// Simulator knobs.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
     /// Seed for the tenant and every random draw.
-    #[serde(default)]
+    #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Number of users seeded into a new tenant (ignored when the store already
+    /// holds a tenant).
+    #[serde(default = "default_users")]
+    pub users: u32,
+    /// How long until a committed write becomes visible in reads.
+    #[serde(default)]
+    pub latency: LatencyConfig,
+    /// Period of the Entra Connect directory sync; ticks fall on multiples of
+    /// the interval counted from the Unix epoch.
+    #[serde(default = "default_dirsync_interval", deserialize_with = "duration")]
+    pub dirsync_interval: Duration,
+    /// How long after a Direct Routing number left the tenant the operator
+    /// uploads it as an Operator Connect number.
+    #[serde(default)]
+    pub operator_upload_delay: UploadDelayConfig,
+    /// Injected failures.
+    #[serde(default)]
+    pub faults: FaultConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            seed: default_seed(),
+            users: default_users(),
+            latency: LatencyConfig::default(),
+            dirsync_interval: default_dirsync_interval(),
+            operator_upload_delay: UploadDelayConfig::default(),
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// A configuration for quick demos and tests: defaults without faults and
+    /// without the 24-hour tail, so every change converges within 10 virtual
+    /// minutes (1 real second at `time_scale` 600), directory sync every 10
+    /// minutes and operator uploads after 1 to 5 minutes.
+    pub fn fast() -> SimConfig {
+        SimConfig {
+            latency: LatencyConfig {
+                tail_rate: 0.0,
+                ..LatencyConfig::default()
+            },
+            dirsync_interval: Duration::from_secs(600),
+            operator_upload_delay: UploadDelayConfig {
+                min: Duration::from_secs(60),
+                max: Duration::from_secs(300),
+            },
+            ..SimConfig::default()
+        }
+    }
+}
+
+/// Read-side lag: most draws in `[min, typical_max]` skewed toward `min`, a
+/// fraction `tail_rate` uniform in `(typical_max, tail_max]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyConfig {
+    /// Shortest lag (default 30s).
+    #[serde(default = "default_latency_min", deserialize_with = "duration")]
+    pub min: Duration,
+    /// Upper end of the usual lag (default 10m).
+    #[serde(default = "default_latency_typical_max", deserialize_with = "duration")]
+    pub typical_max: Duration,
+    /// Probability of a long-tail lag (default 0.02).
+    #[serde(default = "default_tail_rate")]
+    pub tail_rate: f64,
+    /// Longest lag (default 24h).
+    #[serde(default = "default_latency_tail_max", deserialize_with = "duration")]
+    pub tail_max: Duration,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> LatencyConfig {
+        LatencyConfig {
+            min: default_latency_min(),
+            typical_max: default_latency_typical_max(),
+            tail_rate: default_tail_rate(),
+            tail_max: default_latency_tail_max(),
+        }
+    }
+}
+
+/// Delay of the operator's upload of a migrated number, uniform in `[min, max]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadDelayConfig {
+    /// Shortest delay (default 15m).
+    #[serde(default = "default_upload_min", deserialize_with = "duration")]
+    pub min: Duration,
+    /// Longest delay (default 2h).
+    #[serde(default = "default_upload_max", deserialize_with = "duration")]
+    pub max: Duration,
+}
+
+impl Default for UploadDelayConfig {
+    fn default() -> UploadDelayConfig {
+        UploadDelayConfig {
+            min: default_upload_min(),
+            max: default_upload_max(),
+        }
+    }
+}
+
+/// Injected failures. Rates are probabilities per call in `[0, 1]`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultConfig {
+    /// "Service is unavailable. Please try again" (default 0).
+    #[serde(default)]
+    pub transient_rate: f64,
+    /// Random 429 "Too Many Requests", half of them with Retry-After (default 0).
+    #[serde(default)]
+    pub throttle_rate: f64,
+    /// Calls allowed per virtual second (token bucket); `None` = unlimited.
+    #[serde(default)]
+    pub throttle_limit: Option<u32>,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn default_users() -> u32 {
+    200
+}
+fn default_dirsync_interval() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_latency_min() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_latency_typical_max() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+fn default_tail_rate() -> f64 {
+    0.02
+}
+fn default_latency_tail_max() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_upload_min() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_upload_max() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_block_gives_defaults() {
+        let c: SimConfig = serde_yaml::from_str("{}").unwrap_or_else(|_| SimConfig::fast());
+        assert_eq!(c, SimConfig::default());
+        assert_eq!(c.seed, 42);
+        assert_eq!(c.users, 200);
+        assert_eq!(c.latency.tail_max, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn humantime_durations_and_unknown_fields() {
+        let c: Result<SimConfig, _> = serde_yaml::from_str(
+            "seed: 7\nusers: 10\nlatency: {min: 1s, typical_max: 2m}\ndirsync_interval: 5m\n\
+             faults: {transient_rate: 0.1, throttle_limit: 20}\n",
+        );
+        let c = c.unwrap_or_default();
+        assert_eq!(c.seed, 7);
+        assert_eq!(c.latency.min, Duration::from_secs(1));
+        assert_eq!(c.latency.typical_max, Duration::from_secs(120));
+        assert_eq!(c.latency.tail_rate, 0.02);
+        assert_eq!(c.dirsync_interval, Duration::from_secs(300));
+        assert_eq!(c.faults.throttle_limit, Some(20));
+        let bad: Result<SimConfig, _> = serde_yaml::from_str("sed: 1\n");
+        assert!(bad.is_err());
+        let bad: Result<SimConfig, _> = serde_yaml::from_str("latency: {mn: 1s}\n");
+        assert!(bad.is_err());
+    }
 }

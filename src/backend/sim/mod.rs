@@ -1,5 +1,20 @@
 //! The simulated tenant (embedded default backend).
+//!
+//! [`SimTenant`] keeps a seeded Teams tenant in a sled database and reproduces
+//! the behaviours the engine must cope with (DOMAIN.md 6.2): writes commit at
+//! once but reads lag (minutes, rarely up to 24 h), on-premises changes wait
+//! for a directory sync tick, the operator uploads Operator Connect numbers
+//! only after the Direct Routing number left the tenant, documented errors,
+//! injected transient faults and throttling. It records every action (audit
+//! log) and every user's out-of-service window (outages).
 
 mod config;
+mod model;
+mod rng;
+mod tenant;
+#[cfg(test)]
+mod tests;
 
-pub use config::SimConfig;
+pub use config::{FaultConfig, LatencyConfig, SimConfig, UploadDelayConfig};
+pub use model::{AuditEntry, AuditOutcome, OutageRecord, SimStats, UserState};
+pub use tenant::{SimError, SimTenant, LOCATIONS, OPERATOR_NAME, SEEDED_POLICY};

@@ -1,0 +1,1104 @@
+//! [`SimTenant`]: a Teams tenant in a sled database, with the write-succeeds,
+//! read-lags behaviour of the real service.
+//!
+//! Every action commits its effect (the truth) at once and durably, and
+//! schedules when reads start to show it. Changes the service makes on its own
+//! (directory sync ticks, the operator's upload of a ported number) are stored
+//! as scheduled events and applied lazily, in time order, whenever the entity
+//! is read or written: state is a pure function of what is stored and the
+//! injected clock, so a restarted process sees exactly the same tenant.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use super::config::SimConfig;
+use super::model::{
+    AuditEntry, AuditOutcome, EventKind, Meta, NumberRecord, OutageRecord, Scheduled, SimStats,
+    StoredOutage, Timeline, UserRecord, UserState,
+};
+use super::rng::Key;
+use crate::backend::{
+    BackendError, ErrorKind, Homing, NumberType, NumberView, Operation, Tenant, UserView,
+};
+use crate::clock::{SharedClock, Timestamp};
+
+/// Name of the operator that uploads migrated numbers.
+pub const OPERATOR_NAME: &str = "Contoso Telecom";
+
+/// Emergency locations every seeded tenant has.
+pub const LOCATIONS: &[&str] = &[
+    "loc-sea-01",
+    "loc-nyc-01",
+    "loc-chi-01",
+    "loc-sfo-01",
+    "loc-atl-01",
+];
+
+/// Online voice routing policy seeded users hold.
+pub const SEEDED_POLICY: &str = "DR-Global-Route";
+
+/// Share of seeded users whose number is set in on-premises AD.
+const ON_PREM_SHARE: f64 = 0.3;
+
+const ON_PREM_MESSAGE: &str = "The user already has a telephone number set in the on-premises \
+Active Directory and synchronized to the cloud. To manage this user's telephone number in the \
+cloud, first clear the phone number in the on-premises directory and synchronize the change to \
+the cloud.";
+
+/// Errors of the simulator itself (not of simulated calls).
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Another process (or another handle in this process) has the store open.
+    #[error(
+        "simulated tenant store {} is in use by another process (its lock is held); \
+         stop the other portflow process or use another directory",
+        path.display()
+    )]
+    InUse {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// The sled database failed.
+    #[error("simulated tenant store {}: {source}", path.display())]
+    Storage {
+        /// The store directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: sled::Error,
+    },
+    /// A file operation failed.
+    #[error("simulated tenant store {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A stored record does not parse.
+    #[error("simulated tenant store: corrupt record {key}: {source}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Writing the subjects CSV failed.
+    #[error("writing subjects CSV: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+/// The simulated tenant. Cheap to share: clone the handle or put it in an `Arc`.
+#[derive(Clone)]
+pub struct SimTenant {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SimTenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimTenant")
+            .field("dir", &self.shared.dir)
+            .field("tenant_id", &self.shared.meta.tenant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    db: sled::Db,
+    db_file: File,
+    dir: PathBuf,
+    config: SimConfig,
+    clock: SharedClock,
+    meta: Meta,
+    mem: Mutex<Mem>,
+}
+
+/// In-memory state; the mutex also serializes every write to the store.
+struct Mem {
+    next_audit: u64,
+    calls_per_key: HashMap<String, u64>,
+    bucket: Option<(f64, Timestamp)>,
+    stats: SimStats,
+}
+
+type Writes = Vec<(String, Vec<u8>)>;
+
+impl SimTenant {
+    /// Open the tenant stored in `dir`, creating and seeding it (from
+    /// `config.seed`, with `config.users` users) when the store is empty.
+    /// An existing tenant is used as is: only the latency, sync, upload and
+    /// fault knobs of `config` apply to it.
+    pub fn open(dir: &Path, config: &SimConfig, clock: SharedClock) -> Result<SimTenant, SimError> {
+        std::fs::create_dir_all(dir).map_err(|source| SimError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| open_error(dir, e))?;
+        let db_path = dir.join("db");
+        let db_file = File::open(&db_path).map_err(|source| SimError::Io {
+            path: db_path,
+            source,
+        })?;
+        let storage = |source| SimError::Storage {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let meta = match db.get("meta").map_err(storage)? {
+            Some(bytes) => parse::<Meta>("meta", &bytes)?,
+            None => {
+                let (meta, batch) = seed(config);
+                db.apply_batch(batch).map_err(storage)?;
+                db.flush().map_err(storage)?;
+                db_file.sync_all().map_err(|source| SimError::Io {
+                    path: dir.join("db"),
+                    source,
+                })?;
+                meta
+            }
+        };
+        let next_audit = match db.scan_prefix("a/").next_back() {
+            Some(Ok((k, _))) => audit_seq_of(&k) + 1,
+            Some(Err(e)) => return Err(storage(e)),
+            None => 1,
+        };
+        Ok(SimTenant {
+            shared: Arc::new(Shared {
+                db,
+                db_file,
+                dir: dir.to_path_buf(),
+                config: config.clone(),
+                clock,
+                meta,
+                mem: Mutex::new(Mem {
+                    next_audit,
+                    calls_per_key: HashMap::new(),
+                    bucket: None,
+                    stats: SimStats::default(),
+                }),
+            }),
+        })
+    }
+
+    /// The tenant id used in error messages (a GUID derived from the seed).
+    pub fn tenant_id(&self) -> &str {
+        &self.shared.meta.tenant_id
+    }
+
+    /// Number of seeded users.
+    pub fn user_count(&self) -> u32 {
+        self.shared.meta.users
+    }
+
+    /// Valid emergency location ids.
+    pub fn locations(&self) -> &[String] {
+        &self.shared.meta.locations
+    }
+
+    /// UPN of seeded user `i` (1-based).
+    pub fn upn(i: u32) -> String {
+        format!("user{i:04}@contoso.com")
+    }
+
+    /// Direct Routing number of seeded user `i` (1-based).
+    pub fn seeded_number(i: u32) -> String {
+        format!("+1425{i:07}")
+    }
+
+    /// Perform one operation on the calling thread (what [`Tenant::execute`]
+    /// does on tokio's blocking pool).
+    pub fn execute_blocking(&self, op: &Operation) -> Result<Value, BackendError> {
+        self.shared.execute(op)
+    }
+
+    /// Every action received (observations excluded), oldest first.
+    pub fn audit_log(&self) -> Result<Vec<AuditEntry>, SimError> {
+        let mut out = Vec::new();
+        for item in self.shared.db.scan_prefix("a/") {
+            let (k, v) = item.map_err(|e| self.shared.storage(e))?;
+            out.push(parse::<AuditEntry>(&String::from_utf8_lossy(&k), &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Outages of users' numbers, by user in seeding order, oldest first.
+    pub fn outages(&self) -> Result<Vec<OutageRecord>, SimError> {
+        let now = self.shared.clock.now();
+        let mut users = Vec::new();
+        for item in self.shared.db.scan_prefix("u/") {
+            let (k, v) = item.map_err(|e| self.shared.storage(e))?;
+            let rec = parse::<UserRecord>(&String::from_utf8_lossy(&k), &v)?;
+            if !rec.outages.is_empty() {
+                users.push(rec);
+            }
+        }
+        users.sort_by_key(|u| u.index);
+        let mut out = Vec::new();
+        for u in users {
+            for o in &u.outages {
+                let end = o.end.filter(|e| *e <= now);
+                out.push(OutageRecord {
+                    user: u.cloud.base.upn.clone(),
+                    number: o.number.clone(),
+                    start: o.start,
+                    end,
+                    duration_ms: end.unwrap_or(now).since(o.start).as_millis() as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The true current state of a user, `None` if the tenant has no such user.
+    pub fn user_state(&self, upn: &str) -> Result<Option<UserState>, SimError> {
+        let now = self.shared.clock.now();
+        let Some(mut rec) = self.shared.load::<UserRecord>(&user_key(upn))? else {
+            return Ok(None);
+        };
+        self.shared.advance_user(&mut rec, now);
+        Ok(Some(UserState {
+            cloud: rec.cloud.truth().clone(),
+            ad_line_uri: rec.ad_line.clone(),
+            licences: rec.licences.clone(),
+            oc_location_id: rec.oc_location_id.clone(),
+            seeded_number: rec.seeded_number.clone(),
+            converges_at: rec.cloud.converges_at(),
+        }))
+    }
+
+    /// The true current inventory row of a number, `None` if not in the tenant.
+    pub fn number_state(&self, number: &str) -> Result<Option<NumberView>, SimError> {
+        let now = self.shared.clock.now();
+        let Some(mut rec) = self.shared.load::<NumberRecord>(&number_key(number))? else {
+            return Ok(None);
+        };
+        self.shared.advance_number(&mut rec, now);
+        Ok(rec.row.truth().clone())
+    }
+
+    /// Write `user,number,location_id` rows (header first) for every seeded
+    /// user in seeding order, to use as run subjects.
+    pub fn export_subjects_csv(&self, w: impl io::Write) -> Result<(), SimError> {
+        let mut out = csv::Writer::from_writer(w);
+        out.write_record(["user", "number", "location_id"])?;
+        for i in 1..=self.shared.meta.users {
+            let upn = SimTenant::upn(i);
+            let Some(rec) = self.shared.load::<UserRecord>(&user_key(&upn))? else {
+                continue;
+            };
+            out.write_record([
+                upn.as_str(),
+                rec.seeded_number.as_str(),
+                rec.oc_location_id.as_deref().unwrap_or(""),
+            ])?;
+        }
+        out.flush().map_err(|source| SimError::Io {
+            path: PathBuf::from("<subjects csv>"),
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Call counters since the tenant was opened.
+    pub fn stats(&self) -> SimStats {
+        self.shared.lock().stats.clone()
+    }
+}
+
+#[async_trait]
+impl Tenant for SimTenant {
+    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+        let shared = Arc::clone(&self.shared);
+        let op = op.clone();
+        match tokio::task::spawn_blocking(move || shared.execute(&op)).await {
+            Ok(r) => r,
+            Err(e) => Err(BackendError::new(
+                ErrorKind::Fatal,
+                format!("simulated tenant call failed: {e}"),
+            )),
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Mem> {
+        self.mem.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn storage(&self, source: sled::Error) -> SimError {
+        SimError::Storage {
+            path: self.dir.clone(),
+            source,
+        }
+    }
+
+    fn load<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SimError> {
+        match self.db.get(key).map_err(|e| self.storage(e))? {
+            Some(v) => parse(key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Apply `writes` and the audit entry atomically, then make them durable.
+    fn commit(&self, writes: Writes, audit: Option<(u64, &AuditEntry)>) -> Result<(), SimError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            batch.insert(k.as_bytes(), v);
+        }
+        if let Some((seq, entry)) = audit {
+            batch.insert(audit_key(seq), to_bytes(entry));
+        }
+        self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
+        self.db.flush().map_err(|e| self.storage(e))?;
+        // sled's flush does not fsync on Linux.
+        self.db_file.sync_all().map_err(|source| SimError::Io {
+            path: self.dir.join("db"),
+            source,
+        })
+    }
+
+    fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+        let now = self.clock.now();
+        let kind = op.kind();
+        let info = kind.info();
+        let mut mem = self.lock();
+        *mem.stats.calls.entry(info.name.to_string()).or_insert(0) += 1;
+        let key = match op {
+            Operation::GetNumber { number } => number.as_str(),
+            Operation::GetUser { user }
+            | Operation::ClearOnpremLineUri { user }
+            | Operation::RemoveNumber { user, .. }
+            | Operation::GrantVoiceRoutingPolicy { user, .. }
+            | Operation::AssignNumber { user, .. } => user.as_str(),
+        };
+        let gated = self.gate(&mut mem, key, now);
+        if info.observation {
+            drop(mem);
+            gated?;
+            return self.observe(op, now).unwrap_or_else(|e| Err(fatal(e)));
+        }
+        let (result, writes) = match gated {
+            Err(e) => (Err(e), Vec::new()),
+            Ok(()) => match self.act(op, now) {
+                Ok(Ok((v, w))) => (Ok(v), w),
+                Ok(Err(e)) => (Err(e), Vec::new()),
+                Err(e) => return Err(fatal(e)),
+            },
+        };
+        let seq = mem.next_audit;
+        let entry = AuditEntry {
+            seq,
+            at: now,
+            op: kind,
+            user: op_user(op).map(str::to_string),
+            number: op_number(op).map(str::to_string),
+            args: serde_json::to_value(op).unwrap_or(Value::Null),
+            outcome: match &result {
+                Ok(_) => AuditOutcome::Ok,
+                Err(e) => AuditOutcome::Error {
+                    kind: e.kind,
+                    message: e.message.clone(),
+                },
+            },
+        };
+        self.commit(writes, Some((seq, &entry))).map_err(fatal)?;
+        mem.next_audit += 1;
+        result
+    }
+
+    /// Rate limit and injected faults.
+    fn gate(&self, mem: &mut Mem, key: &str, now: Timestamp) -> Result<(), BackendError> {
+        let faults = &self.config.faults;
+        let count = mem.calls_per_key.entry(key.to_string()).or_insert(0);
+        let n = *count;
+        *count += 1;
+        if let Some(limit) = faults.throttle_limit {
+            let rate = f64::from(limit.max(1));
+            let (tokens, last) = mem.bucket.unwrap_or((rate, now));
+            let elapsed = now.since(last).as_secs_f64();
+            let tokens = (tokens + elapsed * rate).min(rate);
+            if tokens < 1.0 {
+                mem.bucket = Some((tokens, now));
+                mem.stats.throttled += 1;
+                mem.stats.rate_limited += 1;
+                let wait_ms = ((1.0 - tokens) / rate * 1000.0).ceil().max(1.0) as u64;
+                return Err(throttled().with_retry_after(Duration::from_millis(wait_ms)));
+            }
+            mem.bucket = Some((tokens - 1.0, now));
+        }
+        let draw = Key::new(self.config.seed).str("fault").str(key).int(n);
+        if draw.unit() < faults.transient_rate {
+            mem.stats.injected_faults += 1;
+            return Err(BackendError::new(
+                ErrorKind::Transient,
+                "Service is unavailable. Please try again",
+            ));
+        }
+        if draw.unit2() < faults.throttle_rate {
+            mem.stats.injected_faults += 1;
+            mem.stats.throttled += 1;
+            let err = throttled();
+            let r = draw.int(7);
+            return Err(if r.unit() < 0.5 {
+                err.with_retry_after(r.between(Duration::from_secs(5), Duration::from_secs(60)))
+            } else {
+                err
+            });
+        }
+        Ok(())
+    }
+
+    fn observe(
+        &self,
+        op: &Operation,
+        now: Timestamp,
+    ) -> Result<Result<Value, BackendError>, SimError> {
+        match op {
+            Operation::GetUser { user } => {
+                let Some(mut rec) = self.load::<UserRecord>(&user_key(user))? else {
+                    return Ok(Err(user_not_found(user)));
+                };
+                self.advance_user(&mut rec, now);
+                Ok(Ok(to_value(rec.cloud.view(now))))
+            }
+            Operation::GetNumber { number } => {
+                let Some(mut rec) = self.load::<NumberRecord>(&number_key(number))? else {
+                    return Ok(Ok(Value::Null));
+                };
+                self.advance_number(&mut rec, now);
+                Ok(Ok(to_value(rec.row.view(now))))
+            }
+            _ => Ok(Err(BackendError::new(
+                ErrorKind::Fatal,
+                "not an observation",
+            ))),
+        }
+    }
+
+    /// Perform an action; the outer error is a storage failure.
+    fn act(
+        &self,
+        op: &Operation,
+        now: Timestamp,
+    ) -> Result<Result<(Value, Writes), BackendError>, SimError> {
+        let Some(user) = op_user(op) else {
+            return Ok(Err(BackendError::new(ErrorKind::Fatal, "not an action")));
+        };
+        let Some(mut u) = self.load::<UserRecord>(&user_key(user))? else {
+            return Ok(Err(user_not_found(user)));
+        };
+        self.advance_user(&mut u, now);
+        let number = match op {
+            Operation::ClearOnpremLineUri { .. } => u.ad_line.as_deref(),
+            _ => op_number(op),
+        };
+        let number = match number {
+            Some(n) => {
+                let n = n.to_string();
+                let mut rec = self.load::<NumberRecord>(&number_key(&n))?;
+                if let Some(r) = rec.as_mut() {
+                    self.advance_number(r, now);
+                }
+                Some((n, rec))
+            }
+            None => None,
+        };
+        let mut out = Effects {
+            shared: self,
+            now,
+            user: u,
+            number,
+            user_dirty: false,
+            number_dirty: false,
+        };
+        let r = match op {
+            Operation::ClearOnpremLineUri { .. } => out.clear_onprem(),
+            Operation::RemoveNumber { number_type, .. } => out.remove(*number_type),
+            Operation::GrantVoiceRoutingPolicy { policy, .. } => out.grant(policy.clone()),
+            Operation::AssignNumber {
+                number_type,
+                location_id,
+                ..
+            } => out.assign(*number_type, location_id.clone()),
+            Operation::GetUser { .. } | Operation::GetNumber { .. } => {
+                Err(BackendError::new(ErrorKind::Fatal, "not an action"))
+            }
+        };
+        Ok(r.map(|v| (v, out.into_writes())))
+    }
+
+    fn latency(&self, user: &str, what: &str, seq: u64) -> Duration {
+        latency_draw(&self.config, user, what, seq)
+    }
+
+    /// Apply the user's due scheduled events, then fold visible changes.
+    fn advance_user(&self, rec: &mut UserRecord, now: Timestamp) {
+        rec.scheduled.sort_by_key(|e| e.at);
+        while rec.scheduled.first().is_some_and(|e| e.at <= now) {
+            let ev = rec.scheduled.remove(0);
+            if let EventKind::UserDirSync = ev.kind {
+                let mut s = rec.cloud.truth().clone();
+                if let Some(line) = s.on_prem_line_uri.take() {
+                    if s.line_uri.as_deref() == Some(line.as_str()) {
+                        s.line_uri = None;
+                        s.enterprise_voice_enabled = false;
+                    }
+                    if !rec.released.contains(&line) {
+                        rec.released.push(line);
+                    }
+                    rec.cloud.push(ev.at, ev.visible_at, s);
+                }
+            }
+        }
+        rec.cloud.compact(now);
+    }
+
+    /// Apply the number's due scheduled events, then fold visible changes.
+    fn advance_number(&self, rec: &mut NumberRecord, now: Timestamp) {
+        loop {
+            rec.scheduled.sort_by_key(|e| e.at);
+            if !rec.scheduled.first().is_some_and(|e| e.at <= now) {
+                break;
+            }
+            let ev = rec.scheduled.remove(0);
+            match ev.kind {
+                EventKind::NumberDirSyncRemove => {
+                    let on_prem = rec
+                        .row
+                        .truth()
+                        .as_ref()
+                        .is_some_and(|r| r.number_source == "OnPremises");
+                    if on_prem {
+                        rec.row.push(ev.at, ev.visible_at, None);
+                        self.dr_left(rec, ev.at);
+                    }
+                }
+                EventKind::OperatorUpload { partner } => {
+                    if let Some(number) = rec.number_if_absent() {
+                        let row = NumberView {
+                            telephone_number: number,
+                            number_type: NumberType::OperatorConnect,
+                            activation_state: "Activated".into(),
+                            pstn_assignment_status: "Unassigned".into(),
+                            assigned_pstn_target_id: None,
+                            location_id: None,
+                            number_source: "Online".into(),
+                            pstn_partner_name: Some(partner),
+                        };
+                        rec.row.push(ev.at, ev.visible_at, Some(row));
+                    } else {
+                        // Still in the tenant: the upload fails; re-armed when it leaves.
+                        rec.upload_scheduled = false;
+                    }
+                }
+                EventKind::UserDirSync => {}
+            }
+        }
+        rec.row.compact(now);
+    }
+
+    /// The Direct Routing representation of the number leaves (or left) the
+    /// tenant at `at`: schedule the operator's upload, once. The instant is
+    /// stored with the record, so a restart (even with other knobs) keeps it.
+    fn dr_left(&self, rec: &mut NumberRecord, at: Timestamp) {
+        let Some(partner) = rec.operator.clone() else {
+            return;
+        };
+        if rec.upload_scheduled {
+            return;
+        }
+        let d = &self.config.operator_upload_delay;
+        let delay = Key::new(self.config.seed)
+            .str("upload")
+            .str(&rec.telephone_number)
+            .between(d.min, d.max);
+        let when = at.add(delay);
+        rec.scheduled.push(Scheduled {
+            at: when,
+            visible_at: when,
+            kind: EventKind::OperatorUpload { partner },
+        });
+        rec.upload_scheduled = true;
+    }
+}
+
+impl NumberRecord {
+    /// The E.164 of this record if the tenant does not hold it now.
+    fn number_if_absent(&self) -> Option<String> {
+        match self.row.truth() {
+            Some(_) => None,
+            None => Some(self.telephone_number.clone()),
+        }
+    }
+}
+
+/// An action's work on one user and (optionally) one number record.
+struct Effects<'a> {
+    shared: &'a Shared,
+    now: Timestamp,
+    user: UserRecord,
+    number: Option<(String, Option<NumberRecord>)>,
+    user_dirty: bool,
+    number_dirty: bool,
+}
+
+impl Effects<'_> {
+    fn upn(&self) -> String {
+        self.user.cloud.truth().upn.clone()
+    }
+
+    fn not_in_tenant(&self, number: &str) -> BackendError {
+        BackendError::new(
+            ErrorKind::NotFound,
+            format!(
+                "Telephone Number '{number}' is not found from tenant '{}'",
+                self.shared.meta.tenant_id
+            ),
+        )
+    }
+
+    /// Latency of the next change of this user, consuming a sequence number.
+    fn next_visible(&mut self, what: &str) -> Timestamp {
+        let upn = self.upn();
+        let d = self.shared.latency(&upn, what, self.user.seq);
+        self.user.seq += 1;
+        self.now.add(d)
+    }
+
+    fn start_outage(&mut self, number: &str) {
+        if self.user.outages.last().is_some_and(|o| o.end.is_none()) {
+            return;
+        }
+        self.user.outages.push(StoredOutage {
+            number: number.to_string(),
+            start: self.now,
+            end: None,
+        });
+    }
+
+    fn clear_onprem(&mut self) -> Result<Value, BackendError> {
+        let Some(line) = self.user.ad_line.take() else {
+            return Ok(json!({}));
+        };
+        let interval = (self.shared.config.dirsync_interval.as_millis() as i64).max(1);
+        let tick = Timestamp((self.now.0.div_euclid(interval) + 1) * interval);
+        let visible_at = tick.add(self.shared.latency(&self.upn(), "dirsync", self.user.seq));
+        self.user.seq += 1;
+        self.user.scheduled.push(Scheduled {
+            at: tick,
+            visible_at,
+            kind: EventKind::UserDirSync,
+        });
+        self.start_outage(&line);
+        self.user_dirty = true;
+        if let Some((_, Some(rec))) = self.number.as_mut() {
+            rec.scheduled.push(Scheduled {
+                at: tick,
+                visible_at,
+                kind: EventKind::NumberDirSyncRemove,
+            });
+            self.shared.dr_left(rec, tick);
+            self.number_dirty = true;
+        }
+        Ok(json!({}))
+    }
+
+    fn remove(&mut self, number_type: NumberType) -> Result<Value, BackendError> {
+        let Some((number, rec)) = self.number.clone() else {
+            return Err(BackendError::new(ErrorKind::Fatal, "no number given"));
+        };
+        let user_id = self.user.cloud.truth().id.clone();
+        let row = rec.as_ref().and_then(|r| r.row.truth().clone());
+        let row = match row {
+            Some(r) if r.number_type == number_type => r,
+            other => {
+                let held_by_user = other
+                    .as_ref()
+                    .is_some_and(|r| r.assigned_pstn_target_id.as_deref() == Some(&user_id));
+                if self.user.released.contains(&number) && !held_by_user {
+                    return Ok(json!({}));
+                }
+                return Err(self.not_in_tenant(&number));
+            }
+        };
+        match row.assigned_pstn_target_id.as_deref() {
+            None => return Ok(json!({})),
+            Some(t) if t != user_id => {
+                return Err(BackendError::new(
+                    ErrorKind::Conflict,
+                    format!("Telephone Number '{number}' is assigned to another user"),
+                ))
+            }
+            Some(_) => {}
+        }
+        if row.number_source == "OnPremises" {
+            return Err(BackendError::new(ErrorKind::Precondition, ON_PREM_MESSAGE));
+        }
+        let visible_at = self.next_visible("remove_number");
+        let Some((_, Some(rec))) = self.number.as_mut() else {
+            return Err(self.not_in_tenant(&number));
+        };
+        if row.number_type == NumberType::DirectRouting {
+            // An unassigned Direct Routing number leaves the inventory.
+            rec.row.push(self.now, visible_at, None);
+            self.shared.dr_left(rec, self.now);
+        } else {
+            let mut r = row.clone();
+            r.assigned_pstn_target_id = None;
+            r.pstn_assignment_status = "Unassigned".into();
+            r.activation_state = "Activated".into();
+            rec.row.push(self.now, visible_at, Some(r));
+        }
+        self.number_dirty = true;
+        let mut s = self.user.cloud.truth().clone();
+        if s.line_uri.as_deref() == Some(number.as_str()) {
+            s.line_uri = None;
+        }
+        s.enterprise_voice_enabled = false;
+        self.user.cloud.push(self.now, visible_at, s);
+        if !self.user.released.contains(&number) {
+            self.user.released.push(number.clone());
+        }
+        self.start_outage(&number);
+        self.user_dirty = true;
+        Ok(json!({}))
+    }
+
+    fn grant(&mut self, policy: Option<String>) -> Result<Value, BackendError> {
+        if self.user.cloud.truth().online_voice_routing_policy == policy {
+            return Ok(json!({}));
+        }
+        let visible_at = self.next_visible("grant_voice_routing_policy");
+        let mut s = self.user.cloud.truth().clone();
+        s.online_voice_routing_policy = policy;
+        self.user.cloud.push(self.now, visible_at, s);
+        self.user_dirty = true;
+        Ok(json!({}))
+    }
+
+    fn assign(
+        &mut self,
+        number_type: NumberType,
+        location_id: Option<String>,
+    ) -> Result<Value, BackendError> {
+        let Some((number, rec)) = self.number.clone() else {
+            return Err(BackendError::new(ErrorKind::Fatal, "no number given"));
+        };
+        let truth = self.user.cloud.truth().clone();
+        let row = match rec.as_ref().and_then(|r| r.row.truth().clone()) {
+            Some(r) if r.number_type == number_type => r,
+            _ => return Err(self.not_in_tenant(&number)),
+        };
+        match row.assigned_pstn_target_id.as_deref() {
+            Some(t) if t == truth.id => return Ok(json!({})),
+            Some(_) => {
+                return Err(BackendError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "Telephone Number '{number}' has already been assigned to another user"
+                    ),
+                ))
+            }
+            None => {}
+        }
+        if truth.on_prem_line_uri.is_some() {
+            return Err(BackendError::new(ErrorKind::Precondition, ON_PREM_MESSAGE));
+        }
+        let licensed = self.user.licences.iter().any(|l| l == "MCOEV")
+            && (number_type != NumberType::CallingPlan
+                || self.user.licences.iter().any(|l| l.starts_with("MCOPSTN")));
+        if !licensed {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "User '{}' lacks appropriate licenses to assign a '{number_type}' number",
+                    truth.upn
+                ),
+            ));
+        }
+        if let Some(loc) = location_id.as_deref() {
+            if !self.shared.meta.locations.iter().any(|l| l == loc) {
+                return Err(BackendError::new(
+                    ErrorKind::Precondition,
+                    format!(
+                        "Location '{loc}' is not found from tenant '{}'",
+                        self.shared.meta.tenant_id
+                    ),
+                ));
+            }
+        } else if number_type == NumberType::OperatorConnect
+            && matches!(truth.usage_location.as_str(), "US" | "CA")
+        {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "An emergency LocationId is required to assign Operator Connect number \
+                     '{number}' in country '{}'",
+                    truth.usage_location
+                ),
+            ));
+        }
+        if let Some(other) = truth.line_uri.as_deref().filter(|l| *l != number) {
+            return Err(BackendError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "User '{}' already has telephone number '{other}' assigned; remove it first",
+                    truth.upn
+                ),
+            ));
+        }
+        let visible_at = self.next_visible("assign_number");
+        let Some((_, Some(rec))) = self.number.as_mut() else {
+            return Err(self.not_in_tenant(&number));
+        };
+        let mut pending = row.clone();
+        pending.assigned_pstn_target_id = Some(truth.id.clone());
+        pending.pstn_assignment_status = "UserAssigned".into();
+        pending.location_id = location_id;
+        pending.activation_state = "AssignmentPending".into();
+        let mut active = pending.clone();
+        active.activation_state = "Activated".into();
+        rec.row.push(self.now, self.now, Some(pending));
+        let activated_at = rec.row.push(self.now, visible_at, Some(active));
+        self.number_dirty = true;
+        let mut s = truth;
+        s.line_uri = Some(number.clone());
+        s.enterprise_voice_enabled = true;
+        self.user.cloud.push(self.now, visible_at, s);
+        if let Some(o) = self.user.outages.last_mut().filter(|o| o.end.is_none()) {
+            o.end = Some(activated_at);
+        }
+        self.user.released.retain(|n| *n != number);
+        self.user_dirty = true;
+        Ok(json!({}))
+    }
+
+    fn into_writes(self) -> Writes {
+        let mut w = Writes::new();
+        if self.user_dirty {
+            let key = user_key(&self.user.cloud.truth().upn);
+            w.push((key, to_bytes(&self.user)));
+        }
+        if self.number_dirty {
+            if let Some((n, Some(rec))) = &self.number {
+                w.push((number_key(n), to_bytes(rec)));
+            }
+        }
+        w
+    }
+}
+
+/// Latency draw for change `seq` of `user` made by `what`.
+pub(crate) fn latency_draw(config: &SimConfig, user: &str, what: &str, seq: u64) -> Duration {
+    let l = &config.latency;
+    let k = Key::new(config.seed)
+        .str("latency")
+        .str(user)
+        .str(what)
+        .int(seq);
+    let typical_max = l.typical_max.max(l.min);
+    if k.unit2() < l.tail_rate {
+        let lo = typical_max + Duration::from_millis(1);
+        k.between(lo, l.tail_max.max(lo))
+    } else {
+        let u = k.unit();
+        let span = (typical_max - l.min).as_secs_f64();
+        l.min + Duration::from_secs_f64(span * u * u)
+    }
+}
+
+/// Build a new tenant: metadata plus every user and number, in one batch.
+fn seed(config: &SimConfig) -> (Meta, sled::Batch) {
+    let root = Key::new(config.seed);
+    let meta = Meta {
+        tenant_id: guid(root.str("tenant")),
+        seed: config.seed,
+        users: config.users,
+        locations: LOCATIONS.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut batch = sled::Batch::default();
+    for i in 1..=config.users {
+        let (u, n) = seed_user(&meta, i);
+        batch.insert(user_key(&u.cloud.base.upn).into_bytes(), to_bytes(&u));
+        batch.insert(number_key(&u.seeded_number).into_bytes(), to_bytes(&n));
+    }
+    batch.insert("meta", to_bytes(&meta));
+    (meta, batch)
+}
+
+fn seed_user(meta: &Meta, i: u32) -> (UserRecord, NumberRecord) {
+    let root = Key::new(meta.seed);
+    let upn = SimTenant::upn(i);
+    let number = SimTenant::seeded_number(i);
+    let id = guid(root.str("user-id").int(u64::from(i)));
+    let on_prem = root.str("on-prem").int(u64::from(i)).unit() < ON_PREM_SHARE;
+    let loc = root.str("location").int(u64::from(i)).bits() % meta.locations.len() as u64;
+    let location = meta.locations.get(loc as usize).cloned();
+    let view = UserView {
+        id: id.clone(),
+        upn: upn.clone(),
+        sip_address: upn.clone(),
+        usage_location: "US".into(),
+        homed: Homing::Online,
+        hosting_provider: "sipfed.online.lync.com".into(),
+        interpreted_user_type: "DirSyncEnabledOnlineTeamsOnlyUser".into(),
+        teams_upgrade_effective_mode: "TeamsOnly".into(),
+        line_uri: Some(number.clone()),
+        on_prem_line_uri: on_prem.then(|| number.clone()),
+        enterprise_voice_enabled: true,
+        online_voice_routing_policy: Some(SEEDED_POLICY.into()),
+        feature_types: vec!["Teams".into(), "PhoneSystem".into()],
+    };
+    let user = UserRecord {
+        index: i,
+        cloud: Timeline::new(view),
+        ad_line: on_prem.then(|| number.clone()),
+        licences: vec!["Teams".into(), "MCOEV".into(), "MCOProfessional".into()],
+        oc_location_id: location,
+        seeded_number: number.clone(),
+        seq: 0,
+        released: Vec::new(),
+        scheduled: Vec::new(),
+        outages: Vec::new(),
+    };
+    let row = NumberView {
+        telephone_number: number.clone(),
+        number_type: NumberType::DirectRouting,
+        activation_state: "Activated".into(),
+        pstn_assignment_status: "UserAssigned".into(),
+        assigned_pstn_target_id: Some(id),
+        location_id: None,
+        number_source: if on_prem { "OnPremises" } else { "Online" }.into(),
+        pstn_partner_name: None,
+    };
+    let number = NumberRecord {
+        row: Timeline::new(Some(row)),
+        telephone_number: number,
+        operator: Some(OPERATOR_NAME.into()),
+        upload_scheduled: false,
+        scheduled: Vec::new(),
+    };
+    (user, number)
+}
+
+/// A GUID-looking string (version 4 layout) from a key.
+fn guid(k: Key) -> String {
+    let a = k.bits();
+    let b = k.int(1).bits();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        ((b >> 48) & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn open_error(dir: &Path, e: sled::Error) -> SimError {
+    if let sled::Error::Io(io_err) = &e {
+        let text = io_err.to_string();
+        if io_err.kind() == io::ErrorKind::WouldBlock
+            || text.contains("could not acquire lock")
+            || text.contains("WouldBlock")
+        {
+            return SimError::InUse {
+                path: dir.to_path_buf(),
+            };
+        }
+    }
+    SimError::Storage {
+        path: dir.to_path_buf(),
+        source: e,
+    }
+}
+
+fn user_key(upn: &str) -> String {
+    format!("u/{}", upn.to_ascii_lowercase())
+}
+
+/// Numbers are accepted with or without the leading `+` (like the cmdlets).
+fn number_key(number: &str) -> String {
+    let n = number.trim();
+    if n.starts_with('+') {
+        format!("n/{n}")
+    } else {
+        format!("n/+{n}")
+    }
+}
+
+fn audit_key(seq: u64) -> Vec<u8> {
+    let mut k = b"a/".to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn audit_seq_of(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if key.len() == 10 {
+        b.copy_from_slice(&key[2..]);
+    }
+    u64::from_be_bytes(b)
+}
+
+fn op_user(op: &Operation) -> Option<&str> {
+    match op {
+        Operation::GetNumber { .. } => None,
+        Operation::GetUser { user }
+        | Operation::ClearOnpremLineUri { user }
+        | Operation::RemoveNumber { user, .. }
+        | Operation::GrantVoiceRoutingPolicy { user, .. }
+        | Operation::AssignNumber { user, .. } => Some(user),
+    }
+}
+
+fn op_number(op: &Operation) -> Option<&str> {
+    match op {
+        Operation::GetNumber { number }
+        | Operation::RemoveNumber { number, .. }
+        | Operation::AssignNumber { number, .. } => Some(number),
+        _ => None,
+    }
+}
+
+fn user_not_found(upn: &str) -> BackendError {
+    BackendError::new(
+        ErrorKind::NotFound,
+        format!("Management object not found for identity '{upn}'"),
+    )
+}
+
+fn throttled() -> BackendError {
+    BackendError::new(ErrorKind::Throttled, "Too Many Requests")
+}
+
+fn fatal(e: SimError) -> BackendError {
+    BackendError::new(ErrorKind::Fatal, format!("simulated tenant: {e}"))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, SimError> {
+    serde_json::from_slice(bytes).map_err(|source| SimError::Corrupt {
+        key: key.to_string(),
+        source,
+    })
+}
+
+fn to_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Our records contain only strings, numbers and maps with string keys.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
