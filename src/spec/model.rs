@@ -233,7 +233,11 @@ fn default_backoff_max() -> Duration {
     Duration::from_secs(600)
 }
 fn default_retry_on() -> Vec<ErrorKind> {
-    vec![ErrorKind::Throttled, ErrorKind::Transient, ErrorKind::NotFound]
+    vec![
+        ErrorKind::Throttled,
+        ErrorKind::Transient,
+        ErrorKind::NotFound,
+    ]
 }
 
 /// Deserialize a humantime duration (`10m`, `24h`, `14d`, `1h30m`).
@@ -251,8 +255,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl<'de> Deserialize<'de> for Expr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Expr::parse(&s)
-            .map_err(|e| de::Error::custom(format!("in condition {s:?} at character {}: {e}", e.offset + 1)))
+        Expr::parse(&s).map_err(|e| {
+            de::Error::custom(format!(
+                "in condition {s:?} at character {}: {e}",
+                e.offset + 1
+            ))
+        })
     }
 }
 
@@ -265,9 +273,17 @@ impl<'de> Deserialize<'de> for Template {
             serde_yaml::Value::Bool(b) => b.to_string(),
             serde_yaml::Value::Number(n) => n.to_string(),
             serde_yaml::Value::Null => "${null}".to_string(),
-            _ => return Err(de::Error::custom("an argument must be a single value, not a list or a mapping")),
+            _ => {
+                return Err(de::Error::custom(
+                    "an argument must be a single value, not a list or a mapping",
+                ))
+            }
         };
-        Template::parse(&s)
-            .map_err(|e| de::Error::custom(format!("in template {s:?} at character {}: {e}", e.offset + 1)))
+        Template::parse(&s).map_err(|e| {
+            de::Error::custom(format!(
+                "in template {s:?} at character {}: {e}",
+                e.offset + 1
+            ))
+        })
     }
 }
