@@ -9,4 +9,7 @@ pub struct SimConfig {
     /// Seed for the tenant and every random draw.
     #[serde(default)]
     pub seed: u64,
+    /// Number of users in the simulated tenant.
+    #[serde(default)]
+    pub users: u32,
 }
