@@ -232,7 +232,8 @@ fn serde_diag(err: &serde_yaml::Error, map: &PosMap, file: &str) -> Option<Diagn
 fn explain_subjects(map: &PosMap, file: &str) -> Diagnostic {
     const USAGE: &str = "subjects must be a list of input maps or {csv: path}";
     if !map.has("subjects[0]") && !map.has("subjects.csv") {
-        for (k, pos) in map.children("subjects") {
+        let first = map.children("subjects").into_iter().min_by_key(|(_, p)| *p);
+        if let Some((k, pos)) = first {
             return diag(file, pos, format!("subjects: unknown key `{k}` ({USAGE})"));
         }
     }

@@ -205,7 +205,8 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Alias(_) => {
-                if self.begin_node(pos, Some(("*", Style::Plain))).is_some() {
+                let path = self.begin_node(pos, Some(("*", Style::Plain)));
+                if path.is_some() {
                     self.end_value();
                 }
             }

@@ -649,3 +649,29 @@ fn hostile_inputs_do_not_panic() {
         let _ = parse_workflow(text, "w.yaml");
     }
 }
+
+#[test]
+fn messages_read_well() {
+    let text = BASE
+        .replacen("    when: steps", "    bogus: 1\n    when: steps", 1)
+        .replacen("version: 1\n", "version: 1\nversion: 2\n", 1);
+    let e = parse_workflow(&text, "w.yaml")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(e, "w.yaml:3:1: duplicate key `version` (first on line 2)");
+    let e = parse_workflow(
+        &base_with(
+            "      until: obs.line_uri == null",
+            "      until: obs.line_uri = null",
+        ),
+        "w.yaml",
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert_eq!(
+        e,
+        "w.yaml:26:27: steps[1].wait.until: invalid condition: unexpected `=` (compare with `==`)"
+    );
+}
