@@ -1,6 +1,26 @@
 //! Workflow and run-file specifications: model, parsing, validation, templating, conditions.
+//!
+//! Pipeline: [`locate`] (a position map of the YAML) → serde into [`model`] /
+//! [`runfile`] → [`validate`] (cross-field rules) → [`subjects`] (inline or CSV),
+//! with every problem reported as a [`Diagnostic`] `file:line:col: message`.
 
+pub mod builtin;
+pub mod diag;
 pub mod expr;
+pub mod load;
+pub mod locate;
 pub mod model;
 pub mod runfile;
+pub mod subjects;
 pub mod template;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use diag::{Diagnostic, SpecError};
+pub use load::{
+    load_run, load_workflow, parse_workflow, resolve_workflow, validate_file, LoadedRun,
+    LoadedWorkflow, SpecKind,
+};
+pub use validate::{is_e164, is_upn};

@@ -1,0 +1,351 @@
+//! Subjects of a run: an inline list in the run file or a CSV file whose header
+//! names the workflow's inputs. Every problem is reported with the position of
+//! the offending cell.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use indexmap::IndexMap;
+
+use super::diag::Diagnostic;
+use super::locate::{join_index, join_key, PosMap};
+use super::model::{InputType, Workflow};
+use super::runfile::{Subject, SubjectsSpec};
+use super::validate::check_input_value;
+
+/// Collects subjects and checks keys, types, required inputs and uniqueness.
+struct Collector<'a> {
+    wf: &'a Workflow,
+    /// Subject key (normalized) → origin line.
+    seen: HashMap<String, usize>,
+    subjects: Vec<Subject>,
+    out: Vec<Diagnostic>,
+}
+
+/// Where a subject's cells are, for messages.
+trait Cells {
+    fn file(&self) -> &str;
+    fn line(&self) -> usize;
+    /// Position of the value of `input`, or of the subject if absent.
+    fn value_pos(&self, input: &str) -> (usize, usize);
+}
+
+impl Collector<'_> {
+    fn add(&mut self, inputs: IndexMap<String, String>, cells: &dyn Cells) {
+        let mut ok = true;
+        for (name, spec) in &self.wf.inputs {
+            match inputs.get(name) {
+                None if !spec.optional => {
+                    let (l, c) = cells.value_pos(name);
+                    self.out.push(Diagnostic::new(
+                        cells.file(),
+                        l,
+                        c,
+                        format!("missing value for required input `{name}`"),
+                    ));
+                    ok = false;
+                }
+                None => {}
+                Some(v) => {
+                    if let Err(msg) = check_input_value(spec.ty, name, v) {
+                        let (l, c) = cells.value_pos(name);
+                        self.out.push(Diagnostic::new(cells.file(), l, c, msg));
+                        ok = false;
+                    }
+                }
+            }
+        }
+        let subject = &self.wf.subject;
+        if let Some(key) = inputs.get(subject) {
+            let norm = match self.wf.inputs.get(subject).map(|i| i.ty) {
+                Some(InputType::Upn) => key.to_lowercase(),
+                _ => key.clone(),
+            };
+            if let Some(first) = self.seen.get(&norm) {
+                let (l, c) = cells.value_pos(subject);
+                self.out.push(Diagnostic::new(
+                    cells.file(),
+                    l,
+                    c,
+                    format!("duplicate subject `{key}` (first on line {first})"),
+                ));
+                ok = false;
+            } else {
+                self.seen.insert(norm, cells.line());
+            }
+        }
+        if ok {
+            self.subjects.push(Subject {
+                inputs,
+                origin: format!("{}:{}", cells.file(), cells.line()),
+            });
+        }
+    }
+}
+
+struct InlineCells<'a> {
+    file: &'a str,
+    map: &'a PosMap,
+    path: String,
+}
+
+impl Cells for InlineCells<'_> {
+    fn file(&self) -> &str {
+        self.file
+    }
+    fn line(&self) -> usize {
+        self.map.at(&self.path).line
+    }
+    fn value_pos(&self, input: &str) -> (usize, usize) {
+        let p = self.map.at(&join_key(&self.path, input));
+        (p.line, p.col)
+    }
+}
+
+struct CsvCells<'a> {
+    file: &'a str,
+    line: usize,
+    /// Input name → 1-based column of its cell.
+    cols: HashMap<&'a str, usize>,
+}
+
+impl Cells for CsvCells<'_> {
+    fn file(&self) -> &str {
+        self.file
+    }
+    fn line(&self) -> usize {
+        self.line
+    }
+    fn value_pos(&self, input: &str) -> (usize, usize) {
+        (self.line, self.cols.get(input).copied().unwrap_or(1))
+    }
+}
+
+/// Load and check the subjects of a run file. `run_file` is the run file as
+/// shown in messages, `run_dir` the directory CSV paths are relative to.
+pub fn load_subjects(
+    spec: &SubjectsSpec,
+    wf: &Workflow,
+    run_map: &PosMap,
+    run_file: &str,
+    run_dir: &Path,
+) -> (Vec<Subject>, Vec<Diagnostic>) {
+    let mut c = Collector {
+        wf,
+        seen: HashMap::new(),
+        subjects: Vec::new(),
+        out: Vec::new(),
+    };
+    match spec {
+        SubjectsSpec::Inline(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = join_index("subjects", i);
+                let mut inputs = IndexMap::new();
+                for (k, v) in item {
+                    if !wf.inputs.contains_key(k) {
+                        let p = run_map.key_at(&join_key(&path, k));
+                        c.out.push(Diagnostic::new(
+                            run_file,
+                            p.line,
+                            p.col,
+                            format!(
+                                "unknown input `{k}` (the workflow's inputs: {})",
+                                input_list(wf)
+                            ),
+                        ));
+                        continue;
+                    }
+                    let v = v.trim();
+                    if !v.is_empty() {
+                        inputs.insert(k.clone(), v.to_string());
+                    }
+                }
+                let cells = InlineCells {
+                    file: run_file,
+                    map: run_map,
+                    path,
+                };
+                c.add(inputs, &cells);
+            }
+        }
+        SubjectsSpec::Csv { csv } => {
+            let full = run_dir.join(csv);
+            let shown = full.display().to_string();
+            match std::fs::read(&full) {
+                Err(e) => {
+                    let p = run_map.at("subjects.csv");
+                    c.out.push(Diagnostic::new(
+                        run_file,
+                        p.line,
+                        p.col,
+                        format!("cannot read CSV file {shown}: {e}"),
+                    ));
+                }
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Err(_) => c.out.push(Diagnostic::new(
+                        &shown,
+                        1,
+                        1,
+                        "the CSV file is not UTF-8 text",
+                    )),
+                    Ok(text) => load_csv(&mut c, &text, &shown),
+                },
+            }
+        }
+    }
+    if c.out.is_empty() && c.subjects.is_empty() {
+        let p = run_map.at("subjects");
+        c.out.push(Diagnostic::new(
+            run_file,
+            p.line,
+            p.col,
+            "the run has no subjects",
+        ));
+    }
+    (c.subjects, c.out)
+}
+
+fn input_list(wf: &Workflow) -> String {
+    wf.inputs
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// 1-based character column where each field of a raw CSV line starts.
+fn field_cols(line: &str) -> Vec<usize> {
+    let mut cols = vec![1];
+    let mut quoted = false;
+    for (i, ch) in line.chars().enumerate() {
+        match ch {
+            '"' => quoted = !quoted,
+            ',' if !quoted => cols.push(i + 2),
+            _ => {}
+        }
+    }
+    cols
+}
+
+fn load_csv(c: &mut Collector<'_>, text: &str, file: &str) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut header: Option<Vec<String>> = None;
+    for rec in rdr.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(1, |p| p.line() as usize);
+                c.out
+                    .push(Diagnostic::new(file, line, 1, format!("invalid CSV: {e}")));
+                return;
+            }
+        };
+        let line = rec.position().map_or(1, |p| p.line() as usize);
+        let raw = lines.get(line.saturating_sub(1)).copied().unwrap_or("");
+        let cols = field_cols(raw);
+        let col = |i: usize| cols.get(i).copied().unwrap_or(1);
+        let fields: Vec<&str> = rec.iter().map(str::trim).collect();
+        if fields.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        let Some(names) = &header else {
+            // The header: every column an input, every required input a column.
+            let mut ok = true;
+            let mut seen = HashMap::new();
+            for (i, name) in fields.iter().enumerate() {
+                if !c.wf.inputs.contains_key(*name) {
+                    c.out.push(Diagnostic::new(
+                        file,
+                        line,
+                        col(i),
+                        format!(
+                            "unknown column `{name}` (the workflow's inputs: {})",
+                            input_list(c.wf)
+                        ),
+                    ));
+                    ok = false;
+                } else if seen.insert(*name, i).is_some() {
+                    c.out.push(Diagnostic::new(
+                        file,
+                        line,
+                        col(i),
+                        format!("column `{name}` appears twice"),
+                    ));
+                    ok = false;
+                }
+            }
+            for (name, spec) in &c.wf.inputs {
+                if !spec.optional && !fields.contains(&name.as_str()) {
+                    c.out.push(Diagnostic::new(
+                        file,
+                        line,
+                        1,
+                        format!("the header lacks a column for required input `{name}`"),
+                    ));
+                    ok = false;
+                }
+            }
+            if !ok {
+                return;
+            }
+            header = Some(fields.iter().map(|s| s.to_string()).collect());
+            continue;
+        };
+        if fields.len() != names.len() {
+            c.out.push(Diagnostic::new(
+                file,
+                line,
+                if fields.len() < names.len() {
+                    raw.chars().count() + 1
+                } else {
+                    col(names.len())
+                },
+                format!(
+                    "expected {} fields ({}), found {}",
+                    names.len(),
+                    names.join(","),
+                    fields.len()
+                ),
+            ));
+            continue;
+        }
+        let mut inputs = IndexMap::new();
+        let mut where_ = HashMap::new();
+        for (i, (name, value)) in names.iter().zip(&fields).enumerate() {
+            where_.insert(name.as_str(), col(i));
+            if !value.is_empty() {
+                inputs.insert(name.clone(), value.to_string());
+            }
+        }
+        let cells = CsvCells {
+            file,
+            line,
+            cols: where_,
+        };
+        c.add(inputs, &cells);
+    }
+    if header.is_none() {
+        c.out.push(Diagnostic::new(
+            file,
+            1,
+            1,
+            "the CSV file is empty (it needs a header)",
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_of_raw_lines() {
+        assert_eq!(field_cols("a,bb,ccc"), vec![1, 3, 6]);
+        assert_eq!(field_cols("\"x,y\",z"), vec![1, 7]);
+    }
+}

@@ -1,0 +1,525 @@
+//! Cross-field rules of a workflow, checked after serde has enforced the shape.
+//!
+//! Every problem is collected (not just the first) with the position of the node
+//! it concerns. See [`validate_workflow`] for the rules.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::diag::Diagnostic;
+use super::expr::Expr;
+use super::locate::{join_key, PosMap};
+use super::model::{ActionSpec, InputType, Workflow};
+use super::template::Template;
+use crate::backend::{NumberType, OperationKind, ParamType};
+
+/// Shortest accepted wait timeout.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest accepted wait timeout.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Whether `s` looks like a user principal name: `local@domain.tld`, no spaces or
+/// quotes-and-semicolons, at most 64 characters before the `@` and 255 in all.
+pub fn is_upn(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._%+-'!#$&*/=?^`{|}~".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    s.len() <= 255 && local_ok && domain_ok
+}
+
+/// Whether `s` is an E.164 number: `+`, then 8 to 15 digits, the first not 0.
+pub fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// Whether `s` is a valid identifier for an input or a step reference.
+fn is_input_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+}
+
+/// Whether `s` is a valid step id: `[a-z0-9][a-z0-9_-]*`.
+pub fn is_step_id(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_lowercase() || f.is_ascii_digit())
+        && c.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-')
+}
+
+/// Check a literal value against an input type; `Err` has the message.
+pub fn check_input_value(ty: InputType, name: &str, value: &str) -> Result<(), String> {
+    match ty {
+        InputType::Upn if !is_upn(value) => Err(format!(
+            "`{value}` is not a user principal name (user@domain) for input `{name}`"
+        )),
+        InputType::E164 if !is_e164(value) => Err(format!(
+            "`{value}` is not an E.164 number (+ and 8 to 15 digits) for input `{name}`"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn fmt_dur(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Where an expression may look.
+struct Scope {
+    /// Index of the step the expression belongs to; only earlier steps are visible.
+    step: usize,
+    /// `obs` is visible (only in `wait.until`).
+    obs: bool,
+}
+
+struct Checker<'a> {
+    wf: &'a Workflow,
+    map: &'a PosMap,
+    file: &'a str,
+    out: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, path: &str, msg: impl Into<String>) {
+        let p = self.map.at(path);
+        self.out
+            .push(Diagnostic::new(self.file, p.line, p.col, msg.into()));
+    }
+    fn at_key(&mut self, path: &str, msg: impl Into<String>) {
+        let p = self.map.key_at(path);
+        self.out
+            .push(Diagnostic::new(self.file, p.line, p.col, msg.into()));
+    }
+
+    fn check_expr(&mut self, expr: &Expr, base: usize, path: &str, scope: &Scope, what: &str) {
+        for r in expr.var_refs() {
+            let problem = self.check_ref(&r.path, scope, what);
+            if let Some(msg) = problem {
+                let p = self.map.at_offset(path, base + r.offset);
+                self.out
+                    .push(Diagnostic::new(self.file, p.line, p.col, msg));
+            }
+        }
+    }
+
+    fn check_template(&mut self, t: &Template, path: &str, scope: &Scope) {
+        for (offset, e) in t.exprs_with_offsets() {
+            self.check_expr(e, offset, path, scope, "an argument");
+        }
+    }
+
+    fn check_ref(&self, path: &[String], scope: &Scope, what: &str) -> Option<String> {
+        let root = path.first()?;
+        match root.as_str() {
+            "inputs" => {
+                let name = path.get(1)?;
+                if self.wf.inputs.contains_key(name) {
+                    return None;
+                }
+                let known: Vec<&str> = self.wf.inputs.keys().map(String::as_str).collect();
+                Some(format!(
+                    "unknown input `{name}` in `inputs.{name}` (declared: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            }
+            "steps" => {
+                let id = path.get(1)?;
+                match self.wf.step_index(id) {
+                    None => Some(format!("unknown step `{id}` in `steps.{id}`")),
+                    Some(i) if i >= scope.step => Some(format!(
+                        "`steps.{id}` refers to {} step; only earlier steps can be read",
+                        if i == scope.step { "this" } else { "a later" }
+                    )),
+                    Some(_) => match path.get(2).map(String::as_str) {
+                        None | Some("output") | Some("observed") => None,
+                        Some(other) => Some(format!(
+                            "`steps.{id}.{other}`: a step has `output` (what its action returned) \
+                             and `observed` (the last observation of its wait)"
+                        )),
+                    },
+                }
+            }
+            "obs" if scope.obs => None,
+            "obs" => Some(format!(
+                "`obs` is only available in `wait.until`, not in {what}"
+            )),
+            other => Some(format!(
+                "unknown variable `{other}` (expressions read `inputs.…`, `steps.<id>.output`, \
+                 `steps.<id>.observed` and, in `wait.until`, `obs.…`)"
+            )),
+        }
+    }
+
+    fn check_action(&mut self, a: &ActionSpec, path: &str, scope: &Scope) {
+        let info = a.op.info();
+        let args_path = join_key(path, "args");
+        for (name, t) in &a.args {
+            let arg_path = join_key(&args_path, name);
+            let Some(param) = info.params.iter().find(|p| p.name == name) else {
+                let known: Vec<&str> = info.params.iter().map(|p| p.name).collect();
+                self.at_key(
+                    &arg_path,
+                    format!(
+                        "unknown argument `{name}` for {} (it takes {})",
+                        info.name,
+                        known.join(", ")
+                    ),
+                );
+                continue;
+            };
+            self.check_template(t, &arg_path, scope);
+            if let Some(lit) = t.literal() {
+                let ok = match param.ty {
+                    ParamType::Upn => is_upn(lit),
+                    ParamType::E164 => is_e164(lit),
+                    ParamType::NumberType => [
+                        NumberType::DirectRouting,
+                        NumberType::CallingPlan,
+                        NumberType::OperatorConnect,
+                    ]
+                    .iter()
+                    .any(|n| n.as_str() == lit),
+                    ParamType::String => true,
+                };
+                if !ok {
+                    let expected = match param.ty {
+                        ParamType::Upn => "a user principal name (user@domain)",
+                        ParamType::E164 => "an E.164 number (+ and 8 to 15 digits)",
+                        ParamType::NumberType => "DirectRouting, CallingPlan or OperatorConnect",
+                        ParamType::String => "text",
+                    };
+                    self.at(
+                        &arg_path,
+                        format!(
+                            "argument `{name}` of {}: `{lit}` is not {expected}",
+                            info.name
+                        ),
+                    );
+                }
+            } else if let Some(e) = t.single_expr() {
+                if e.source().trim() == "null" && param.required {
+                    self.at(
+                        &arg_path,
+                        format!(
+                            "argument `{name}` of {} is required and cannot be null",
+                            info.name
+                        ),
+                    );
+                }
+                // `${inputs.x}` feeding a typed parameter: the types must agree.
+                let paths = e.paths();
+                if let [p] = paths.as_slice() {
+                    if p.len() == 2
+                        && p[0] == "inputs"
+                        && e.source().trim() == format!("inputs.{}", p[1])
+                    {
+                        if let Some(input) = self.wf.inputs.get(&p[1]) {
+                            let clash = matches!(
+                                (param.ty, input.ty),
+                                (ParamType::Upn, InputType::E164)
+                                    | (ParamType::E164, InputType::Upn)
+                            );
+                            if clash {
+                                self.at(
+                                    &arg_path,
+                                    format!(
+                                        "argument `{name}` of {} expects {} but input `{}` is {}",
+                                        info.name,
+                                        if param.ty == ParamType::Upn {
+                                            "a upn"
+                                        } else {
+                                            "an e164 number"
+                                        },
+                                        p[1],
+                                        input.ty
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for p in info.params.iter().filter(|p| p.required) {
+            if !a.args.contains_key(p.name) {
+                let where_ = if self.map.has(&args_path) {
+                    args_path.clone()
+                } else {
+                    join_key(path, "op")
+                };
+                self.at_key(
+                    &where_,
+                    format!("missing required argument `{}` for {}", p.name, info.name),
+                );
+            }
+        }
+    }
+}
+
+/// Check a deserialized workflow; returns every problem found.
+///
+/// Rules: `name` non-empty; input names are identifiers; `subject` names a
+/// required input; step ids unique and `[a-z0-9][a-z0-9_-]*`; each step has a
+/// gate, an action or a wait; `retry.attempts ≥ 1` and `initial ≤ max`; waits
+/// observe an observation operation, `poll.factor ≥ 1`, `poll.initial ≤ poll.max`,
+/// `expected ≤ timeout`, timeout within 1m..30d; action arguments match the
+/// operation catalog (no unknown, none missing, literals of the right type);
+/// every expression reads only declared inputs, earlier steps' `output` /
+/// `observed`, and `obs` inside `wait.until`.
+pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnostic> {
+    let mut c = Checker {
+        wf,
+        map,
+        file,
+        out: Vec::new(),
+    };
+    if wf.name.trim().is_empty() {
+        c.at("name", "the workflow name must not be empty");
+    }
+    for name in wf.inputs.keys() {
+        if !is_input_name(name) {
+            c.at_key(
+                &join_key("inputs", name),
+                format!("input name `{name}` must match [A-Za-z_][A-Za-z0-9_-]*"),
+            );
+        }
+    }
+    match wf.inputs.get(&wf.subject) {
+        None => {
+            let known: Vec<&str> = wf.inputs.keys().map(String::as_str).collect();
+            c.at(
+                "subject",
+                format!(
+                    "subject `{}` is not an input (declared: {})",
+                    wf.subject,
+                    known.join(", ")
+                ),
+            );
+        }
+        Some(i) if i.optional => c.at(
+            "subject",
+            format!("subject input `{}` must not be optional", wf.subject),
+        ),
+        Some(_) => {}
+    }
+    if wf.steps.is_empty() {
+        c.at("steps", "a workflow needs at least one step");
+    }
+
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, step) in wf.steps.iter().enumerate() {
+        let sp = format!("steps[{i}]");
+        let id_path = join_key(&sp, "id");
+        if !is_step_id(&step.id) {
+            c.at(
+                &id_path,
+                format!("step id `{}` must match [a-z0-9][a-z0-9_-]*", step.id),
+            );
+        }
+        if let Some(first) = seen.get(step.id.as_str()) {
+            let line = map.at(&format!("steps[{first}].id")).line;
+            c.at(
+                &id_path,
+                format!(
+                    "duplicate step id `{}` (first used on line {line})",
+                    step.id
+                ),
+            );
+        } else {
+            seen.insert(&step.id, i);
+        }
+        if step.gate.is_none() && step.action.is_none() && step.wait.is_none() {
+            c.at(
+                &sp,
+                format!(
+                    "step `{}` has nothing to do: give it a gate, an action or a wait",
+                    step.id
+                ),
+            );
+        }
+        let plain = Scope {
+            step: i,
+            obs: false,
+        };
+        if let Some(w) = &step.when {
+            c.check_expr(w, 0, &join_key(&sp, "when"), &plain, "`when`");
+        }
+        if let Some(g) = &step.gate {
+            if g.approval.trim().is_empty() {
+                c.at(
+                    &join_key(&sp, "gate.approval"),
+                    "a gate needs an `approval` text saying what the approver confirms",
+                );
+            }
+        }
+        if let Some(a) = &step.action {
+            c.check_action(a, &join_key(&sp, "action"), &plain);
+        }
+        let rp = join_key(&sp, "retry");
+        if step.retry.attempts < 1 {
+            c.at(
+                &join_key(&rp, "attempts"),
+                "retry.attempts must be at least 1 (it counts the first attempt)",
+            );
+        }
+        if step.retry.initial > step.retry.max {
+            c.at(
+                &join_key(&rp, "initial"),
+                format!(
+                    "retry.initial ({}) is longer than retry.max ({})",
+                    fmt_dur(step.retry.initial),
+                    fmt_dur(step.retry.max)
+                ),
+            );
+        }
+        if let Some(w) = &step.wait {
+            let wp = join_key(&sp, "wait");
+            let op_path = join_key(&wp, "observe.op");
+            if !w.observe.op.info().observation {
+                let obs: Vec<&str> = OperationKind::ALL
+                    .iter()
+                    .filter(|k| k.info().observation)
+                    .map(|k| k.info().name)
+                    .collect();
+                c.at(
+                    &op_path,
+                    format!(
+                        "a wait must observe, but {} changes the tenant (observations: {})",
+                        w.observe.op,
+                        obs.join(", ")
+                    ),
+                );
+            }
+            c.check_action(&w.observe, &join_key(&wp, "observe"), &plain);
+            let until = Scope { step: i, obs: true };
+            c.check_expr(&w.until, 0, &join_key(&wp, "until"), &until, "`wait.until`");
+            let tp = join_key(&wp, "timeout");
+            if w.timeout < MIN_TIMEOUT || w.timeout > MAX_TIMEOUT {
+                c.at(
+                    &tp,
+                    format!("timeout {} is out of range (1m to 30d)", fmt_dur(w.timeout)),
+                );
+            }
+            if w.expected > w.timeout {
+                c.at(
+                    &join_key(&wp, "expected"),
+                    format!(
+                        "expected {} is longer than the timeout {}",
+                        fmt_dur(w.expected),
+                        fmt_dur(w.timeout)
+                    ),
+                );
+            }
+            let pp = join_key(&wp, "poll");
+            if !(w.poll.factor >= 1.0 && w.poll.factor.is_finite() && w.poll.factor <= 100.0) {
+                c.at(
+                    &join_key(&pp, "factor"),
+                    format!(
+                        "poll.factor must be between 1 and 100, got {}",
+                        w.poll.factor
+                    ),
+                );
+            }
+            if w.poll.initial < Duration::from_secs(1) {
+                c.at(
+                    &join_key(&pp, "initial"),
+                    "poll.initial must be at least 1s",
+                );
+            }
+            if w.poll.initial > w.poll.max {
+                c.at(
+                    &join_key(&pp, "initial"),
+                    format!(
+                        "poll.initial ({}) is longer than poll.max ({})",
+                        fmt_dur(w.poll.initial),
+                        fmt_dur(w.poll.max)
+                    ),
+                );
+            }
+        }
+    }
+    c.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upns() {
+        for ok in [
+            "a@contoso.com",
+            "first.last@sub.contoso.co.uk",
+            "o'brien@x.io",
+            "user0001@contoso.com",
+        ] {
+            assert!(is_upn(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@contoso.com",
+            "a@.com",
+            "a b@c.com",
+            "x'; Remove-CsOnlineUser@c.com",
+            "a@c..com",
+            "a@-c.com",
+        ] {
+            assert!(!is_upn(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn e164s() {
+        for ok in ["+14255550100", "+4930123456", "+12345678"] {
+            assert!(is_e164(ok), "{ok}");
+        }
+        for bad in [
+            "14255550100",
+            "+1425",
+            "+0425555010",
+            "+1 425 555 0100",
+            "+1234567890123456",
+            "tel:+14255550100",
+        ] {
+            assert!(!is_e164(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn step_ids() {
+        assert!(is_step_id("remove-dr-number"));
+        assert!(is_step_id("3a_x"));
+        assert!(!is_step_id("Remove"));
+        assert!(!is_step_id("-x"));
+        assert!(!is_step_id(""));
+    }
+}
