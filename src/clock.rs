@@ -25,7 +25,7 @@ impl Timestamp {
     }
 
     /// This instant plus `d` (saturating).
-    pub fn add(self, d: Duration) -> Timestamp {
+    pub fn plus(self, d: Duration) -> Timestamp {
         Timestamp(
             self.0
                 .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
@@ -181,7 +181,7 @@ impl ManualClock {
     pub fn advance(&self, d: Duration) {
         {
             let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
-            *now = now.add(d);
+            *now = now.plus(d);
         }
         self.changed.notify_waiters();
     }
@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn scaled_clock_runs_faster() {
         let c = ScaledClock {
-            real_anchor: SystemClock.now().add(Duration::ZERO),
+            real_anchor: SystemClock.now().plus(Duration::ZERO),
             virtual_anchor: Timestamp(0),
             scale: 600.0,
         };

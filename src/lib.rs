@@ -4,7 +4,9 @@
 //! → `store` (sled, group commit) and `backend` (the tenant: simulator, Graph, PowerShell).
 
 pub mod backend;
+pub mod cli;
 pub mod clock;
 pub mod engine;
+pub mod report;
 pub mod spec;
 pub mod store;

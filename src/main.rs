@@ -1,1 +1,5 @@
-fn main(){}
+//! The `portflow` binary: everything lives in the library's `cli` module.
+
+fn main() -> std::process::ExitCode {
+    portflow::cli::main()
+}

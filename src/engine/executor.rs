@@ -104,6 +104,9 @@ pub enum DriveEnd {
     Stopped,
 }
 
+/// What a worker hands back: instance index, where it is now, when it is due next.
+type WorkResult = Result<(u32, Place, Option<Timestamp>), EngineError>;
+
 /// Drives one run.
 pub struct Driver {
     /// State store.
@@ -142,8 +145,7 @@ impl Driver {
                 .into_iter()
                 .map(Reverse)
                 .collect();
-        let mut workers: JoinSet<Result<(u32, Place, Option<Timestamp>), EngineError>> =
-            JoinSet::new();
+        let mut workers: JoinSet<WorkResult> = JoinSet::new();
         let mut stop_alive = true;
         let limit = self.concurrency.max(1);
         loop {
@@ -221,7 +223,7 @@ impl Driver {
     }
 
     /// Feed one instance until it waits or ends; returns its place and next due instant.
-    async fn work(&self, idx: u32) -> Result<(u32, Place, Option<Timestamp>), EngineError> {
+    async fn work(&self, idx: u32) -> WorkResult {
         let key = InstanceKey {
             run: self.run_id.clone(),
             idx,

@@ -31,7 +31,7 @@ impl RateLimiter {
             let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
             let now = self.clock.now();
             let slot = if *next > now { *next } else { now };
-            *next = slot.add(self.interval);
+            *next = slot.plus(self.interval);
             slot
         };
         if slot > self.clock.now() {

@@ -363,10 +363,10 @@ impl<'a> Builder<'a> {
             return;
         };
         let now = self.ctx.now;
-        let deadline = now.add(wait.timeout);
+        let deadline = now.plus(wait.timeout);
         // Right after a write the change cannot be visible yet: first poll after `initial`.
         let next_poll = if after_action {
-            now.add(wait.poll.initial)
+            now.plus(wait.poll.initial)
         } else {
             now
         };
@@ -505,9 +505,9 @@ impl<'a> Builder<'a> {
                 }
             };
         }
-        let mut next = now.add(Self::poll_interval(step, polls));
+        let mut next = now.plus(Self::poll_interval(step, polls));
         if let Some(ra) = throttle_wait {
-            next = next.max(now.add(ra));
+            next = next.max(now.plus(ra));
         }
         // One last look exactly at the deadline.
         let next = next.min(deadline);
@@ -670,7 +670,7 @@ fn running(
                 // Throttling is the service pacing us, not a failed attempt: wait
                 // in place (no event) unless it goes on for too long.
                 let throttled = throttled + 1;
-                let until = now.add(b.backoff(step, throttled, &err));
+                let until = now.plus(b.backoff(step, throttled, &err));
                 b.set(
                     Status::Running {
                         step: idx,
@@ -806,7 +806,7 @@ fn running(
                     step: idx,
                     phase: Phase::Reconciling { attempt, key },
                 },
-                Some(now.add(wait)),
+                Some(now.plus(wait)),
             );
             RECONCILE_RETRY
         }
@@ -843,7 +843,7 @@ fn action_error(
     let step = b.step(idx);
     let retryable = step.retry.on.contains(&err.kind);
     if retryable && attempt < step.retry.attempts {
-        let until = now.add(b.backoff(step, attempt, &err));
+        let until = now.plus(b.backoff(step, attempt, &err));
         b.event(EventKind::ActionFailed {
             step: step.id.clone(),
             attempt,

@@ -6,3 +6,6 @@ pub mod instance;
 pub mod limiter;
 pub mod machine;
 pub mod run;
+
+#[cfg(test)]
+mod machine_tests;

@@ -34,6 +34,10 @@ pub struct SimConfig {
     /// Injected failures.
     #[serde(default)]
     pub faults: FaultConfig,
+    /// Name of a shared simulated tenant (`<state>/sim/<name>`); by default each
+    /// run gets a fresh tenant of its own, named after the run id.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -45,6 +49,7 @@ impl Default for SimConfig {
             dirsync_interval: default_dirsync_interval(),
             operator_upload_delay: UploadDelayConfig::default(),
             faults: FaultConfig::default(),
+            tenant: None,
         }
     }
 }

@@ -568,7 +568,7 @@ impl Shared {
     fn advance_number(&self, rec: &mut NumberRecord, now: Timestamp) {
         loop {
             rec.scheduled.sort_by_key(|e| e.at);
-            if !rec.scheduled.first().is_some_and(|e| e.at <= now) {
+            if rec.scheduled.first().is_none_or(|e| e.at > now) {
                 break;
             }
             let ev = rec.scheduled.remove(0);
@@ -623,7 +623,7 @@ impl Shared {
             .str("upload")
             .str(&rec.telephone_number)
             .between(d.min, d.max);
-        let when = at.add(delay);
+        let when = at.plus(delay);
         rec.scheduled.push(Scheduled {
             at: when,
             visible_at: when,
@@ -673,7 +673,7 @@ impl Effects<'_> {
         let upn = self.upn();
         let d = self.shared.latency(&upn, what, self.user.seq);
         self.user.seq += 1;
-        self.now.add(d)
+        self.now.plus(d)
     }
 
     fn start_outage(&mut self, number: &str) {
@@ -693,7 +693,7 @@ impl Effects<'_> {
         };
         let interval = (self.shared.config.dirsync_interval.as_millis() as i64).max(1);
         let tick = Timestamp((self.now.0.div_euclid(interval) + 1) * interval);
-        let visible_at = tick.add(self.shared.latency(&self.upn(), "dirsync", self.user.seq));
+        let visible_at = tick.plus(self.shared.latency(&self.upn(), "dirsync", self.user.seq));
         self.user.seq += 1;
         self.user.scheduled.push(Scheduled {
             at: tick,

@@ -209,21 +209,21 @@ fn on_prem_clear_reaches_the_cloud_only_after_a_dirsync_tick() {
     assert_eq!(s.cloud.on_prem_line_uri.as_deref(), Some(number.as_str()));
 
     // Before the tick (START + 30m) the cloud still holds the on-prem number.
-    clock.set(START.add(29 * MIN));
+    clock.set(START.plus(29 * MIN));
     let (kind, msg) = err_kind(exec(&t, remove(&upn, &number, NumberType::DirectRouting)));
     assert_eq!(kind, ErrorKind::Precondition);
     assert!(msg.contains("on-premises Active Directory"), "{msg}");
     assert!(t.number_state(&number).expect("store").is_some());
 
     // At the tick the truth changes; reads follow after the latency.
-    clock.set(START.add(30 * MIN));
+    clock.set(START.plus(30 * MIN));
     let s = state(&t, &upn);
     assert_eq!(s.cloud.on_prem_line_uri, None);
     assert_eq!(s.cloud.line_uri, None);
     assert!(!s.cloud.enterprise_voice_enabled);
     assert_eq!(t.number_state(&number).expect("store"), None);
     let visible = s.converges_at.expect("pending");
-    assert!(visible >= START.add(30 * MIN).add(Duration::from_secs(30)));
+    assert!(visible >= START.plus(30 * MIN).plus(Duration::from_secs(30)));
     assert_eq!(
         get_user(&t, &upn).on_prem_line_uri.as_deref(),
         Some(number.as_str())
@@ -257,7 +257,7 @@ fn online_dr_user_migrates_to_operator_connect_with_outage_recorded() {
     assert!(msg.contains("is not found from tenant"), "{msg}");
 
     // Operator uploads within 2 h of the removal.
-    clock.set(removed_at.add(121 * MIN));
+    clock.set(removed_at.plus(121 * MIN));
     let oc = t.number_state(&number).expect("store").expect("uploaded");
     assert_eq!(oc.number_type, NumberType::OperatorConnect);
     assert_eq!(oc.pstn_assignment_status, "Unassigned");
@@ -333,7 +333,7 @@ fn on_prem_dr_user_migrates_to_operator_connect() {
     exec(&t, clear(&upn)).expect("clear");
     exec(&t, grant(&upn, None)).expect("grant");
     // Tick at START+30m, upload at most 2 h later.
-    clock.set(START.add(30 * MIN + 121 * MIN));
+    clock.set(START.plus(30 * MIN + 121 * MIN));
     let oc = t.number_state(&number).expect("store").expect("uploaded");
     assert_eq!(oc.number_type, NumberType::OperatorConnect);
     exec(
@@ -352,7 +352,7 @@ fn on_prem_dr_user_migrates_to_operator_connect() {
     let o = t.outages().expect("outages");
     assert_eq!(o.len(), 1);
     assert_eq!(o[0].start, cleared_at);
-    assert!(o[0].end.is_some_and(|e| e > START.add(151 * MIN)));
+    assert!(o[0].end.is_some_and(|e| e > START.plus(151 * MIN)));
 }
 
 #[test]
@@ -374,18 +374,18 @@ fn operator_upload_stays_pending_while_dr_number_exists() {
 
     exec(&t, remove(&upn, &number, NumberType::DirectRouting)).expect("remove");
     let removed_at = clock.now();
-    clock.set(removed_at.add(14 * MIN));
+    clock.set(removed_at.plus(14 * MIN));
     assert_eq!(t.number_state(&number).expect("store"), None);
     assert_ne!(
         get_number(&t, &number).map(|r| r.number_type),
         Some(NumberType::OperatorConnect),
         "no OC upload before the minimum delay"
     );
-    clock.set(removed_at.add(120 * MIN));
+    clock.set(removed_at.plus(120 * MIN));
     let row = t.number_state(&number).expect("store").expect("uploaded");
     assert_eq!(row.number_type, NumberType::OperatorConnect);
     // The on-prem number synced away at the tick after `base` and was uploaded too.
-    clock.set(base.add(30 * MIN + 120 * MIN));
+    clock.set(base.plus(30 * MIN + 120 * MIN));
     let row = t
         .number_state(&op_number)
         .expect("store")

@@ -1,0 +1,387 @@
+//! `status` and `show`: read-only views of runs and instances.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::runs::{load_run, pinned_workflow};
+use super::{exit, print_json, App, CliError};
+use crate::backend::sim::SimTenant;
+use crate::engine::instance::{Event, Instance, Status};
+use crate::engine::run::RunRecord;
+use crate::report::table::{human_duration, Table};
+use crate::spec::model::Workflow;
+use crate::store::keys::InstanceKey;
+use crate::store::{records, Store};
+
+/// Counts and failures of one run.
+pub struct RunSummary {
+    record: RunRecord,
+    steps: Vec<String>,
+    by_state: BTreeMap<&'static str, usize>,
+    /// (step index, phase) → count, for running instances.
+    by_step: BTreeMap<usize, BTreeMap<&'static str, usize>>,
+    /// Reason → (count, first subject).
+    problems: BTreeMap<String, (usize, String)>,
+    calls: u64,
+    total: usize,
+}
+
+const STATES: &[&str] = &[
+    "pending",
+    "ready",
+    "blocked",
+    "acting",
+    "reconciling",
+    "backoff",
+    "waiting",
+    "succeeded",
+    "failed",
+    "needs_attention",
+    "cancelled",
+];
+
+impl RunSummary {
+    /// Read every instance of the run.
+    pub fn load(
+        store: &dyn Store,
+        record: &RunRecord,
+        wf: &Workflow,
+    ) -> Result<RunSummary, CliError> {
+        let instances = records::list_instances(store, &record.id)?;
+        let mut s = RunSummary {
+            record: record.clone(),
+            steps: wf.steps.iter().map(|s| s.id.clone()).collect(),
+            by_state: BTreeMap::new(),
+            by_step: BTreeMap::new(),
+            problems: BTreeMap::new(),
+            calls: 0,
+            total: instances.len(),
+        };
+        for i in &instances {
+            s.add(i);
+        }
+        Ok(s)
+    }
+
+    fn add(&mut self, i: &Instance) {
+        *self.by_state.entry(i.status.name()).or_insert(0) += 1;
+        self.calls += u64::from(i.calls);
+        match &i.status {
+            Status::Running { step, phase } => {
+                *self
+                    .by_step
+                    .entry(*step)
+                    .or_default()
+                    .entry(phase.name())
+                    .or_insert(0) += 1;
+            }
+            Status::Failed { step, error: why } | Status::NeedsAttention { step, reason: why } => {
+                let step_id = self.steps.get(*step).cloned().unwrap_or_default();
+                let short: String = why.chars().take(160).collect();
+                let key = format!("{} at {step_id}: {short}", i.status.name());
+                let e = self.problems.entry(key).or_insert((0, i.subject.clone()));
+                e.0 += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// Failed plus needs-attention instances.
+    pub fn failed(&self) -> usize {
+        self.by_state.get("failed").copied().unwrap_or(0)
+            + self.by_state.get("needs_attention").copied().unwrap_or(0)
+    }
+
+    /// Backend calls per subject over the whole run.
+    pub fn calls_per_subject(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.calls as f64 / self.total as f64
+        }
+    }
+
+    /// JSON form.
+    pub fn to_json(&self) -> Value {
+        let steps: Vec<Value> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json!({"step": id, "counts": self.by_step.get(&i).cloned().unwrap_or_default()}))
+            .collect();
+        let problems: Vec<Value> = self
+            .problems
+            .iter()
+            .map(|(k, (n, first))| json!({"problem": k, "count": n, "example_subject": first}))
+            .collect();
+        json!({
+            "run": self.record.id,
+            "label": self.record.label,
+            "workflow": {"name": self.record.workflow.name, "version": self.record.workflow.version, "hash": self.record.workflow.hash},
+            "created_at": self.record.created_at,
+            "finished_at": self.record.finished_at,
+            "subjects": self.total,
+            "states": self.by_state,
+            "steps": steps,
+            "problems": problems,
+            "backend_calls": self.calls,
+            "calls_per_subject": self.calls_per_subject(),
+        })
+    }
+
+    /// Human form.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let states: Vec<String> = STATES
+            .iter()
+            .filter_map(|s| {
+                self.by_state
+                    .get(s)
+                    .map(|n| format!("{n} {}", s.replace('_', " ")))
+            })
+            .collect();
+        out.push_str(&format!(
+            "run {} · {} v{} ({}) · {} subjects: {}\n",
+            self.record.id,
+            self.record.workflow.name,
+            self.record.workflow.version,
+            &self.record.workflow.hash[..12.min(self.record.workflow.hash.len())],
+            self.total,
+            if states.is_empty() {
+                "none".into()
+            } else {
+                states.join(", ")
+            }
+        ));
+        if !self.by_step.is_empty() {
+            let phases = [
+                "ready",
+                "blocked",
+                "acting",
+                "reconciling",
+                "backoff",
+                "waiting",
+            ];
+            let mut t = Table::new(std::iter::once("step").chain(phases));
+            for (i, id) in self.steps.iter().enumerate() {
+                if let Some(c) = self.by_step.get(&i) {
+                    let mut row = vec![id.clone()];
+                    row.extend(
+                        phases
+                            .iter()
+                            .map(|p| c.get(p).map_or(String::new(), |n| n.to_string())),
+                    );
+                    t.row(row);
+                }
+            }
+            out.push_str(&t.render());
+        }
+        if !self.problems.is_empty() {
+            let mut t = Table::new(["count", "problem", "e.g."]);
+            for (k, (n, first)) in &self.problems {
+                t.row([n.to_string(), k.clone(), first.clone()]);
+            }
+            out.push_str(&t.render());
+        }
+        out
+    }
+}
+
+pub fn status(app: &App, run: Option<&str>) -> Result<u8, CliError> {
+    let store = app.open_store()?;
+    match run {
+        Some(id) => {
+            let record = load_run(&store, id)?;
+            let wf = pinned_workflow(&record)?;
+            let s = RunSummary::load(&store, &record, &wf)?;
+            if app.json {
+                print_json(&s.to_json());
+            } else {
+                print!("{}", s.render());
+            }
+        }
+        None => {
+            let runs = records::list_runs(&store)?;
+            let mut docs = Vec::new();
+            let mut t = Table::new([
+                "run",
+                "workflow",
+                "created",
+                "subjects",
+                "succeeded",
+                "failed",
+                "attention",
+                "active",
+                "finished",
+            ]);
+            for r in &runs {
+                let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+                for i in records::list_instances(&store, &r.id)? {
+                    *counts.entry(i.status.name()).or_insert(0) += 1;
+                }
+                let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+                let active = r.subjects as usize
+                    - get("succeeded")
+                    - get("failed")
+                    - get("needs_attention")
+                    - get("cancelled");
+                t.row([
+                    r.id.clone(),
+                    r.workflow.name.clone(),
+                    r.created_at.rfc3339(),
+                    r.subjects.to_string(),
+                    get("succeeded").to_string(),
+                    get("failed").to_string(),
+                    get("needs_attention").to_string(),
+                    active.to_string(),
+                    r.finished_at.map_or("-".into(), |t| t.rfc3339()),
+                ]);
+                docs.push(json!({
+                    "run": r.id, "label": r.label, "workflow": r.workflow.name,
+                    "workflow_hash": r.workflow.hash, "created_at": r.created_at,
+                    "finished_at": r.finished_at, "subjects": r.subjects, "states": counts,
+                }));
+            }
+            if app.json {
+                print_json(&json!({"runs": docs}));
+            } else if runs.is_empty() {
+                println!("no runs yet; start one with: portflow run <run file>");
+            } else {
+                print!("{}", t.render());
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
+    let store = app.open_store()?;
+    let record = load_run(&store, run)?;
+    let wf = pinned_workflow(&record)?;
+    let idx = records::find_subject(&store, run, subject)?
+        .ok_or_else(|| CliError::input(format!("run {run} has no subject {subject:?}")))?;
+    let key = InstanceKey {
+        run: run.into(),
+        idx,
+    };
+    let inst = records::get_instance(&store, &key)?.ok_or_else(|| {
+        CliError::runtime(format!(
+            "subject {subject:?} is indexed but its instance is missing"
+        ))
+    })?;
+    let events = records::list_events(&store, &key)?;
+    if app.json {
+        print_json(&json!({
+            "run": run,
+            "workflow": {"name": record.workflow.name, "version": record.workflow.version, "hash": record.workflow.hash},
+            "instance": inst,
+            "events": events,
+        }));
+        return Ok(exit::OK);
+    }
+    let step_name = |i: usize| wf.steps.get(i).map_or("?".to_string(), |s| s.id.clone());
+    println!(
+        "{subject} · run {run} · {} v{} ({})",
+        record.workflow.name,
+        record.workflow.version,
+        &record.workflow.hash[..12.min(record.workflow.hash.len())]
+    );
+    let detail = match &inst.status {
+        Status::Running { step, phase } => format!("{} at {}", phase.name(), step_name(*step)),
+        Status::Failed { step, error } => format!("failed at {}: {error}", step_name(*step)),
+        Status::NeedsAttention { step, reason } => {
+            format!("needs attention at {}: {reason}", step_name(*step))
+        }
+        s => s.name().to_string(),
+    };
+    println!("state: {detail}");
+    if let Some(d) = inst.due {
+        println!("next: {d}");
+    }
+    println!("backend calls: {}", inst.calls);
+    let mut t = Table::new(["#", "at", "event", "details"]);
+    for e in &events {
+        t.row([
+            e.seq.to_string(),
+            e.at.rfc3339(),
+            event_name(e),
+            event_details(e),
+        ]);
+    }
+    print!("{}", t.render());
+    Ok(exit::OK)
+}
+
+fn event_name(e: &Event) -> String {
+    serde_json::to_value(e)
+        .ok()
+        .and_then(|v| v.get("event").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn event_details(e: &Event) -> String {
+    let Ok(Value::Object(mut m)) = serde_json::to_value(e) else {
+        return String::new();
+    };
+    for k in ["event", "seq", "at"] {
+        m.remove(k);
+    }
+    for k in ["waited_ms"] {
+        if let Some(ms) = m.remove(k).and_then(|v| v.as_u64()) {
+            m.insert(
+                "waited".into(),
+                Value::String(human_duration(Duration::from_millis(ms))),
+            );
+        }
+    }
+    m.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Outage and call figures from the simulator.
+pub fn sim_report(sim: &SimTenant) -> Value {
+    let outages = sim.outages().unwrap_or_default();
+    let mut durations: Vec<u64> = outages
+        .iter()
+        .filter_map(|o| o.end.map(|e| e.since(o.start).as_millis() as u64))
+        .collect();
+    durations.sort_unstable();
+    let pct = |p: f64| -> Option<u64> {
+        if durations.is_empty() {
+            None
+        } else {
+            let i = ((durations.len() - 1) as f64 * p).round() as usize;
+            durations.get(i).copied()
+        }
+    };
+    json!({
+        "outages_recorded": outages.len(),
+        "outages_ended": durations.len(),
+        "outage_ms": {"p50": pct(0.5), "p95": pct(0.95), "max": durations.last()},
+        "stats": serde_json::to_value(sim.stats()).unwrap_or(Value::Null),
+    })
+}
+
+/// Human form of [`sim_report`].
+pub fn render_sim_report(v: &Value) -> String {
+    let ms = |k: &str| {
+        v["outage_ms"][k].as_u64().map_or("-".to_string(), |m| {
+            human_duration(Duration::from_millis(m))
+        })
+    };
+    format!(
+        "outage per subject (simulated tenant): {} ended of {}; median {}, p95 {}, max {}\n",
+        v["outages_ended"],
+        v["outages_recorded"],
+        ms("p50"),
+        ms("p95"),
+        ms("max")
+    )
+}

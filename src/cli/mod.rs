@@ -1,0 +1,344 @@
+//! The command line: argument parsing, exit codes, and one module per command group.
+
+mod inspect;
+mod progress;
+mod runs;
+mod simcmd;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::spec;
+use crate::store::sled_store::SledStore;
+use crate::store::StoreError;
+
+/// Exit codes (documented in docs/operations.md).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Runtime error: backend, storage.
+    pub const RUNTIME: u8 = 1;
+    /// Bad input or usage.
+    pub const INPUT: u8 = 2;
+    /// The run ended with failed or needs-attention instances.
+    pub const FAILED: u8 = 3;
+    /// The state directory is locked by another process.
+    pub const LOCKED: u8 = 4;
+    /// Stopped by Ctrl-C / SIGTERM; resumable.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// A command failure: one line, an optional hint, an exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit code.
+    pub code: u8,
+    /// What went wrong (may be several `file:line:col: …` lines for input errors).
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    fn input(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::INPUT,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    fn runtime(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::RUNTIME,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    fn hint(mut self, hint: impl Into<String>) -> CliError {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> CliError {
+        match &e {
+            StoreError::Locked(p) => CliError {
+                code: exit::LOCKED,
+                message: e.to_string(),
+                hint: Some(format!(
+                    "another portflow (a `run`, `resume` or `serve`) is using {}; wait for it, stop it with Ctrl-C, or use another --state",
+                    p.display()
+                )),
+            },
+            StoreError::Damaged { .. } | StoreError::TooNew { .. } | StoreError::Corrupt { .. } => {
+                CliError::runtime(e.to_string()).hint(
+                    "nothing was changed; restore the state directory from a backup (docs/operations.md) or use an up-to-date portflow",
+                )
+            }
+            _ => CliError::runtime(e.to_string()),
+        }
+    }
+}
+
+impl From<spec::SpecError> for CliError {
+    fn from(e: spec::SpecError) -> CliError {
+        CliError::input(e.to_string().trim_end().to_string())
+    }
+}
+
+impl From<crate::engine::executor::EngineError> for CliError {
+    fn from(e: crate::engine::executor::EngineError) -> CliError {
+        match e {
+            crate::engine::executor::EngineError::Store(s) => s.into(),
+            other => CliError::runtime(other.to_string()),
+        }
+    }
+}
+
+/// portflow: durable orchestrator for Microsoft Teams Phone migrations.
+#[derive(Debug, Parser)]
+#[command(name = "portflow", version, about, long_about = None)]
+pub struct Cli {
+    /// State directory (sled store and simulated tenants).
+    #[arg(long, global = true, env = "PORTFLOW_STATE", default_value = "state")]
+    pub state: PathBuf,
+    /// Machine output: one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Extra directory to look up workflows by name (before ./workflows and the built-in set).
+    #[arg(long = "workflows", global = true, env = "PORTFLOW_WORKFLOWS")]
+    pub workflow_dirs: Vec<PathBuf>,
+    /// Command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow and run files; print `file:line:col: message` per problem.
+    Validate {
+        /// Files to check (workflows or run files).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Start a run from a run file and drive it to the end.
+    Run {
+        /// Run file.
+        file: PathBuf,
+    },
+    /// Continue a run after Ctrl-C, a crash or a reboot (default: every unfinished run).
+    Resume {
+        /// Run id.
+        run: Option<String>,
+    },
+    /// List runs, or show one run's per-step counts.
+    Status {
+        /// Run id.
+        run: Option<String>,
+    },
+    /// Show one instance and its full event history.
+    Show {
+        /// Run id.
+        run: String,
+        /// Subject (e.g. the user's UPN).
+        subject: String,
+    },
+    /// Approve a gate for a run's instances (then `resume`).
+    Approve {
+        /// Run id.
+        run: String,
+        /// Gate step id (default: whichever gate each instance waits at).
+        #[arg(long)]
+        step: Option<String>,
+        /// Only this subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Name recorded as the approver.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// The simulated tenant.
+    Sim {
+        /// What to do.
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+/// `portflow sim …`
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Create a simulated tenant of N users from a seed; optionally export its subjects as CSV.
+    Init {
+        /// Tenant directory (default: <state>/sim/<name>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Users.
+        #[arg(long, default_value_t = 200)]
+        users: u32,
+        /// Write `user,number,location_id` rows here.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Print the simulated tenant's audit log (every action it received).
+    Log {
+        /// Run id (its tenant) or tenant name.
+        tenant: String,
+        /// Only this user.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Print per-user outages (DR number gone → OC number active).
+    Outages {
+        /// Run id (its tenant) or tenant name.
+        tenant: String,
+    },
+}
+
+/// Everything commands share.
+pub struct App {
+    /// Parsed arguments.
+    pub state: PathBuf,
+    /// JSON output.
+    pub json: bool,
+    /// Workflow search path.
+    pub workflow_dirs: Vec<PathBuf>,
+}
+
+impl App {
+    fn engine_dir(&self) -> PathBuf {
+        self.state.join("engine")
+    }
+
+    fn open_store(&self) -> Result<SledStore, CliError> {
+        Ok(SledStore::open(&self.engine_dir())?)
+    }
+
+    /// Workflow search path: --workflows dirs, then ./workflows.
+    fn search_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = self.workflow_dirs.clone();
+        dirs.push(PathBuf::from("workflows"));
+        dirs
+    }
+
+    fn sim_dir(&self, tenant: &str) -> PathBuf {
+        self.state.join("sim").join(tenant)
+    }
+}
+
+/// Print JSON to stdout.
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into())
+    );
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::INPUT
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging();
+    let app = App {
+        state: cli.state.clone(),
+        json: cli.json,
+        workflow_dirs: cli.workflow_dirs.clone(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::RUNTIME);
+        }
+    };
+    let result = runtime.block_on(dispatch(&app, cli.command));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            if let Some(h) = e.hint {
+                eprintln!("hint: {h}");
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PORTFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
+    match cmd {
+        Command::Validate { files } => validate(app, &files),
+        Command::Run { file } => runs::run(app, &file).await,
+        Command::Resume { run } => runs::resume(app, run.as_deref()).await,
+        Command::Status { run } => inspect::status(app, run.as_deref()),
+        Command::Show { run, subject } => inspect::show(app, &run, &subject),
+        Command::Approve {
+            run,
+            step,
+            subject,
+            by,
+        } => runs::approve(app, &run, step.as_deref(), subject.as_deref(), &by).await,
+        Command::Sim { command } => simcmd::sim(app, command),
+    }
+}
+
+fn validate(app: &App, files: &[PathBuf]) -> Result<u8, CliError> {
+    let mut problems = Vec::new();
+    let mut report = Vec::new();
+    for f in files {
+        match spec::validate_file(f, &app.search_dirs()) {
+            Ok(kind) => {
+                report.push(serde_json::json!({"file": f, "kind": format!("{kind:?}"), "ok": true}))
+            }
+            Err(e) => {
+                report.push(serde_json::json!({"file": f, "ok": false, "problems": e.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>()}));
+                problems.push(e.to_string().trim_end().to_string());
+            }
+        }
+    }
+    if app.json {
+        print_json(&serde_json::Value::Array(report));
+    } else if problems.is_empty() {
+        for f in files {
+            println!("{}: ok", f.display());
+        }
+    }
+    if problems.is_empty() {
+        Ok(exit::OK)
+    } else {
+        Err(CliError::input(problems.join("\n")))
+    }
+}
+
+/// Resolve a path given on the command line relative to the current directory.
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}

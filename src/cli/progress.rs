@@ -1,0 +1,119 @@
+//! Live progress on a terminal: instances per step and phase, done/failed, ETA.
+//! Quiet when stderr is not a terminal (piped, CI) or with --json.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::clock::{SharedClock, Stopwatch};
+use crate::engine::executor::{Place, Progress};
+use crate::report::table::{human_duration, Table};
+use crate::spec::model::Workflow;
+
+/// A running progress display.
+pub struct Display {
+    task: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Display {
+    /// Start redrawing every 250 ms on stderr, if it is a terminal and `json` is off.
+    pub fn start(
+        json: bool,
+        wf: Arc<Workflow>,
+        progress: Arc<Progress>,
+        clock: SharedClock,
+    ) -> Display {
+        if json || !std::io::stderr().is_terminal() {
+            return Display { task: None };
+        }
+        let (tx, mut rx) = oneshot::channel();
+        let handle = tokio::spawn(async move {
+            let watch = Stopwatch::start();
+            let v0 = clock.now();
+            let mut drawn = 0usize;
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = &mut rx => break,
+                    _ = tick.tick() => {}
+                }
+                let text = frame(&wf, &progress, watch.elapsed(), clock.now().since(v0));
+                let mut err = std::io::stderr().lock();
+                if drawn > 0 {
+                    let _ = write!(err, "\x1b[{drawn}A\x1b[J");
+                }
+                let _ = write!(err, "{text}");
+                let _ = err.flush();
+                drawn = text.lines().count();
+            }
+            if drawn > 0 {
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\x1b[{drawn}A\x1b[J");
+                let _ = err.flush();
+            }
+        });
+        Display {
+            task: Some((tx, handle)),
+        }
+    }
+
+    /// Stop and erase the display.
+    pub async fn stop(self) {
+        if let Some((tx, handle)) = self.task {
+            let _ = tx.send(());
+            let _ = handle.await;
+        }
+    }
+}
+
+fn frame(wf: &Workflow, progress: &Progress, real: Duration, virt: Duration) -> String {
+    let counts = progress.counts();
+    let total: usize = counts.values().sum();
+    let mut done = 0;
+    let mut failed = 0;
+    let phases = ["blocked", "acting", "reconciling", "backoff", "waiting"];
+    let mut t = Table::new(std::iter::once("step").chain(phases));
+    for (i, step) in wf.steps.iter().enumerate() {
+        let cells: Vec<String> = phases
+            .iter()
+            .map(|p| {
+                counts
+                    .get(&Place::Step(i, p))
+                    .map_or(String::new(), |n| n.to_string())
+            })
+            .collect();
+        if cells.iter().any(|c| !c.is_empty()) {
+            t.row(std::iter::once(step.id.clone()).chain(cells));
+        }
+    }
+    for (p, n) in &counts {
+        match p {
+            Place::Terminal("succeeded") => done += n,
+            Place::Terminal(_) => failed += n,
+            _ => {}
+        }
+    }
+    let finished = done + failed;
+    let eta = if finished > 0 && finished < total {
+        let per = real.as_secs_f64() / finished as f64;
+        format!(
+            ", ETA ~{}",
+            human_duration(Duration::from_secs_f64(per * (total - finished) as f64))
+        )
+    } else {
+        String::new()
+    };
+    let mut out = format!(
+        "{} real / {} virtual · {done} succeeded, {failed} failed or stopped, {} in progress of {total}{eta}\n",
+        human_duration(real),
+        human_duration(virt),
+        total - finished
+    );
+    if !t.is_empty() {
+        out.push_str(&t.render());
+    }
+    out
+}

@@ -1,0 +1,392 @@
+//! `run`, `resume`, `approve`: create runs and drive them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::{exit, inspect, print_json, progress, App, CliError};
+use crate::backend::sim::SimTenant;
+use crate::backend::Tenant;
+use crate::clock::{Clock, ScaledClock, SharedClock, Stopwatch, SystemClock};
+use crate::engine::executor::{DriveEnd, Driver, Progress};
+use crate::engine::instance::{Instance, Status};
+use crate::engine::limiter::RateLimiter;
+use crate::engine::machine::{self, Ctx, Input, Persist};
+use crate::engine::run::{new_run_id, RunRecord, WorkflowPin};
+use crate::spec::runfile::{BackendConfig, RunFile};
+use crate::spec::{self, model::Workflow};
+use crate::store::commit::Committer;
+use crate::store::keys::InstanceKey;
+use crate::store::sled_store::SledStore;
+use crate::store::{records, Batch, Store};
+
+/// Instances written per batch when a run is created.
+const CREATE_CHUNK: usize = 5000;
+
+pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
+    let loaded = spec::load_run(file, &app.search_dirs())?;
+    let store: Arc<SledStore> = Arc::new(app.open_store()?);
+    let scale = loaded.file.time_scale;
+    let anchor = (scale != 1.0).then(|| ScaledClock::starting_now(scale));
+    let clock: SharedClock = match anchor {
+        Some(c) => Arc::new(c),
+        None => Arc::new(SystemClock),
+    };
+    let now = clock.now();
+    let id = new_run_id(SystemClock.now(), u64::from(std::process::id()));
+    let base_dir = file
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let base_dir = std::fs::canonicalize(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
+    let wf = &loaded.workflow;
+    let record = RunRecord {
+        id: id.clone(),
+        label: loaded.file.label.clone(),
+        created_at: now,
+        workflow: WorkflowPin {
+            name: wf.workflow.name.clone(),
+            version: wf.workflow.version,
+            hash: wf.hash.clone(),
+            origin: wf.origin.clone(),
+            text: wf.text.clone(),
+        },
+        run_origin: super::display(file),
+        run_text: loaded.text.clone(),
+        base_dir,
+        clock: anchor,
+        subjects: loaded.subjects.len() as u32,
+        finished_at: None,
+    };
+    let committer = Committer::start(store.clone(), true);
+    let mut batch = Batch::default();
+    records::put_run(&mut batch, &record);
+    for (i, subject) in loaded.subjects.iter().enumerate() {
+        let mut inputs = serde_json::Map::new();
+        for name in wf.workflow.inputs.keys() {
+            let v = subject
+                .inputs
+                .get(name)
+                .map_or(Value::Null, |s| Value::String(s.clone()));
+            inputs.insert(name.clone(), v);
+        }
+        let subject_name = subject
+            .inputs
+            .get(&wf.workflow.subject)
+            .cloned()
+            .unwrap_or_else(|| format!("#{i}"));
+        let inst = Instance {
+            run: id.clone(),
+            idx: i as u32,
+            subject: subject_name,
+            inputs,
+            status: Status::Pending,
+            outputs: Default::default(),
+            approvals: Default::default(),
+            seq: 0,
+            due: Some(now),
+            calls: 0,
+            updated_at: now,
+        };
+        records::put_new_instance(&mut batch, &inst);
+        if batch.ops.len() >= CREATE_CHUNK * 3 {
+            committer.commit(std::mem::take(&mut batch)).await?;
+        }
+    }
+    committer.commit(batch).await?;
+    if !app.json {
+        println!(
+            "run {id}: {} v{} ({}), {} subjects",
+            wf.workflow.name,
+            wf.workflow.version,
+            &wf.hash[..12.min(wf.hash.len())],
+            record.subjects
+        );
+    }
+    drive(app, store, committer, record, clock).await
+}
+
+pub async fn resume(app: &App, run: Option<&str>) -> Result<u8, CliError> {
+    let store: Arc<SledStore> = Arc::new(app.open_store()?);
+    let committer = Committer::start(store.clone(), true);
+    let runs = match run {
+        Some(id) => vec![load_run(&*store, id)?],
+        None => records::list_runs(&*store)?
+            .into_iter()
+            .filter(|r| r.finished_at.is_none())
+            .collect(),
+    };
+    if runs.is_empty() {
+        if app.json {
+            print_json(&serde_json::json!({"resumed": []}));
+        } else {
+            println!("nothing to resume: every run has finished");
+        }
+        return Ok(exit::OK);
+    }
+    let mut worst = exit::OK;
+    for record in runs {
+        if !app.json {
+            println!("resuming run {} ({})", record.id, record.workflow.name);
+        }
+        let clock: SharedClock = match record.clock {
+            Some(c) => Arc::new(c),
+            None => Arc::new(SystemClock),
+        };
+        let code = drive(app, store.clone(), committer.clone(), record, clock).await?;
+        if code == exit::INTERRUPTED {
+            return Ok(code);
+        }
+        worst = worst.max(code);
+    }
+    Ok(worst)
+}
+
+pub(super) fn load_run(store: &dyn Store, id: &str) -> Result<RunRecord, CliError> {
+    records::get_run(store, id)?.ok_or_else(|| {
+        CliError::input(format!("no run {id:?} in this state directory"))
+            .hint("`portflow status` lists the runs; check --state / PORTFLOW_STATE")
+    })
+}
+
+pub(super) fn pinned_workflow(record: &RunRecord) -> Result<Workflow, CliError> {
+    let loaded =
+        spec::parse_workflow(&record.workflow.text, &record.workflow.origin).map_err(|e| {
+            CliError::runtime(format!(
+                "the workflow pinned by run {} no longer parses with this portflow: {}",
+                record.id,
+                e.to_string().trim_end()
+            ))
+            .hint("use the portflow version that started the run")
+        })?;
+    Ok(loaded.workflow)
+}
+
+fn stored_run_file(record: &RunRecord) -> Result<RunFile, CliError> {
+    serde_yaml::from_str(&record.run_text).map_err(|e| {
+        CliError::runtime(format!(
+            "the run file stored with run {} no longer parses: {e}",
+            record.id
+        ))
+    })
+}
+
+/// A run's tenant, and the simulator handle when simulated (for its report).
+type Backend = (Arc<dyn Tenant>, Option<Arc<SimTenant>>);
+
+/// The tenant of a run (and the simulator handle, when simulated).
+fn open_backend(
+    app: &App,
+    record: &RunRecord,
+    file: &RunFile,
+    clock: SharedClock,
+) -> Result<Backend, CliError> {
+    match &file.backend {
+        BackendConfig::Sim(cfg) => {
+            let name = cfg.tenant.clone().unwrap_or_else(|| record.id.clone());
+            let dir = app.sim_dir(&name);
+            let sim = SimTenant::open(&dir, cfg, clock).map_err(|e| {
+                CliError::runtime(format!("simulated tenant {}: {e}", dir.display()))
+            })?;
+            let sim = Arc::new(sim);
+            Ok((sim.clone(), Some(sim)))
+        }
+    }
+}
+
+async fn drive(
+    app: &App,
+    store: Arc<SledStore>,
+    committer: Committer,
+    record: RunRecord,
+    clock: SharedClock,
+) -> Result<u8, CliError> {
+    let file = stored_run_file(&record)?;
+    let workflow = Arc::new(pinned_workflow(&record)?);
+    let (tenant, sim) = open_backend(app, &record, &file, clock.clone())?;
+    let limiter = file
+        .rate_limit
+        .map(|r| Arc::new(RateLimiter::new(clock.clone(), r)));
+    let progress = Arc::new(Progress::default());
+    let driver = Arc::new(Driver {
+        store: store.clone(),
+        committer: committer.clone(),
+        clock: clock.clone(),
+        tenant,
+        run_id: record.id.clone(),
+        workflow: workflow.clone(),
+        approvals: file.approvals.clone(),
+        concurrency: file.concurrency,
+        limiter,
+        progress: progress.clone(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signals = tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let watch = Stopwatch::start();
+    let virtual_start = clock.now();
+    let display =
+        progress::Display::start(app.json, workflow.clone(), progress.clone(), clock.clone());
+    let end = driver.drive(stop_rx).await;
+    display.stop().await;
+    signals.abort();
+    let end = end?;
+    if end == DriveEnd::Finished && record.finished_at.is_none() {
+        let mut done = record.clone();
+        done.finished_at = Some(clock.now());
+        let mut b = Batch::default();
+        records::put_run(&mut b, &done);
+        committer.commit(b).await?;
+    }
+    let elapsed = watch.elapsed();
+    let virtual_elapsed = clock.now().since(virtual_start);
+    let summary = inspect::RunSummary::load(&*store, &record, &workflow)?;
+    let code = match end {
+        DriveEnd::Stopped => exit::INTERRUPTED,
+        _ if summary.failed() > 0 => exit::FAILED,
+        _ => exit::OK,
+    };
+    let calls = progress.calls.load(std::sync::atomic::Ordering::Relaxed);
+    let sim_report = sim.as_ref().map(|s| inspect::sim_report(s));
+    if app.json {
+        let mut doc = summary.to_json();
+        doc["end"] = Value::String(format!("{end:?}"));
+        doc["elapsed_real_s"] = serde_json::json!(elapsed.as_secs_f64());
+        doc["elapsed_virtual_s"] = serde_json::json!(virtual_elapsed.as_secs_f64());
+        doc["backend_calls_this_session"] = serde_json::json!(calls);
+        if let Some(s) = sim_report {
+            doc["simulator"] = s;
+        }
+        print_json(&doc);
+    } else {
+        print!("{}", summary.render());
+        println!(
+            "elapsed: {} real, {} virtual (time scale {})",
+            crate::report::table::human_duration(elapsed),
+            crate::report::table::human_duration(virtual_elapsed),
+            clock.scale()
+        );
+        println!(
+            "backend calls: {} this session; {:.1} per subject over the run",
+            calls,
+            summary.calls_per_subject()
+        );
+        if let Some(s) = &sim_report {
+            print!("{}", inspect::render_sim_report(s));
+        }
+        match end {
+            DriveEnd::Stopped => {
+                println!("stopped; continue with: portflow resume {}", record.id)
+            }
+            DriveEnd::Idle { blocked } if blocked > 0 => println!(
+                "{blocked} instance(s) wait for approval: portflow approve {} [--step S] [--subject U], then portflow resume {}",
+                record.id, record.id
+            ),
+            _ => {}
+        }
+    }
+    Ok(code)
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn approve(
+    app: &App,
+    run: &str,
+    step: Option<&str>,
+    subject: Option<&str>,
+    by: &str,
+) -> Result<u8, CliError> {
+    let store: Arc<SledStore> = Arc::new(app.open_store()?);
+    let record = load_run(&*store, run)?;
+    let workflow = pinned_workflow(&record)?;
+    if let Some(s) = step {
+        if !workflow.steps.iter().any(|x| x.id == s && x.gate.is_some()) {
+            return Err(CliError::input(format!(
+                "workflow {} has no gate step {s:?}",
+                workflow.name
+            )));
+        }
+    }
+    let targets: Vec<Instance> = match subject {
+        Some(sub) => {
+            let idx = records::find_subject(&*store, run, sub)?
+                .ok_or_else(|| CliError::input(format!("run {run} has no subject {sub:?}")))?;
+            records::get_instance(
+                &*store,
+                &InstanceKey {
+                    run: run.into(),
+                    idx,
+                },
+            )?
+            .into_iter()
+            .collect()
+        }
+        None => records::list_instances(&*store, run)?,
+    };
+    let committer = Committer::start(store.clone(), true);
+    let clock: SharedClock = match record.clock {
+        Some(c) => Arc::new(c),
+        None => Arc::new(SystemClock),
+    };
+    let mut approved = 0usize;
+    let mut batch = Batch::default();
+    for inst in &targets {
+        let ctx = Ctx {
+            wf: &workflow,
+            run_approvals: &[],
+            now: clock.now(),
+        };
+        let t = machine::transition(
+            ctx,
+            inst,
+            Input::Approve {
+                step: step.map(str::to_string),
+                by: by.to_string(),
+            },
+        );
+        if t.persist != Persist::Nothing {
+            records::put_transition(&mut batch, inst, &t);
+            approved += 1;
+        }
+    }
+    committer.commit(batch).await?;
+    if app.json {
+        print_json(&serde_json::json!({"run": run, "approved": approved}));
+    } else {
+        println!(
+            "approved {approved} instance(s) of run {run}; continue with: portflow resume {run}"
+        );
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,3 @@
+//! Human output: aligned tables and number formatting.
+
+pub mod table;

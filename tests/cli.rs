@@ -1,0 +1,196 @@
+//! The CLI through the real binary: validate, run, status, show, approve,
+//! Ctrl-C and resume, exit codes.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn validate_accepts_shipped_files_and_reports_positions() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let o = run(portflow(&state)
+        .arg("validate")
+        .arg(repo().join("workflows/direct-routing-to-operator-connect.yaml"))
+        .arg(repo().join("examples/dr-to-oc.yaml")));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: x\nversion: 1\nsubject: user\ninputs:\n  user: {type: upn}\nsteps:\n  - id: a\n    wait:\n      observe: {op: get_user, args: {user: \"${inputs.nobody}\"}}\n      until: \"obs.line_uri == null\"\n      timeout: 10\n",
+    )
+    .expect("write");
+    let o = run(portflow(&state).arg("validate").arg(&bad));
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad.yaml:11:"),
+        "duration error points at line 11: {err}"
+    );
+}
+
+#[test]
+fn run_status_show_and_exit_codes_on_a_small_wave() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("subjects.csv");
+    export_subjects(&state, 3, 20, &csv);
+    let rf = write_run_file(tmp.path(), "small.yaml", &csv, 3, 20, 6000, "");
+    let o = run(portflow(&state).arg("--json").arg("run").arg(&rf));
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let doc = json(&o);
+    assert_eq!(doc["states"]["succeeded"], 20, "{doc}");
+    assert_eq!(doc["end"], "Finished");
+    let id = doc["run"].as_str().expect("run id").to_string();
+    let calls = doc["calls_per_subject"].as_f64().unwrap_or(0.0);
+    assert!(calls > 5.0 && calls < 60.0, "calls per subject {calls}");
+
+    let o = run(portflow(&state).args(["--json", "status"]));
+    let v = json(&o);
+    assert_eq!(v["runs"][0]["run"], id.as_str());
+    assert_eq!(v["runs"][0]["states"]["succeeded"], 20);
+
+    let o = run(portflow(&state).args(["status", &id]));
+    assert!(stdout(&o).contains("20 succeeded"), "{}", stdout(&o));
+
+    let o = run(portflow(&state).args(["--json", "show", &id, "user0001@contoso.com"]));
+    let v = json(&o);
+    let events = v["events"].as_array().expect("events");
+    assert_eq!(
+        events.first().map(|e| e["event"].clone()),
+        Some("started".into())
+    );
+    assert_eq!(
+        events.last().map(|e| e["event"].clone()),
+        Some("succeeded".into())
+    );
+    assert!(
+        events.iter().all(|e| e["at"].is_i64()),
+        "timestamps on every event"
+    );
+    assert!(v["workflow"]["hash"]
+        .as_str()
+        .is_some_and(|h| h.len() == 64));
+
+    let o = run(portflow(&state).args(["show", &id, "user0001@contoso.com"]));
+    assert!(stdout(&o).contains("wait_satisfied"), "{}", stdout(&o));
+
+    let o = run(portflow(&state).args(["show", &id, "nobody@contoso.com"]));
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(portflow(&state).args(["status", "no-such-run"]));
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn failing_subjects_end_with_exit_3_and_grouped_reasons() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("subjects.csv");
+    export_subjects(&state, 5, 10, &csv);
+    // Give subject 2 a number the tenant does not hold: remove_number fails (not found).
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let text = text.replacen("+14250000002", "+14259999999", 1);
+    std::fs::write(&csv, text).expect("csv");
+    let rf = write_run_file(tmp.path(), "w.yaml", &csv, 5, 10, 6000, "");
+    let o = run(portflow(&state).arg("run").arg(&rf));
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("1 failed"), "{}", stdout(&o));
+}
+
+#[test]
+fn gate_without_approval_waits_then_approve_and_resume_finish() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("subjects.csv");
+    export_subjects(&state, 9, 5, &csv);
+    let rf = write_run_file(tmp.path(), "g.yaml", &csv, 9, 5, 6000, "");
+    let text = std::fs::read_to_string(&rf)
+        .expect("rf")
+        .replace("approvals: [operator-coordinated]\n", "");
+    std::fs::write(&rf, text).expect("rf");
+    let o = run(portflow(&state).arg("--json").arg("run").arg(&rf));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc = json(&o);
+    assert_eq!(doc["states"]["blocked"], 5, "{doc}");
+    let id = doc["run"].as_str().expect("id").to_string();
+    let o = run(portflow(&state).args([
+        "approve",
+        &id,
+        "--step",
+        "operator-coordinated",
+        "--by",
+        "ops-lead",
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(portflow(&state).args(["--json", "resume", &id]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&o)["states"]["succeeded"], 5);
+    let o = run(portflow(&state).args(["--json", "show", &id, "user0003@contoso.com"]));
+    let v = json(&o);
+    let approved = v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .any(|e| e["event"] == "gate_approved" && e["by"] == "ops-lead");
+    assert!(approved, "approval recorded with the approver");
+}
+
+#[test]
+fn ctrl_c_stops_within_a_second_and_resume_finishes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("subjects.csv");
+    export_subjects(&state, 11, 60, &csv);
+    let rf = write_run_file(tmp.path(), "c.yaml", &csv, 11, 60, 300, "");
+    let child = portflow(&state)
+        .arg("run")
+        .arg(&rf)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id() as i32;
+    // SAFETY: sending SIGINT to our own child process.
+    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let t0 = std::time::Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "stopped in {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", stdout(&out));
+    assert!(stdout(&out).contains("portflow resume"), "{}", stdout(&out));
+    let id = only_run_id(&state).expect("run id");
+    let o = run(portflow(&state).args(["--json", "resume", &id]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&o)["states"]["succeeded"], 60);
+}
+
+#[test]
+fn a_second_process_on_the_same_state_gets_exit_4() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("subjects.csv");
+    export_subjects(&state, 13, 30, &csv);
+    let rf = write_run_file(tmp.path(), "l.yaml", &csv, 13, 30, 300, "");
+    let mut child = portflow(&state)
+        .arg("run")
+        .arg(&rf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(700));
+    let o = run(portflow(&state).arg("status"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
+}
