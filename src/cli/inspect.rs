@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::runs::{load_run, pinned_workflow};
 use super::{exit, print_json, App, CliError};
 use crate::backend::sim::SimTenant;
-use crate::engine::instance::{Event, Instance, Status};
+use crate::engine::instance::{Event, EventKind, Instance, Status};
 use crate::engine::run::RunRecord;
 use crate::report::table::{human_duration, Table};
 use crate::spec::model::Workflow;
@@ -26,7 +26,22 @@ pub struct RunSummary {
     problems: BTreeMap<String, (usize, String)>,
     calls: u64,
     total: usize,
+    /// Per step: outcomes and wait durations, from the histories.
+    step_stats: Option<Vec<StepStats>>,
 }
+
+/// What happened at one step across a run's instances.
+#[derive(Default, Clone)]
+struct StepStats {
+    done: usize,
+    skipped: usize,
+    failed: usize,
+    retries: usize,
+    waits_ms: Vec<u64>,
+}
+
+/// Above this many subjects the end-of-run step table is skipped (it reads every history).
+const STEP_STATS_LIMIT: usize = 50_000;
 
 const STATES: &[&str] = &[
     "pending",
@@ -58,9 +73,65 @@ impl RunSummary {
             problems: BTreeMap::new(),
             calls: 0,
             total: instances.len(),
+            step_stats: None,
         };
         for i in &instances {
             s.add(i);
+        }
+        if instances.len() <= STEP_STATS_LIMIT {
+            let mut stats = vec![StepStats::default(); wf.steps.len()];
+            let index: BTreeMap<&str, usize> = wf
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, st)| (st.id.as_str(), i))
+                .collect();
+            for i in &instances {
+                for e in records::list_events(store, &i.key())? {
+                    let (step, f): (&str, fn(&mut StepStats, &EventKind)) = match &e.kind {
+                        EventKind::StepSkipped { step } => (step, |s, _| s.skipped += 1),
+                        EventKind::ActionFailed {
+                            step,
+                            retry_at: Some(_),
+                            ..
+                        } => (step, |s, _| s.retries += 1),
+                        EventKind::Failed { step, .. } | EventKind::NeedsAttention { step, .. } => {
+                            (step, |s, _| s.failed += 1)
+                        }
+                        EventKind::WaitSatisfied { step, .. } => (step, |s, k| {
+                            s.done += 1;
+                            if let EventKind::WaitSatisfied { waited_ms, .. } = k {
+                                s.waits_ms.push(*waited_ms);
+                            }
+                        }),
+                        _ => continue,
+                    };
+                    if let Some(st) = index.get(step).and_then(|ix| stats.get_mut(*ix)) {
+                        f(st, &e.kind);
+                    }
+                }
+            }
+            // Steps without a wait are done when their action succeeded and the
+            // instance moved on; count those from the action events.
+            for (ix, st) in wf.steps.iter().enumerate() {
+                if st.wait.is_none() {
+                    let moved_on = instances.iter().filter(|i| match &i.status {
+                        Status::Succeeded => true,
+                        Status::Running { step, .. }
+                        | Status::Failed { step, .. }
+                        | Status::NeedsAttention { step, .. } => *step > ix,
+                        _ => false,
+                    });
+                    let done = moved_on.count();
+                    if let Some(s) = stats.get_mut(ix) {
+                        s.done = done.saturating_sub(s.skipped);
+                    }
+                }
+            }
+            for st in &mut stats {
+                st.waits_ms.sort_unstable();
+            }
+            s.step_stats = Some(stats);
         }
         Ok(s)
     }
@@ -109,7 +180,21 @@ impl RunSummary {
             .steps
             .iter()
             .enumerate()
-            .map(|(i, id)| json!({"step": id, "counts": self.by_step.get(&i).cloned().unwrap_or_default()}))
+            .map(|(i, id)| {
+                let mut v = json!({"step": id, "counts": self.by_step.get(&i).cloned().unwrap_or_default()});
+                if let Some(st) = self.step_stats.as_ref().and_then(|s| s.get(i)) {
+                    let pct = |p: f64| -> Option<u64> {
+                        let n = st.waits_ms.len();
+                        (n > 0).then(|| st.waits_ms[((n - 1) as f64 * p).round() as usize])
+                    };
+                    v["done"] = json!(st.done);
+                    v["skipped"] = json!(st.skipped);
+                    v["failed"] = json!(st.failed);
+                    v["retries"] = json!(st.retries);
+                    v["wait_ms"] = json!({"p50": pct(0.5), "p95": pct(0.95), "max": pct(1.0)});
+                }
+                v
+            })
             .collect();
         let problems: Vec<Value> = self
             .problems
@@ -155,6 +240,34 @@ impl RunSummary {
                 states.join(", ")
             }
         ));
+        if let Some(stats) = &self.step_stats {
+            let mut t = Table::new([
+                "step", "done", "skipped", "failed", "retries", "wait p50", "wait p95", "wait max",
+            ]);
+            let pct = |v: &Vec<u64>, p: f64| -> String {
+                if v.is_empty() {
+                    return String::new();
+                }
+                let i = ((v.len() - 1) as f64 * p).round() as usize;
+                v.get(i).map_or(String::new(), |ms| {
+                    human_duration(Duration::from_millis(*ms))
+                })
+            };
+            for (id, st) in self.steps.iter().zip(stats) {
+                let n = |x: usize| if x == 0 { String::new() } else { x.to_string() };
+                t.row([
+                    id.clone(),
+                    n(st.done),
+                    n(st.skipped),
+                    n(st.failed),
+                    n(st.retries),
+                    pct(&st.waits_ms, 0.5),
+                    pct(&st.waits_ms, 0.95),
+                    pct(&st.waits_ms, 1.0),
+                ]);
+            }
+            out.push_str(&t.render());
+        }
         if !self.by_step.is_empty() {
             let phases = [
                 "ready",

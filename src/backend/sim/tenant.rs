@@ -437,7 +437,13 @@ impl Shared {
             }
             mem.bucket = Some((tokens - 1.0, now));
         }
-        let draw = Key::new(self.config.seed).str("fault").str(key).int(n);
+        // The call counter lives in memory and restarts at 0 with the process; the
+        // virtual instant keeps a restarted process from replaying the same faults.
+        let draw = Key::new(self.config.seed)
+            .str("fault")
+            .str(key)
+            .int(n)
+            .int(now.0 as u64);
         if draw.unit() < faults.transient_rate {
             mem.stats.injected_faults += 1;
             return Err(BackendError::new(
