@@ -9,3 +9,6 @@ pub mod run;
 
 #[cfg(test)]
 mod machine_tests;
+
+#[cfg(test)]
+mod executor_tests;
