@@ -275,3 +275,10 @@ impl Stopwatch {
         self.0.elapsed()
     }
 }
+
+/// Block the current thread for `d` of real time. Only for I/O retries outside
+/// the engine (e.g. waiting for sled to release a lock this process just
+/// dropped); engine timing always goes through a [`Clock`].
+pub fn pause_real(d: Duration) {
+    std::thread::sleep(d);
+}

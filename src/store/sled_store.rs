@@ -2,8 +2,11 @@
 //! [`Store::sync`] also `sync_all`s the data file: an acknowledged write survives
 //! power loss, not just a process kill.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use super::{check_schema, Batch, Store, StoreError};
 
@@ -19,11 +22,7 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(|e| classify(dir, e))?;
+        let db = open_db(dir, 64 * 1024 * 1024).map_err(|e| classify(dir, e))?;
         // Opened only for fsync; sled keeps its own handle.
         let data_file = File::open(dir.join("db")).ok();
         let store = SledStore {
@@ -41,9 +40,60 @@ impl SledStore {
     }
 }
 
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        closed(&self.path);
+    }
+}
+
+/// Directories whose sled handle this process has dropped. sled releases its
+/// file lock only when its background threads let go, a moment after the drop,
+/// so reopening such a directory in the same process retries briefly; a lock
+/// held by another process still fails at once.
+static CLOSED_HERE: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn canonical(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Record that this process closed its handle on `dir`.
+pub fn closed(dir: &Path) {
+    let mut set = CLOSED_HERE.lock().unwrap_or_else(|p| p.into_inner());
+    set.get_or_insert_with(HashSet::new).insert(canonical(dir));
+}
+
+/// True for sled's "could not acquire lock" error.
+pub fn is_lock_error(e: &sled::Error) -> bool {
+    let msg = e.to_string();
+    msg.contains("could not acquire lock") || msg.contains("WouldBlock")
+}
+
+/// Open a sled database, waiting up to 2 s for a lock this process itself released.
+pub fn open_db(dir: &Path, cache_capacity: u64) -> Result<sled::Db, sled::Error> {
+    let ours = CLOSED_HERE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|s| s.contains(&canonical(dir)));
+    let mut tries = 0;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_capacity)
+            .open()
+        {
+            Err(e) if ours && is_lock_error(&e) && tries < 200 => {
+                tries += 1;
+                crate::clock::pause_real(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn classify(dir: &Path, e: sled::Error) -> StoreError {
     let msg = e.to_string();
-    if msg.contains("could not acquire lock") || msg.contains("WouldBlock") {
+    if is_lock_error(&e) {
         StoreError::Locked(dir.to_path_buf())
     } else if matches!(
         e,

@@ -122,6 +122,12 @@ struct Shared {
     mem: Mutex<Mem>,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        crate::store::sled_store::closed(&self.dir);
+    }
+}
+
 /// In-memory state; the mutex also serializes every write to the store.
 struct Mem {
     next_audit: u64,
@@ -142,9 +148,7 @@ impl SimTenant {
             path: dir.to_path_buf(),
             source,
         })?;
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
+        let db = crate::store::sled_store::open_db(dir, 64 * 1024 * 1024)
             .map_err(|e| open_error(dir, e))?;
         let db_path = dir.join("db");
         let db_file = File::open(&db_path).map_err(|source| SimError::Io {
