@@ -89,7 +89,7 @@ impl RunSummary {
             for i in &instances {
                 for e in records::list_events(store, &i.key())? {
                     let (step, f): (&str, fn(&mut StepStats, &EventKind)) = match &e.kind {
-                        EventKind::StepSkipped { step } => (step, |s, _| s.skipped += 1),
+                        EventKind::StepSkipped { step, .. } => (step, |s, _| s.skipped += 1),
                         EventKind::ActionFailed {
                             step,
                             retry_at: Some(_),

@@ -224,6 +224,8 @@ async fn drive(
         run_id: record.id.clone(),
         workflow: workflow.clone(),
         approvals: file.approvals.clone(),
+        on_failure: file.on_failure.unwrap_or(workflow.on_failure),
+        manual_ops: Vec::new(),
         concurrency: file.concurrency,
         limiter,
         progress: progress.clone(),
@@ -362,11 +364,7 @@ pub async fn approve(
     let mut approved = 0usize;
     let mut batch = Batch::default();
     for inst in &targets {
-        let ctx = Ctx {
-            wf: &workflow,
-            run_approvals: &[],
-            now: clock.now(),
-        };
+        let ctx = Ctx::new(&workflow, &[], clock.now());
         let t = machine::transition(
             ctx,
             inst,

@@ -18,8 +18,9 @@ use tokio::task::JoinSet;
 use super::instance::{Instance, Status};
 use super::limiter::RateLimiter;
 use super::machine::{self, Ctx, Effect, Input, Persist};
-use crate::backend::Tenant;
+use crate::backend::{OperationKind, Tenant};
 use crate::clock::{SharedClock, Timestamp};
+use crate::spec::model::OnFailure;
 use crate::spec::model::Workflow;
 use crate::store::commit::Committer;
 use crate::store::keys::InstanceKey;
@@ -56,6 +57,7 @@ impl Place {
         match &inst.status {
             Status::Pending => Place::Pending,
             Status::Running { step, phase } => Place::Step(*step, phase.name()),
+            Status::Compensating { step, .. } => Place::Step(*step, "rolling_back"),
             s => Place::Terminal(s.name()),
         }
     }
@@ -123,6 +125,10 @@ pub struct Driver {
     pub workflow: Arc<Workflow>,
     /// Gates approved in the run file.
     pub approvals: Vec<String>,
+    /// Failure policy in force.
+    pub on_failure: OnFailure,
+    /// Operations the tenant cannot automate (they become manual tasks).
+    pub manual_ops: Vec<OperationKind>,
     /// Workers at once.
     pub concurrency: usize,
     /// Call pacing.
@@ -235,6 +241,8 @@ impl Driver {
             let ctx = Ctx {
                 wf: &self.workflow,
                 run_approvals: &self.approvals,
+                on_failure: self.on_failure,
+                manual_ops: &self.manual_ops,
                 now: self.clock.now(),
             };
             let t = machine::transition(ctx, &inst, input);

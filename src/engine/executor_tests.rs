@@ -136,6 +136,8 @@ fn driver(
         run_id: "run".into(),
         workflow: workflow(),
         approvals: vec![],
+        on_failure: crate::spec::model::OnFailure::Stop,
+        manual_ops: vec![],
         concurrency: 4,
         limiter: None,
         progress: Arc::new(Progress::default()),

@@ -89,6 +89,26 @@ pub enum Status {
         /// Why.
         error: String,
     },
+    /// Undoing the steps done, newest first, after a failure (or a cancel with rollback).
+    Compensating {
+        /// Step whose compensation runs now.
+        step: usize,
+        /// What it is doing there.
+        phase: Phase,
+        /// The step that failed.
+        failed_step: usize,
+        /// Why the instance is rolling back.
+        error: String,
+        /// Steps still to undo after this one, in order.
+        remaining: Vec<usize>,
+    },
+    /// Failed, then every compensation succeeded: the tenant is as before.
+    RolledBack {
+        /// The step that failed.
+        step: usize,
+        /// Why.
+        error: String,
+    },
     /// Stopped because a person must look (e.g. a non-idempotent action in doubt).
     NeedsAttention {
         /// Step index.
@@ -117,6 +137,8 @@ impl Status {
         match self {
             Status::Pending => "pending",
             Status::Running { phase, .. } => phase.name(),
+            Status::Compensating { .. } => "rolling_back",
+            Status::RolledBack { .. } => "rolled_back",
             Status::Succeeded => "succeeded",
             Status::Failed { .. } => "failed",
             Status::NeedsAttention { .. } => "needs_attention",
@@ -128,7 +150,9 @@ impl Status {
     pub fn step(&self) -> Option<usize> {
         match self {
             Status::Running { step, .. }
+            | Status::Compensating { step, .. }
             | Status::Failed { step, .. }
+            | Status::RolledBack { step, .. }
             | Status::NeedsAttention { step, .. } => Some(*step),
             _ => None,
         }
@@ -141,10 +165,14 @@ impl Status {
 pub enum Phase {
     /// About to evaluate the step.
     Ready,
-    /// Waiting for a manual approval.
+    /// Waiting for a person: an approval (`signal` is `None`), a named signal,
+    /// or a manual task (signal `done`).
     Blocked {
-        /// What the approver confirms.
+        /// What the person confirms or does.
         gate: String,
+        /// The signal that unblocks it; `None` for an approval.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<String>,
     },
     /// Intent recorded; the backend call is (or was, before a crash) in flight.
     Acting {
@@ -221,17 +249,58 @@ pub struct Event {
 pub enum EventKind {
     /// The instance began.
     Started,
-    /// A step's `when` was false.
+    /// A step's `when` was false, or a non-idempotent step already done is not repeated.
     StepSkipped {
         /// Step id.
         step: String,
+        /// Why, when not because of `when`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
-    /// A gate is waiting for approval.
+    /// A gate, signal or manual task is waiting for a person.
     GateBlocked {
         /// Step id.
         step: String,
-        /// What to approve.
+        /// What to approve or do.
         approval: String,
+        /// The signal awaited (`None` for an approval).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<String>,
+    },
+    /// A signal arrived.
+    SignalReceived {
+        /// Step id.
+        step: String,
+        /// Signal name.
+        name: String,
+        /// Who sent it.
+        by: String,
+        /// Data sent with it.
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        data: Value,
+    },
+    /// The instance failed and is undoing the steps done.
+    RollbackStarted {
+        /// The step that failed.
+        step: String,
+        /// Why.
+        error: String,
+        /// Steps to undo, in order.
+        undo: Vec<String>,
+    },
+    /// One step's compensation is done.
+    Compensated {
+        /// Step id.
+        step: String,
+    },
+    /// Every compensation is done.
+    RolledBack,
+    /// An operator restarted a stopped instance.
+    Retried {
+        /// Step it continues from.
+        from_step: String,
+        /// Who.
+        by: String,
     },
     /// A gate was approved.
     GateApproved {

@@ -2,18 +2,22 @@
 //! `(instance, input, now) -> (instance', events, effect)`.
 //!
 //! No I/O and no clock: the executor feeds inputs (timer ticks, backend results,
-//! approvals), commits the events and snapshot, and only then performs the
-//! effect. Every branch is one row of [`RULES`], so tests can report which rows
-//! they covered and the docs can list them.
+//! approvals, signals), commits the events and snapshot, and only then performs
+//! the effect. Every branch is one row of [`RULES`], so tests can report which
+//! rows they covered and the docs can list them.
+//!
+//! A step runs on one of two tracks: forward (`Running`) or undo
+//! (`Compensating`, running the step's `compensate` during a rollback). The
+//! phases (acting, backoff, waiting, reconciling) work the same on both.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::instance::{Event, EventKind, Instance, Phase, Status};
-use crate::backend::{BackendError, ErrorKind, Operation};
+use crate::backend::{BackendError, ErrorKind, Operation, OperationKind};
 use crate::clock::Timestamp;
-use crate::spec::model::{ActionSpec, OnTimeout, Step, Workflow};
+use crate::spec::model::{ActionSpec, OnFailure, OnTimeout, RetrySpec, Step, WaitSpec, Workflow};
 
 /// What drives a transition.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,10 +39,28 @@ pub enum Input {
         /// Who approved.
         by: String,
     },
-    /// Stop the instance.
+    /// A named signal (`done` completes a manual task).
+    Signal {
+        /// Signal name.
+        name: String,
+        /// Data sent with it (becomes the observation of a wait it satisfies).
+        data: Value,
+        /// Who sent it.
+        by: String,
+    },
+    /// Stop the instance, optionally undoing what it did.
     Cancel {
         /// Why / who.
         reason: String,
+        /// Run the compensations of the steps done.
+        rollback: bool,
+    },
+    /// Restart a failed, rolled-back, cancelled or needs-attention instance.
+    Retry {
+        /// Step index to continue from (default: where it stopped).
+        from_step: Option<usize>,
+        /// Who.
+        by: String,
     },
 }
 
@@ -52,7 +74,9 @@ impl Input {
             Input::Observed(_) => "observed",
             Input::ObserveErr(_) => "observe_err",
             Input::Approve { .. } => "approve",
+            Input::Signal { .. } => "signal",
             Input::Cancel { .. } => "cancel",
+            Input::Retry { .. } => "retry",
         }
     }
 }
@@ -117,27 +141,35 @@ macro_rules! rules {
 
 rules! {
     START = "pending", "tick" => "running(step 0)": "start the first step";
-    ENTER = "ready", "tick" => "blocked | acting | waiting | next step | succeeded": "evaluate `when`, gate, then act or wait";
-    GATE_WAIT = "blocked", "tick" => "blocked": "still not approved";
+    ENTER = "ready", "tick" => "blocked | acting | waiting | next step | succeeded": "evaluate `when`, `check`, gate, manual task, then act or wait";
+    GATE_WAIT = "blocked", "tick" => "blocked": "still not approved / signalled";
     GATE_OPEN = "blocked", "approve | tick" => "ready | acting": "approval recorded (by a person, or by the run file on tick); step proceeds";
     PRE_APPROVE = "running/pending", "approve" => "(same)": "approval recorded for a later gate";
+    SIGNAL_OPEN = "blocked", "signal" => "ready | waiting | next step": "the awaited signal (or `done` of a manual task) arrived";
+    SIGNAL_WAIT_MET = "waiting", "signal" => "next step": "a signal the wait accepts stands in for the observation";
     ACT_OK = "acting", "action_ok" => "waiting | next step": "action done; poll if the step waits";
     ACT_RETRY = "acting", "action_err" => "backoff": "retryable error, attempts left";
     ACT_THROTTLED = "acting", "action_err" => "backoff": "throttled: wait Retry-After, attempt not counted";
-    ACT_FAIL = "acting", "action_err" => "failed": "error not retryable or attempts exhausted";
+    ACT_FAIL = "acting", "action_err" => "failed | compensating": "error not retryable or attempts exhausted";
     BACKOFF_DONE = "backoff", "tick" => "acting": "retry the action";
     POLL = "waiting", "tick" => "waiting + observe": "poll the observation";
     WAIT_MET = "waiting", "observed" => "next step": "condition holds";
     WAIT_AGAIN = "waiting", "observed | observe_err" => "waiting": "not yet; next poll later (in place, no event)";
-    WAIT_TIMEOUT_FAIL = "waiting", "observed | observe_err" => "failed": "deadline passed, on_timeout: fail";
+    WAIT_TIMEOUT_FAIL = "waiting", "observed | observe_err" => "failed | compensating": "deadline passed, on_timeout: fail (rollback when the policy says so)";
     WAIT_TIMEOUT_CONTINUE = "waiting", "observed | observe_err" => "next step": "deadline passed, on_timeout: continue";
+    WAIT_TIMEOUT_ROLLBACK = "waiting", "observed | observe_err" => "compensating": "deadline passed, on_timeout: rollback";
+    REFUSED = "ready", "tick" => "failed": "a `check` is false: the subject is refused with its message";
     RECOVER = "acting", "tick" => "reconciling | acting | needs_attention": "process stopped mid-call: observe, re-issue if idempotent, else ask a person";
     RECONCILE_POLL = "reconciling", "tick" => "reconciling + observe": "observe the target state";
     RECONCILE_DONE = "reconciling", "observed" => "next step": "target state already holds";
     RECONCILE_REISSUE = "reconciling", "observed" => "acting": "target not reached and the operation is idempotent";
     RECONCILE_ATTENTION = "reconciling", "observed" => "needs_attention": "target not reached and re-issuing could repeat a side effect";
     RECONCILE_RETRY = "reconciling", "observe_err" => "reconciling": "observation failed; try again later";
-    CANCEL = "not terminal", "cancel" => "cancelled": "operator cancelled";
+    ROLLBACK_NEXT = "compensating", "(step done)" => "compensating": "one compensation done, undo the next";
+    ROLLED_BACK = "compensating", "(step done)" => "rolled_back": "every compensation done";
+    ROLLBACK_FAILED = "compensating", "action_err | timeout" => "needs_attention": "a compensation failed: a person must restore service";
+    CANCEL = "not terminal", "cancel" => "cancelled | compensating": "operator cancelled (with --rollback: undo first)";
+    RETRY = "failed | rolled_back | needs_attention | cancelled", "retry" => "ready": "operator restarts the instance";
     SPEC_ERROR = "running", "any" => "failed": "a condition or template could not be evaluated";
     EARLY = "any", "tick" => "(same)": "timer fired before due, or nothing to do";
     TERMINAL = "terminal", "any" => "(same)": "terminal states ignore inputs";
@@ -151,12 +183,41 @@ pub struct Ctx<'a> {
     pub wf: &'a Workflow,
     /// Gates approved for the whole run in the run file.
     pub run_approvals: &'a [String],
+    /// Failure policy in force (the run file's, else the workflow's).
+    pub on_failure: OnFailure,
+    /// Operations the backend cannot automate: they become manual tasks.
+    pub manual_ops: &'a [OperationKind],
     /// The current instant.
     pub now: Timestamp,
 }
 
+impl<'a> Ctx<'a> {
+    /// A context with the workflow's own failure policy and every operation automated.
+    pub fn new(wf: &'a Workflow, run_approvals: &'a [String], now: Timestamp) -> Ctx<'a> {
+        Ctx {
+            wf,
+            run_approvals,
+            on_failure: wf.on_failure,
+            manual_ops: &[],
+            now,
+        }
+    }
+}
+
 /// Longest run of throttle responses before an attempt counts as failed.
 const MAX_THROTTLES: u32 = 50;
+
+/// Signal that completes a manual task.
+pub const DONE_SIGNAL: &str = "done";
+
+/// The parts of a step on the current track.
+struct Parts<'a> {
+    id: &'a str,
+    action: Option<ActionSpec>,
+    wait: Option<&'a WaitSpec>,
+    retry: &'a RetrySpec,
+    undo: bool,
+}
 
 struct Builder<'a> {
     ctx: Ctx<'a>,
@@ -196,6 +257,30 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Move to `phase` at step `idx`, staying on the current track.
+    fn set_phase(&mut self, idx: usize, phase: Phase, due: Option<Timestamp>) {
+        let status = match &self.inst.status {
+            Status::Compensating {
+                failed_step,
+                error,
+                remaining,
+                ..
+            } => Status::Compensating {
+                step: idx,
+                phase,
+                failed_step: *failed_step,
+                error: error.clone(),
+                remaining: remaining.clone(),
+            },
+            _ => Status::Running { step: idx, phase },
+        };
+        self.set(status, due);
+    }
+
+    fn undoing(&self) -> bool {
+        matches!(self.inst.status, Status::Compensating { .. })
+    }
+
     fn finish(self, rule: &'static str) -> Transition {
         Transition {
             next: self.inst,
@@ -208,6 +293,36 @@ impl<'a> Builder<'a> {
 
     fn step(&self, idx: usize) -> &'a Step {
         &self.ctx.wf.steps[idx]
+    }
+
+    fn parts(&self, idx: usize) -> Parts<'a> {
+        let step = self.step(idx);
+        if self.undoing() {
+            match &step.compensate {
+                Some(c) => Parts {
+                    id: &step.id,
+                    action: Some(c.action()),
+                    wait: c.wait.as_ref(),
+                    retry: &c.retry,
+                    undo: true,
+                },
+                None => Parts {
+                    id: &step.id,
+                    action: None,
+                    wait: None,
+                    retry: &step.retry,
+                    undo: true,
+                },
+            }
+        } else {
+            Parts {
+                id: &step.id,
+                action: step.action.clone(),
+                wait: step.wait.as_ref(),
+                retry: &step.retry,
+                undo: false,
+            }
+        }
     }
 
     fn expr_ctx(&self, obs: Option<&Value>) -> Value {
@@ -246,13 +361,88 @@ impl<'a> Builder<'a> {
             .map_err(|e| format!("operation {}: {e}", spec.op.info().name))
     }
 
-    fn fail(&mut self, step: usize, error: String) {
-        let id = self.step(step).id.clone();
+    fn render_text(&self, tpl: &crate::spec::template::Template) -> String {
+        match tpl.render(&self.expr_ctx(None)) {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(e) => format!("{} ({e})", tpl.source()),
+        }
+    }
+
+    /// Steps to undo if the instance stops at `failed`: done steps (action
+    /// succeeded, or in doubt at `failed` when `in_doubt`) with a `compensate`,
+    /// newest first.
+    fn undo_list(&self, failed: usize, in_doubt: bool) -> Vec<usize> {
+        (0..=failed.min(self.ctx.wf.steps.len().saturating_sub(1)))
+            .rev()
+            .filter(|&j| {
+                let step = self.step(j);
+                step.compensate.is_some()
+                    && (self
+                        .inst
+                        .outputs
+                        .get(&step.id)
+                        .is_some_and(|d| d.output.is_some())
+                        || (j == failed && in_doubt))
+            })
+            .collect()
+    }
+
+    /// The instance cannot go on at step `idx`. On the undo track this needs a
+    /// person; on the forward track it rolls back when the policy says so.
+    fn fail(&mut self, idx: usize, error: String, force_rollback: bool) -> &'static str {
+        if let Status::Compensating {
+            failed_step,
+            error: why,
+            ..
+        } = self.inst.status.clone()
+        {
+            let reason = format!(
+                "rollback stopped at {}: {error}. The instance had failed at {}: {why}. \
+                 Service may not be restored: fix by hand, then `portflow retry`",
+                self.step(idx).id,
+                self.step(failed_step.min(self.ctx.wf.steps.len() - 1)).id
+            );
+            self.attention(idx, reason);
+            return ROLLBACK_FAILED;
+        }
+        let rollback = force_rollback || self.ctx.on_failure == OnFailure::Rollback;
+        let undo = if rollback {
+            self.undo_list(idx, false)
+        } else {
+            Vec::new()
+        };
+        if !undo.is_empty() {
+            self.start_rollback(idx, error, undo);
+            return ACT_FAIL;
+        }
+        let id = self.step(idx).id.clone();
         self.event(EventKind::Failed {
             step: id,
             error: error.clone(),
         });
-        self.set(Status::Failed { step, error }, None);
+        self.set(Status::Failed { step: idx, error }, None);
+        ACT_FAIL
+    }
+
+    fn start_rollback(&mut self, failed: usize, error: String, undo: Vec<usize>) {
+        self.event(EventKind::RollbackStarted {
+            step: self.step(failed).id.clone(),
+            error: error.clone(),
+            undo: undo.iter().map(|&j| self.step(j).id.clone()).collect(),
+        });
+        let first = undo[0];
+        self.set(
+            Status::Compensating {
+                step: first,
+                phase: Phase::Ready,
+                failed_step: failed,
+                error,
+                remaining: undo[1..].to_vec(),
+            },
+            Some(self.ctx.now),
+        );
+        self.begin_action(first, 1, false);
     }
 
     fn attention(&mut self, step: usize, reason: String) {
@@ -264,14 +454,60 @@ impl<'a> Builder<'a> {
         self.set(Status::NeedsAttention { step, reason }, None);
     }
 
-    /// Enter step `idx`: skip while `when` is false, stop at an unapproved gate,
-    /// else act (or wait). Past the last step the instance succeeds.
-    fn enter(&mut self, mut idx: usize) {
+    /// The current step is complete on its track: next step, or next undo.
+    fn step_done(&mut self, idx: usize) -> &'static str {
+        if let Status::Compensating {
+            failed_step,
+            error,
+            remaining,
+            ..
+        } = self.inst.status.clone()
+        {
+            self.event(EventKind::Compensated {
+                step: self.step(idx).id.clone(),
+            });
+            match remaining.split_first() {
+                Some((&next, rest)) => {
+                    self.set(
+                        Status::Compensating {
+                            step: next,
+                            phase: Phase::Ready,
+                            failed_step,
+                            error,
+                            remaining: rest.to_vec(),
+                        },
+                        Some(self.ctx.now),
+                    );
+                    self.begin_action(next, 1, false);
+                    ROLLBACK_NEXT
+                }
+                None => {
+                    self.event(EventKind::RolledBack);
+                    self.set(
+                        Status::RolledBack {
+                            step: failed_step,
+                            error,
+                        },
+                        None,
+                    );
+                    ROLLED_BACK
+                }
+            }
+        } else {
+            self.enter(idx + 1);
+            ENTER
+        }
+    }
+
+    /// Enter step `idx`: skip while `when` is false (or a non-idempotent action
+    /// is already done), refuse on a false `check`, stop at an unapproved gate or a
+    /// manual task, else act (or wait). Past the last step the instance succeeds.
+    fn enter(&mut self, mut idx: usize) -> &'static str {
         loop {
             if idx >= self.ctx.wf.steps.len() {
                 self.event(EventKind::Succeeded);
                 self.set(Status::Succeeded, None);
-                return;
+                return ENTER;
             }
             let step = self.step(idx);
             if let Some(cond) = &step.when {
@@ -280,87 +516,146 @@ impl<'a> Builder<'a> {
                     Ok(false) => {
                         self.event(EventKind::StepSkipped {
                             step: step.id.clone(),
+                            reason: None,
                         });
                         idx += 1;
                         continue;
                     }
                     Err(e) => {
-                        self.fail(idx, format!("condition `{}`: {e}", cond.source()));
-                        return;
+                        self.fail(idx, format!("condition `{}`: {e}", cond.source()), false);
+                        return SPEC_ERROR;
+                    }
+                }
+            }
+            // After a retry, never repeat a side effect that must not happen twice.
+            let done = self
+                .inst
+                .outputs
+                .get(&step.id)
+                .is_some_and(|d| d.output.is_some());
+            if done
+                && step
+                    .action
+                    .as_ref()
+                    .is_some_and(|a| !a.op.info().idempotent)
+            {
+                self.event(EventKind::StepSkipped {
+                    step: step.id.clone(),
+                    reason: Some("already done; not repeated because it is not idempotent".into()),
+                });
+                idx += 1;
+                continue;
+            }
+            if let Some(check) = &step.check {
+                match check.require.eval_bool(&self.expr_ctx(None)) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let msg = self.render_text(&check.message);
+                        self.fail(idx, format!("refused: {msg}"), false);
+                        return REFUSED;
+                    }
+                    Err(e) => {
+                        self.fail(
+                            idx,
+                            format!("check `{}`: {e}", check.require.source()),
+                            false,
+                        );
+                        return SPEC_ERROR;
                     }
                 }
             }
             if let Some(gate) = &step.gate {
                 if !self.inst.approvals.contains(&step.id) {
-                    if self.ctx.run_approvals.iter().any(|a| a == &step.id) {
+                    if gate.signal.is_none() && self.ctx.run_approvals.iter().any(|a| a == &step.id)
+                    {
                         self.inst.approvals.insert(step.id.clone());
                         self.event(EventKind::GateApproved {
                             step: step.id.clone(),
                             by: "run file".into(),
                         });
                     } else {
-                        self.event(EventKind::GateBlocked {
-                            step: step.id.clone(),
-                            approval: gate.approval.clone(),
-                        });
-                        self.set(
-                            Status::Running {
-                                step: idx,
-                                phase: Phase::Blocked {
-                                    gate: gate.approval.clone(),
-                                },
-                            },
-                            None,
-                        );
-                        return;
+                        self.block(idx, gate.message(), gate.signal.clone());
+                        return ENTER;
                     }
                 }
             }
+            if let Some(manual) = &step.manual {
+                let text = self.render_text(&manual.instructions);
+                self.block(idx, text, Some(DONE_SIGNAL.into()));
+                return ENTER;
+            }
             self.begin_action(idx, 1, false);
-            return;
+            return ENTER;
         }
+    }
+
+    fn block(&mut self, idx: usize, text: String, signal: Option<String>) {
+        self.event(EventKind::GateBlocked {
+            step: self.step(idx).id.clone(),
+            approval: text.clone(),
+            signal: signal.clone(),
+        });
+        self.set_phase(idx, Phase::Blocked { gate: text, signal }, None);
     }
 
     /// Record the intent and ask for the call; or go straight to the wait.
     fn begin_action(&mut self, idx: usize, attempt: u32, reissue: bool) {
-        let step = self.step(idx);
-        match &step.action {
-            Some(spec) => match self.render(spec) {
-                Ok(op) => {
-                    let key = format!("{}/{}/{}/{attempt}", self.inst.run, self.inst.idx, step.id);
-                    self.event(EventKind::ActionIntent {
-                        step: step.id.clone(),
-                        attempt,
-                        key: key.clone(),
-                        operation: serde_json::to_value(&op).unwrap_or(Value::Null),
-                        reissue,
-                    });
-                    // Due now: if the process dies mid-call, restart finds it via the timer index.
-                    self.set(
-                        Status::Running {
-                            step: idx,
-                            phase: Phase::Acting {
-                                attempt,
-                                key,
-                                throttled: 0,
-                            },
-                        },
-                        Some(self.ctx.now),
+        let parts = self.parts(idx);
+        let Some(spec) = parts.action else {
+            self.begin_wait(idx, false);
+            return;
+        };
+        match self.render(&spec) {
+            Ok(op) => {
+                if self.ctx.manual_ops.contains(&spec.op) {
+                    // The backend cannot do this: a person does it in the admin center.
+                    let how = "the Teams admin center";
+                    let text = format!(
+                        "do by hand: {} ({}) with {}; then `portflow signal <run> {} done`. How: {how}",
+                        spec.op,
+                        spec.op.info().microsoft,
+                        serde_json::to_value(&op).unwrap_or(Value::Null),
+                        self.inst.subject
                     );
-                    self.inst.calls += 1;
-                    self.effect = Some(Effect::Invoke(op));
+                    self.block(idx, text, Some(DONE_SIGNAL.into()));
+                    return;
                 }
-                Err(e) => self.fail(idx, e),
-            },
-            None => self.begin_wait(idx, false),
+                let track = if parts.undo { "undo/" } else { "" };
+                let key = format!(
+                    "{}/{}/{}/{track}{attempt}",
+                    self.inst.run, self.inst.idx, parts.id
+                );
+                self.event(EventKind::ActionIntent {
+                    step: parts.id.to_string(),
+                    attempt,
+                    key: key.clone(),
+                    operation: serde_json::to_value(&op).unwrap_or(Value::Null),
+                    reissue,
+                });
+                // Due now: if the process dies mid-call, restart finds it via the timer index.
+                self.set_phase(
+                    idx,
+                    Phase::Acting {
+                        attempt,
+                        key,
+                        throttled: 0,
+                    },
+                    Some(self.ctx.now),
+                );
+                self.inst.calls += 1;
+                self.effect = Some(Effect::Invoke(op));
+            }
+            Err(e) => {
+                self.fail(idx, e, false);
+            }
         }
     }
 
-    fn begin_wait(&mut self, idx: usize, after_action: bool) {
-        let step = self.step(idx);
-        let Some(wait) = &step.wait else {
-            self.enter(idx + 1);
-            return;
+    /// Start the step's wait; without one the step is done (returns that rule).
+    fn begin_wait(&mut self, idx: usize, after_action: bool) -> &'static str {
+        let parts = self.parts(idx);
+        let Some(wait) = parts.wait else {
+            return self.step_done(idx);
         };
         let now = self.ctx.now;
         let deadline = now.plus(wait.timeout);
@@ -371,61 +666,60 @@ impl<'a> Builder<'a> {
             now
         };
         self.event(EventKind::WaitStarted {
-            step: step.id.clone(),
+            step: parts.id.to_string(),
             deadline,
         });
-        self.set(
-            Status::Running {
-                step: idx,
-                phase: Phase::Waiting {
-                    started: now,
-                    deadline,
-                    next_poll,
-                    polls: 0,
-                    last_error: None,
-                },
+        self.set_phase(
+            idx,
+            Phase::Waiting {
+                started: now,
+                deadline,
+                next_poll,
+                polls: 0,
+                last_error: None,
             },
             Some(next_poll),
         );
+        ENTER
     }
 
-    fn poll_interval(step: &Step, polls: u32) -> Duration {
-        let Some(wait) = &step.wait else {
-            return Duration::from_secs(60);
-        };
+    fn poll_interval(wait: &WaitSpec, polls: u32) -> Duration {
         let cap = wait.poll.max.min(wait.expected).max(wait.poll.initial);
         let grown =
             wait.poll.initial.as_secs_f64() * wait.poll.factor.max(1.0).powi(polls.min(64) as i32);
         Duration::from_secs_f64(grown.min(cap.as_secs_f64()))
     }
 
-    fn backoff(&self, step: &Step, attempt: u32, err: &BackendError) -> Duration {
-        let r = &step.retry;
-        let exp = r.initial.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
-        let base = Duration::from_secs_f64(exp.min(r.max.as_secs_f64()));
+    fn backoff(&self, retry: &RetrySpec, attempt: u32, err: &BackendError) -> Duration {
+        let exp = retry.initial.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+        let base = Duration::from_secs_f64(exp.min(retry.max.as_secs_f64()));
         // Spread retries of many instances (deterministic, ±10%).
         let spread = (self.inst.idx.wrapping_mul(2_654_435_761) % 200) as f64 / 1000.0 - 0.1;
         let jittered = Duration::from_secs_f64(base.as_secs_f64() * (1.0 + spread));
         err.retry_after().map_or(jittered, |ra| ra.max(jittered))
     }
 
+    fn output_mut(&mut self, id: &str) -> &mut super::instance::StepData {
+        self.inst.outputs.entry(id.to_string()).or_default()
+    }
+
     /// A poll outcome in `Waiting`: satisfied, keep polling, or time out.
-    fn waited(&mut self, idx: usize, obs: Result<Value, BackendError>) -> &'static str {
-        let step = self.step(idx);
-        let Some(wait) = &step.wait else {
-            self.enter(idx + 1);
-            return WAIT_MET;
+    fn waited(
+        &mut self,
+        idx: usize,
+        phase: Phase,
+        obs: Result<Value, BackendError>,
+    ) -> &'static str {
+        let parts = self.parts(idx);
+        let Some(wait) = parts.wait else {
+            return self.step_done(idx);
         };
-        let Status::Running {
-            phase:
-                Phase::Waiting {
-                    started,
-                    deadline,
-                    polls,
-                    ..
-                },
+        let Phase::Waiting {
+            started,
+            deadline,
+            polls,
             ..
-        } = self.inst.status.clone()
+        } = phase
         else {
             return UNEXPECTED;
         };
@@ -437,24 +731,26 @@ impl<'a> Builder<'a> {
         match obs {
             Ok(obs) => {
                 let holds = wait.until.eval_bool(&self.expr_ctx(Some(&obs)));
-                self.inst
-                    .outputs
-                    .entry(step.id.clone())
-                    .or_default()
-                    .observed = Some(obs);
+                if !parts.undo {
+                    self.output_mut(parts.id).observed = Some(obs);
+                }
                 match holds {
                     Ok(true) => {
                         self.event(EventKind::WaitSatisfied {
-                            step: step.id.clone(),
+                            step: parts.id.to_string(),
                             polls,
                             waited_ms: now.since(started).as_millis() as u64,
                         });
-                        self.enter(idx + 1);
-                        return WAIT_MET;
+                        let rule = self.step_done(idx);
+                        return if rule == ENTER { WAIT_MET } else { rule };
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        self.fail(idx, format!("condition `{}`: {e}", wait.until.source()));
+                        self.fail(
+                            idx,
+                            format!("condition `{}`: {e}", wait.until.source()),
+                            false,
+                        );
                         return SPEC_ERROR;
                     }
                 }
@@ -471,61 +767,115 @@ impl<'a> Builder<'a> {
             let last = self
                 .inst
                 .outputs
-                .get(&step.id)
+                .get(parts.id)
                 .and_then(|d| d.observed.clone());
             let outcome = match wait.on_timeout {
                 OnTimeout::Fail => "fail",
                 OnTimeout::Continue => "continue",
+                OnTimeout::Rollback => "rollback",
             };
             self.event(EventKind::WaitTimedOut {
-                step: step.id.clone(),
+                step: parts.id.to_string(),
                 polls,
                 waited_ms: waited.as_millis() as u64,
                 last_observed: last.clone(),
                 outcome: outcome.into(),
             });
-            return match wait.on_timeout {
-                OnTimeout::Fail => {
-                    let seen = last.map_or_else(|| "nothing".to_string(), |v| v.to_string());
-                    let err =
-                        last_error.map_or(String::new(), |e| format!("; last poll error: {e}"));
-                    self.fail(
-                        idx,
-                        format!(
-                            "timed out after {} waiting for `{}` ({polls} polls); last observed: {seen}{err}",
-                            humantime::format_duration(Duration::from_secs(waited.as_secs())),
-                            wait.until.source()
-                        ),
-                    );
-                    WAIT_TIMEOUT_FAIL
-                }
-                OnTimeout::Continue => {
-                    self.enter(idx + 1);
-                    WAIT_TIMEOUT_CONTINUE
-                }
+            if wait.on_timeout == OnTimeout::Continue && !parts.undo {
+                self.step_done(idx);
+                return WAIT_TIMEOUT_CONTINUE;
+            }
+            let seen = last.map_or_else(|| "nothing".to_string(), |v| v.to_string());
+            let err = last_error.map_or(String::new(), |e| format!("; last poll error: {e}"));
+            let msg = format!(
+                "timed out after {} waiting for `{}` ({polls} polls); last observed: {seen}{err}",
+                humantime::format_duration(Duration::from_secs(waited.as_secs())),
+                wait.until.source()
+            );
+            let rule = self.fail(idx, msg, wait.on_timeout == OnTimeout::Rollback);
+            return match (rule, wait.on_timeout) {
+                (ROLLBACK_FAILED, _) => ROLLBACK_FAILED,
+                (_, OnTimeout::Rollback) => WAIT_TIMEOUT_ROLLBACK,
+                _ => WAIT_TIMEOUT_FAIL,
             };
         }
-        let mut next = now.plus(Self::poll_interval(step, polls));
+        let mut next = now.plus(Self::poll_interval(wait, polls));
         if let Some(ra) = throttle_wait {
             next = next.max(now.plus(ra));
         }
         // One last look exactly at the deadline.
         let next = next.min(deadline);
-        self.set(
-            Status::Running {
-                step: idx,
-                phase: Phase::Waiting {
-                    started,
-                    deadline,
-                    next_poll: next,
-                    polls,
-                    last_error,
-                },
+        self.set_phase(
+            idx,
+            Phase::Waiting {
+                started,
+                deadline,
+                next_poll: next,
+                polls,
+                last_error,
             },
             Some(next),
         );
         WAIT_AGAIN
     }
+
+    fn action_error(&mut self, idx: usize, attempt: u32, err: BackendError) -> &'static str {
+        let parts = self.parts(idx);
+        let now = self.ctx.now;
+        let op = parts.action.as_ref().map_or("action", |a| a.op.info().name);
+        let retryable = parts.retry.on.contains(&err.kind);
+        if retryable && attempt < parts.retry.attempts {
+            let until = now.plus(self.backoff(parts.retry, attempt, &err));
+            self.event(EventKind::ActionFailed {
+                step: parts.id.to_string(),
+                attempt,
+                error: err,
+                retry_at: Some(until),
+            });
+            self.set_phase(
+                idx,
+                Phase::Backoff {
+                    attempt: attempt + 1,
+                    until,
+                    throttled: 0,
+                },
+                Some(until),
+            );
+            ACT_RETRY
+        } else {
+            let msg = if retryable {
+                format!("{op} failed after {attempt} attempts: {err}")
+            } else {
+                format!("{op} failed: {err}")
+            };
+            self.event(EventKind::ActionFailed {
+                step: parts.id.to_string(),
+                attempt,
+                error: err,
+                retry_at: None,
+            });
+            self.fail(idx, msg, false)
+        }
+    }
+
+    fn reconcile_observe(&mut self, idx: usize) {
+        if let Some(wait) = self.parts(idx).wait {
+            match self.render(&wait.observe) {
+                Ok(op) => self.effect = Some(Effect::Observe(op)),
+                Err(e) => {
+                    self.fail(idx, e, false);
+                }
+            }
+        }
+    }
+}
+
+fn in_doubt(op: &str) -> String {
+    format!(
+        "the process stopped while `{op}` was in flight; it may or may not have taken effect and \
+         re-issuing it could repeat a side effect. Check the tenant, then `portflow retry` \
+         (to issue it again) or skip the step with `portflow retry --from-step <next step>`"
+    )
 }
 
 /// Apply `input` to `inst` at `ctx.now`.
@@ -536,34 +886,92 @@ pub fn transition(ctx: Ctx<'_>, inst: &Instance, input: Input) -> Transition {
 }
 
 fn apply(b: &mut Builder<'_>, input: Input) -> &'static str {
-    let now = b.ctx.now;
+    if let Input::Retry { from_step, by } = &input {
+        return retry(b, *from_step, by);
+    }
     if b.inst.status.is_terminal() {
         return TERMINAL;
     }
-    if let Input::Cancel { reason } = input {
-        b.event(EventKind::Cancelled { reason });
-        b.set(Status::Cancelled, None);
-        return CANCEL;
-    }
-    if let Input::Approve { step, by } = &input {
-        return approve(b, step.as_deref(), by);
-    }
-    match (b.inst.status.clone(), input) {
-        (Status::Pending, Input::Tick) => {
+    match input {
+        Input::Cancel { reason, rollback } => cancel(b, reason, rollback),
+        Input::Approve { step, by } => approve(b, step.as_deref(), &by),
+        Input::Signal { name, data, by } => signal(b, &name, data, &by),
+        Input::Tick if b.inst.status == Status::Pending => {
             b.event(EventKind::Started);
-            b.enter(0);
-            START
+            match b.enter(0) {
+                ENTER => START,
+                other => other,
+            }
         }
-        (Status::Running { step, phase }, input) => running(b, step, phase, input, now),
-        _ => UNEXPECTED,
+        input => match b.inst.status.clone() {
+            Status::Running { step, phase } | Status::Compensating { step, phase, .. } => {
+                if step >= b.ctx.wf.steps.len() {
+                    // The pinned workflow never changes, so this means a damaged snapshot.
+                    let error = "snapshot points past the last step".to_string();
+                    b.event(EventKind::Failed {
+                        step: format!("#{step}"),
+                        error: error.clone(),
+                    });
+                    b.set(Status::Failed { step, error }, None);
+                    return SPEC_ERROR;
+                }
+                running(b, step, phase, input)
+            }
+            _ => UNEXPECTED,
+        },
     }
+}
+
+fn cancel(b: &mut Builder<'_>, reason: String, rollback: bool) -> &'static str {
+    let at = match &b.inst.status {
+        Status::Running { step, phase } => Some((
+            *step,
+            matches!(phase, Phase::Acting { .. } | Phase::Reconciling { .. }),
+        )),
+        _ => None,
+    };
+    if rollback {
+        if let Some((idx, in_doubt)) = at {
+            let undo = b.undo_list(idx, in_doubt);
+            if !undo.is_empty() {
+                b.start_rollback(idx, format!("cancelled: {reason}"), undo);
+                return CANCEL;
+            }
+        }
+    }
+    b.event(EventKind::Cancelled { reason });
+    b.set(Status::Cancelled, None);
+    CANCEL
+}
+
+fn retry(b: &mut Builder<'_>, from_step: Option<usize>, by: &str) -> &'static str {
+    let stopped_at = match &b.inst.status {
+        Status::Failed { step, .. } | Status::NeedsAttention { step, .. } => *step,
+        Status::RolledBack { .. } | Status::Cancelled => 0,
+        _ => return UNEXPECTED,
+    };
+    let from = from_step
+        .unwrap_or(stopped_at)
+        .min(b.ctx.wf.steps.len().saturating_sub(1));
+    b.event(EventKind::Retried {
+        from_step: b.step(from).id.clone(),
+        by: by.to_string(),
+    });
+    b.set(
+        Status::Running {
+            step: from,
+            phase: Phase::Ready,
+        },
+        Some(b.ctx.now),
+    );
+    RETRY
 }
 
 fn approve(b: &mut Builder<'_>, which: Option<&str>, by: &str) -> &'static str {
     let blocked_at = match &b.inst.status {
         Status::Running {
             step,
-            phase: Phase::Blocked { .. },
+            phase: Phase::Blocked { signal: None, .. },
         } => Some(*step),
         _ => None,
     };
@@ -577,13 +985,7 @@ fn approve(b: &mut Builder<'_>, which: Option<&str>, by: &str) -> &'static str {
             });
             // Ready and due now: the executor re-enters the step and acts. Acting
             // here would record an intent nobody is about to carry out.
-            b.set(
-                Status::Running {
-                    step: idx,
-                    phase: Phase::Ready,
-                },
-                Some(b.ctx.now),
-            );
+            b.set_phase(idx, Phase::Ready, Some(b.ctx.now));
             return GATE_OPEN;
         }
     }
@@ -593,7 +995,7 @@ fn approve(b: &mut Builder<'_>, which: Option<&str>, by: &str) -> &'static str {
                 .wf
                 .steps
                 .iter()
-                .any(|s| s.id == id && s.gate.is_some()) =>
+                .any(|s| s.id == id && s.gate.as_ref().is_some_and(|g| g.signal.is_none())) =>
         {
             if b.inst.approvals.insert(id.to_string()) {
                 b.event(EventKind::GateApproved {
@@ -607,55 +1009,103 @@ fn approve(b: &mut Builder<'_>, which: Option<&str>, by: &str) -> &'static str {
     }
 }
 
-fn running(
-    b: &mut Builder<'_>,
-    idx: usize,
-    phase: Phase,
-    input: Input,
-    now: Timestamp,
-) -> &'static str {
-    if idx >= b.ctx.wf.steps.len() {
-        // The pinned workflow never changes, so this means a damaged snapshot.
-        b.event(EventKind::Failed {
-            step: format!("#{idx}"),
-            error: "snapshot points past the last step".into(),
-        });
-        b.set(
-            Status::Failed {
-                step: idx,
-                error: "snapshot points past the last step".into(),
-            },
-            None,
-        );
-        return SPEC_ERROR;
-    }
-    let step = b.step(idx);
-    match (phase, input) {
-        (Phase::Ready, Input::Tick) => {
-            b.enter(idx);
-            ENTER
+fn signal(b: &mut Builder<'_>, name: &str, data: Value, by: &str) -> &'static str {
+    let (idx, phase) = match b.inst.status.clone() {
+        Status::Running { step, phase } | Status::Compensating { step, phase, .. } => (step, phase),
+        _ => return UNEXPECTED,
+    };
+    let id = b.step(idx).id.clone();
+    match phase {
+        Phase::Blocked {
+            signal: Some(awaited),
+            ..
+        } if awaited == name => {
+            b.event(EventKind::SignalReceived {
+                step: id.clone(),
+                name: name.to_string(),
+                by: by.to_string(),
+                data: data.clone(),
+            });
+            let step = b.step(idx);
+            let gate_signal = step.gate.as_ref().and_then(|g| g.signal.as_deref()) == Some(name)
+                && !b.inst.approvals.contains(&id);
+            if gate_signal {
+                // The gate opens; the step's manual task or action comes next.
+                b.inst.approvals.insert(id);
+                b.set_phase(idx, Phase::Ready, Some(b.ctx.now));
+            } else {
+                // A manual task (or a non-automated action) is done: its result is the data.
+                b.output_mut(&step.id).output = Some(if data.is_null() {
+                    json!({"done": true})
+                } else {
+                    data
+                });
+                b.begin_wait(idx, true);
+            }
+            SIGNAL_OPEN
         }
-        (Phase::Blocked { .. }, Input::Tick) => {
+        Phase::Waiting { started, .. }
+            if b.parts(idx).wait.and_then(|w| w.signal.as_deref()) == Some(name) =>
+        {
+            b.event(EventKind::SignalReceived {
+                step: id.clone(),
+                name: name.to_string(),
+                by: by.to_string(),
+                data: data.clone(),
+            });
+            b.output_mut(&id).observed = Some(data);
+            b.event(EventKind::WaitSatisfied {
+                step: id,
+                polls: 0,
+                waited_ms: b.ctx.now.since(started).as_millis() as u64,
+            });
+            b.step_done(idx);
+            SIGNAL_WAIT_MET
+        }
+        _ => UNEXPECTED,
+    }
+}
+
+fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'static str {
+    let now = b.ctx.now;
+    let parts = b.parts(idx);
+    match (phase.clone(), input) {
+        (Phase::Ready, Input::Tick) => {
+            if b.undoing() {
+                b.begin_action(idx, 1, false);
+                ENTER
+            } else {
+                b.enter(idx)
+            }
+        }
+        (Phase::Blocked { signal: None, .. }, Input::Tick) => {
+            let step = b.step(idx);
             if b.ctx.run_approvals.iter().any(|a| a == &step.id) {
                 b.inst.approvals.insert(step.id.clone());
                 b.event(EventKind::GateApproved {
                     step: step.id.clone(),
                     by: "run file".into(),
                 });
-                b.begin_action(idx, 1, false);
+                b.set_phase(idx, Phase::Ready, Some(now));
+                b.enter(idx);
                 GATE_OPEN
             } else {
                 GATE_WAIT
             }
         }
+        (Phase::Blocked { .. }, Input::Tick) => GATE_WAIT,
         (Phase::Acting { attempt, .. }, Input::ActionOk(output)) => {
             b.event(EventKind::ActionSucceeded {
-                step: step.id.clone(),
+                step: parts.id.to_string(),
                 attempt,
             });
-            b.inst.outputs.entry(step.id.clone()).or_default().output = Some(output);
-            b.begin_wait(idx, true);
-            ACT_OK
+            if !parts.undo {
+                b.output_mut(parts.id).output = Some(output);
+            }
+            match b.begin_wait(idx, true) {
+                rule @ (ROLLBACK_NEXT | ROLLED_BACK) => rule,
+                _ => ACT_OK,
+            }
         }
         (
             Phase::Acting {
@@ -664,27 +1114,25 @@ fn running(
             Input::ActionErr(err),
         ) => {
             if err.kind == ErrorKind::Throttled
-                && step.retry.on.contains(&ErrorKind::Throttled)
+                && parts.retry.on.contains(&ErrorKind::Throttled)
                 && throttled < MAX_THROTTLES
             {
                 // Throttling is the service pacing us, not a failed attempt: wait
                 // in place (no event) unless it goes on for too long.
                 let throttled = throttled + 1;
-                let until = now.plus(b.backoff(step, throttled, &err));
-                b.set(
-                    Status::Running {
-                        step: idx,
-                        phase: Phase::Backoff {
-                            attempt,
-                            until,
-                            throttled,
-                        },
+                let until = now.plus(b.backoff(parts.retry, throttled, &err));
+                b.set_phase(
+                    idx,
+                    Phase::Backoff {
+                        attempt,
+                        until,
+                        throttled,
                     },
                     Some(until),
                 );
                 return ACT_THROTTLED;
             }
-            action_error(b, idx, attempt, err, now)
+            b.action_error(idx, attempt, err)
         }
         (
             Phase::Backoff {
@@ -702,6 +1150,10 @@ fn running(
             if let Status::Running {
                 phase: Phase::Acting { throttled: t, .. },
                 ..
+            }
+            | Status::Compensating {
+                phase: Phase::Acting { throttled: t, .. },
+                ..
             } = &mut b.inst.status
             {
                 *t = throttled;
@@ -712,77 +1164,78 @@ fn running(
             if now < next_poll {
                 return EARLY;
             }
-            match step.wait.as_ref().map(|w| b.render(&w.observe)) {
+            match parts.wait.map(|w| b.render(&w.observe)) {
                 Some(Ok(op)) => {
                     b.effect = Some(Effect::Observe(op));
                     POLL
                 }
                 Some(Err(e)) => {
-                    b.fail(idx, e);
+                    b.fail(idx, e, false);
                     SPEC_ERROR
                 }
                 None => {
-                    b.enter(idx + 1);
+                    b.step_done(idx);
                     WAIT_MET
                 }
             }
         }
-        (Phase::Waiting { .. }, Input::Observed(obs)) => b.waited(idx, Ok(obs)),
-        (Phase::Waiting { .. }, Input::ObserveErr(e)) => b.waited(idx, Err(e)),
+        (Phase::Waiting { .. }, Input::Observed(obs)) => b.waited(idx, phase, Ok(obs)),
+        (Phase::Waiting { .. }, Input::ObserveErr(e)) => b.waited(idx, phase, Err(e)),
         (Phase::Acting { attempt, key, .. }, Input::Tick) => {
             // Only a restart delivers a tick to an acting instance: the call may or
             // may not have reached the tenant.
-            let info = step.action.as_ref().map(|a| a.op.info());
+            let info = parts.action.as_ref().map(|a| a.op.info());
             b.event(EventKind::Reconciling {
-                step: step.id.clone(),
+                step: parts.id.to_string(),
                 attempt,
             });
-            if step.wait.is_some() {
-                b.set(
-                    Status::Running {
-                        step: idx,
-                        phase: Phase::Reconciling { attempt, key },
-                    },
-                    Some(now),
-                );
-                reconcile_observe(b, idx);
-                RECOVER
+            if parts.wait.is_some() {
+                b.set_phase(idx, Phase::Reconciling { attempt, key }, Some(now));
+                b.reconcile_observe(idx);
             } else if info.is_some_and(|i| i.idempotent) {
                 b.begin_action(idx, attempt, true);
-                RECOVER
             } else {
                 let name = info.map_or("action", |i| i.name);
                 b.attention(idx, in_doubt(name));
-                RECOVER
             }
+            RECOVER
         }
         (Phase::Reconciling { .. }, Input::Tick) => {
-            reconcile_observe(b, idx);
+            b.reconcile_observe(idx);
             RECONCILE_POLL
         }
         (Phase::Reconciling { attempt, .. }, Input::Observed(obs)) => {
-            let Some(wait) = &step.wait else {
+            let Some(wait) = parts.wait else {
                 return UNEXPECTED;
             };
             let holds = wait.until.eval_bool(&b.expr_ctx(Some(&obs)));
             b.inst.calls += 1;
-            b.inst.outputs.entry(step.id.clone()).or_default().observed = Some(obs);
+            if !parts.undo {
+                b.output_mut(parts.id).observed = Some(obs);
+            }
             match holds {
                 Ok(true) => {
                     b.event(EventKind::Reconciled {
-                        step: step.id.clone(),
+                        step: parts.id.to_string(),
                         outcome: format!("`{}` already holds; not re-issued", wait.until.source()),
                     });
+                    if !parts.undo {
+                        // The action evidently succeeded; record that it is done.
+                        let out = b.output_mut(parts.id);
+                        if out.output.is_none() {
+                            out.output = Some(json!({"reconciled": true}));
+                        }
+                    }
                     b.event(EventKind::WaitSatisfied {
-                        step: step.id.clone(),
+                        step: parts.id.to_string(),
                         polls: 1,
                         waited_ms: 0,
                     });
-                    b.enter(idx + 1);
+                    b.step_done(idx);
                     RECONCILE_DONE
                 }
                 Ok(false) => {
-                    let info = step.action.as_ref().map(|a| a.op.info());
+                    let info = parts.action.as_ref().map(|a| a.op.info());
                     if info.is_none_or(|i| i.idempotent) {
                         b.begin_action(idx, attempt, true);
                         RECONCILE_REISSUE
@@ -793,7 +1246,11 @@ fn running(
                     }
                 }
                 Err(e) => {
-                    b.fail(idx, format!("condition `{}`: {e}", wait.until.source()));
+                    b.fail(
+                        idx,
+                        format!("condition `{}`: {e}", wait.until.source()),
+                        false,
+                    );
                     SPEC_ERROR
                 }
             }
@@ -801,84 +1258,13 @@ fn running(
         (Phase::Reconciling { attempt, key }, Input::ObserveErr(e)) => {
             b.inst.calls += 1;
             let wait = e.retry_after().unwrap_or(Duration::from_secs(30));
-            b.set(
-                Status::Running {
-                    step: idx,
-                    phase: Phase::Reconciling { attempt, key },
-                },
+            b.set_phase(
+                idx,
+                Phase::Reconciling { attempt, key },
                 Some(now.plus(wait)),
             );
             RECONCILE_RETRY
         }
-        (Phase::Backoff { .. } | Phase::Blocked { .. } | Phase::Ready, _) => UNEXPECTED,
         _ => UNEXPECTED,
     }
-}
-
-fn in_doubt(op: &str) -> String {
-    format!(
-        "the process stopped while `{op}` was in flight; it may or may not have taken effect and \
-         re-issuing it could repeat a side effect. Check the tenant, then `portflow retry` \
-         (to issue it again) or skip the step"
-    )
-}
-
-fn reconcile_observe(b: &mut Builder<'_>, idx: usize) {
-    let step = b.step(idx);
-    if let Some(wait) = &step.wait {
-        match b.render(&wait.observe) {
-            Ok(op) => b.effect = Some(Effect::Observe(op)),
-            Err(e) => b.fail(idx, e),
-        }
-    }
-}
-
-fn action_error(
-    b: &mut Builder<'_>,
-    idx: usize,
-    attempt: u32,
-    err: BackendError,
-    now: Timestamp,
-) -> &'static str {
-    let step = b.step(idx);
-    let retryable = step.retry.on.contains(&err.kind);
-    if retryable && attempt < step.retry.attempts {
-        let until = now.plus(b.backoff(step, attempt, &err));
-        b.event(EventKind::ActionFailed {
-            step: step.id.clone(),
-            attempt,
-            error: err,
-            retry_at: Some(until),
-        });
-        b.set(
-            Status::Running {
-                step: idx,
-                phase: Phase::Backoff {
-                    attempt: attempt + 1,
-                    until,
-                    throttled: 0,
-                },
-            },
-            Some(until),
-        );
-        ACT_RETRY
-    } else {
-        let msg = if retryable {
-            format!("{} failed after {attempt} attempts: {err}", step_op(step))
-        } else {
-            format!("{} failed: {err}", step_op(step))
-        };
-        b.event(EventKind::ActionFailed {
-            step: step.id.clone(),
-            attempt,
-            error: err,
-            retry_at: None,
-        });
-        b.fail(idx, msg);
-        ACT_FAIL
-    }
-}
-
-fn step_op(step: &Step) -> &'static str {
-    step.action.as_ref().map_or("action", |a| a.op.info().name)
 }

@@ -77,6 +77,8 @@ fn inst(now: Timestamp) -> Instance {
 struct Sim {
     wf: Workflow,
     approvals: Vec<String>,
+    on_failure: crate::spec::model::OnFailure,
+    manual_ops: Vec<crate::backend::OperationKind>,
     now: Timestamp,
     inst: Instance,
     events: Vec<super::instance::Event>,
@@ -88,6 +90,8 @@ impl Sim {
         Sim {
             wf: wf(),
             approvals: approvals.iter().map(|s| s.to_string()).collect(),
+            on_failure: crate::spec::model::OnFailure::Stop,
+            manual_ops: Vec::new(),
             now,
             inst: inst(now),
             events: Vec::new(),
@@ -98,6 +102,8 @@ impl Sim {
         let ctx = Ctx {
             wf: &self.wf,
             run_approvals: &self.approvals,
+            on_failure: self.on_failure,
+            manual_ops: &self.manual_ops,
             now: self.now,
         };
         let t = machine::transition(ctx, &self.inst, input);
@@ -155,7 +161,7 @@ fn happy_path_skips_when_false_waits_and_succeeds() {
     assert!(s
         .events
         .iter()
-        .any(|e| matches!(&e.kind, EventKind::StepSkipped { step } if step == "onprem-only")));
+        .any(|e| matches!(&e.kind, EventKind::StepSkipped { step, .. } if step == "onprem-only")));
     s.feed(Input::ActionOk(json!({})));
     assert_eq!(s.phase(), (3, "waiting"));
     assert_eq!(
@@ -396,7 +402,8 @@ fn cancel_and_terminal_states() {
     s.feed(Input::Tick);
     assert_eq!(
         s.feed(Input::Cancel {
-            reason: "wave postponed".into()
+            reason: "wave postponed".into(),
+            rollback: false
         })
         .rule,
         machine::CANCEL
@@ -425,6 +432,287 @@ fn bad_runtime_values_fail_the_instance_with_the_expression() {
     assert!(error.contains("obs.line_uri"), "{error}");
 }
 
+const WF2: &str = r#"
+name: undo-flow
+version: 1
+subject: user
+on_failure: rollback
+inputs:
+  user: {type: upn}
+  number: {type: e164}
+steps:
+  - id: must-be-synced
+    check:
+      require: "inputs.user != 'cloud@contoso.com'"
+      message: "${inputs.user} was created in the cloud"
+  - id: port-done
+    gate: {signal: port-completed, description: "the operator completed the port"}
+  - id: inspect
+    action: {op: get_user, args: {user: "${inputs.user}"}}
+  - id: remove
+    action:
+      op: remove_number
+      args: {user: "${inputs.user}", number: "${inputs.number}", number_type: DirectRouting}
+    compensate:
+      op: assign_number
+      args: {user: "${inputs.user}", number: "${inputs.number}", number_type: DirectRouting}
+      wait:
+        observe: {op: get_user, args: {user: "${inputs.user}"}}
+        until: "obs.line_uri == inputs.number"
+        timeout: 1h
+  - id: policy
+    action: {op: grant_voice_routing_policy, args: {user: "${inputs.user}"}}
+    compensate:
+      op: grant_voice_routing_policy
+      args: {user: "${inputs.user}", policy: "${steps.inspect.output.online_voice_routing_policy}"}
+  - id: upload
+    wait:
+      observe: {op: get_number, args: {number: "${inputs.number}"}}
+      until: "obs.number_type == 'OperatorConnect'"
+      timeout: 14d
+      signal: uploaded
+  - id: confirm
+    manual: {instructions: "Reset the conference ID of ${inputs.user} in the admin center"}
+"#;
+
+fn sim2(user: &str) -> Sim {
+    let mut s = Sim::new(&[]);
+    s.wf = match serde_yaml::from_str(WF2) {
+        Ok(w) => w,
+        Err(e) => panic!("WF2: {e}"),
+    };
+    s.on_failure = s.wf.on_failure;
+    s.inst.inputs.insert("user".into(), json!(user));
+    s.inst.subject = user.into();
+    s
+}
+
+/// Runs WF2 up to the `upload` wait.
+fn to_upload(s: &mut Sim) {
+    s.feed(Input::Tick);
+    s.feed(Input::Signal {
+        name: "port-completed".into(),
+        data: Value::Null,
+        by: "eng".into(),
+    });
+    s.feed(Input::Tick);
+    s.feed(Input::ActionOk(json!({"id": "id-1", "line_uri": "+14250000001", "online_voice_routing_policy": "DR-Global-Route"})));
+    s.feed(Input::ActionOk(json!({})));
+    s.feed(Input::ActionOk(json!({})));
+    assert_eq!(s.phase(), (5, "waiting"));
+}
+
+#[test]
+fn a_false_check_refuses_the_subject_with_its_message() {
+    let mut s = sim2("cloud@contoso.com");
+    let t = s.feed(Input::Tick);
+    assert_eq!(t.rule, machine::REFUSED);
+    let Status::Failed { error, .. } = &s.inst.status else {
+        panic!("{:?}", s.inst.status)
+    };
+    assert_eq!(error, "refused: cloud@contoso.com was created in the cloud");
+    // Retry after the directory is fixed: starts over at the check.
+    let t = s.feed(Input::Retry {
+        from_step: None,
+        by: "eng".into(),
+    });
+    assert_eq!(t.rule, machine::RETRY);
+    assert_eq!(s.phase(), (0, "ready"));
+}
+
+#[test]
+fn signal_gates_open_only_on_their_signal() {
+    let mut s = sim2("a@contoso.com");
+    s.feed(Input::Tick);
+    assert_eq!(s.phase(), (1, "blocked"));
+    assert_eq!(
+        s.feed(Input::Approve {
+            step: None,
+            by: "x".into()
+        })
+        .rule,
+        machine::UNEXPECTED,
+        "approval does not open a signal gate"
+    );
+    assert_eq!(
+        s.feed(Input::Signal {
+            name: "other".into(),
+            data: Value::Null,
+            by: "x".into()
+        })
+        .rule,
+        machine::UNEXPECTED
+    );
+    let t = s.feed(Input::Signal {
+        name: "port-completed".into(),
+        data: Value::Null,
+        by: "eng".into(),
+    });
+    assert_eq!(t.rule, machine::SIGNAL_OPEN);
+    assert_eq!(s.inst.due, Some(s.now));
+    let t = s.feed(Input::Tick);
+    assert!(matches!(
+        t.effect,
+        Some(Effect::Invoke(Operation::GetUser { .. }))
+    ));
+}
+
+#[test]
+fn a_signal_satisfies_a_wait_and_done_completes_a_manual_task() {
+    let mut s = sim2("a@contoso.com");
+    to_upload(&mut s);
+    let t = s.feed(Input::Signal {
+        name: "uploaded".into(),
+        data: json!({"number_type": "OperatorConnect"}),
+        by: "eng".into(),
+    });
+    assert_eq!(t.rule, machine::SIGNAL_WAIT_MET);
+    assert_eq!(s.phase(), (6, "blocked"));
+    let Status::Running {
+        phase: Phase::Blocked { gate, signal },
+        ..
+    } = &s.inst.status
+    else {
+        panic!()
+    };
+    assert_eq!(
+        gate,
+        "Reset the conference ID of a@contoso.com in the admin center"
+    );
+    assert_eq!(signal.as_deref(), Some("done"));
+    let t = s.feed(Input::Signal {
+        name: "done".into(),
+        data: Value::Null,
+        by: "eng".into(),
+    });
+    assert_eq!(t.rule, machine::SIGNAL_OPEN);
+    assert_eq!(s.inst.status, Status::Succeeded);
+}
+
+#[test]
+fn timeout_after_removal_rolls_back_newest_first_and_restores_the_number() {
+    let mut s = sim2("a@contoso.com");
+    to_upload(&mut s);
+    s.advance(Duration::from_secs(14 * 86_400));
+    s.feed(Input::Tick);
+    let t = s.feed(Input::Observed(Value::Null));
+    assert_eq!(t.rule, machine::WAIT_TIMEOUT_FAIL);
+    assert!(
+        matches!(s.inst.status, Status::Compensating { step: 4, .. }),
+        "{:?}",
+        s.inst.status
+    );
+    // The policy comes back first, from what `inspect` saw.
+    assert!(
+        matches!(&t.effect, Some(Effect::Invoke(Operation::GrantVoiceRoutingPolicy { policy: Some(p), .. })) if p == "DR-Global-Route"),
+        "{:?}",
+        t.effect
+    );
+    let t = s.feed(Input::ActionOk(json!({})));
+    assert_eq!(t.rule, machine::ROLLBACK_NEXT);
+    assert!(
+        matches!(s.inst.status, Status::Compensating { step: 3, .. }),
+        "{:?}",
+        s.inst.status
+    );
+    assert!(matches!(
+        &t.effect,
+        Some(Effect::Invoke(Operation::AssignNumber {
+            number_type: crate::backend::NumberType::DirectRouting,
+            ..
+        }))
+    ));
+    s.feed(Input::ActionOk(json!({})));
+    s.advance(Duration::from_secs(20));
+    s.feed(Input::Tick);
+    let t = s.feed(Input::Observed(json!({"line_uri": "+14250000001"})));
+    assert_eq!(t.rule, machine::ROLLED_BACK);
+    let Status::RolledBack { step, error } = &s.inst.status else {
+        panic!("{:?}", s.inst.status)
+    };
+    assert_eq!(*step, 5);
+    assert!(error.contains("timed out after 14days"), "{error}");
+    let kinds: Vec<String> = s
+        .events
+        .iter()
+        .map(|e| {
+            format!("{:?}", e.kind)
+                .split([' ', '{'])
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"RollbackStarted".to_string()) && kinds.contains(&"RolledBack".to_string()),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn rollback_next_and_failed_compensation_needs_attention() {
+    let mut s = sim2("a@contoso.com");
+    to_upload(&mut s);
+    s.advance(Duration::from_secs(14 * 86_400));
+    s.feed(Input::Tick);
+    s.feed(Input::Observed(Value::Null));
+    // Policy restored: the next undo starts (no wait on the policy compensation).
+    s.feed(Input::ActionOk(json!({})));
+    let t = s.feed(Input::ActionErr(BackendError::new(
+        ErrorKind::Conflict,
+        "has already been assigned to another user",
+    )));
+    assert_eq!(t.rule, machine::ROLLBACK_FAILED);
+    let Status::NeedsAttention { reason, .. } = &s.inst.status else {
+        panic!("{:?}", s.inst.status)
+    };
+    assert!(reason.contains("rollback stopped at remove"), "{reason}");
+    assert!(reason.contains("already been assigned"), "{reason}");
+    assert!(s
+        .events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Compensated { step } if step == "policy")));
+}
+
+#[test]
+fn on_timeout_rollback_overrides_a_stop_policy_and_cancel_can_roll_back() {
+    let mut s = sim2("a@contoso.com");
+    s.on_failure = crate::spec::model::OnFailure::Stop;
+    if let Some(w) = s.wf.steps[5].wait.as_mut() {
+        w.on_timeout = crate::spec::model::OnTimeout::Rollback;
+    }
+    to_upload(&mut s);
+    s.advance(Duration::from_secs(14 * 86_400));
+    s.feed(Input::Tick);
+    let t = s.feed(Input::Observed(Value::Null));
+    assert_eq!(t.rule, machine::WAIT_TIMEOUT_ROLLBACK);
+
+    // Cancel with rollback while the policy change is in doubt: both get undone.
+    let mut s = sim2("b@contoso.com");
+    s.feed(Input::Tick);
+    s.feed(Input::Signal {
+        name: "port-completed".into(),
+        data: Value::Null,
+        by: "eng".into(),
+    });
+    s.feed(Input::Tick);
+    s.feed(Input::ActionOk(json!({"id": "id-2"})));
+    s.feed(Input::ActionOk(json!({})));
+    assert_eq!(s.phase(), (4, "acting"));
+    let t = s.feed(Input::Cancel {
+        reason: "wave postponed".into(),
+        rollback: true,
+    });
+    assert_eq!(t.rule, machine::CANCEL);
+    let Status::Compensating {
+        step, remaining, ..
+    } = &s.inst.status
+    else {
+        panic!("{:?}", s.inst.status)
+    };
+    assert_eq!((*step, remaining.clone()), (4, vec![3]));
+}
+
 /// Runs last by name order within this module is not guaranteed, so it
 /// drives its own scenarios and then reports the whole table's coverage.
 #[test]
@@ -440,6 +728,12 @@ fn transition_table_coverage() {
     wait_timeout_can_continue();
     cancel_and_terminal_states();
     bad_runtime_values_fail_the_instance_with_the_expression();
+    a_false_check_refuses_the_subject_with_its_message();
+    signal_gates_open_only_on_their_signal();
+    a_signal_satisfies_a_wait_and_done_completes_a_manual_task();
+    timeout_after_removal_rolls_back_newest_first_and_restores_the_number();
+    rollback_next_and_failed_compensation_needs_attention();
+    on_timeout_rollback_overrides_a_stop_policy_and_cancel_can_roll_back();
     let fired = FIRED.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let missing: Vec<&str> = RULES
         .iter()

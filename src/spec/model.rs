@@ -29,8 +29,24 @@ pub struct Workflow {
     pub subject: String,
     /// Typed inputs, in declaration order.
     pub inputs: IndexMap<String, InputSpec>,
+    /// What happens when an instance fails after changing the tenant: `stop`
+    /// (default) or `rollback` (run the `compensate` actions of the steps done,
+    /// newest first). A run file may override it.
+    #[serde(default)]
+    pub on_failure: OnFailure,
     /// Ordered steps.
     pub steps: Vec<Step>,
+}
+
+/// Failure policy of a workflow or run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The instance stops in `failed`.
+    #[default]
+    Stop,
+    /// Undo what was done (compensations, newest first), then `rolled_back`.
+    Rollback,
 }
 
 impl Workflow {
@@ -89,9 +105,16 @@ pub struct Step {
     /// Skip the step when this is false.
     #[serde(default)]
     pub when: Option<Expr>,
-    /// Manual approval required before the step acts.
+    /// A precondition: when false the instance is refused with `message`.
+    #[serde(default)]
+    pub check: Option<CheckSpec>,
+    /// Manual approval or named signal required before the step acts.
     #[serde(default)]
     pub gate: Option<GateSpec>,
+    /// A task a person does (in the admin center); the instance waits for the
+    /// signal `done`. Also what an action becomes on a backend that cannot automate it.
+    #[serde(default)]
+    pub manual: Option<ManualSpec>,
     /// The backend operation to run.
     #[serde(default)]
     pub action: Option<ActionSpec>,
@@ -101,14 +124,83 @@ pub struct Step {
     /// Retry policy for the action.
     #[serde(default)]
     pub retry: RetrySpec,
+    /// How to undo this step's action during a rollback.
+    #[serde(default)]
+    pub compensate: Option<CompensateSpec>,
 }
 
-/// A manual approval.
+/// A gate: a manual approval (`approval`) or a named signal (`signal`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateSpec {
-    /// What the approver confirms.
-    pub approval: String,
+    /// What the approver confirms (`portflow approve`).
+    #[serde(default)]
+    pub approval: Option<String>,
+    /// Name of the signal that opens the gate (`portflow signal … <name>`).
+    #[serde(default)]
+    pub signal: Option<String>,
+    /// What the signal means, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl GateSpec {
+    /// Text shown while an instance waits at this gate.
+    pub fn message(&self) -> String {
+        match (&self.approval, &self.signal) {
+            (Some(a), _) => a.clone(),
+            (None, Some(s)) => match &self.description {
+                Some(d) => format!("waiting for signal `{s}`: {d}"),
+                None => format!("waiting for signal `{s}`"),
+            },
+            (None, None) => "waiting for approval".into(),
+        }
+    }
+}
+
+/// A precondition checked when the step is reached.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// Must be true to go on (over `inputs`, earlier `steps`).
+    pub require: Expr,
+    /// Why the subject is refused when it is false.
+    pub message: Template,
+}
+
+/// A task done by a person; the instance waits for the signal `done`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualSpec {
+    /// What to do, step by step (templated: `${inputs.user}`).
+    pub instructions: Template,
+}
+
+/// The undo of a step: an action, optionally verified by a wait.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompensateSpec {
+    /// Operation name from the catalog.
+    pub op: OperationKind,
+    /// Arguments; values are templates.
+    #[serde(default)]
+    pub args: IndexMap<String, Template>,
+    /// Poll until the undo is visible.
+    #[serde(default)]
+    pub wait: Option<WaitSpec>,
+    /// Retry policy for the undo action.
+    #[serde(default)]
+    pub retry: RetrySpec,
+}
+
+impl CompensateSpec {
+    /// The undo as an action spec.
+    pub fn action(&self) -> ActionSpec {
+        ActionSpec {
+            op: self.op,
+            args: self.args.clone(),
+        }
+    }
 }
 
 /// A templated backend operation.
@@ -139,6 +231,10 @@ pub struct WaitSpec {
     /// Poll intervals.
     #[serde(default)]
     pub poll: PollSpec,
+    /// A signal that also satisfies the wait (e.g. the engineer confirms the
+    /// port completed); its data becomes the observation.
+    #[serde(default)]
+    pub signal: Option<String>,
     /// What happens on timeout.
     #[serde(default)]
     pub on_timeout: OnTimeout,
@@ -192,6 +288,8 @@ pub enum OnTimeout {
     Fail,
     /// Go on with the next step.
     Continue,
+    /// Undo the steps done so far (compensations), whatever the workflow's `on_failure`.
+    Rollback,
 }
 
 /// Retry policy for an action.

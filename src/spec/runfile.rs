@@ -34,6 +34,13 @@ pub struct RunFile {
     /// Virtual seconds per real second (simulator only; 1 for real tenants).
     #[serde(default = "default_time_scale")]
     pub time_scale: f64,
+    /// Override of the workflow's failure policy (`stop` or `rollback`).
+    #[serde(default)]
+    pub on_failure: Option<crate::spec::model::OnFailure>,
+    /// Workflows whose steps follow the main workflow's for every subject
+    /// (e.g. `[send-conferencing-info]`); their inputs come from the same subject.
+    #[serde(default)]
+    pub then: Vec<String>,
 }
 
 fn default_concurrency() -> usize {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::diag::Diagnostic;
 use super::expr::Expr;
 use super::locate::{join_key, PosMap};
-use super::model::{ActionSpec, InputType, Workflow};
+use super::model::{ActionSpec, InputType, WaitSpec, Workflow};
 use super::template::Template;
 use crate::backend::{NumberType, OperationKind, ParamType};
 
@@ -128,6 +128,75 @@ impl Checker<'_> {
     fn check_template(&mut self, t: &Template, path: &str, scope: &Scope) {
         for (offset, e) in t.exprs_with_offsets() {
             self.check_expr(e, offset, path, scope, "an argument");
+        }
+    }
+
+    fn check_wait(&mut self, w: &WaitSpec, wp: &str, step: usize) {
+        let op_path = join_key(wp, "observe.op");
+        if !w.observe.op.info().observation {
+            let obs: Vec<&str> = OperationKind::ALL
+                .iter()
+                .filter(|k| k.info().observation)
+                .map(|k| k.info().name)
+                .collect();
+            self.at(
+                &op_path,
+                format!(
+                    "a wait must observe, but {} changes the tenant (observations: {})",
+                    w.observe.op,
+                    obs.join(", ")
+                ),
+            );
+        }
+        self.check_action(
+            &w.observe,
+            &join_key(wp, "observe"),
+            &Scope { step, obs: false },
+        );
+        let until = Scope { step, obs: true };
+        self.check_expr(&w.until, 0, &join_key(wp, "until"), &until, "`wait.until`");
+        let tp = join_key(wp, "timeout");
+        if w.timeout < MIN_TIMEOUT || w.timeout > MAX_TIMEOUT {
+            self.at(
+                &tp,
+                format!("timeout {} is out of range (1m to 30d)", fmt_dur(w.timeout)),
+            );
+        }
+        if w.expected > w.timeout {
+            self.at(
+                &join_key(wp, "expected"),
+                format!(
+                    "expected {} is longer than the timeout {}",
+                    fmt_dur(w.expected),
+                    fmt_dur(w.timeout)
+                ),
+            );
+        }
+        let pp = join_key(wp, "poll");
+        if !(w.poll.factor >= 1.0 && w.poll.factor.is_finite() && w.poll.factor <= 100.0) {
+            self.at(
+                &join_key(&pp, "factor"),
+                format!(
+                    "poll.factor must be between 1 and 100, got {}",
+                    w.poll.factor
+                ),
+            );
+        }
+        if w.poll.initial < Duration::from_secs(1) {
+            self.at(
+                &join_key(&pp, "initial"),
+                "poll.initial must be at least 1s",
+            );
+        }
+        if w.poll.initial > w.poll.max {
+            self.at(
+                &join_key(&pp, "initial"),
+                format!(
+                    "poll.initial ({}) is longer than poll.max ({})",
+                    fmt_dur(w.poll.initial),
+                    fmt_dur(w.poll.max)
+                ),
+            );
         }
     }
 
@@ -355,11 +424,16 @@ pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnos
         } else {
             seen.insert(&step.id, i);
         }
-        if step.gate.is_none() && step.action.is_none() && step.wait.is_none() {
+        if step.gate.is_none()
+            && step.action.is_none()
+            && step.wait.is_none()
+            && step.manual.is_none()
+            && step.check.is_none()
+        {
             c.at(
                 &sp,
                 format!(
-                    "step `{}` has nothing to do: give it a gate, an action or a wait",
+                    "step `{}` has nothing to do: give it a check, a gate, a manual task, an action or a wait",
                     step.id
                 ),
             );
@@ -372,11 +446,65 @@ pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnos
             c.check_expr(w, 0, &join_key(&sp, "when"), &plain, "`when`");
         }
         if let Some(g) = &step.gate {
-            if g.approval.trim().is_empty() {
+            match (&g.approval, &g.signal) {
+                (Some(a), None) if !a.trim().is_empty() => {}
+                (None, Some(sig)) if is_step_id(sig) => {}
+                (None, Some(sig)) => c.at(
+                    &join_key(&sp, "gate.signal"),
+                    format!("signal name `{sig}` must match [a-z0-9][a-z0-9_-]*"),
+                ),
+                (Some(_), Some(_)) => c.at(
+                    &join_key(&sp, "gate"),
+                    "a gate is either an `approval` or a `signal`, not both",
+                ),
+                _ => c.at(
+                    &join_key(&sp, "gate"),
+                    "a gate needs an `approval` text saying what the approver confirms, or a `signal` name",
+                ),
+            }
+        }
+        if let Some(chk) = &step.check {
+            let cp = join_key(&sp, "check");
+            c.check_expr(
+                &chk.require,
+                0,
+                &join_key(&cp, "require"),
+                &plain,
+                "`check.require`",
+            );
+            c.check_template(&chk.message, &join_key(&cp, "message"), &plain);
+        }
+        if let Some(m) = &step.manual {
+            c.check_template(
+                &m.instructions,
+                &join_key(&sp, "manual.instructions"),
+                &plain,
+            );
+            if step.action.is_some() {
                 c.at(
-                    &join_key(&sp, "gate.approval"),
-                    "a gate needs an `approval` text saying what the approver confirms",
+                    &join_key(&sp, "manual"),
+                    "a step is either a manual task or an action, not both",
                 );
+            }
+        }
+        if let Some(comp) = &step.compensate {
+            let cp = join_key(&sp, "compensate");
+            let own = Scope {
+                step: i + 1,
+                obs: false,
+            };
+            if comp.op.info().observation {
+                c.at(
+                    &join_key(&cp, "op"),
+                    format!(
+                        "a compensation must change the tenant, but {} only reads",
+                        comp.op
+                    ),
+                );
+            }
+            c.check_action(&comp.action(), &cp, &own);
+            if let Some(w) = &comp.wait {
+                c.check_wait(w, &join_key(&cp, "wait"), i + 1);
             }
         }
         if let Some(a) = &step.action {
@@ -400,68 +528,14 @@ pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnos
             );
         }
         if let Some(w) = &step.wait {
-            let wp = join_key(&sp, "wait");
-            let op_path = join_key(&wp, "observe.op");
-            if !w.observe.op.info().observation {
-                let obs: Vec<&str> = OperationKind::ALL
-                    .iter()
-                    .filter(|k| k.info().observation)
-                    .map(|k| k.info().name)
-                    .collect();
-                c.at(
-                    &op_path,
-                    format!(
-                        "a wait must observe, but {} changes the tenant (observations: {})",
-                        w.observe.op,
-                        obs.join(", ")
-                    ),
-                );
-            }
-            c.check_action(&w.observe, &join_key(&wp, "observe"), &plain);
-            let until = Scope { step: i, obs: true };
-            c.check_expr(&w.until, 0, &join_key(&wp, "until"), &until, "`wait.until`");
-            let tp = join_key(&wp, "timeout");
-            if w.timeout < MIN_TIMEOUT || w.timeout > MAX_TIMEOUT {
-                c.at(
-                    &tp,
-                    format!("timeout {} is out of range (1m to 30d)", fmt_dur(w.timeout)),
-                );
-            }
-            if w.expected > w.timeout {
-                c.at(
-                    &join_key(&wp, "expected"),
-                    format!(
-                        "expected {} is longer than the timeout {}",
-                        fmt_dur(w.expected),
-                        fmt_dur(w.timeout)
-                    ),
-                );
-            }
-            let pp = join_key(&wp, "poll");
-            if !(w.poll.factor >= 1.0 && w.poll.factor.is_finite() && w.poll.factor <= 100.0) {
-                c.at(
-                    &join_key(&pp, "factor"),
-                    format!(
-                        "poll.factor must be between 1 and 100, got {}",
-                        w.poll.factor
-                    ),
-                );
-            }
-            if w.poll.initial < Duration::from_secs(1) {
-                c.at(
-                    &join_key(&pp, "initial"),
-                    "poll.initial must be at least 1s",
-                );
-            }
-            if w.poll.initial > w.poll.max {
-                c.at(
-                    &join_key(&pp, "initial"),
-                    format!(
-                        "poll.initial ({}) is longer than poll.max ({})",
-                        fmt_dur(w.poll.initial),
-                        fmt_dur(w.poll.max)
-                    ),
-                );
+            c.check_wait(w, &join_key(&sp, "wait"), i);
+            if let Some(sig) = &w.signal {
+                if !is_step_id(sig) {
+                    c.at(
+                        &join_key(&sp, "wait.signal"),
+                        format!("signal name `{sig}` must match [a-z0-9][a-z0-9_-]*"),
+                    );
+                }
             }
         }
     }
