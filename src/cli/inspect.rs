@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::runs::{load_run, pinned_workflow};
 use super::{exit, print_json, App, CliError};
 use crate::backend::sim::SimTenant;
-use crate::engine::instance::{Event, EventKind, Instance, Status};
+use crate::engine::instance::{Event, EventKind, Instance, Phase, Status};
 use crate::engine::run::RunRecord;
 use crate::report::table::{human_duration, Table};
 use crate::spec::model::Workflow;
@@ -51,8 +51,10 @@ const STATES: &[&str] = &[
     "reconciling",
     "backoff",
     "waiting",
+    "rolling_back",
     "succeeded",
     "failed",
+    "rolled_back",
     "needs_attention",
     "cancelled",
 ];
@@ -148,7 +150,17 @@ impl RunSummary {
                     .entry(phase.name())
                     .or_insert(0) += 1;
             }
-            Status::Failed { step, error: why } | Status::NeedsAttention { step, reason: why } => {
+            Status::Compensating { step, .. } => {
+                *self
+                    .by_step
+                    .entry(*step)
+                    .or_default()
+                    .entry("rolling_back")
+                    .or_insert(0) += 1;
+            }
+            Status::Failed { step, error: why }
+            | Status::RolledBack { step, error: why }
+            | Status::NeedsAttention { step, reason: why } => {
                 let step_id = self.steps.get(*step).cloned().unwrap_or_default();
                 let short: String = why.chars().take(160).collect();
                 let key = format!("{} at {step_id}: {short}", i.status.name());
@@ -402,6 +414,20 @@ pub fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
         &record.workflow.hash[..12.min(record.workflow.hash.len())]
     );
     let detail = match &inst.status {
+        Status::Running {
+            step,
+            phase: Phase::Blocked { gate, signal },
+        } => match signal {
+            Some(sig) => format!(
+                "waiting at {} for signal `{sig}`: {gate}\n  send it with: portflow signal {run} {subject} {sig}",
+                step_name(*step)
+            ),
+            None => format!(
+                "waiting at {} for approval: {gate}\n  approve with: portflow approve {run} --step {} --subject {subject}",
+                step_name(*step),
+                step_name(*step)
+            ),
+        },
         Status::Running { step, phase } => format!("{} at {}", phase.name(), step_name(*step)),
         Status::Failed { step, error } => format!("failed at {}: {error}", step_name(*step)),
         Status::NeedsAttention { step, reason } => {

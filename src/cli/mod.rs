@@ -1,6 +1,7 @@
 //! The command line: argument parsing, exit codes, and one module per command group.
 
 mod inspect;
+mod operate;
 mod progress;
 mod runs;
 mod simcmd;
@@ -161,6 +162,50 @@ pub enum Command {
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
+    /// Send a named signal to an instance (`done` completes a manual task).
+    Signal {
+        /// Run id.
+        run: String,
+        /// Subject (e.g. the user's UPN).
+        subject: String,
+        /// Signal name.
+        name: String,
+        /// JSON data sent with it (a wait it satisfies sees it as `obs`).
+        #[arg(long)]
+        data: Option<String>,
+        /// Name recorded as the sender.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Stop a run's instances (all, or one subject); with --rollback undo what they did first.
+    Cancel {
+        /// Run id.
+        run: String,
+        /// Only this subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Run the compensations of the steps done (then `resume`).
+        #[arg(long)]
+        rollback: bool,
+        /// Why (recorded in the history).
+        #[arg(long, default_value = "cancelled by the operator")]
+        reason: String,
+    },
+    /// Restart failed, rolled-back, cancelled or needs-attention instances (then `resume`).
+    Retry {
+        /// Run id.
+        run: String,
+        /// Only this subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Continue from this step (default: where each stopped). Done steps that
+        /// are not idempotent are never repeated.
+        #[arg(long)]
+        from_step: Option<String>,
+        /// Name recorded as the operator.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
     /// The simulated tenant.
     Sim {
         /// What to do.
@@ -305,7 +350,50 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
             step,
             subject,
             by,
-        } => runs::approve(app, &run, step.as_deref(), subject.as_deref(), &by).await,
+        } => {
+            let target = operate::Target {
+                run: &run,
+                subject: subject.as_deref(),
+            };
+            operate::approve(app, target, step.as_deref(), &by).await
+        }
+        Command::Signal {
+            run,
+            subject,
+            name,
+            data,
+            by,
+        } => {
+            let target = operate::Target {
+                run: &run,
+                subject: Some(&subject),
+            };
+            operate::signal(app, target, &name, data.as_deref(), &by).await
+        }
+        Command::Cancel {
+            run,
+            subject,
+            rollback,
+            reason,
+        } => {
+            let target = operate::Target {
+                run: &run,
+                subject: subject.as_deref(),
+            };
+            operate::cancel(app, target, rollback, &reason).await
+        }
+        Command::Retry {
+            run,
+            subject,
+            from_step,
+            by,
+        } => {
+            let target = operate::Target {
+                run: &run,
+                subject: subject.as_deref(),
+            };
+            operate::retry(app, target, from_step.as_deref(), &by).await
+        }
         Command::Sim { command } => simcmd::sim(app, command),
     }
 }

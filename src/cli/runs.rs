@@ -13,12 +13,10 @@ use crate::clock::{Clock, ScaledClock, SharedClock, Stopwatch, SystemClock};
 use crate::engine::executor::{DriveEnd, Driver, Progress};
 use crate::engine::instance::{Instance, Status};
 use crate::engine::limiter::RateLimiter;
-use crate::engine::machine::{self, Ctx, Input, Persist};
 use crate::engine::run::{new_run_id, RunRecord, WorkflowPin};
 use crate::spec::runfile::{BackendConfig, RunFile};
 use crate::spec::{self, model::Workflow};
 use crate::store::commit::Committer;
-use crate::store::keys::InstanceKey;
 use crate::store::sled_store::SledStore;
 use crate::store::{records, Batch, Store};
 
@@ -52,13 +50,8 @@ pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
         id: id.clone(),
         label: loaded.file.label.clone(),
         created_at: now,
-        workflow: WorkflowPin {
-            name: wf.workflow.name.clone(),
-            version: wf.workflow.version,
-            hash: wf.hash.clone(),
-            origin: wf.origin.clone(),
-            text: wf.text.clone(),
-        },
+        workflow: WorkflowPin::of(wf),
+        then: loaded.then.iter().map(WorkflowPin::of).collect(),
         run_origin: super::display(file),
         run_text: loaded.text.clone(),
         base_dir,
@@ -158,16 +151,22 @@ pub(super) fn load_run(store: &dyn Store, id: &str) -> Result<RunRecord, CliErro
 }
 
 pub(super) fn pinned_workflow(record: &RunRecord) -> Result<Workflow, CliError> {
-    let loaded =
-        spec::parse_workflow(&record.workflow.text, &record.workflow.origin).map_err(|e| {
-            CliError::runtime(format!(
-                "the workflow pinned by run {} no longer parses with this portflow: {}",
-                record.id,
-                e.to_string().trim_end()
-            ))
-            .hint("use the portflow version that started the run")
-        })?;
-    Ok(loaded.workflow)
+    let parse = |pin: &WorkflowPin| {
+        spec::parse_workflow(&pin.text, &pin.origin)
+            .map(|l| l.workflow)
+            .map_err(|e| {
+                CliError::runtime(format!(
+                    "the workflow {} pinned by run {} no longer parses with this portflow: {}",
+                    pin.name,
+                    record.id,
+                    e.to_string().trim_end()
+                ))
+                .hint("use the portflow version that started the run")
+            })
+    };
+    let main = parse(&record.workflow)?;
+    let then = record.then.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+    Ok(spec::compose(&main, &then))
 }
 
 fn stored_run_file(record: &RunRecord) -> Result<RunFile, CliError> {
@@ -320,71 +319,4 @@ async fn wait_for_stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-pub async fn approve(
-    app: &App,
-    run: &str,
-    step: Option<&str>,
-    subject: Option<&str>,
-    by: &str,
-) -> Result<u8, CliError> {
-    let store: Arc<SledStore> = Arc::new(app.open_store()?);
-    let record = load_run(&*store, run)?;
-    let workflow = pinned_workflow(&record)?;
-    if let Some(s) = step {
-        if !workflow.steps.iter().any(|x| x.id == s && x.gate.is_some()) {
-            return Err(CliError::input(format!(
-                "workflow {} has no gate step {s:?}",
-                workflow.name
-            )));
-        }
-    }
-    let targets: Vec<Instance> = match subject {
-        Some(sub) => {
-            let idx = records::find_subject(&*store, run, sub)?
-                .ok_or_else(|| CliError::input(format!("run {run} has no subject {sub:?}")))?;
-            records::get_instance(
-                &*store,
-                &InstanceKey {
-                    run: run.into(),
-                    idx,
-                },
-            )?
-            .into_iter()
-            .collect()
-        }
-        None => records::list_instances(&*store, run)?,
-    };
-    let committer = Committer::start(store.clone(), true);
-    let clock: SharedClock = match record.clock {
-        Some(c) => Arc::new(c),
-        None => Arc::new(SystemClock),
-    };
-    let mut approved = 0usize;
-    let mut batch = Batch::default();
-    for inst in &targets {
-        let ctx = Ctx::new(&workflow, &[], clock.now());
-        let t = machine::transition(
-            ctx,
-            inst,
-            Input::Approve {
-                step: step.map(str::to_string),
-                by: by.to_string(),
-            },
-        );
-        if t.persist != Persist::Nothing {
-            records::put_transition(&mut batch, inst, &t);
-            approved += 1;
-        }
-    }
-    committer.commit(batch).await?;
-    if app.json {
-        print_json(&serde_json::json!({"run": run, "approved": approved}));
-    } else {
-        println!(
-            "approved {approved} instance(s) of run {run}; continue with: portflow resume {run}"
-        );
-    }
-    Ok(exit::OK)
 }

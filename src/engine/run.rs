@@ -34,6 +34,9 @@ pub struct RunRecord {
     pub created_at: Timestamp,
     /// The pinned workflow.
     pub workflow: WorkflowPin,
+    /// Workflows whose steps follow (`then:` in the run file), pinned likewise.
+    #[serde(default)]
+    pub then: Vec<WorkflowPin>,
     /// Path of the run file it was launched from.
     pub run_origin: String,
     /// Text of the run file (settings and backend are re-read from it on resume).
@@ -48,6 +51,19 @@ pub struct RunRecord {
     /// Set once every instance is terminal.
     #[serde(default)]
     pub finished_at: Option<Timestamp>,
+}
+
+impl WorkflowPin {
+    /// Pin a loaded workflow.
+    pub fn of(w: &crate::spec::LoadedWorkflow) -> WorkflowPin {
+        WorkflowPin {
+            name: w.workflow.name.clone(),
+            version: w.workflow.version,
+            hash: w.hash.clone(),
+            origin: w.origin.clone(),
+            text: w.text.clone(),
+        }
+    }
 }
 
 /// A new run id from the current instant and a few random-ish bits.

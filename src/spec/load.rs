@@ -42,6 +42,8 @@ pub struct LoadedRun {
     pub text: String,
     /// The workflow it names, loaded and valid.
     pub workflow: LoadedWorkflow,
+    /// Workflows whose steps follow (`then:`), loaded and valid.
+    pub then: Vec<LoadedWorkflow>,
     /// Every subject, checked against the workflow's inputs.
     pub subjects: Vec<Subject>,
 }
@@ -420,7 +422,28 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
     let Some(workflow) = workflow else {
         return Err(fail(diags, &origin));
     };
-    let wf = &workflow.workflow;
+    let mut then = Vec::new();
+    for (i, name) in file.then.iter().enumerate() {
+        let p = map.at(&format!("then[{i}]"));
+        match resolve(name, &run_dir, search_dirs) {
+            Resolved::Found(w) => {
+                for problem in compose_problems(&workflow.workflow, &then, &w.workflow) {
+                    diags.push(diag(&origin, p, problem));
+                }
+                then.push(*w);
+            }
+            Resolved::NotFound(msg) => diags.push(diag(&origin, p, msg)),
+            Resolved::Invalid(e) => {
+                diags.push(diag(&origin, p, format!("workflow `{name}` is invalid (see its errors)")));
+                diags.extend(e.diagnostics);
+            }
+        }
+    }
+    let composite = compose(
+        &workflow.workflow,
+        &then.iter().map(|w| w.workflow.clone()).collect::<Vec<_>>(),
+    );
+    let wf = &composite;
     for (i, id) in file.approvals.iter().enumerate() {
         let p = map.at(&format!("approvals[{i}]"));
         match wf.step_index(id) {
@@ -437,7 +460,7 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
             Some(_) => {}
         }
     }
-    let (subjects, sd) = load_subjects(&file.subjects, wf, &map, &origin, &run_dir);
+    let (subjects, sd) = load_subjects(&file.subjects, &workflow.workflow, &map, &origin, &run_dir);
     diags.extend(sd);
     SpecError::check(diags)?;
     Ok(LoadedRun {
@@ -445,8 +468,53 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
         origin,
         text,
         workflow,
+        then,
         subjects,
     })
+}
+
+/// The workflow a run executes: `main`'s steps followed by each `then`
+/// workflow's steps, for the same subject.
+pub fn compose(main: &Workflow, then: &[Workflow]) -> Workflow {
+    let mut wf = main.clone();
+    for t in then {
+        wf.steps.extend(t.steps.iter().cloned());
+    }
+    wf
+}
+
+/// Why `next` cannot follow `main` (and the `then` workflows before it).
+fn compose_problems(main: &Workflow, before: &[LoadedWorkflow], next: &Workflow) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, spec) in &next.inputs {
+        match main.inputs.get(name) {
+            Some(m) if m.ty == spec.ty => {}
+            Some(m) => out.push(format!(
+                "`then: {}`: its input `{name}` is {} but {} has it as {}",
+                next.name, spec.ty, main.name, m.ty
+            )),
+            None if spec.optional => {}
+            None => out.push(format!(
+                "`then: {}` needs the input `{name}`, which {} does not have",
+                next.name, main.name
+            )),
+        }
+    }
+    let taken: Vec<&str> = main
+        .steps
+        .iter()
+        .chain(before.iter().flat_map(|w| w.workflow.steps.iter()))
+        .map(|s| s.id.as_str())
+        .collect();
+    for s in &next.steps {
+        if taken.contains(&s.id.as_str()) {
+            out.push(format!(
+                "`then: {}`: its step id `{}` is already used by an earlier workflow",
+                next.name, s.id
+            ));
+        }
+    }
+    out
 }
 
 /// Validate a workflow or run file, deciding by its top-level keys (`steps` →

@@ -20,7 +20,7 @@ mod tests;
 
 pub use diag::{Diagnostic, SpecError};
 pub use load::{
-    load_run, load_workflow, parse_workflow, resolve_workflow, validate_file, LoadedRun,
+    compose, load_run, load_workflow, parse_workflow, resolve_workflow, validate_file, LoadedRun,
     LoadedWorkflow, SpecKind,
 };
 pub use validate::{is_e164, is_upn};
