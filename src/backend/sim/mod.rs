@@ -11,10 +11,18 @@
 mod config;
 mod model;
 mod rng;
+mod seed;
 mod tenant;
 #[cfg(test)]
 mod tests;
 
-pub use config::{FaultConfig, LatencyConfig, SimConfig, UploadDelayConfig};
-pub use model::{AuditEntry, AuditOutcome, OutageRecord, SimStats, UserState};
-pub use tenant::{SimError, SimTenant, LOCATIONS, OPERATOR_NAME, SEEDED_POLICY};
+pub use config::{
+    FaultConfig, FocConfig, LatencyConfig, LicenceDelayConfig, PortConfig, Profile, SimConfig,
+    UploadDelayConfig,
+};
+pub use model::{AuditEntry, AuditOutcome, OutageRecord, OutboxEntry, SimStats, UserState};
+pub use seed::{
+    location, tags, FOREIGN_LOCATION, INVALID_LOCATION, LOCATIONS, ONPREM_POOL, SEEDED_POLICY,
+    THIRD_PARTY_ACP, UNVALIDATED_LOCATIONS,
+};
+pub use tenant::{SimError, SimTenant, OPERATOR_NAME};
