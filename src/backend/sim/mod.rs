@@ -9,6 +9,8 @@
 //! log) and every user's out-of-service window (outages).
 
 mod config;
+#[cfg(test)]
+mod flow_tests;
 mod model;
 mod rng;
 mod seed;

@@ -357,7 +357,7 @@ pub struct UserState {
     pub oc_location_id: Option<String>,
     /// The Direct Routing number the user was seeded with.
     pub seeded_number: String,
-    /// When reads will show `cloud` (`None`: they already do).
+    /// When reads will show `cloud` and `conferencing` (`None`: they already do).
     pub converges_at: Option<Timestamp>,
     /// The Skype for Business Server object, if the user exists on-premises.
     pub onprem: Option<OnPremUserView>,

@@ -307,7 +307,10 @@ impl SimTenant {
             licences: rec.licences.clone(),
             oc_location_id: rec.oc_location_id.clone(),
             seeded_number: rec.seeded_number.clone(),
-            converges_at: rec.cloud.converges_at(),
+            converges_at: rec
+                .cloud
+                .converges_at()
+                .max(rec.conferencing.converges_at()),
             onprem: rec.onprem.clone(),
             conferencing: rec.conferencing.truth().clone(),
             group_licensed: rec.group_licensed,
@@ -816,7 +819,7 @@ impl Shared {
                 EventKind::PortCompleted { number } => {
                     // Calls now go to the gaining operator: out of service in
                     // Teams until the Operator Connect assignment is active.
-                    if !rec.outages.last().is_some_and(|o| o.end.is_none()) {
+                    if rec.outages.last().is_none_or(|o| o.end.is_some()) {
                         rec.outages.push(StoredOutage {
                             number,
                             start: ev.at,
