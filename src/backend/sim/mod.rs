@@ -6,7 +6,16 @@
 //! for a directory sync tick, the operator uploads Operator Connect numbers
 //! only after the Direct Routing number left the tenant, documented errors,
 //! injected transient faults and throttling. It records every action (audit
-//! log) and every user's out-of-service window (outages).
+//! log), every user's out-of-service window (outages) and every message it
+//! sends (outbox).
+//!
+//! A tenant is seeded for one [`Profile`]: `direct_routing` (the default: DR
+//! numbers to move to Operator Connect), `calling_plans` (Calling Plan numbers
+//! with port-out orders to the operator), `on_premises` (users homed on Skype
+//! for Business Server, to move to Teams) or `operator_connect` (OC numbers
+//! whose emergency locations change). [`tags`] names the seeded cohorts
+//! (cloud-created users, third-party conferencing, operator-locked numbers, …);
+//! [`SimTenant::users_tagged`] finds them.
 
 mod config;
 #[cfg(test)]
