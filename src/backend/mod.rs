@@ -94,6 +94,109 @@ pub enum Operation {
         #[serde(default)]
         location_id: Option<String>,
     },
+    /// Read a user's Skype for Business Server object (`Get-CsUser`, on-premises).
+    /// Returns an [`OnPremUserView`], or `null` when the user does not exist on-premises.
+    GetOnpremUser {
+        /// UPN of the user.
+        user: String,
+    },
+    /// Read the port order of a number (Teams admin center / operator portal).
+    /// Returns a [`PortOrderView`], or `null` when no order covers the number.
+    GetPortOrder {
+        /// E.164 number.
+        number: String,
+    },
+    /// `Get-CsOnlineDialInConferencingUser -Identity`. Returns a
+    /// [`ConferencingView`], or `null` when the user has no audio conferencing.
+    GetConferencing {
+        /// UPN of the user.
+        user: String,
+    },
+    /// `Get-CsOnlineLisLocation -LocationId` with its civic address. Returns a
+    /// [`LocationView`], or `null` when the tenant has no such location.
+    GetLocation {
+        /// Emergency location id.
+        location_id: String,
+    },
+    /// `Set-MgUserLicense -RemoveLicenses` (Graph `assignLicense`). Removing a
+    /// prerequisite licence unassigns the user's number (DOMAIN 1.11).
+    RemoveLicence {
+        /// UPN of the user.
+        user: String,
+        /// SKU / plan name (`MCOPSTN1`, `MCOEV`, …).
+        sku: String,
+    },
+    /// Skype for Business Server `Set-CsUser -EnterpriseVoiceEnabled $true
+    /// -LineURI tel:<number>`: changes the on-premises object and AD; the cloud
+    /// sees the line after the next directory sync.
+    EnableOnpremVoice {
+        /// UPN of the user.
+        user: String,
+        /// E.164 number for the line URI.
+        number: String,
+    },
+    /// `Move-CsUser -Target sipfed.online.lync.com [-Force]`: moves an on-premises
+    /// user to Teams Only.
+    MoveUser {
+        /// UPN of the user.
+        user: String,
+        /// `-Force`: move without contacts and meetings (not recoverable).
+        #[serde(default, deserialize_with = "lenient_bool")]
+        force: bool,
+    },
+    /// `Set-CsPhoneNumberAssignment -Identity -EnterpriseVoiceEnabled $true`.
+    EnableVoiceOnline {
+        /// UPN of the user.
+        user: String,
+    },
+    /// `Set-CsUser -HostedVoiceMail $true` (online).
+    EnableHostedVoicemail {
+        /// UPN of the user.
+        user: String,
+    },
+    /// `Set-CsPhoneNumberAssignment -TelephoneNumber -LocationId`: change the
+    /// emergency location of a number.
+    SetNumberLocation {
+        /// E.164 number.
+        number: String,
+        /// Emergency location id.
+        location_id: String,
+    },
+    /// `Set-CsOnlineDialInConferencingUser -SendEmail`: e-mails the user their
+    /// audio-conferencing information. Not idempotent (each call sends one).
+    SendConferencingInfo {
+        /// UPN of the user.
+        user: String,
+    },
+    /// Teams admin center "Reset conference ID" (no API since January 2022): a new
+    /// 7-digit id, the old one stops working at once, the user gets an e-mail.
+    /// Not idempotent (each call draws a new id).
+    ResetConferenceId {
+        /// UPN of the user.
+        user: String,
+    },
+}
+
+/// Accept `true`/`false` as a JSON boolean or as text (rendered workflow
+/// arguments may arrive as strings); `null` is `false`.
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum B {
+        Bool(bool),
+        Text(String),
+    }
+    match Option::<B>::deserialize(d)? {
+        None => Ok(false),
+        Some(B::Bool(b)) => Ok(b),
+        Some(B::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" | "" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "expected true or false, got `{other}`"
+            ))),
+        },
+    }
 }
 
 impl Operation {
@@ -106,6 +209,18 @@ impl Operation {
             Operation::RemoveNumber { .. } => OperationKind::RemoveNumber,
             Operation::GrantVoiceRoutingPolicy { .. } => OperationKind::GrantVoiceRoutingPolicy,
             Operation::AssignNumber { .. } => OperationKind::AssignNumber,
+            Operation::GetOnpremUser { .. } => OperationKind::GetOnpremUser,
+            Operation::GetPortOrder { .. } => OperationKind::GetPortOrder,
+            Operation::GetConferencing { .. } => OperationKind::GetConferencing,
+            Operation::GetLocation { .. } => OperationKind::GetLocation,
+            Operation::RemoveLicence { .. } => OperationKind::RemoveLicence,
+            Operation::EnableOnpremVoice { .. } => OperationKind::EnableOnpremVoice,
+            Operation::MoveUser { .. } => OperationKind::MoveUser,
+            Operation::EnableVoiceOnline { .. } => OperationKind::EnableVoiceOnline,
+            Operation::EnableHostedVoicemail { .. } => OperationKind::EnableHostedVoicemail,
+            Operation::SetNumberLocation { .. } => OperationKind::SetNumberLocation,
+            Operation::SendConferencingInfo { .. } => OperationKind::SendConferencingInfo,
+            Operation::ResetConferenceId { .. } => OperationKind::ResetConferenceId,
         }
     }
 }
@@ -126,6 +241,30 @@ pub enum OperationKind {
     GrantVoiceRoutingPolicy,
     /// See [`Operation::AssignNumber`].
     AssignNumber,
+    /// See [`Operation::GetOnpremUser`].
+    GetOnpremUser,
+    /// See [`Operation::GetPortOrder`].
+    GetPortOrder,
+    /// See [`Operation::GetConferencing`].
+    GetConferencing,
+    /// See [`Operation::GetLocation`].
+    GetLocation,
+    /// See [`Operation::RemoveLicence`].
+    RemoveLicence,
+    /// See [`Operation::EnableOnpremVoice`].
+    EnableOnpremVoice,
+    /// See [`Operation::MoveUser`].
+    MoveUser,
+    /// See [`Operation::EnableVoiceOnline`].
+    EnableVoiceOnline,
+    /// See [`Operation::EnableHostedVoicemail`].
+    EnableHostedVoicemail,
+    /// See [`Operation::SetNumberLocation`].
+    SetNumberLocation,
+    /// See [`Operation::SendConferencingInfo`].
+    SendConferencingInfo,
+    /// See [`Operation::ResetConferenceId`].
+    ResetConferenceId,
 }
 
 /// Type of an operation argument, for validation of workflow `args`.
@@ -139,6 +278,8 @@ pub enum ParamType {
     NumberType,
     /// Free text.
     String,
+    /// `true` or `false`.
+    Bool,
 }
 
 /// One argument of an operation.
@@ -167,6 +308,9 @@ pub struct OperationInfo {
     pub idempotent: bool,
     /// Takes a phone number out of service.
     pub outage: bool,
+    /// Admin-center instructions when real backends cannot automate the
+    /// operation (the engine turns it into a manual task); `None` when they can.
+    pub manual: Option<&'static str>,
 }
 
 const USER: Param = Param {
@@ -177,6 +321,11 @@ const USER: Param = Param {
 const NUMBER: Param = Param {
     name: "number",
     ty: ParamType::E164,
+    required: true,
+};
+const LOCATION_ID: Param = Param {
+    name: "location_id",
+    ty: ParamType::String,
     required: true,
 };
 const NUMBER_TYPE: Param = Param {
@@ -194,6 +343,18 @@ impl OperationKind {
         OperationKind::RemoveNumber,
         OperationKind::GrantVoiceRoutingPolicy,
         OperationKind::AssignNumber,
+        OperationKind::GetOnpremUser,
+        OperationKind::GetPortOrder,
+        OperationKind::GetConferencing,
+        OperationKind::GetLocation,
+        OperationKind::RemoveLicence,
+        OperationKind::EnableOnpremVoice,
+        OperationKind::MoveUser,
+        OperationKind::EnableVoiceOnline,
+        OperationKind::EnableHostedVoicemail,
+        OperationKind::SetNumberLocation,
+        OperationKind::SendConferencingInfo,
+        OperationKind::ResetConferenceId,
     ];
 
     /// Catalog entry.
@@ -206,6 +367,7 @@ impl OperationKind {
                 observation: true,
                 idempotent: true,
                 outage: false,
+                manual: None,
             },
             OperationKind::GetNumber => &OperationInfo {
                 name: "get_number",
@@ -214,6 +376,7 @@ impl OperationKind {
                 observation: true,
                 idempotent: true,
                 outage: false,
+                manual: None,
             },
             OperationKind::ClearOnpremLineUri => &OperationInfo {
                 name: "clear_onprem_line_uri",
@@ -222,6 +385,7 @@ impl OperationKind {
                 observation: false,
                 idempotent: true,
                 outage: true,
+                manual: None,
             },
             OperationKind::RemoveNumber => &OperationInfo {
                 name: "remove_number",
@@ -230,6 +394,7 @@ impl OperationKind {
                 observation: false,
                 idempotent: true,
                 outage: true,
+                manual: None,
             },
             OperationKind::GrantVoiceRoutingPolicy => &OperationInfo {
                 name: "grant_voice_routing_policy",
@@ -245,6 +410,7 @@ impl OperationKind {
                 observation: false,
                 idempotent: true,
                 outage: false,
+                manual: None,
             },
             OperationKind::AssignNumber => &OperationInfo {
                 name: "assign_number",
@@ -262,6 +428,132 @@ impl OperationKind {
                 observation: false,
                 idempotent: true,
                 outage: false,
+                manual: None,
+            },
+            OperationKind::GetOnpremUser => &OperationInfo {
+                name: "get_onprem_user",
+                microsoft: "Get-CsUser (Skype for Business Server)",
+                params: &[USER],
+                observation: true,
+                idempotent: true,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::GetPortOrder => &OperationInfo {
+                name: "get_port_order",
+                microsoft: "Port order status (Teams admin center / operator)",
+                params: &[NUMBER],
+                observation: true,
+                idempotent: true,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::GetConferencing => &OperationInfo {
+                name: "get_conferencing",
+                microsoft: "Get-CsOnlineDialInConferencingUser",
+                params: &[USER],
+                observation: true,
+                idempotent: true,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::GetLocation => &OperationInfo {
+                name: "get_location",
+                microsoft: "Get-CsOnlineLisLocation / civic address",
+                params: &[LOCATION_ID],
+                observation: true,
+                idempotent: true,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::RemoveLicence => &OperationInfo {
+                name: "remove_licence",
+                microsoft: "Set-MgUserLicense -RemoveLicenses",
+                params: &[
+                    USER,
+                    Param {
+                        name: "sku",
+                        ty: ParamType::String,
+                        required: true,
+                    },
+                ],
+                observation: false,
+                idempotent: true,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::EnableOnpremVoice => &OperationInfo {
+                name: "enable_onprem_voice",
+                microsoft: "Set-CsUser -EnterpriseVoiceEnabled $true -LineURI tel:<number> (Skype for Business Server)",
+                params: &[USER, NUMBER],
+                observation: false,
+                idempotent: true,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::MoveUser => &OperationInfo {
+                name: "move_user",
+                microsoft: "Move-CsUser -Target sipfed.online.lync.com [-Force]",
+                params: &[
+                    USER,
+                    Param {
+                        name: "force",
+                        ty: ParamType::Bool,
+                        required: false,
+                    },
+                ],
+                observation: false,
+                idempotent: true,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::EnableVoiceOnline => &OperationInfo {
+                name: "enable_voice_online",
+                microsoft: "Set-CsPhoneNumberAssignment -Identity -EnterpriseVoiceEnabled $true",
+                params: &[USER],
+                observation: false,
+                idempotent: true,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::EnableHostedVoicemail => &OperationInfo {
+                name: "enable_hosted_voicemail",
+                microsoft: "Set-CsUser -HostedVoiceMail $true",
+                params: &[USER],
+                observation: false,
+                idempotent: true,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::SetNumberLocation => &OperationInfo {
+                name: "set_number_location",
+                microsoft: "Set-CsPhoneNumberAssignment -TelephoneNumber -LocationId",
+                params: &[NUMBER, LOCATION_ID],
+                observation: false,
+                idempotent: true,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::SendConferencingInfo => &OperationInfo {
+                name: "send_conferencing_info",
+                microsoft: "Set-CsOnlineDialInConferencingUser -SendEmail",
+                params: &[USER],
+                observation: false,
+                idempotent: false,
+                outage: false,
+                manual: None,
+            },
+            OperationKind::ResetConferenceId => &OperationInfo {
+                name: "reset_conference_id",
+                microsoft: "Teams admin center: Reset conference ID (no API since 2022)",
+                params: &[USER],
+                observation: false,
+                idempotent: false,
+                outage: false,
+                manual: Some(
+                    "Teams admin center → Users → Manage users → <user> → Account → \
+                     Audio Conferencing → Reset conference ID",
+                ),
             },
         }
     }
@@ -387,6 +679,32 @@ pub struct UserView {
     pub online_voice_routing_policy: Option<String>,
     /// Licence-derived features (`Teams`, `PhoneSystem`, `CallingPlan`, …).
     pub feature_types: Vec<String>,
+    /// Licences (SKU / plan names): `Teams`, `MCOProfessional` (Skype for Business
+    /// Online Plan 2), `MCOEV` (Phone System), `MCOPSTN1` (Calling Plan),
+    /// `MCOMEETADD` (Audio Conferencing).
+    #[serde(default)]
+    pub licences: Vec<String>,
+    /// Synced from on-premises AD by Entra Connect (`false`: created in the cloud).
+    #[serde(default)]
+    pub dir_synced: bool,
+    /// Whether hosted (cloud) voicemail is enabled.
+    #[serde(default)]
+    pub hosted_voicemail: bool,
+    /// `User`, `SfBOnPremUser`, `IneligibleUser`, `ResourceAccount`, `Guest`.
+    #[serde(default = "default_account_type")]
+    pub account_type: String,
+}
+
+fn default_account_type() -> String {
+    "User".into()
+}
+
+fn default_country() -> String {
+    "US".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Where a user is homed.
@@ -417,6 +735,73 @@ pub struct NumberView {
     pub number_source: String,
     /// Operator name for Operator Connect numbers (`Microsoft` for Calling Plan).
     pub pstn_partner_name: Option<String>,
+    /// Country of the number (ISO 3166 alpha-2).
+    #[serde(default = "default_country")]
+    pub iso_country_code: String,
+    /// Whether the tenant may change the number's emergency location (`false`
+    /// when the operator locked the emergency address).
+    #[serde(default = "default_true")]
+    pub location_update_supported: bool,
+}
+
+/// What `get_onprem_user` returns: the Skype for Business Server object of a
+/// user (`Get-CsUser` in the SfB Management Shell).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OnPremUserView {
+    /// User principal name.
+    pub upn: String,
+    /// SIP address.
+    pub sip_address: String,
+    /// Whether Enterprise Voice is enabled on-premises.
+    pub enterprise_voice_enabled: bool,
+    /// Line URI (E.164 with `+`, without `tel:`), if set.
+    pub line_uri: Option<String>,
+    /// On-premises registrar pool FQDN.
+    pub registrar_pool: String,
+    /// Where the user is homed now (`Online` after `Move-CsUser`).
+    pub homed: Homing,
+}
+
+/// What `get_port_order` returns: the port order covering a number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortOrderView {
+    /// Order id.
+    pub order_id: String,
+    /// E.164 number the order ports.
+    pub number: String,
+    /// `Processing`, `ContactingCarrier`, `TransferApproved`, `TransferPending`
+    /// (frozen, under 24 h before the FOC date), `Completed`, `Error`, `Cancelled`.
+    pub status: String,
+    /// Firm order commitment date (known from `TransferApproved` on).
+    pub foc_date: Option<crate::clock::Timestamp>,
+    /// Rejection reason when `status` is `Error`.
+    pub error: Option<String>,
+}
+
+/// What `get_conferencing` returns: a user's audio conferencing settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConferencingView {
+    /// `Microsoft`, or the third-party provider's name.
+    pub provider: String,
+    /// 7-digit conference id (Microsoft provider only).
+    pub conference_id: Option<String>,
+    /// Toll dial-in number (E.164), if any.
+    pub toll_number: Option<String>,
+}
+
+/// What `get_location` returns: an emergency location with its civic address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LocationView {
+    /// Location id.
+    pub location_id: String,
+    /// Civic address id.
+    pub civic_address_id: String,
+    /// Description of the place.
+    pub description: String,
+    /// Country (ISO 3166 alpha-2).
+    pub country: String,
+    /// `Validated`, `NotValidated` or `Invalid`.
+    pub validation_status: String,
 }
 
 /// A tenant the engine can act on.
@@ -426,6 +811,13 @@ pub trait Tenant: Send + Sync {
     /// ([`UserView`], [`NumberView`] or `null`); actions return a small JSON
     /// object (possibly empty).
     async fn execute(&self, op: &Operation) -> Result<serde_json::Value, BackendError>;
+
+    /// Whether this backend performs `kind` itself; when it does not, the engine
+    /// turns the step into a manual task with [`OperationInfo::manual`]'s
+    /// instructions. By default everything the catalog does not mark manual.
+    fn automates(&self, kind: OperationKind) -> bool {
+        kind.info().manual.is_none()
+    }
 }
 
 #[cfg(test)]
@@ -447,6 +839,56 @@ mod tests {
             user: String::new(),
         });
         assert_eq!(back, op);
+    }
+
+    #[test]
+    fn move_user_force_accepts_bool_text_and_absence() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<Operation>(v).ok();
+        let mv = |force| {
+            Some(Operation::MoveUser {
+                user: "a@contoso.com".into(),
+                force,
+            })
+        };
+        assert_eq!(
+            parse(serde_json::json!({"op": "move_user", "user": "a@contoso.com"})),
+            mv(false)
+        );
+        assert_eq!(
+            parse(serde_json::json!({"op": "move_user", "user": "a@contoso.com", "force": true})),
+            mv(true)
+        );
+        assert_eq!(
+            parse(serde_json::json!({"op": "move_user", "user": "a@contoso.com", "force": "true"})),
+            mv(true)
+        );
+        assert_eq!(
+            parse(serde_json::json!({"op": "move_user", "user": "a@contoso.com", "force": null})),
+            mv(false)
+        );
+        assert_eq!(
+            parse(serde_json::json!({"op": "move_user", "user": "a@contoso.com", "force": "yes"})),
+            None
+        );
+    }
+
+    #[test]
+    fn only_the_conference_id_reset_is_manual() {
+        struct Plain;
+        #[async_trait]
+        impl Tenant for Plain {
+            async fn execute(&self, _: &Operation) -> Result<serde_json::Value, BackendError> {
+                Ok(serde_json::Value::Null)
+            }
+        }
+        for k in OperationKind::ALL {
+            let manual = k.info().manual.is_some();
+            assert_eq!(manual, *k == OperationKind::ResetConferenceId, "{k}");
+            assert_eq!(Plain.automates(*k), !manual);
+        }
+        let info = OperationKind::SendConferencingInfo.info();
+        assert!(!info.idempotent && !info.observation);
+        assert!(OperationKind::GetPortOrder.info().observation);
     }
 
     #[test]

@@ -276,6 +276,7 @@ impl Checker<'_> {
                     .iter()
                     .any(|n| n.as_str() == lit),
                     ParamType::String => true,
+                    ParamType::Bool => matches!(lit, "true" | "false"),
                 };
                 if !ok {
                     let expected = match param.ty {
@@ -283,6 +284,7 @@ impl Checker<'_> {
                         ParamType::E164 => "an E.164 number (+ and 8 to 15 digits)",
                         ParamType::NumberType => "DirectRouting, CallingPlan or OperatorConnect",
                         ParamType::String => "text",
+                        ParamType::Bool => "true or false",
                     };
                     self.at(
                         &arg_path,

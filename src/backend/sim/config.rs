@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::spec::model::duration;
 
@@ -34,6 +34,20 @@ pub struct SimConfig {
     /// Injected failures.
     #[serde(default)]
     pub faults: FaultConfig,
+    /// Which migration the seeded tenant starts from (only applies when the
+    /// tenant is created; a stored tenant keeps its profile).
+    #[serde(default)]
+    pub profile: Profile,
+    /// Calling Plan port-out orders (profile `calling_plans`).
+    #[serde(default)]
+    pub port: PortConfig,
+    /// Most `Move-CsUser` moves in progress at once (profile `on_premises`).
+    #[serde(default = "default_max_concurrent_moves")]
+    pub max_concurrent_moves: u32,
+    /// Delay of group-based licensing for on-premises users (profile
+    /// `on_premises`; drawn per user at seeding).
+    #[serde(default)]
+    pub licence_delay: LicenceDelayConfig,
     /// Name of a shared simulated tenant (`<state>/sim/<name>`); by default each
     /// run gets a fresh tenant of its own, named after the run id.
     #[serde(default)]
@@ -49,6 +63,10 @@ impl Default for SimConfig {
             dirsync_interval: default_dirsync_interval(),
             operator_upload_delay: UploadDelayConfig::default(),
             faults: FaultConfig::default(),
+            profile: Profile::default(),
+            port: PortConfig::default(),
+            max_concurrent_moves: default_max_concurrent_moves(),
+            licence_delay: LicenceDelayConfig::default(),
             tenant: None,
         }
     }
@@ -71,6 +89,99 @@ impl SimConfig {
                 max: Duration::from_secs(300),
             },
             ..SimConfig::default()
+        }
+    }
+}
+
+/// The migration a seeded tenant is set up for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Users on Direct Routing numbers (30% set in on-premises AD), to move to
+    /// Operator Connect.
+    #[default]
+    DirectRouting,
+    /// Users on Microsoft Calling Plan numbers being ported out to the operator.
+    CallingPlans,
+    /// Users homed on Skype for Business Server, to move to Teams with Direct
+    /// Routing.
+    OnPremises,
+    /// Users already on Operator Connect numbers whose emergency locations change.
+    OperatorConnect,
+}
+
+impl Profile {
+    /// Snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::DirectRouting => "direct_routing",
+            Profile::CallingPlans => "calling_plans",
+            Profile::OnPremises => "on_premises",
+            Profile::OperatorConnect => "operator_connect",
+        }
+    }
+}
+
+/// Port-out orders of Calling Plan numbers.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Time from the order's creation (tenant seeding) to the FOC date.
+    #[serde(default)]
+    pub foc_after: FocConfig,
+    /// Share of orders the losing carrier rejects (status `Error`), in `[0, 1]`
+    /// (default 0).
+    #[serde(default)]
+    pub error_rate: f64,
+}
+
+impl Default for PortConfig {
+    fn default() -> PortConfig {
+        PortConfig {
+            foc_after: FocConfig::default(),
+            error_rate: 0.0,
+        }
+    }
+}
+
+/// FOC date of a port order, uniform in `[min, max]` after its creation.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FocConfig {
+    /// Earliest (default 2h: demo scale; real orders take 7 to 14 days).
+    #[serde(default = "default_foc_min", deserialize_with = "duration")]
+    pub min: Duration,
+    /// Latest (default 8h).
+    #[serde(default = "default_foc_max", deserialize_with = "duration")]
+    pub max: Duration,
+}
+
+impl Default for FocConfig {
+    fn default() -> FocConfig {
+        FocConfig {
+            min: default_foc_min(),
+            max: default_foc_max(),
+        }
+    }
+}
+
+/// Delay of group-based licensing, uniform in `[min, max]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenceDelayConfig {
+    /// Shortest delay (default 0s).
+    #[serde(default, deserialize_with = "duration")]
+    pub min: Duration,
+    /// Longest delay (default 2h).
+    #[serde(default = "default_licence_max", deserialize_with = "duration")]
+    pub max: Duration,
+}
+
+impl Default for LicenceDelayConfig {
+    fn default() -> LicenceDelayConfig {
+        LicenceDelayConfig {
+            min: Duration::ZERO,
+            max: default_licence_max(),
         }
     }
 }
@@ -150,6 +261,18 @@ fn default_users() -> u32 {
 fn default_dirsync_interval() -> Duration {
     Duration::from_secs(30 * 60)
 }
+fn default_max_concurrent_moves() -> u32 {
+    25
+}
+fn default_foc_min() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+fn default_foc_max() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+fn default_licence_max() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
 fn default_latency_min() -> Duration {
     Duration::from_secs(30)
 }
@@ -180,6 +303,27 @@ mod tests {
         assert_eq!(c.seed, 42);
         assert_eq!(c.users, 200);
         assert_eq!(c.latency.tail_max, Duration::from_secs(86_400));
+        assert_eq!(c.profile, Profile::DirectRouting);
+        assert_eq!(c.max_concurrent_moves, 25);
+        assert_eq!(c.port.foc_after.max, Duration::from_secs(8 * 3600));
+        assert_eq!(c.port.error_rate, 0.0);
+        assert_eq!(c.licence_delay.max, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn profile_and_port_knobs_parse() {
+        let c: Result<SimConfig, _> = serde_yaml::from_str(
+            "profile: calling_plans\nport: {foc_after: {min: 1h, max: 3h}, error_rate: 0.2}\n\
+             max_concurrent_moves: 5\nlicence_delay: {max: 10m}\n",
+        );
+        let c = c.unwrap_or_default();
+        assert_eq!(c.profile, Profile::CallingPlans);
+        assert_eq!(c.port.foc_after.min, Duration::from_secs(3600));
+        assert_eq!(c.port.error_rate, 0.2);
+        assert_eq!(c.max_concurrent_moves, 5);
+        assert_eq!(c.licence_delay.max, Duration::from_secs(600));
+        let bad: Result<SimConfig, _> = serde_yaml::from_str("profile: pbx\n");
+        assert!(bad.is_err());
     }
 
     #[test]

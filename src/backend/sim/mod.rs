@@ -6,15 +6,34 @@
 //! for a directory sync tick, the operator uploads Operator Connect numbers
 //! only after the Direct Routing number left the tenant, documented errors,
 //! injected transient faults and throttling. It records every action (audit
-//! log) and every user's out-of-service window (outages).
+//! log), every user's out-of-service window (outages) and every message it
+//! sends (outbox).
+//!
+//! A tenant is seeded for one [`Profile`]: `direct_routing` (the default: DR
+//! numbers to move to Operator Connect), `calling_plans` (Calling Plan numbers
+//! with port-out orders to the operator), `on_premises` (users homed on Skype
+//! for Business Server, to move to Teams) or `operator_connect` (OC numbers
+//! whose emergency locations change). [`tags`] names the seeded cohorts
+//! (cloud-created users, third-party conferencing, operator-locked numbers, …);
+//! [`SimTenant::users_tagged`] finds them.
 
 mod config;
+#[cfg(test)]
+mod flow_tests;
 mod model;
 mod rng;
+mod seed;
 mod tenant;
 #[cfg(test)]
 mod tests;
 
-pub use config::{FaultConfig, LatencyConfig, SimConfig, UploadDelayConfig};
-pub use model::{AuditEntry, AuditOutcome, OutageRecord, SimStats, UserState};
-pub use tenant::{SimError, SimTenant, LOCATIONS, OPERATOR_NAME, SEEDED_POLICY};
+pub use config::{
+    FaultConfig, FocConfig, LatencyConfig, LicenceDelayConfig, PortConfig, Profile, SimConfig,
+    UploadDelayConfig,
+};
+pub use model::{AuditEntry, AuditOutcome, OutageRecord, OutboxEntry, SimStats, UserState};
+pub use seed::{
+    location, tags, FOREIGN_LOCATION, INVALID_LOCATION, LOCATIONS, ONPREM_POOL, SEEDED_POLICY,
+    THIRD_PARTY_ACP, UNVALIDATED_LOCATIONS,
+};
+pub use tenant::{SimError, SimTenant, OPERATOR_NAME};

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{ErrorKind, NumberView, OperationKind, UserView};
+use super::config::Profile;
+use crate::backend::{
+    ConferencingView, ErrorKind, NumberView, OnPremUserView, OperationKind, UserView,
+};
 use crate::clock::Timestamp;
 
 /// One committed change of an entity: the state it leads to, when it took
@@ -104,6 +107,28 @@ pub(crate) enum EventKind {
         /// Operator name.
         partner: String,
     },
+    /// Directory sync copies a new msRTCSIP-Line of this user to the cloud.
+    UserDirSyncLine {
+        /// The line (E.164).
+        line: String,
+    },
+    /// Directory sync adds this number as an OnPremises Direct Routing number
+    /// assigned to the user with this object id.
+    NumberDirSyncAdd {
+        /// Entra object id of the user.
+        target_id: String,
+    },
+    /// Group-based licensing assigns these licences to the user.
+    LicencesArrive {
+        /// SKUs.
+        skus: Vec<String>,
+    },
+    /// The port-out order of this number completes (calls now go to the
+    /// gaining operator).
+    PortCompleted {
+        /// The ported number.
+        number: String,
+    },
 }
 
 /// A scheduled event with its instants.
@@ -153,6 +178,67 @@ pub(crate) struct UserRecord {
     /// Outages of this user's number, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outages: Vec<StoredOutage>,
+    /// The Skype for Business Server object (`None`: not on-premises).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onprem: Option<OnPremUserView>,
+    /// Audio conferencing (truth and lagging view; `None`: none).
+    #[serde(default = "no_conferencing")]
+    pub conferencing: Timeline<Option<ConferencingView>>,
+    /// Conference ids this user had before, for "never the old id again".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_conference_ids: Vec<String>,
+    /// Count of conference id resets (keys the draw of the next id).
+    #[serde(default)]
+    pub conference_resets: u64,
+    /// Licences come from a group (cannot be removed per user).
+    #[serde(default)]
+    pub group_licensed: bool,
+    /// Moved with `-Force`: contacts and meetings were not migrated.
+    #[serde(default)]
+    pub contacts_lost: bool,
+    /// When this tenant's `Move-CsUser` moved the user (re-issues are no-ops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_at: Option<Timestamp>,
+    /// Seeded facts (see [`crate::backend::sim::tags`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+fn no_conferencing() -> Timeline<Option<ConferencingView>> {
+    Timeline::new(None)
+}
+
+/// A port-out order as stored: its instants, drawn at seeding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PortOrder {
+    pub order_id: String,
+    pub created_at: Timestamp,
+    /// Processing → ContactingCarrier.
+    pub contacting_at: Timestamp,
+    /// ContactingCarrier → TransferApproved (FOC date known).
+    pub approved_at: Timestamp,
+    /// TransferApproved → TransferPending (frozen).
+    pub pending_at: Timestamp,
+    /// FOC date: Completed.
+    pub foc_at: Timestamp,
+    /// Rejection by the losing carrier (instant, message): the order stays in
+    /// `Error` from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<(Timestamp, String)>,
+}
+
+impl PortOrder {
+    /// Whether the number was ported away at `now`.
+    pub fn completed(&self, now: Timestamp) -> bool {
+        self.error.is_none() && self.foc_at <= now
+    }
+}
+
+/// A `Move-CsUser` in progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ActiveMove {
+    pub user: String,
+    pub until: Timestamp,
 }
 
 /// A number as stored under `n/<number>`; `None` states mean "not in the tenant".
@@ -170,6 +256,12 @@ pub(crate) struct NumberRecord {
     /// Events the service will apply later.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scheduled: Vec<Scheduled>,
+    /// Port-out order of the number, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortOrder>,
+    /// Count of tenant-side changes (keys the latency draws).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// Tenant-wide facts, under `meta`.
@@ -179,6 +271,27 @@ pub(crate) struct Meta {
     pub seed: u64,
     pub users: u32,
     pub locations: Vec<String>,
+    #[serde(default)]
+    pub profile: Profile,
+    /// Virtual instant the tenant was seeded (port orders and licence
+    /// arrivals count from it).
+    #[serde(default)]
+    pub created_at: Timestamp,
+}
+
+/// A message the tenant sent to a user.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Position in the outbox, from 1.
+    pub seq: u64,
+    /// Virtual time it was sent.
+    pub at: Timestamp,
+    /// Recipient UPN.
+    pub user: String,
+    /// `conferencing_info` or `conference_id_reset`.
+    pub kind: String,
+    /// Conference id the message gives (the new one after a reset).
+    pub conference_id: Option<String>,
 }
 
 /// How an audited action ended.
@@ -244,8 +357,18 @@ pub struct UserState {
     pub oc_location_id: Option<String>,
     /// The Direct Routing number the user was seeded with.
     pub seeded_number: String,
-    /// When reads will show `cloud` (`None`: they already do).
+    /// When reads will show `cloud` and `conferencing` (`None`: they already do).
     pub converges_at: Option<Timestamp>,
+    /// The Skype for Business Server object, if the user exists on-premises.
+    pub onprem: Option<OnPremUserView>,
+    /// Audio conferencing as committed.
+    pub conferencing: Option<ConferencingView>,
+    /// Licences come from a group membership (cannot be removed per user).
+    pub group_licensed: bool,
+    /// Moved with `-Force`: contacts and meetings were NOT migrated.
+    pub contacts_lost: bool,
+    /// Seeded facts (see [`crate::backend::sim::tags`]).
+    pub tags: Vec<String>,
 }
 
 /// Call counters (in memory, since the tenant was opened).

@@ -18,39 +18,49 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::config::SimConfig;
+use super::config::{Profile, SimConfig};
 use super::model::{
-    AuditEntry, AuditOutcome, EventKind, Meta, NumberRecord, OutageRecord, Scheduled, SimStats,
-    StoredOutage, Timeline, UserRecord, UserState,
+    ActiveMove, AuditEntry, AuditOutcome, EventKind, Meta, NumberRecord, OutageRecord, OutboxEntry,
+    Scheduled, SimStats, StoredOutage, UserRecord, UserState,
 };
 use super::rng::Key;
+use super::seed::{conference_id, features, location, seed};
 use crate::backend::{
-    BackendError, ErrorKind, Homing, NumberType, NumberView, Operation, Tenant, UserView,
+    BackendError, ErrorKind, Homing, NumberType, NumberView, Operation, OperationKind,
+    PortOrderView, Tenant,
 };
 use crate::clock::{SharedClock, Timestamp};
 
 /// Name of the operator that uploads migrated numbers.
 pub const OPERATOR_NAME: &str = "Contoso Telecom";
 
-/// Emergency locations every seeded tenant has.
-pub const LOCATIONS: &[&str] = &[
-    "loc-sea-01",
-    "loc-nyc-01",
-    "loc-chi-01",
-    "loc-sfo-01",
-    "loc-atl-01",
-];
-
-/// Online voice routing policy seeded users hold.
-pub const SEEDED_POLICY: &str = "DR-Global-Route";
-
-/// Share of seeded users whose number is set in on-premises AD.
-const ON_PREM_SHARE: f64 = 0.3;
-
 const ON_PREM_MESSAGE: &str = "The user already has a telephone number set in the on-premises \
 Active Directory and synchronized to the cloud. To manage this user's telephone number in the \
 cloud, first clear the phone number in the on-premises directory and synchronize the change to \
 the cloud.";
+
+/// Key of the list of moves in progress.
+const MOVES_KEY: &str = "moves";
+
+/// The view of a port order at `now`.
+fn port_view(p: &super::model::PortOrder, number: &str, now: Timestamp) -> PortOrderView {
+    let (status, error) = match &p.error {
+        Some((at, msg)) if *at <= now => ("Error", Some(msg.clone())),
+        _ if now >= p.foc_at => ("Completed", None),
+        _ if now >= p.pending_at => ("TransferPending", None),
+        _ if now >= p.approved_at => ("TransferApproved", None),
+        _ if now >= p.contacting_at => ("ContactingCarrier", None),
+        _ => ("Processing", None),
+    };
+    let foc_known = error.is_none() && now >= p.approved_at;
+    PortOrderView {
+        order_id: p.order_id.clone(),
+        number: number.to_string(),
+        status: status.into(),
+        foc_date: foc_known.then_some(p.foc_at),
+        error,
+    }
+}
 
 /// Errors of the simulator itself (not of simulated calls).
 #[derive(Debug, thiserror::Error)]
@@ -131,12 +141,19 @@ impl Drop for Shared {
 /// In-memory state; the mutex also serializes every write to the store.
 struct Mem {
     next_audit: u64,
+    next_outbox: u64,
     calls_per_key: HashMap<String, u64>,
     bucket: Option<(f64, Timestamp)>,
     stats: SimStats,
 }
 
-type Writes = Vec<(String, Vec<u8>)>;
+type Writes = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A message to append to the outbox: (user, kind, conference id).
+type Mail = (String, String, Option<String>);
+
+/// What an action produced: its answer, the records to write, the messages sent.
+type Acted = (Value, Writes, Vec<Mail>);
 
 impl SimTenant {
     /// Open the tenant stored in `dir`, creating and seeding it (from
@@ -162,7 +179,7 @@ impl SimTenant {
         let meta = match db.get("meta").map_err(storage)? {
             Some(bytes) => parse::<Meta>("meta", &bytes)?,
             None => {
-                let (meta, batch) = seed(config);
+                let (meta, batch) = seed(config, clock.now());
                 db.apply_batch(batch).map_err(storage)?;
                 db.flush().map_err(storage)?;
                 db_file.sync_all().map_err(|source| SimError::Io {
@@ -177,6 +194,11 @@ impl SimTenant {
             Some(Err(e)) => return Err(storage(e)),
             None => 1,
         };
+        let next_outbox = match db.scan_prefix("o/").next_back() {
+            Some(Ok((k, _))) => audit_seq_of(&k) + 1,
+            Some(Err(e)) => return Err(storage(e)),
+            None => 1,
+        };
         Ok(SimTenant {
             shared: Arc::new(Shared {
                 db,
@@ -187,6 +209,7 @@ impl SimTenant {
                 meta,
                 mem: Mutex::new(Mem {
                     next_audit,
+                    next_outbox,
                     calls_per_key: HashMap::new(),
                     bucket: None,
                     stats: SimStats::default(),
@@ -205,7 +228,13 @@ impl SimTenant {
         self.shared.meta.users
     }
 
-    /// Valid emergency location ids.
+    /// The migration profile the tenant was seeded with.
+    pub fn profile(&self) -> Profile {
+        self.shared.meta.profile
+    }
+
+    /// Validated US emergency location ids seeded users use (the full catalog,
+    /// with unvalidated, invalid and foreign ones, answers `get_location`).
     pub fn locations(&self) -> &[String] {
         &self.shared.meta.locations
     }
@@ -242,7 +271,8 @@ impl SimTenant {
         let mut users = Vec::new();
         for item in self.shared.db.scan_prefix("u/") {
             let (k, v) = item.map_err(|e| self.shared.storage(e))?;
-            let rec = parse::<UserRecord>(&String::from_utf8_lossy(&k), &v)?;
+            let mut rec = parse::<UserRecord>(&String::from_utf8_lossy(&k), &v)?;
+            self.shared.advance_user(&mut rec, now);
             if !rec.outages.is_empty() {
                 users.push(rec);
             }
@@ -277,8 +307,42 @@ impl SimTenant {
             licences: rec.licences.clone(),
             oc_location_id: rec.oc_location_id.clone(),
             seeded_number: rec.seeded_number.clone(),
-            converges_at: rec.cloud.converges_at(),
+            converges_at: rec
+                .cloud
+                .converges_at()
+                .max(rec.conferencing.converges_at()),
+            onprem: rec.onprem.clone(),
+            conferencing: rec.conferencing.truth().clone(),
+            group_licensed: rec.group_licensed,
+            contacts_lost: rec.contacts_lost,
+            tags: rec.tags.clone(),
         }))
+    }
+
+    /// UPNs of the seeded users carrying `tag` (one of [`super::tags`]), in
+    /// seeding order.
+    pub fn users_tagged(&self, tag: &str) -> Result<Vec<String>, SimError> {
+        let mut out = Vec::new();
+        for i in 1..=self.shared.meta.users {
+            let upn = SimTenant::upn(i);
+            if let Some(rec) = self.shared.load::<UserRecord>(&user_key(&upn))? {
+                if rec.tags.iter().any(|t| t == tag) {
+                    out.push(upn);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Messages the tenant sent (conferencing e-mails, conference id resets),
+    /// oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, SimError> {
+        let mut out = Vec::new();
+        for item in self.shared.db.scan_prefix("o/") {
+            let (k, v) = item.map_err(|e| self.shared.storage(e))?;
+            out.push(parse::<OutboxEntry>(&String::from_utf8_lossy(&k), &v)?);
+        }
+        Ok(out)
     }
 
     /// The true current inventory row of a number, `None` if not in the tenant.
@@ -291,21 +355,34 @@ impl SimTenant {
         Ok(rec.row.truth().clone())
     }
 
-    /// Write `user,number,location_id` rows (header first) for every seeded
-    /// user in seeding order, to use as run subjects.
+    /// Write the run subjects of the tenant's profile as CSV (header first),
+    /// one row per seeded user in seeding order:
+    /// `user,number,location_id` for `direct_routing`, `calling_plans` and
+    /// `operator_connect` (the seeded number and the emergency location to
+    /// assign with the Operator Connect number, or to set on it), and
+    /// `user,number` for `on_premises` (the Direct Routing number to enable).
     pub fn export_subjects_csv(&self, w: impl io::Write) -> Result<(), SimError> {
         let mut out = csv::Writer::from_writer(w);
-        out.write_record(["user", "number", "location_id"])?;
+        let with_location = self.shared.meta.profile != Profile::OnPremises;
+        if with_location {
+            out.write_record(["user", "number", "location_id"])?;
+        } else {
+            out.write_record(["user", "number"])?;
+        }
         for i in 1..=self.shared.meta.users {
             let upn = SimTenant::upn(i);
             let Some(rec) = self.shared.load::<UserRecord>(&user_key(&upn))? else {
                 continue;
             };
-            out.write_record([
-                upn.as_str(),
-                rec.seeded_number.as_str(),
-                rec.oc_location_id.as_deref().unwrap_or(""),
-            ])?;
+            if with_location {
+                out.write_record([
+                    upn.as_str(),
+                    rec.seeded_number.as_str(),
+                    rec.oc_location_id.as_deref().unwrap_or(""),
+                ])?;
+            } else {
+                out.write_record([upn.as_str(), rec.seeded_number.as_str()])?;
+            }
         }
         out.flush().map_err(|source| SimError::Io {
             path: PathBuf::from("<subjects csv>"),
@@ -333,6 +410,12 @@ impl Tenant for SimTenant {
             )),
         }
     }
+
+    /// The simulator performs every operation itself, the conference id reset
+    /// included.
+    fn automates(&self, _kind: OperationKind) -> bool {
+        true
+    }
 }
 
 impl Shared {
@@ -358,7 +441,7 @@ impl Shared {
     fn commit(&self, writes: Writes, audit: Option<(u64, &AuditEntry)>) -> Result<(), SimError> {
         let mut batch = sled::Batch::default();
         for (k, v) in writes {
-            batch.insert(k.as_bytes(), v);
+            batch.insert(k, v);
         }
         if let Some((seq, entry)) = audit {
             batch.insert(audit_key(seq), to_bytes(entry));
@@ -378,28 +461,33 @@ impl Shared {
         let info = kind.info();
         let mut mem = self.lock();
         *mem.stats.calls.entry(info.name.to_string()).or_insert(0) += 1;
-        let key = match op {
-            Operation::GetNumber { number } => number.as_str(),
-            Operation::GetUser { user }
-            | Operation::ClearOnpremLineUri { user }
-            | Operation::RemoveNumber { user, .. }
-            | Operation::GrantVoiceRoutingPolicy { user, .. }
-            | Operation::AssignNumber { user, .. } => user.as_str(),
-        };
+        let key = op_key(op);
         let gated = self.gate(&mut mem, key, now);
         if info.observation {
             drop(mem);
             gated?;
             return self.observe(op, now).unwrap_or_else(|e| Err(fatal(e)));
         }
-        let (result, writes) = match gated {
-            Err(e) => (Err(e), Vec::new()),
+        let (result, mut writes, mails) = match gated {
+            Err(e) => (Err(e), Vec::new(), Vec::new()),
             Ok(()) => match self.act(op, now) {
-                Ok(Ok((v, w))) => (Ok(v), w),
-                Ok(Err(e)) => (Err(e), Vec::new()),
+                Ok(Ok((v, w, m))) => (Ok(v), w, m),
+                Ok(Err(e)) => (Err(e), Vec::new(), Vec::new()),
                 Err(e) => return Err(fatal(e)),
             },
         };
+        let first_mail = mem.next_outbox;
+        for (i, (user, kind, conference_id)) in mails.iter().enumerate() {
+            let seq = first_mail + i as u64;
+            let entry = OutboxEntry {
+                seq,
+                at: now,
+                user: user.clone(),
+                kind: kind.clone(),
+                conference_id: conference_id.clone(),
+            };
+            writes.push((outbox_key(seq), to_bytes(&entry)));
+        }
         let seq = mem.next_audit;
         let entry = AuditEntry {
             seq,
@@ -418,6 +506,7 @@ impl Shared {
         };
         self.commit(writes, Some((seq, &entry))).map_err(fatal)?;
         mem.next_audit += 1;
+        mem.next_outbox += mails.len() as u64;
         result
     }
 
@@ -489,6 +578,29 @@ impl Shared {
                 self.advance_number(&mut rec, now);
                 Ok(Ok(to_value(rec.row.view(now))))
             }
+            Operation::GetOnpremUser { user } => {
+                // The SfB Server shell answers at once; unknown users are `null`.
+                let rec = self.load::<UserRecord>(&user_key(user))?;
+                Ok(Ok(to_value(&rec.and_then(|r| r.onprem))))
+            }
+            Operation::GetPortOrder { number } => {
+                let Some(rec) = self.load::<NumberRecord>(&number_key(number))? else {
+                    return Ok(Ok(Value::Null));
+                };
+                let view = rec
+                    .port
+                    .as_ref()
+                    .map(|p| port_view(p, &rec.telephone_number, now));
+                Ok(Ok(to_value(&view)))
+            }
+            Operation::GetConferencing { user } => {
+                let Some(mut rec) = self.load::<UserRecord>(&user_key(user))? else {
+                    return Ok(Err(user_not_found(user)));
+                };
+                self.advance_user(&mut rec, now);
+                Ok(Ok(to_value(rec.conferencing.view(now))))
+            }
+            Operation::GetLocation { location_id } => Ok(Ok(to_value(&location(location_id)))),
             _ => Ok(Err(BackendError::new(
                 ErrorKind::Fatal,
                 "not an observation",
@@ -497,11 +609,14 @@ impl Shared {
     }
 
     /// Perform an action; the outer error is a storage failure.
-    fn act(
-        &self,
-        op: &Operation,
-        now: Timestamp,
-    ) -> Result<Result<(Value, Writes), BackendError>, SimError> {
+    fn act(&self, op: &Operation, now: Timestamp) -> Result<Result<Acted, BackendError>, SimError> {
+        if let Operation::SetNumberLocation {
+            number,
+            location_id,
+        } = op
+        {
+            return self.set_number_location(number, location_id, now);
+        }
         let Some(user) = op_user(op) else {
             return Ok(Err(BackendError::new(ErrorKind::Fatal, "not an action")));
         };
@@ -510,12 +625,12 @@ impl Shared {
         };
         self.advance_user(&mut u, now);
         let number = match op {
-            Operation::ClearOnpremLineUri { .. } => u.ad_line.as_deref(),
-            _ => op_number(op),
+            Operation::ClearOnpremLineUri { .. } => u.ad_line.clone(),
+            Operation::RemoveLicence { .. } => u.cloud.truth().line_uri.clone(),
+            _ => op_number(op).map(str::to_string),
         };
         let number = match number {
             Some(n) => {
-                let n = n.to_string();
                 let mut rec = self.load::<NumberRecord>(&number_key(&n))?;
                 if let Some(r) = rec.as_mut() {
                     self.advance_number(r, now);
@@ -524,6 +639,14 @@ impl Shared {
             }
             None => None,
         };
+        let moves = match op {
+            Operation::MoveUser { .. } => {
+                let mut m = self.load::<Vec<ActiveMove>>(MOVES_KEY)?.unwrap_or_default();
+                m.retain(|m| m.until > now);
+                Some(m)
+            }
+            _ => None,
+        };
         let mut out = Effects {
             shared: self,
             now,
@@ -531,6 +654,8 @@ impl Shared {
             number,
             user_dirty: false,
             number_dirty: false,
+            moves,
+            mails: Vec::new(),
         };
         let r = match op {
             Operation::ClearOnpremLineUri { .. } => out.clear_onprem(),
@@ -541,11 +666,111 @@ impl Shared {
                 location_id,
                 ..
             } => out.assign(*number_type, location_id.clone()),
-            Operation::GetUser { .. } | Operation::GetNumber { .. } => {
+            Operation::RemoveLicence { sku, .. } => out.remove_licence(sku),
+            Operation::EnableOnpremVoice { .. } => out.enable_onprem_voice(),
+            Operation::MoveUser { force, .. } => out.move_user(*force),
+            Operation::EnableVoiceOnline { .. } => out.enable_voice_online(),
+            Operation::EnableHostedVoicemail { .. } => out.enable_hosted_voicemail(),
+            Operation::SendConferencingInfo { .. } => out.send_conferencing_info(),
+            Operation::ResetConferenceId { .. } => out.reset_conference_id(),
+            Operation::GetUser { .. }
+            | Operation::GetNumber { .. }
+            | Operation::GetOnpremUser { .. }
+            | Operation::GetPortOrder { .. }
+            | Operation::GetConferencing { .. }
+            | Operation::GetLocation { .. }
+            | Operation::SetNumberLocation { .. } => {
                 Err(BackendError::new(ErrorKind::Fatal, "not an action"))
             }
         };
-        Ok(r.map(|v| (v, out.into_writes())))
+        Ok(r.map(|v| {
+            let mails = std::mem::take(&mut out.mails);
+            (v, out.into_writes(), mails)
+        }))
+    }
+
+    /// `Set-CsPhoneNumberAssignment -TelephoneNumber -LocationId`.
+    fn set_number_location(
+        &self,
+        number: &str,
+        location_id: &str,
+        now: Timestamp,
+    ) -> Result<Result<Acted, BackendError>, SimError> {
+        let not_found = || {
+            BackendError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "Telephone Number '{number}' is not found from tenant '{}'",
+                    self.meta.tenant_id
+                ),
+            )
+        };
+        let Some(mut rec) = self.load::<NumberRecord>(&number_key(number))? else {
+            return Ok(Err(not_found()));
+        };
+        self.advance_number(&mut rec, now);
+        let Some(row) = rec.row.truth().clone() else {
+            return Ok(Err(not_found()));
+        };
+        if let Err(e) = self.check_location(location_id, &row.iso_country_code, number) {
+            return Ok(Err(e));
+        }
+        if !row.location_update_supported {
+            return Ok(Err(BackendError::new(
+                ErrorKind::Precondition,
+                "The emergency address of this number is managed by your operator. \
+                 Contact your operator to change it.",
+            )));
+        }
+        if row.location_id.as_deref() == Some(location_id) {
+            return Ok(Ok((json!({}), Vec::new(), Vec::new())));
+        }
+        let d = self.latency(&rec.telephone_number, "set_number_location", rec.seq);
+        rec.seq += 1;
+        let mut pending = row;
+        pending.location_id = Some(location_id.to_string());
+        pending.activation_state = "UpdatePending".into();
+        let mut done = pending.clone();
+        done.activation_state = "Activated".into();
+        rec.row.push(now, now, Some(pending));
+        rec.row.push(now, now.plus(d), Some(done));
+        let w = vec![(number_key(number).into_bytes(), to_bytes(&rec))];
+        Ok(Ok((json!({}), w, Vec::new())))
+    }
+
+    /// A location may be given to a number of `country`: it exists, its civic
+    /// address is validated and in the same country.
+    fn check_location(&self, id: &str, country: &str, number: &str) -> Result<(), BackendError> {
+        let Some(loc) = location(id) else {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "Location '{id}' is not found from tenant '{}'",
+                    self.meta.tenant_id
+                ),
+            ));
+        };
+        if loc.validation_status != "Validated" {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "The emergency address must be validated before it can be assigned \
+                     (location '{id}' is {})",
+                    loc.validation_status
+                ),
+            ));
+        }
+        if loc.country != country {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "The country of location '{id}' ({}) does not match the country of \
+                     telephone number '{number}' ({country})",
+                    loc.country
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn latency(&self, user: &str, what: &str, seq: u64) -> Duration {
@@ -557,21 +782,58 @@ impl Shared {
         rec.scheduled.sort_by_key(|e| e.at);
         while rec.scheduled.first().is_some_and(|e| e.at <= now) {
             let ev = rec.scheduled.remove(0);
-            if let EventKind::UserDirSync = ev.kind {
-                let mut s = rec.cloud.truth().clone();
-                if let Some(line) = s.on_prem_line_uri.take() {
-                    if s.line_uri.as_deref() == Some(line.as_str()) {
-                        s.line_uri = None;
-                        s.enterprise_voice_enabled = false;
+            match ev.kind {
+                EventKind::UserDirSync => {
+                    let mut s = rec.cloud.truth().clone();
+                    if let Some(line) = s.on_prem_line_uri.take() {
+                        if s.line_uri.as_deref() == Some(line.as_str()) {
+                            s.line_uri = None;
+                            s.enterprise_voice_enabled = false;
+                        }
+                        if !rec.released.contains(&line) {
+                            rec.released.push(line);
+                        }
+                        rec.cloud.push(ev.at, ev.visible_at, s);
                     }
-                    if !rec.released.contains(&line) {
-                        rec.released.push(line);
+                }
+                EventKind::UserDirSyncLine { line } => {
+                    let mut s = rec.cloud.truth().clone();
+                    s.on_prem_line_uri = Some(line.clone());
+                    s.line_uri = Some(line);
+                    rec.cloud.push(ev.at, ev.visible_at, s);
+                }
+                EventKind::LicencesArrive { skus } => {
+                    for sku in skus {
+                        if !rec.licences.contains(&sku) {
+                            rec.licences.push(sku);
+                        }
+                    }
+                    let mut s = rec.cloud.truth().clone();
+                    s.licences = rec.licences.clone();
+                    s.feature_types = features(&rec.licences);
+                    if s.interpreted_user_type == "HybridOnpremSfBUserNeedsProvisioning" {
+                        s.interpreted_user_type = "HybridOnpremSfBUser".into();
                     }
                     rec.cloud.push(ev.at, ev.visible_at, s);
                 }
+                EventKind::PortCompleted { number } => {
+                    // Calls now go to the gaining operator: out of service in
+                    // Teams until the Operator Connect assignment is active.
+                    if rec.outages.last().is_none_or(|o| o.end.is_some()) {
+                        rec.outages.push(StoredOutage {
+                            number,
+                            start: ev.at,
+                            end: None,
+                        });
+                    }
+                }
+                EventKind::NumberDirSyncRemove
+                | EventKind::NumberDirSyncAdd { .. }
+                | EventKind::OperatorUpload { .. } => {}
             }
         }
         rec.cloud.compact(now);
+        rec.conferencing.compact(now);
     }
 
     /// Apply the number's due scheduled events, then fold visible changes.
@@ -605,6 +867,8 @@ impl Shared {
                             location_id: None,
                             number_source: "Online".into(),
                             pstn_partner_name: Some(partner),
+                            iso_country_code: "US".into(),
+                            location_update_supported: true,
                         };
                         rec.row.push(ev.at, ev.visible_at, Some(row));
                     } else {
@@ -612,7 +876,38 @@ impl Shared {
                         rec.upload_scheduled = false;
                     }
                 }
-                EventKind::UserDirSync => {}
+                EventKind::NumberDirSyncAdd { target_id } => {
+                    if rec.row.truth().is_none() {
+                        let row = NumberView {
+                            telephone_number: rec.telephone_number.clone(),
+                            number_type: NumberType::DirectRouting,
+                            activation_state: "Activated".into(),
+                            pstn_assignment_status: "UserAssigned".into(),
+                            assigned_pstn_target_id: Some(target_id),
+                            location_id: None,
+                            number_source: "OnPremises".into(),
+                            pstn_partner_name: None,
+                            iso_country_code: "US".into(),
+                            location_update_supported: true,
+                        };
+                        rec.row.push(ev.at, ev.visible_at, Some(row));
+                    }
+                }
+                EventKind::PortCompleted { .. } => {
+                    // A ported-out number nobody holds leaves the inventory.
+                    let unassigned = rec
+                        .row
+                        .truth()
+                        .as_ref()
+                        .is_some_and(|r| r.assigned_pstn_target_id.is_none());
+                    if unassigned {
+                        rec.row.push(ev.at, ev.visible_at, None);
+                        self.dr_left(rec, ev.at);
+                    }
+                }
+                EventKind::UserDirSync
+                | EventKind::UserDirSyncLine { .. }
+                | EventKind::LicencesArrive { .. } => {}
             }
         }
         rec.row.compact(now);
@@ -661,6 +956,10 @@ struct Effects<'a> {
     number: Option<(String, Option<NumberRecord>)>,
     user_dirty: bool,
     number_dirty: bool,
+    /// Moves in progress (loaded for `move_user` only); written back when set.
+    moves: Option<Vec<ActiveMove>>,
+    /// Messages sent by the action.
+    mails: Vec<Mail>,
 }
 
 impl Effects<'_> {
@@ -697,12 +996,33 @@ impl Effects<'_> {
         });
     }
 
+    /// The next directory sync tick after now.
+    fn next_tick(&self) -> Timestamp {
+        let interval = (self.shared.config.dirsync_interval.as_millis() as i64).max(1);
+        Timestamp((self.now.0.div_euclid(interval) + 1) * interval)
+    }
+
+    fn has(&self, sku: &str) -> bool {
+        self.user.licences.iter().any(|l| l == sku)
+    }
+
+    /// Commit a change of the cloud user object, visible after a latency draw.
+    fn set_user(&mut self, what: &str, f: impl FnOnce(&mut crate::backend::UserView)) {
+        let visible_at = self.next_visible(what);
+        let mut s = self.user.cloud.truth().clone();
+        f(&mut s);
+        self.user.cloud.push(self.now, visible_at, s);
+        self.user_dirty = true;
+    }
+
     fn clear_onprem(&mut self) -> Result<Value, BackendError> {
         let Some(line) = self.user.ad_line.take() else {
             return Ok(json!({}));
         };
-        let interval = (self.shared.config.dirsync_interval.as_millis() as i64).max(1);
-        let tick = Timestamp((self.now.0.div_euclid(interval) + 1) * interval);
+        if let Some(op) = self.user.onprem.as_mut() {
+            op.line_uri = None;
+        }
+        let tick = self.next_tick();
         let visible_at = tick.plus(self.shared.latency(&self.upn(), "dirsync", self.user.seq));
         self.user.seq += 1;
         self.user.scheduled.push(Scheduled {
@@ -729,6 +1049,10 @@ impl Effects<'_> {
             return Err(BackendError::new(ErrorKind::Fatal, "no number given"));
         };
         let user_id = self.user.cloud.truth().id.clone();
+        let ported = rec
+            .as_ref()
+            .and_then(|r| r.port.as_ref())
+            .is_some_and(|p| p.completed(self.now));
         let row = rec.as_ref().and_then(|r| r.row.truth().clone());
         let row = match row {
             Some(r) if r.number_type == number_type => r,
@@ -759,8 +1083,9 @@ impl Effects<'_> {
         let Some((_, Some(rec))) = self.number.as_mut() else {
             return Err(self.not_in_tenant(&number));
         };
-        if row.number_type == NumberType::DirectRouting {
-            // An unassigned Direct Routing number leaves the inventory.
+        if row.number_type == NumberType::DirectRouting || ported {
+            // An unassigned Direct Routing number leaves the inventory, and so
+            // does a Calling Plan number that was ported out.
             rec.row.push(self.now, visible_at, None);
             self.shared.dr_left(rec, self.now);
         } else {
@@ -838,15 +1163,8 @@ impl Effects<'_> {
             ));
         }
         if let Some(loc) = location_id.as_deref() {
-            if !self.shared.meta.locations.iter().any(|l| l == loc) {
-                return Err(BackendError::new(
-                    ErrorKind::Precondition,
-                    format!(
-                        "Location '{loc}' is not found from tenant '{}'",
-                        self.shared.meta.tenant_id
-                    ),
-                ));
-            }
+            self.shared
+                .check_location(loc, &row.iso_country_code, &number)?;
         } else if number_type == NumberType::OperatorConnect
             && matches!(truth.usage_location.as_str(), "US" | "CA")
         {
@@ -894,15 +1212,294 @@ impl Effects<'_> {
         Ok(json!({}))
     }
 
+    fn remove_licence(&mut self, sku: &str) -> Result<Value, BackendError> {
+        if !self.has(sku) {
+            return Ok(json!({}));
+        }
+        if self.user.group_licensed {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                "User license is inherited from a group membership",
+            ));
+        }
+        let now = self.now;
+        let truth = self.user.cloud.truth().clone();
+        let visible_at = self.next_visible("remove_licence");
+        self.user.licences.retain(|l| l != sku);
+        let calling_plan = sku.starts_with("MCOPSTN");
+        let phone_system = sku == "MCOEV";
+        let mut lost = None;
+        if calling_plan || phone_system {
+            if let Some((number, Some(rec))) = self.number.as_mut() {
+                if let Some(row) = rec.row.truth().clone() {
+                    let holds = row.assigned_pstn_target_id.as_deref() == Some(truth.id.as_str());
+                    let needs = match row.number_type {
+                        NumberType::CallingPlan => calling_plan || phone_system,
+                        NumberType::OperatorConnect | NumberType::DirectRouting => phone_system,
+                    };
+                    if holds && needs {
+                        let ported = rec.port.as_ref().is_some_and(|p| p.completed(now));
+                        if row.number_type == NumberType::DirectRouting || ported {
+                            // Phone System removal deletes a DR number from the
+                            // number database; a ported-out CP number leaves too.
+                            rec.row.push(now, visible_at, None);
+                            self.shared.dr_left(rec, now);
+                        } else {
+                            let mut r = row;
+                            r.assigned_pstn_target_id = None;
+                            r.pstn_assignment_status = "Unassigned".into();
+                            r.activation_state = "Activated".into();
+                            rec.row.push(now, visible_at, Some(r));
+                        }
+                        lost = Some(number.clone());
+                    }
+                }
+            }
+        }
+        let mut s = truth;
+        s.licences = self.user.licences.clone();
+        s.feature_types = features(&s.licences);
+        if let Some(number) = &lost {
+            if s.line_uri.as_deref() == Some(number.as_str()) {
+                s.line_uri = None;
+            }
+            s.enterprise_voice_enabled = false;
+        }
+        self.user.cloud.push(now, visible_at, s);
+        self.user_dirty = true;
+        if let Some(number) = lost {
+            self.number_dirty = true;
+            if !self.user.released.contains(&number) {
+                self.user.released.push(number.clone());
+            }
+            self.start_outage(&number);
+        }
+        Ok(json!({}))
+    }
+
+    fn enable_onprem_voice(&mut self) -> Result<Value, BackendError> {
+        let upn = self.upn();
+        let Some(mut op) = self.user.onprem.clone() else {
+            return Err(user_not_found(&upn));
+        };
+        let Some((number, _)) = self.number.clone() else {
+            return Err(BackendError::new(ErrorKind::Fatal, "no number given"));
+        };
+        if op.enterprise_voice_enabled && op.line_uri.as_deref() == Some(number.as_str()) {
+            return Ok(json!({}));
+        }
+        op.enterprise_voice_enabled = true;
+        op.line_uri = Some(number.clone());
+        self.user.onprem = Some(op);
+        self.user.ad_line = Some(number.clone());
+        let tick = self.next_tick();
+        let visible_at = tick.plus(self.shared.latency(&upn, "dirsync", self.user.seq));
+        self.user.seq += 1;
+        self.user.scheduled.push(Scheduled {
+            at: tick,
+            visible_at,
+            kind: EventKind::UserDirSyncLine {
+                line: number.clone(),
+            },
+        });
+        self.user_dirty = true;
+        let target_id = self.user.cloud.truth().id.clone();
+        if let Some((_, rec)) = self.number.as_mut() {
+            let rec = rec.get_or_insert_with(|| NumberRecord {
+                telephone_number: number.clone(),
+                row: super::model::Timeline::new(None),
+                operator: None,
+                upload_scheduled: false,
+                scheduled: Vec::new(),
+                port: None,
+                seq: 0,
+            });
+            rec.scheduled.push(Scheduled {
+                at: tick,
+                visible_at,
+                kind: EventKind::NumberDirSyncAdd { target_id },
+            });
+            self.number_dirty = true;
+        }
+        Ok(json!({}))
+    }
+
+    fn move_user(&mut self, force: bool) -> Result<Value, BackendError> {
+        let upn = self.upn();
+        if self.user.moved_at.is_some() {
+            // A re-issue of a move this tenant already made.
+            return Ok(json!({}));
+        }
+        let Some(mut op) = self.user.onprem.clone() else {
+            return Err(user_not_found(&upn));
+        };
+        if op.homed == Homing::Online {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                "User is already homed online",
+            ));
+        }
+        if !(self.has("Teams") && self.has("MCOProfessional")) {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "User '{upn}' is not licensed for Teams and Skype for Business Online \
+                     (Plan 2); assign both licences and let them provision before moving"
+                ),
+            ));
+        }
+        if op.enterprise_voice_enabled && !self.has("MCOEV") {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "User '{upn}' is enabled for Enterprise Voice on-premises but is not \
+                     licensed for Phone System online; assign the licence or use \
+                     -BypassEnterpriseVoiceCheck"
+                ),
+            ));
+        }
+        let cap = self.shared.config.max_concurrent_moves as usize;
+        let now = self.now;
+        let Some(moves) = self.moves.as_mut() else {
+            return Err(BackendError::new(ErrorKind::Fatal, "moves not loaded"));
+        };
+        if moves.len() >= cap {
+            return Err(BackendError::new(
+                ErrorKind::Transient,
+                "The maximum number of concurrent user moves has been reached. \
+                 Please try again later",
+            ));
+        }
+        let took = Key::new(self.shared.config.seed)
+            .str("move")
+            .str(&upn)
+            .between(Duration::from_secs(60), Duration::from_secs(300));
+        moves.push(ActiveMove {
+            user: upn,
+            until: now.plus(took),
+        });
+        op.homed = Homing::Online;
+        self.user.onprem = Some(op);
+        self.user.moved_at = Some(now);
+        self.user.contacts_lost = force;
+        let visible_at = self.next_visible("move_user");
+        let mut provisioning = self.user.cloud.truth().clone();
+        provisioning.homed = Homing::Online;
+        provisioning.hosting_provider = "sipfed.online.lync.com".into();
+        provisioning.interpreted_user_type = "HybridOnlineSfBUserNeedsProvisioning".into();
+        provisioning.account_type = "User".into();
+        let mut done = provisioning.clone();
+        done.interpreted_user_type = "HybridOnlineTeamsOnlyUser".into();
+        done.teams_upgrade_effective_mode = "TeamsOnly".into();
+        self.user.cloud.push(now, now, provisioning);
+        self.user.cloud.push(now, visible_at, done);
+        self.user_dirty = true;
+        Ok(json!({}))
+    }
+
+    fn require_online(&self) -> Result<(), BackendError> {
+        if self.user.cloud.truth().homed == Homing::Online {
+            Ok(())
+        } else {
+            Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "User '{}' is homed on-premises; move the user to Teams first (Move-CsUser)",
+                    self.upn()
+                ),
+            ))
+        }
+    }
+
+    fn enable_voice_online(&mut self) -> Result<Value, BackendError> {
+        self.require_online()?;
+        if !self.has("MCOEV") {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "User '{}' lacks appropriate licenses to enable Enterprise Voice \
+                     (Phone System)",
+                    self.upn()
+                ),
+            ));
+        }
+        if !self.user.cloud.truth().enterprise_voice_enabled {
+            self.set_user("enable_voice_online", |s| s.enterprise_voice_enabled = true);
+        }
+        Ok(json!({}))
+    }
+
+    fn enable_hosted_voicemail(&mut self) -> Result<Value, BackendError> {
+        self.require_online()?;
+        if !self.user.cloud.truth().hosted_voicemail {
+            self.set_user("enable_hosted_voicemail", |s| s.hosted_voicemail = true);
+        }
+        Ok(json!({}))
+    }
+
+    /// The user's audio conferencing, when Microsoft is the provider.
+    fn microsoft_conferencing(&self) -> Result<crate::backend::ConferencingView, BackendError> {
+        match self.user.conferencing.truth() {
+            None => Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "User '{}' is not enabled for audio conferencing",
+                    self.upn()
+                ),
+            )),
+            Some(c) if c.provider != "Microsoft" => Err(BackendError::new(
+                ErrorKind::Precondition,
+                "The user's audio conferencing provider is not Microsoft",
+            )),
+            Some(c) => Ok(c.clone()),
+        }
+    }
+
+    fn send_conferencing_info(&mut self) -> Result<Value, BackendError> {
+        let c = self.microsoft_conferencing()?;
+        self.mails
+            .push((self.upn(), "conferencing_info".into(), c.conference_id));
+        Ok(json!({}))
+    }
+
+    fn reset_conference_id(&mut self) -> Result<Value, BackendError> {
+        let mut c = self.microsoft_conferencing()?;
+        let upn = self.upn();
+        if let Some(old) = c.conference_id.take() {
+            if !self.user.retired_conference_ids.contains(&old) {
+                self.user.retired_conference_ids.push(old);
+            }
+        }
+        let key = Key::new(self.shared.config.seed)
+            .str("conf-reset")
+            .str(&upn)
+            .int(self.user.conference_resets);
+        let id = (0u64..)
+            .map(|attempt| conference_id(key.int(attempt)))
+            .find(|id| !self.user.retired_conference_ids.contains(id))
+            .unwrap_or_default();
+        self.user.conference_resets += 1;
+        let visible_at = self.next_visible("reset_conference_id");
+        c.conference_id = Some(id.clone());
+        self.user.conferencing.push(self.now, visible_at, Some(c));
+        self.user_dirty = true;
+        self.mails
+            .push((upn, "conference_id_reset".into(), Some(id)));
+        Ok(json!({}))
+    }
+
     fn into_writes(self) -> Writes {
         let mut w = Writes::new();
+        if let Some(m) = &self.moves {
+            w.push((MOVES_KEY.as_bytes().to_vec(), to_bytes(m)));
+        }
         if self.user_dirty {
             let key = user_key(&self.user.cloud.truth().upn);
-            w.push((key, to_bytes(&self.user)));
+            w.push((key.into_bytes(), to_bytes(&self.user)));
         }
         if self.number_dirty {
             if let Some((n, Some(rec))) = &self.number {
-                w.push((number_key(n), to_bytes(rec)));
+                w.push((number_key(n).into_bytes(), to_bytes(rec)));
             }
         }
         w
@@ -928,82 +1525,8 @@ pub(crate) fn latency_draw(config: &SimConfig, user: &str, what: &str, seq: u64)
     }
 }
 
-/// Build a new tenant: metadata plus every user and number, in one batch.
-fn seed(config: &SimConfig) -> (Meta, sled::Batch) {
-    let root = Key::new(config.seed);
-    let meta = Meta {
-        tenant_id: guid(root.str("tenant")),
-        seed: config.seed,
-        users: config.users,
-        locations: LOCATIONS.iter().map(|s| s.to_string()).collect(),
-    };
-    let mut batch = sled::Batch::default();
-    for i in 1..=config.users {
-        let (u, n) = seed_user(&meta, i);
-        batch.insert(user_key(&u.cloud.base.upn).into_bytes(), to_bytes(&u));
-        batch.insert(number_key(&u.seeded_number).into_bytes(), to_bytes(&n));
-    }
-    batch.insert("meta", to_bytes(&meta));
-    (meta, batch)
-}
-
-fn seed_user(meta: &Meta, i: u32) -> (UserRecord, NumberRecord) {
-    let root = Key::new(meta.seed);
-    let upn = SimTenant::upn(i);
-    let number = SimTenant::seeded_number(i);
-    let id = guid(root.str("user-id").int(u64::from(i)));
-    let on_prem = root.str("on-prem").int(u64::from(i)).unit() < ON_PREM_SHARE;
-    let loc = root.str("location").int(u64::from(i)).bits() % meta.locations.len() as u64;
-    let location = meta.locations.get(loc as usize).cloned();
-    let view = UserView {
-        id: id.clone(),
-        upn: upn.clone(),
-        sip_address: upn.clone(),
-        usage_location: "US".into(),
-        homed: Homing::Online,
-        hosting_provider: "sipfed.online.lync.com".into(),
-        interpreted_user_type: "DirSyncEnabledOnlineTeamsOnlyUser".into(),
-        teams_upgrade_effective_mode: "TeamsOnly".into(),
-        line_uri: Some(number.clone()),
-        on_prem_line_uri: on_prem.then(|| number.clone()),
-        enterprise_voice_enabled: true,
-        online_voice_routing_policy: Some(SEEDED_POLICY.into()),
-        feature_types: vec!["Teams".into(), "PhoneSystem".into()],
-    };
-    let user = UserRecord {
-        index: i,
-        cloud: Timeline::new(view),
-        ad_line: on_prem.then(|| number.clone()),
-        licences: vec!["Teams".into(), "MCOEV".into(), "MCOProfessional".into()],
-        oc_location_id: location,
-        seeded_number: number.clone(),
-        seq: 0,
-        released: Vec::new(),
-        scheduled: Vec::new(),
-        outages: Vec::new(),
-    };
-    let row = NumberView {
-        telephone_number: number.clone(),
-        number_type: NumberType::DirectRouting,
-        activation_state: "Activated".into(),
-        pstn_assignment_status: "UserAssigned".into(),
-        assigned_pstn_target_id: Some(id),
-        location_id: None,
-        number_source: if on_prem { "OnPremises" } else { "Online" }.into(),
-        pstn_partner_name: None,
-    };
-    let number = NumberRecord {
-        row: Timeline::new(Some(row)),
-        telephone_number: number,
-        operator: Some(OPERATOR_NAME.into()),
-        upload_scheduled: false,
-        scheduled: Vec::new(),
-    };
-    (user, number)
-}
-
 /// A GUID-looking string (version 4 layout) from a key.
-fn guid(k: Key) -> String {
+pub(crate) fn guid(k: Key) -> String {
     let a = k.bits();
     let b = k.int(1).bits();
     format!(
@@ -1034,12 +1557,12 @@ fn open_error(dir: &Path, e: sled::Error) -> SimError {
     }
 }
 
-fn user_key(upn: &str) -> String {
+pub(crate) fn user_key(upn: &str) -> String {
     format!("u/{}", upn.to_ascii_lowercase())
 }
 
 /// Numbers are accepted with or without the leading `+` (like the cmdlets).
-fn number_key(number: &str) -> String {
+pub(crate) fn number_key(number: &str) -> String {
     let n = number.trim();
     if n.starts_with('+') {
         format!("n/{n}")
@@ -1054,6 +1577,13 @@ fn audit_key(seq: u64) -> Vec<u8> {
     k
 }
 
+fn outbox_key(seq: u64) -> Vec<u8> {
+    let mut k = b"o/".to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Sequence number of an `a/` or `o/` key.
 fn audit_seq_of(key: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     if key.len() == 10 {
@@ -1064,12 +1594,24 @@ fn audit_seq_of(key: &[u8]) -> u64 {
 
 fn op_user(op: &Operation) -> Option<&str> {
     match op {
-        Operation::GetNumber { .. } => None,
+        Operation::GetNumber { .. }
+        | Operation::GetPortOrder { .. }
+        | Operation::GetLocation { .. }
+        | Operation::SetNumberLocation { .. } => None,
         Operation::GetUser { user }
         | Operation::ClearOnpremLineUri { user }
         | Operation::RemoveNumber { user, .. }
         | Operation::GrantVoiceRoutingPolicy { user, .. }
-        | Operation::AssignNumber { user, .. } => Some(user),
+        | Operation::AssignNumber { user, .. }
+        | Operation::GetOnpremUser { user }
+        | Operation::GetConferencing { user }
+        | Operation::RemoveLicence { user, .. }
+        | Operation::EnableOnpremVoice { user, .. }
+        | Operation::MoveUser { user, .. }
+        | Operation::EnableVoiceOnline { user }
+        | Operation::EnableHostedVoicemail { user }
+        | Operation::SendConferencingInfo { user }
+        | Operation::ResetConferenceId { user } => Some(user),
     }
 }
 
@@ -1077,8 +1619,22 @@ fn op_number(op: &Operation) -> Option<&str> {
     match op {
         Operation::GetNumber { number }
         | Operation::RemoveNumber { number, .. }
-        | Operation::AssignNumber { number, .. } => Some(number),
+        | Operation::AssignNumber { number, .. }
+        | Operation::GetPortOrder { number }
+        | Operation::EnableOnpremVoice { number, .. }
+        | Operation::SetNumberLocation { number, .. } => Some(number),
         _ => None,
+    }
+}
+
+/// What keys the fault draws of a call: its user, else its number, else its
+/// location.
+fn op_key(op: &Operation) -> &str {
+    match (op_user(op), op_number(op), op) {
+        (Some(u), _, _) => u,
+        (None, Some(n), _) => n,
+        (None, None, Operation::GetLocation { location_id }) => location_id,
+        _ => "",
     }
 }
 
@@ -1104,7 +1660,7 @@ fn parse<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, S
     })
 }
 
-fn to_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn to_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
     // Our records contain only strings, numbers and maps with string keys.
     serde_json::to_vec(v).unwrap_or_default()
 }

@@ -14,10 +14,10 @@ use crate::backend::{
 use crate::clock::{Clock, ManualClock, Timestamp};
 
 /// On a 30-minute directory sync tick.
-const START: Timestamp = Timestamp(1_800_000_000_000);
-const MIN: Duration = Duration::from_secs(60);
+pub(super) const START: Timestamp = Timestamp(1_800_000_000_000);
+pub(super) const MIN: Duration = Duration::from_secs(60);
 
-fn config(users: u32) -> SimConfig {
+pub(super) fn config(users: u32) -> SimConfig {
     SimConfig {
         seed: 7,
         users,
@@ -29,15 +29,15 @@ fn config(users: u32) -> SimConfig {
     }
 }
 
-fn open(dir: &Path, cfg: &SimConfig, clock: &Arc<ManualClock>) -> SimTenant {
+pub(super) fn open(dir: &Path, cfg: &SimConfig, clock: &Arc<ManualClock>) -> SimTenant {
     SimTenant::open(dir, cfg, clock.clone()).expect("open simulated tenant")
 }
 
-fn exec(t: &SimTenant, op: Operation) -> Result<Value, BackendError> {
+pub(super) fn exec(t: &SimTenant, op: Operation) -> Result<Value, BackendError> {
     t.execute_blocking(&op)
 }
 
-fn get_user(t: &SimTenant, upn: &str) -> UserView {
+pub(super) fn get_user(t: &SimTenant, upn: &str) -> UserView {
     let v = exec(
         t,
         Operation::GetUser {
@@ -48,7 +48,7 @@ fn get_user(t: &SimTenant, upn: &str) -> UserView {
     serde_json::from_value(v).expect("UserView")
 }
 
-fn get_number(t: &SimTenant, number: &str) -> Option<NumberView> {
+pub(super) fn get_number(t: &SimTenant, number: &str) -> Option<NumberView> {
     let v = exec(
         t,
         Operation::GetNumber {
@@ -59,17 +59,17 @@ fn get_number(t: &SimTenant, number: &str) -> Option<NumberView> {
     serde_json::from_value(v).expect("NumberView or null")
 }
 
-fn state(t: &SimTenant, upn: &str) -> UserState {
+pub(super) fn state(t: &SimTenant, upn: &str) -> UserState {
     t.user_state(upn).expect("store").expect("user exists")
 }
 
-fn clear(upn: &str) -> Operation {
+pub(super) fn clear(upn: &str) -> Operation {
     Operation::ClearOnpremLineUri {
         user: upn.to_string(),
     }
 }
 
-fn remove(upn: &str, number: &str, ty: NumberType) -> Operation {
+pub(super) fn remove(upn: &str, number: &str, ty: NumberType) -> Operation {
     Operation::RemoveNumber {
         user: upn.to_string(),
         number: number.to_string(),
@@ -77,14 +77,14 @@ fn remove(upn: &str, number: &str, ty: NumberType) -> Operation {
     }
 }
 
-fn grant(upn: &str, policy: Option<&str>) -> Operation {
+pub(super) fn grant(upn: &str, policy: Option<&str>) -> Operation {
     Operation::GrantVoiceRoutingPolicy {
         user: upn.to_string(),
         policy: policy.map(str::to_string),
     }
 }
 
-fn assign(upn: &str, number: &str, ty: NumberType, loc: Option<&str>) -> Operation {
+pub(super) fn assign(upn: &str, number: &str, ty: NumberType, loc: Option<&str>) -> Operation {
     Operation::AssignNumber {
         user: upn.to_string(),
         number: number.to_string(),
@@ -107,14 +107,14 @@ fn pick(t: &SimTenant, on_prem: bool, skip: usize) -> (String, String, String) {
         .expect("such a user")
 }
 
-fn err_kind(r: Result<Value, BackendError>) -> (ErrorKind, String) {
+pub(super) fn err_kind(r: Result<Value, BackendError>) -> (ErrorKind, String) {
     match r {
         Ok(v) => panic!("expected an error, got {v}"),
         Err(e) => (e.kind, e.message),
     }
 }
 
-fn setup(users: u32) -> (tempfile::TempDir, Arc<ManualClock>, SimTenant) {
+pub(super) fn setup(users: u32) -> (tempfile::TempDir, Arc<ManualClock>, SimTenant) {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(START);
     let t = open(dir.path(), &config(users), &clock);

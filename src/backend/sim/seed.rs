@@ -1,0 +1,455 @@
+//! Seeding a new tenant for one of the migration profiles, and the tenant's
+//! fixed catalog of emergency locations.
+//!
+//! Every draw is keyed by the seed, what it is for and the user index, so the
+//! same seed gives the same tenant (relative to the instant it was created).
+
+use std::time::Duration;
+
+use super::config::{Profile, SimConfig};
+use super::model::{EventKind, Meta, NumberRecord, PortOrder, Scheduled, Timeline, UserRecord};
+use super::rng::Key;
+use super::tenant::{guid, number_key, to_bytes, user_key, SimTenant, OPERATOR_NAME};
+use crate::backend::{
+    ConferencingView, Homing, LocationView, NumberType, NumberView, OnPremUserView, UserView,
+};
+use crate::clock::Timestamp;
+
+/// Validated US emergency locations every seeded tenant has (the ones seeded
+/// users and exported subjects use).
+pub const LOCATIONS: &[&str] = &[
+    "loc-sea-01",
+    "loc-nyc-01",
+    "loc-chi-01",
+    "loc-sfo-01",
+    "loc-atl-01",
+];
+
+/// US locations whose civic address is not validated yet (cannot be assigned).
+pub const UNVALIDATED_LOCATIONS: &[&str] = &["loc-new-01", "loc-new-02"];
+
+/// A US location whose civic address failed validation.
+pub const INVALID_LOCATION: &str = "loc-bad-01";
+
+/// A validated location in another country (GB).
+pub const FOREIGN_LOCATION: &str = "loc-lon-01";
+
+/// Online voice routing policy seeded Direct Routing users hold.
+pub const SEEDED_POLICY: &str = "DR-Global-Route";
+
+/// Name of the seeded users' third-party audio conferencing provider.
+pub const THIRD_PARTY_ACP: &str = "PGi";
+
+/// Registrar pool of the seeded Skype for Business Server deployment.
+pub const ONPREM_POOL: &str = "sfbpool01.contoso.com";
+
+/// Seeded facts about a user, as listed in [`super::UserState::tags`] and
+/// searched by [`SimTenant::users_tagged`].
+pub mod tags {
+    /// Licences inherited from a group: `remove_licence` is refused.
+    pub const GROUP_LICENSED: &str = "group_licensed";
+    /// Audio conferencing with a third-party provider (no Microsoft id).
+    pub const CONF_THIRD_PARTY: &str = "conf_third_party";
+    /// No audio conferencing at all.
+    pub const CONF_NONE: &str = "conf_none";
+    /// `calling_plans`: the port order ends in `Error`.
+    pub const PORT_ERROR: &str = "port_error";
+    /// `on_premises`: created in the cloud (not on-premises, not dir-synced).
+    pub const CLOUD_CREATED: &str = "cloud_created";
+    /// `on_premises`: already homed online (move refused).
+    pub const ALREADY_ONLINE: &str = "already_online";
+    /// `on_premises`: group licensing never brings Phone System (MCOEV).
+    pub const NO_PHONE_SYSTEM: &str = "no_phone_system";
+    /// `operator_connect`: the operator set the address; the tenant may change it.
+    pub const OC_OPERATOR_ASSIGNED: &str = "oc_operator_assigned";
+    /// `operator_connect`: uploaded without address; the tenant assigns it.
+    pub const OC_TENANT_ASSIGNS: &str = "oc_tenant_assigns";
+    /// `operator_connect`: the operator locked the address.
+    pub const OC_LOCKED: &str = "oc_locked";
+    /// `operator_connect`: the exported target location is not validated.
+    pub const TARGET_NOT_VALIDATED: &str = "target_not_validated";
+}
+
+/// (id, civic address id, description, country, validation status).
+const CATALOG: &[(&str, &str, &str, &str, &str)] = &[
+    ("loc-sea-01", "civ-sea", "Seattle HQ", "US", "Validated"),
+    (
+        "loc-nyc-01",
+        "civ-nyc",
+        "New York office",
+        "US",
+        "Validated",
+    ),
+    ("loc-chi-01", "civ-chi", "Chicago office", "US", "Validated"),
+    (
+        "loc-sfo-01",
+        "civ-sfo",
+        "San Francisco office",
+        "US",
+        "Validated",
+    ),
+    ("loc-atl-01", "civ-atl", "Atlanta office", "US", "Validated"),
+    (
+        "loc-new-01",
+        "civ-new1",
+        "Austin office (new)",
+        "US",
+        "NotValidated",
+    ),
+    (
+        "loc-new-02",
+        "civ-new2",
+        "Denver office (new)",
+        "US",
+        "NotValidated",
+    ),
+    (
+        "loc-bad-01",
+        "civ-bad",
+        "Warehouse (bad address)",
+        "US",
+        "Invalid",
+    ),
+    ("loc-lon-01", "civ-lon", "London office", "GB", "Validated"),
+];
+
+/// An emergency location of the tenant, `None` if unknown.
+pub fn location(id: &str) -> Option<LocationView> {
+    CATALOG
+        .iter()
+        .find(|(l, ..)| *l == id)
+        .map(|(l, c, d, country, v)| LocationView {
+            location_id: (*l).into(),
+            civic_address_id: (*c).into(),
+            description: (*d).into(),
+            country: (*country).into(),
+            validation_status: (*v).into(),
+        })
+}
+
+const PORT_ERRORS: &[&str] = &[
+    "Account name mismatch with the losing carrier",
+    "Service address mismatch with the losing carrier",
+    "Account number or PIN does not match the losing carrier's records",
+    "Billing telephone number (BTN) mismatch",
+    "The losing carrier reports a pending service order on the account",
+];
+
+/// Licence SKU → feature type shown by `Get-CsOnlineUser`.
+pub(crate) fn features(licences: &[String]) -> Vec<String> {
+    licences
+        .iter()
+        .filter_map(|l| match l.as_str() {
+            "Teams" => Some("Teams"),
+            "MCOEV" => Some("PhoneSystem"),
+            "MCOPSTN1" | "MCOPSTN2" => Some("CallingPlan"),
+            "MCOMEETADD" => Some("AudioConferencing"),
+            _ => None,
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// A 7-digit conference id from a key.
+pub(crate) fn conference_id(k: Key) -> String {
+    format!("{}", 1_000_000 + k.bits() % 9_000_000)
+}
+
+/// Build a new tenant: metadata plus every user and number, in one batch.
+pub(crate) fn seed(config: &SimConfig, now: Timestamp) -> (Meta, sled::Batch) {
+    let root = Key::new(config.seed);
+    let meta = Meta {
+        tenant_id: guid(root.str("tenant")),
+        seed: config.seed,
+        users: config.users,
+        locations: LOCATIONS.iter().map(|s| s.to_string()).collect(),
+        profile: config.profile,
+        created_at: now,
+    };
+    let mut batch = sled::Batch::default();
+    for i in 1..=config.users {
+        let (u, n) = seed_user(config, &meta, i);
+        batch.insert(user_key(&u.cloud.base.upn).into_bytes(), to_bytes(&u));
+        if let Some(n) = n {
+            batch.insert(number_key(&n.telephone_number).into_bytes(), to_bytes(&n));
+        }
+    }
+    batch.insert("meta", to_bytes(&meta));
+    (meta, batch)
+}
+
+fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<NumberRecord>) {
+    let root = Key::new(meta.seed);
+    let draw = |what: &str| root.str(what).int(u64::from(i));
+    let upn = SimTenant::upn(i);
+    let number = SimTenant::seeded_number(i);
+    let id = guid(root.str("user-id").int(u64::from(i)));
+    let on_prem = draw("on-prem").unit() < ON_PREM_SHARE;
+    let loc = draw("location").bits() % meta.locations.len() as u64;
+    let location = meta.locations.get(loc as usize).cloned();
+    let mut tags = Vec::new();
+
+    // Audio conferencing, in every profile.
+    let c = draw("conf").unit();
+    let conferencing = if c < 0.90 {
+        Some(ConferencingView {
+            provider: "Microsoft".into(),
+            conference_id: Some(conference_id(draw("conf-id"))),
+            toll_number: Some("+14255550100".into()),
+        })
+    } else if c < 0.95 {
+        tags.push(tags::CONF_THIRD_PARTY.to_string());
+        Some(ConferencingView {
+            provider: THIRD_PARTY_ACP.into(),
+            conference_id: None,
+            toll_number: Some("+18665550123".into()),
+        })
+    } else {
+        tags.push(tags::CONF_NONE.to_string());
+        None
+    };
+    let microsoft_ac = conferencing
+        .as_ref()
+        .is_some_and(|c| c.provider == "Microsoft");
+    let group_licensed = match meta.profile {
+        Profile::OnPremises => false,
+        _ => draw("group-licence").unit() < 0.03,
+    };
+
+    let mut licences: Vec<String> = match meta.profile {
+        Profile::CallingPlans => vec!["Teams", "MCOEV", "MCOProfessional", "MCOPSTN1"],
+        _ => vec!["Teams", "MCOEV", "MCOProfessional"],
+    }
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    if microsoft_ac {
+        licences.push("MCOMEETADD".into());
+    }
+
+    let mut view = UserView {
+        id: id.clone(),
+        upn: upn.clone(),
+        sip_address: upn.clone(),
+        usage_location: "US".into(),
+        homed: Homing::Online,
+        hosting_provider: "sipfed.online.lync.com".into(),
+        interpreted_user_type: "DirSyncEnabledOnlineTeamsOnlyUser".into(),
+        teams_upgrade_effective_mode: "TeamsOnly".into(),
+        line_uri: Some(number.clone()),
+        on_prem_line_uri: None,
+        enterprise_voice_enabled: true,
+        online_voice_routing_policy: None,
+        feature_types: Vec::new(),
+        licences: Vec::new(),
+        dir_synced: true,
+        hosted_voicemail: true,
+        account_type: "User".into(),
+    };
+    let mut user = UserRecord {
+        index: i,
+        cloud: Timeline::new(view.clone()),
+        ad_line: None,
+        licences: Vec::new(),
+        oc_location_id: location.clone(),
+        seeded_number: number.clone(),
+        seq: 0,
+        released: Vec::new(),
+        scheduled: Vec::new(),
+        outages: Vec::new(),
+        onprem: None,
+        conferencing: Timeline::new(conferencing),
+        retired_conference_ids: Vec::new(),
+        conference_resets: 0,
+        group_licensed,
+        contacts_lost: false,
+        moved_at: None,
+        tags: Vec::new(),
+    };
+    let mut row = NumberView {
+        telephone_number: number.clone(),
+        number_type: NumberType::DirectRouting,
+        activation_state: "Activated".into(),
+        pstn_assignment_status: "UserAssigned".into(),
+        assigned_pstn_target_id: Some(id.clone()),
+        location_id: None,
+        number_source: "Online".into(),
+        pstn_partner_name: None,
+        iso_country_code: "US".into(),
+        location_update_supported: true,
+    };
+    let mut number_rec = NumberRecord {
+        row: Timeline::new(None),
+        telephone_number: number.clone(),
+        operator: None,
+        upload_scheduled: false,
+        scheduled: Vec::new(),
+        port: None,
+        seq: 0,
+    };
+
+    let mut with_number = true;
+    match meta.profile {
+        Profile::DirectRouting => {
+            view.on_prem_line_uri = on_prem.then(|| number.clone());
+            view.online_voice_routing_policy = Some(SEEDED_POLICY.into());
+            user.ad_line = on_prem.then(|| number.clone());
+            if on_prem {
+                row.number_source = "OnPremises".into();
+            }
+            number_rec.operator = Some(OPERATOR_NAME.into());
+        }
+        Profile::CallingPlans => {
+            row.number_type = NumberType::CallingPlan;
+            row.pstn_partner_name = Some("Microsoft".into());
+            row.location_id = location.clone();
+            number_rec.operator = Some(OPERATOR_NAME.into());
+            let port = port_order(config, meta, i);
+            if port.error.is_some() {
+                tags.push(tags::PORT_ERROR.to_string());
+            } else {
+                for rec_sched in [&mut user.scheduled, &mut number_rec.scheduled] {
+                    rec_sched.push(Scheduled {
+                        at: port.foc_at,
+                        visible_at: port.foc_at,
+                        kind: EventKind::PortCompleted {
+                            number: number.clone(),
+                        },
+                    });
+                }
+            }
+            number_rec.port = Some(port);
+        }
+        Profile::OnPremises => {
+            with_number = false;
+            view.line_uri = None;
+            view.enterprise_voice_enabled = false;
+            view.hosted_voicemail = false;
+            let cohort = draw("onprem-cohort").unit();
+            if cohort < 0.03 {
+                // Created in the cloud: never on-premises, licensed directly.
+                tags.push(tags::CLOUD_CREATED.to_string());
+                view.dir_synced = false;
+                view.interpreted_user_type = "PureOnlineTeamsOnlyUser".into();
+            } else {
+                user.group_licensed = true;
+                tags.push(tags::GROUP_LICENSED.to_string());
+                let already_online = cohort < 0.06;
+                user.onprem = Some(OnPremUserView {
+                    upn: upn.clone(),
+                    sip_address: upn.clone(),
+                    enterprise_voice_enabled: false,
+                    line_uri: None,
+                    registrar_pool: ONPREM_POOL.into(),
+                    homed: if already_online {
+                        Homing::Online
+                    } else {
+                        Homing::OnPremises
+                    },
+                });
+                if already_online {
+                    tags.push(tags::ALREADY_ONLINE.to_string());
+                    view.interpreted_user_type = "HybridOnlineTeamsOnlyUser".into();
+                } else {
+                    if draw("no-mcoev").unit() < 0.04 {
+                        tags.push(tags::NO_PHONE_SYSTEM.to_string());
+                        licences.retain(|l| l != "MCOEV");
+                    }
+                    view.homed = Homing::OnPremises;
+                    view.hosting_provider = "SRV:".into();
+                    view.interpreted_user_type = "HybridOnpremSfBUserNeedsProvisioning".into();
+                    view.teams_upgrade_effective_mode = "Islands".into();
+                    view.account_type = "SfBOnPremUser".into();
+                    let d = &config.licence_delay;
+                    let at = meta
+                        .created_at
+                        .plus(draw("licence-delay").between(d.min, d.max.max(d.min)));
+                    user.scheduled.push(Scheduled {
+                        at,
+                        visible_at: at,
+                        kind: EventKind::LicencesArrive {
+                            skus: std::mem::take(&mut licences),
+                        },
+                    });
+                }
+            }
+        }
+        Profile::OperatorConnect => {
+            row.number_type = NumberType::OperatorConnect;
+            row.pstn_partner_name = Some(OPERATOR_NAME.into());
+            let mode = draw("oc-mode").unit();
+            if mode < 0.6 {
+                tags.push(tags::OC_OPERATOR_ASSIGNED.to_string());
+                row.location_id = location.clone();
+            } else if mode < 0.9 {
+                tags.push(tags::OC_TENANT_ASSIGNS.to_string());
+            } else {
+                tags.push(tags::OC_LOCKED.to_string());
+                row.location_id = location.clone();
+                row.location_update_supported = false;
+            }
+            let t = draw("oc-target");
+            user.oc_location_id = if t.unit() < 0.05 {
+                tags.push(tags::TARGET_NOT_VALIDATED.to_string());
+                let k = (t.bits() % UNVALIDATED_LOCATIONS.len() as u64) as usize;
+                UNVALIDATED_LOCATIONS.get(k).map(|s| s.to_string())
+            } else {
+                let k = (t.int(1).bits() % LOCATIONS.len() as u64) as usize;
+                LOCATIONS.get(k).map(|s| s.to_string())
+            };
+        }
+    }
+    if user.group_licensed && !tags.iter().any(|t| t == tags::GROUP_LICENSED) {
+        tags.push(tags::GROUP_LICENSED.to_string());
+    }
+    view.licences = licences.clone();
+    view.feature_types = features(&licences);
+    user.licences = licences;
+    user.cloud = Timeline::new(view);
+    user.tags = tags;
+    if with_number {
+        number_rec.row = Timeline::new(Some(row));
+        (user, Some(number_rec))
+    } else {
+        (user, None)
+    }
+}
+
+/// Share of Direct Routing users whose number is set in on-premises AD.
+const ON_PREM_SHARE: f64 = 0.3;
+
+/// The port-out order of user `i`'s Calling Plan number, created with the
+/// tenant. The last 24 h before the FOC date are `TransferPending`, or the
+/// last quarter of the order when it is shorter than 4 days (demo timings).
+fn port_order(config: &SimConfig, meta: &Meta, i: u32) -> PortOrder {
+    let k = Key::new(meta.seed).str("port").int(u64::from(i));
+    let f = &config.port.foc_after;
+    let total = k.between(f.min, f.max.max(f.min));
+    let window = Duration::from_secs(24 * 3600).min(total / 4);
+    let before = total - window;
+    let created = meta.created_at;
+    let contacting_at = created.plus(before.mul_f64(0.1 + 0.1 * k.int(1).unit()));
+    let approved_at = created.plus(before.mul_f64(0.4 + 0.3 * k.int(2).unit()));
+    let error = (k.int(3).unit() < config.port.error_rate).then(|| {
+        let span = approved_at.since(contacting_at);
+        let at = contacting_at.plus(span.mul_f64(k.int(4).unit()));
+        let m = (k.int(5).bits() % PORT_ERRORS.len() as u64) as usize;
+        (
+            at,
+            PORT_ERRORS
+                .get(m)
+                .copied()
+                .unwrap_or("Rejected")
+                .to_string(),
+        )
+    });
+    PortOrder {
+        order_id: format!("PO-{:08X}", k.int(6).bits() >> 32),
+        created_at: created,
+        contacting_at,
+        approved_at,
+        pending_at: created.plus(before),
+        foc_at: created.plus(total),
+        error,
+    }
+}
