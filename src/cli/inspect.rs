@@ -162,6 +162,16 @@ impl RunSummary {
             | Status::RolledBack { step, error: why }
             | Status::NeedsAttention { step, reason: why } => {
                 let step_id = self.steps.get(*step).cloned().unwrap_or_default();
+                // Group by reason: the subject's own values would make every row unique.
+                let mut why = why.clone();
+                for v in i
+                    .inputs
+                    .values()
+                    .filter_map(Value::as_str)
+                    .filter(|v| v.len() > 3)
+                {
+                    why = why.replace(v, "<…>");
+                }
                 let short: String = why.chars().take(160).collect();
                 let key = format!("{} at {step_id}: {short}", i.status.name());
                 let e = self.problems.entry(key).or_insert((0, i.subject.clone()));

@@ -2,6 +2,7 @@
 
 mod inspect;
 mod operate;
+mod plan;
 mod progress;
 mod runs;
 mod simcmd;
@@ -126,6 +127,12 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Validate a run file and preflight every subject read-only against the tenant:
+    /// the branch each will take, its steps, every blocker. Changes nothing.
+    Plan {
+        /// Run file.
+        file: PathBuf,
+    },
     /// Start a run from a run file and drive it to the end.
     Run {
         /// Run file.
@@ -228,6 +235,10 @@ pub enum SimCommand {
         /// Users.
         #[arg(long, default_value_t = 200)]
         users: u32,
+        /// Which migration the tenant is set up for: direct_routing, calling_plans,
+        /// on_premises, operator_connect.
+        #[arg(long, default_value = "direct_routing")]
+        profile: String,
         /// Write `user,number,location_id` rows here.
         #[arg(long)]
         export: Option<PathBuf>,
@@ -341,6 +352,7 @@ fn init_logging() {
 async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
     match cmd {
         Command::Validate { files } => validate(app, &files),
+        Command::Plan { file } => plan::plan(app, &file).await,
         Command::Run { file } => runs::run(app, &file).await,
         Command::Resume { run } => runs::resume(app, run.as_deref()).await,
         Command::Status { run } => inspect::status(app, run.as_deref()),

@@ -165,7 +165,11 @@ pub(super) fn pinned_workflow(record: &RunRecord) -> Result<Workflow, CliError> 
             })
     };
     let main = parse(&record.workflow)?;
-    let then = record.then.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+    let then = record
+        .then
+        .iter()
+        .map(parse)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(spec::compose(&main, &then))
 }
 
@@ -211,6 +215,11 @@ async fn drive(
     let file = stored_run_file(&record)?;
     let workflow = Arc::new(pinned_workflow(&record)?);
     let (tenant, sim) = open_backend(app, &record, &file, clock.clone())?;
+    let manual_ops: Vec<crate::backend::OperationKind> = crate::backend::OperationKind::ALL
+        .iter()
+        .copied()
+        .filter(|k| !tenant.automates(*k))
+        .collect();
     let limiter = file
         .rate_limit
         .map(|r| Arc::new(RateLimiter::new(clock.clone(), r)));
@@ -224,7 +233,7 @@ async fn drive(
         workflow: workflow.clone(),
         approvals: file.approvals.clone(),
         on_failure: file.on_failure.unwrap_or(workflow.on_failure),
-        manual_ops: Vec::new(),
+        manual_ops,
         concurrency: file.concurrency,
         limiter,
         progress: progress.clone(),

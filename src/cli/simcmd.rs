@@ -15,13 +15,22 @@ pub fn sim(app: &App, cmd: SimCommand) -> Result<u8, CliError> {
             name,
             seed,
             users,
+            profile,
             export,
         } => {
+            let profile: crate::backend::sim::Profile = serde_json::from_value(
+                serde_json::Value::String(profile.clone()),
+            )
+            .map_err(|_| {
+                CliError::input(format!("unknown profile {profile:?}"))
+                    .hint("direct_routing, calling_plans, on_premises or operator_connect")
+            })?;
             let name = name.unwrap_or_else(|| format!("seed-{seed}"));
             let dir = app.sim_dir(&name);
             let cfg = SimConfig {
                 seed,
                 users,
+                profile,
                 ..SimConfig::default()
             };
             let sim = SimTenant::open(&dir, &cfg, Arc::new(SystemClock)).map_err(|e| {

@@ -609,7 +609,7 @@ impl<'a> Builder<'a> {
             Ok(op) => {
                 if self.ctx.manual_ops.contains(&spec.op) {
                     // The backend cannot do this: a person does it in the admin center.
-                    let how = "the Teams admin center";
+                    let how = spec.op.info().manual.unwrap_or("the Teams admin center");
                     let text = format!(
                         "do by hand: {} ({}) with {}; then `portflow signal <run> {} done`. How: {how}",
                         spec.op,

@@ -434,7 +434,11 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
             }
             Resolved::NotFound(msg) => diags.push(diag(&origin, p, msg)),
             Resolved::Invalid(e) => {
-                diags.push(diag(&origin, p, format!("workflow `{name}` is invalid (see its errors)")));
+                diags.push(diag(
+                    &origin,
+                    p,
+                    format!("workflow `{name}` is invalid (see its errors)"),
+                ));
                 diags.extend(e.diagnostics);
             }
         }

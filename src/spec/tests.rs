@@ -85,6 +85,9 @@ fn shipped_workflow_validates() {
         vec![
             "operator-coordinated",
             "inspect",
+            "check-teams-only",
+            "check-phone-system",
+            "check-number",
             "clear-onprem-line-uri",
             "remove-dr-number",
             "remove-voice-routing-policy",

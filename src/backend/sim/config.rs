@@ -41,6 +41,11 @@ pub struct SimConfig {
     /// Calling Plan port-out orders (profile `calling_plans`).
     #[serde(default)]
     pub port: PortConfig,
+    /// Operations this simulated tenant does not automate, like the real
+    /// backends (e.g. `[reset_conference_id]`): the engine turns them into manual
+    /// tasks, and the tenant refuses them if called anyway.
+    #[serde(default)]
+    pub manual: Vec<crate::backend::OperationKind>,
     /// Most `Move-CsUser` moves in progress at once (profile `on_premises`).
     #[serde(default = "default_max_concurrent_moves")]
     pub max_concurrent_moves: u32,
@@ -67,6 +72,7 @@ impl Default for SimConfig {
             port: PortConfig::default(),
             max_concurrent_moves: default_max_concurrent_moves(),
             licence_delay: LicenceDelayConfig::default(),
+            manual: Vec::new(),
             tenant: None,
         }
     }

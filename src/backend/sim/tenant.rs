@@ -413,8 +413,8 @@ impl Tenant for SimTenant {
 
     /// The simulator performs every operation itself, the conference id reset
     /// included.
-    fn automates(&self, _kind: OperationKind) -> bool {
-        true
+    fn automates(&self, kind: OperationKind) -> bool {
+        !self.shared.config.manual.contains(&kind)
     }
 }
 
@@ -459,6 +459,16 @@ impl Shared {
         let now = self.clock.now();
         let kind = op.kind();
         let info = kind.info();
+        if self.config.manual.contains(&kind) {
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "{} cannot be automated on this tenant: {}",
+                    info.name,
+                    info.manual.unwrap_or(info.microsoft)
+                ),
+            ));
+        }
         let mut mem = self.lock();
         *mem.stats.calls.entry(info.name.to_string()).or_insert(0) += 1;
         let key = op_key(op);

@@ -1,0 +1,362 @@
+//! `portflow plan`: validate a run file, then preflight every subject against
+//! the tenant with read-only calls, and print the branch each will take, its
+//! steps and every blocker. Nothing is created or changed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{exit, print_json, App, CliError};
+use crate::backend::sim::SimTenant;
+use crate::backend::{Operation, Tenant};
+use crate::clock::{SharedClock, SystemClock, Timestamp};
+use crate::report::table::{human_duration, Table};
+use crate::spec::model::{ActionSpec, Workflow};
+use crate::spec::runfile::{BackendConfig, Subject};
+use crate::spec::{self, compose};
+
+/// What one step will do for one subject.
+#[derive(Debug, Clone, serde::Serialize)]
+struct PlannedStep {
+    step: String,
+    /// `run`, `skip`, `manual`, `approval`, `signal`, `check`, `observe`.
+    will: String,
+    detail: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct SubjectPlan {
+    subject: String,
+    steps: Vec<PlannedStep>,
+    blockers: Vec<String>,
+}
+
+/// Expression context as the engine builds it, from what was observed so far.
+fn context(
+    inputs: &serde_json::Map<String, Value>,
+    outputs: &BTreeMap<String, Value>,
+    subject: &str,
+) -> Value {
+    let steps: serde_json::Map<String, Value> = outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), json!({"output": v, "observed": Value::Null})))
+        .collect();
+    json!({"inputs": inputs, "steps": steps, "subject": subject, "obs": Value::Null})
+}
+
+fn render(spec: &ActionSpec, ctx: &Value) -> Result<Operation, String> {
+    let mut obj = serde_json::Map::new();
+    obj.insert("op".into(), Value::String(spec.op.info().name.into()));
+    for (name, tpl) in &spec.args {
+        let v = tpl
+            .render(ctx)
+            .map_err(|e| format!("argument `{name}`: {e}"))?;
+        if !v.is_null() {
+            obj.insert(name.clone(), v);
+        }
+    }
+    serde_json::from_value(Value::Object(obj)).map_err(|e| format!("{}: {e}", spec.op))
+}
+
+async fn plan_subject(
+    wf: &Workflow,
+    approvals: &[String],
+    tenant: &dyn Tenant,
+    subject: &Subject,
+    subject_key: &str,
+) -> SubjectPlan {
+    let mut inputs = serde_json::Map::new();
+    for name in wf.inputs.keys() {
+        inputs.insert(
+            name.clone(),
+            subject
+                .inputs
+                .get(name)
+                .map_or(Value::Null, |s| Value::String(s.clone())),
+        );
+    }
+    let name = subject.inputs.get(subject_key).cloned().unwrap_or_default();
+    let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut plan = SubjectPlan {
+        subject: name.clone(),
+        steps: Vec::new(),
+        blockers: Vec::new(),
+    };
+    // Once a step changes the tenant, later conditions are predictions.
+    let mut predicted = false;
+    for step in &wf.steps {
+        let ctx = context(&inputs, &outputs, &name);
+        let mut push = |will: &str, detail: String| {
+            plan.steps.push(PlannedStep {
+                step: step.id.clone(),
+                will: will.into(),
+                detail,
+            })
+        };
+        if let Some(cond) = &step.when {
+            match cond.eval_bool(&ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    push(
+                        "skip",
+                        format!(
+                            "`{}` is false{}",
+                            cond.source(),
+                            if predicted { " (predicted)" } else { "" }
+                        ),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    plan.blockers
+                        .push(format!("{}: condition `{}`: {e}", step.id, cond.source()));
+                    push("skip", "condition cannot be evaluated".into());
+                    continue;
+                }
+            }
+        }
+        if let Some(check) = &step.check {
+            match check.require.eval_bool(&ctx) {
+                Ok(true) => push("check", format!("ok: `{}`", check.require.source())),
+                Ok(false) if !predicted => {
+                    let msg = match check.message.render(&ctx) {
+                        Ok(Value::String(s)) => s,
+                        Ok(v) => v.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    plan.blockers.push(format!("{}: {msg}", step.id));
+                    push("check", format!("REFUSED: {msg}"));
+                    break;
+                }
+                Ok(false) => push(
+                    "check",
+                    format!("depends on earlier changes: `{}`", check.require.source()),
+                ),
+                Err(e) => plan.blockers.push(format!(
+                    "{}: check `{}`: {e}",
+                    step.id,
+                    check.require.source()
+                )),
+            }
+        }
+        if let Some(gate) = &step.gate {
+            match (&gate.signal, approvals.iter().any(|a| a == &step.id)) {
+                (Some(sig), _) => push(
+                    "signal",
+                    format!("waits for signal `{sig}`: {}", gate.message()),
+                ),
+                (None, true) => push("approval", "approved in the run file".into()),
+                (None, false) => push(
+                    "approval",
+                    format!(
+                        "waits for `portflow approve --step {}`: {}",
+                        step.id,
+                        gate.message()
+                    ),
+                ),
+            }
+        }
+        if let Some(manual) = &step.manual {
+            let text = match manual.instructions.render(&ctx) {
+                Ok(Value::String(s)) => s,
+                Ok(v) => v.to_string(),
+                Err(e) => e.to_string(),
+            };
+            push(
+                "manual",
+                format!("a person does it, then `signal … done`: {text}"),
+            );
+        }
+        if let Some(action) = &step.action {
+            let info = action.op.info();
+            match render(action, &ctx) {
+                Err(e) => plan.blockers.push(format!("{}: {e}", step.id)),
+                Ok(op) if info.observation && !predicted => match tenant.execute(&op).await {
+                    Ok(v) => {
+                        push("observe", format!("{} ({}): read now", info.name, info.microsoft));
+                        outputs.insert(step.id.clone(), v);
+                    }
+                    Err(e) => {
+                        plan.blockers.push(format!("{}: {} failed: {e}", step.id, info.name));
+                        push("observe", format!("FAILED: {e}"));
+                        break;
+                    }
+                },
+                Ok(_) if !tenant.automates(action.op) => push(
+                    "manual",
+                    format!(
+                        "{} cannot be automated on this backend: a person does it ({}), then `signal … done`",
+                        info.name,
+                        info.manual.unwrap_or(info.microsoft)
+                    ),
+                ),
+                Ok(op) => {
+                    if !info.observation {
+                        predicted = true;
+                    }
+                    let args = serde_json::to_value(&op).unwrap_or(Value::Null);
+                    push(
+                        "run",
+                        format!(
+                            "{} ({}){}{} {args}",
+                            info.name,
+                            info.microsoft,
+                            if info.idempotent { "" } else { " [not idempotent: never repeated]" },
+                            if info.outage { " [number out of service from here]" } else { "" },
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(wait) = &step.wait {
+            let sig = wait
+                .signal
+                .as_ref()
+                .map_or(String::new(), |s| format!(" or signal `{s}`"));
+            push(
+                "wait",
+                format!(
+                    "until `{}`{sig}: expected {}, timeout {} then {:?}",
+                    wait.until.source(),
+                    human_duration(wait.expected),
+                    human_duration(wait.timeout),
+                    wait.on_timeout
+                ),
+            );
+        }
+    }
+    plan
+}
+
+pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
+    let loaded = spec::load_run(file, &app.search_dirs())?;
+    let then: Vec<Workflow> = loaded.then.iter().map(|w| w.workflow.clone()).collect();
+    let wf = compose(&loaded.workflow.workflow, &then);
+    let clock: SharedClock = Arc::new(SystemClock);
+    let (tenant, note, scratch) = match &loaded.file.backend {
+        BackendConfig::Sim(cfg) => match &cfg.tenant {
+            Some(name) => {
+                let dir = app.sim_dir(name);
+                if !dir.exists() {
+                    return Err(CliError::input(format!(
+                        "simulated tenant {name:?} does not exist in {}",
+                        app.state.join("sim").display()
+                    ))
+                    .hint(format!("create it with: portflow sim init --name {name}")));
+                }
+                let sim = SimTenant::open(&dir, cfg, clock.clone()).map_err(|e| {
+                    CliError::runtime(format!("simulated tenant {}: {e}", dir.display()))
+                })?;
+                (sim, format!("simulated tenant {name:?}"), None)
+            }
+            None => {
+                // Each run gets a fresh tenant from the seed: plan against an identical scratch one.
+                let dir = app
+                    .state
+                    .join("sim")
+                    .join(format!(".plan-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                let sim = SimTenant::open(&dir, cfg, clock.clone()).map_err(|e| {
+                    CliError::runtime(format!("simulated tenant {}: {e}", dir.display()))
+                })?;
+                (
+                    sim,
+                    format!(
+                        "a fresh simulated tenant (seed {}, {} users), as the run will get",
+                        cfg.seed, cfg.users
+                    ),
+                    Some(dir),
+                )
+            }
+        },
+    };
+    let started: Timestamp = clock.now();
+    let mut plans = Vec::new();
+    for subject in &loaded.subjects {
+        plans.push(plan_subject(&wf, &loaded.file.approvals, &tenant, subject, &wf.subject).await);
+    }
+    let stats = tenant.stats();
+    drop(tenant);
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let blocked: Vec<&SubjectPlan> = plans.iter().filter(|p| !p.blockers.is_empty()).collect();
+    let mut grouped: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for p in &blocked {
+        for b in &p.blockers {
+            let key = b.replace(&p.subject, "<subject>");
+            let e = grouped.entry(key).or_insert((0, p.subject.clone()));
+            e.0 += 1;
+        }
+    }
+    if app.json {
+        print_json(&json!({
+            "run_file": loaded.origin,
+            "workflow": {"name": wf.name, "version": wf.version, "hash": loaded.workflow.hash},
+            "then": loaded.then.iter().map(|w| json!({"name": w.workflow.name, "hash": w.hash})).collect::<Vec<_>>(),
+            "tenant": note,
+            "subjects": plans.len(),
+            "ready": plans.len() - blocked.len(),
+            "blocked": blocked.len(),
+            "plans": plans,
+            "reads": stats.calls,
+            "planned_at": started,
+        }));
+    } else {
+        println!(
+            "plan for {} ({} v{}, {}), against {note}: nothing is changed",
+            loaded.origin,
+            wf.name,
+            wf.version,
+            &loaded.workflow.hash[..12.min(loaded.workflow.hash.len())]
+        );
+        let mut branches: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for p in &plans {
+            let mut path: Vec<String> = p
+                .steps
+                .iter()
+                .filter(|s| s.will != "skip" && s.will != "check")
+                .map(|s| s.step.clone())
+                .collect();
+            path.dedup();
+            branches
+                .entry(path.join(" → "))
+                .or_default()
+                .push(&p.subject);
+        }
+        for (path, subs) in &branches {
+            println!("\n{} subject(s), e.g. {}:\n  {path}", subs.len(), subs[0]);
+        }
+        if let Some(p) = plans.first() {
+            println!("\nsteps for {}:", p.subject);
+            let mut t = Table::new(["step", "will", "detail"]);
+            for s in &p.steps {
+                t.row([s.step.clone(), s.will.clone(), s.detail.clone()]);
+            }
+            print!("{}", t.render());
+        }
+        println!(
+            "\n{} subject(s) ready, {} blocked",
+            plans.len() - blocked.len(),
+            blocked.len()
+        );
+        if !grouped.is_empty() {
+            let mut t = Table::new(["count", "blocker", "e.g."]);
+            for (k, (n, first)) in &grouped {
+                t.row([n.to_string(), k.clone(), first.clone()]);
+            }
+            print!("{}", t.render());
+            println!(
+                "`portflow --json plan {}` lists every subject's blockers",
+                loaded.origin
+            );
+        }
+    }
+    Ok(if blocked.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
