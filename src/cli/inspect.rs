@@ -250,11 +250,9 @@ impl RunSummary {
             })
             .collect();
         out.push_str(&format!(
-            "run {} · {} v{} ({}) · {} subjects: {}\n",
+            "run {} · {} · {} subjects: {}\n",
             self.record.id,
-            self.record.workflow.name,
-            self.record.workflow.version,
-            &self.record.workflow.hash[..12.min(self.record.workflow.hash.len())],
+            pins(&self.record),
             self.total,
             if states.is_empty() {
                 "none".into()
@@ -411,18 +409,14 @@ pub fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
         print_json(&json!({
             "run": run,
             "workflow": {"name": record.workflow.name, "version": record.workflow.version, "hash": record.workflow.hash},
+            "then": record.then.iter().map(|p| json!({"name": p.name, "version": p.version, "hash": p.hash})).collect::<Vec<_>>(),
             "instance": inst,
             "events": events,
         }));
         return Ok(exit::OK);
     }
     let step_name = |i: usize| wf.steps.get(i).map_or("?".to_string(), |s| s.id.clone());
-    println!(
-        "{subject} · run {run} · {} v{} ({})",
-        record.workflow.name,
-        record.workflow.version,
-        &record.workflow.hash[..12.min(record.workflow.hash.len())]
-    );
+    println!("{subject} · run {run} · {}", pins(&record));
     let detail = match &inst.status {
         Status::Running {
             step,
@@ -490,6 +484,22 @@ fn event_details(e: &Event) -> String {
             Value::String(s) => format!("{k}={s}"),
             other => format!("{k}={other}"),
         })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `name vN (hash)`, plus `then …` for chained workflows.
+fn pins(r: &RunRecord) -> String {
+    let one = |p: &crate::engine::run::WorkflowPin| {
+        format!(
+            "{} v{} ({})",
+            p.name,
+            p.version,
+            &p.hash[..12.min(p.hash.len())]
+        )
+    };
+    std::iter::once(one(&r.workflow))
+        .chain(r.then.iter().map(|p| format!("then {}", one(p))))
         .collect::<Vec<_>>()
         .join(" ")
 }
