@@ -74,7 +74,14 @@ fn frame(wf: &Workflow, progress: &Progress, real: Duration, virt: Duration) -> 
     let total: usize = counts.values().sum();
     let mut done = 0;
     let mut failed = 0;
-    let phases = ["blocked", "acting", "reconciling", "backoff", "waiting"];
+    let phases = [
+        "blocked",
+        "acting",
+        "reconciling",
+        "backoff",
+        "waiting",
+        "rolling_back",
+    ];
     let mut t = Table::new(std::iter::once("step").chain(phases));
     for (i, step) in wf.steps.iter().enumerate() {
         let cells: Vec<String> = phases

@@ -1035,11 +1035,13 @@ fn signal(b: &mut Builder<'_>, name: &str, data: Value, by: &str) -> &'static st
                 b.set_phase(idx, Phase::Ready, Some(b.ctx.now));
             } else {
                 // A manual task (or a non-automated action) is done: its result is the data.
-                b.output_mut(&step.id).output = Some(if data.is_null() {
-                    json!({"done": true})
-                } else {
-                    data
-                });
+                if !b.undoing() {
+                    b.output_mut(&step.id).output = Some(if data.is_null() {
+                        json!({"done": true})
+                    } else {
+                        data
+                    });
+                }
                 b.begin_wait(idx, true);
             }
             SIGNAL_OPEN
