@@ -232,7 +232,7 @@ async fn drive(
         run_id: record.id.clone(),
         workflow: workflow.clone(),
         approvals: file.approvals.clone(),
-        on_failure: file.on_failure.unwrap_or(workflow.on_failure),
+        on_failure: file.on_failure,
         manual_ops,
         concurrency: file.concurrency,
         limiter,

@@ -125,8 +125,8 @@ pub struct Driver {
     pub workflow: Arc<Workflow>,
     /// Gates approved in the run file.
     pub approvals: Vec<String>,
-    /// Failure policy in force.
-    pub on_failure: OnFailure,
+    /// The run file's failure policy, overriding the workflows' own.
+    pub on_failure: Option<OnFailure>,
     /// Operations the tenant cannot automate (they become manual tasks).
     pub manual_ops: Vec<OperationKind>,
     /// Workers at once.

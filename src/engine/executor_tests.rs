@@ -136,7 +136,7 @@ fn driver(
         run_id: "run".into(),
         workflow: workflow(),
         approvals: vec![],
-        on_failure: crate::spec::model::OnFailure::Stop,
+        on_failure: None,
         manual_ops: vec![],
         concurrency: 4,
         limiter: None,

@@ -183,8 +183,8 @@ pub struct Ctx<'a> {
     pub wf: &'a Workflow,
     /// Gates approved for the whole run in the run file.
     pub run_approvals: &'a [String],
-    /// Failure policy in force (the run file's, else the workflow's).
-    pub on_failure: OnFailure,
+    /// The run file's failure policy, overriding the workflows' own.
+    pub on_failure: Option<OnFailure>,
     /// Operations the backend cannot automate: they become manual tasks.
     pub manual_ops: &'a [OperationKind],
     /// The current instant.
@@ -197,7 +197,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             wf,
             run_approvals,
-            on_failure: wf.on_failure,
+            on_failure: None,
             manual_ops: &[],
             now,
         }
@@ -406,9 +406,18 @@ impl<'a> Builder<'a> {
             self.attention(idx, reason);
             return ROLLBACK_FAILED;
         }
-        let rollback = force_rollback || self.ctx.on_failure == OnFailure::Rollback;
-        let undo = if rollback {
+        let policy = self
+            .ctx
+            .on_failure
+            .unwrap_or_else(|| self.ctx.wf.on_failure_at(idx));
+        let rollback = force_rollback || policy == OnFailure::Rollback;
+        // A chained workflow's failure never undoes the workflow before it.
+        let segment = self.step(idx).segment;
+        let undo: Vec<usize> = if rollback {
             self.undo_list(idx, false)
+                .into_iter()
+                .filter(|&j| self.step(j).segment == segment)
+                .collect()
         } else {
             Vec::new()
         };

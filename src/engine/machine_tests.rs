@@ -77,7 +77,7 @@ fn inst(now: Timestamp) -> Instance {
 struct Sim {
     wf: Workflow,
     approvals: Vec<String>,
-    on_failure: crate::spec::model::OnFailure,
+    on_failure: Option<crate::spec::model::OnFailure>,
     manual_ops: Vec<crate::backend::OperationKind>,
     now: Timestamp,
     inst: Instance,
@@ -90,7 +90,7 @@ impl Sim {
         Sim {
             wf: wf(),
             approvals: approvals.iter().map(|s| s.to_string()).collect(),
-            on_failure: crate::spec::model::OnFailure::Stop,
+            on_failure: None,
             manual_ops: Vec::new(),
             now,
             inst: inst(now),
@@ -481,7 +481,7 @@ fn sim2(user: &str) -> Sim {
         Ok(w) => w,
         Err(e) => panic!("WF2: {e}"),
     };
-    s.on_failure = s.wf.on_failure;
+    s.on_failure = None;
     s.inst.inputs.insert("user".into(), json!(user));
     s.inst.subject = user.into();
     s
@@ -677,7 +677,7 @@ fn rollback_next_and_failed_compensation_needs_attention() {
 #[test]
 fn on_timeout_rollback_overrides_a_stop_policy_and_cancel_can_roll_back() {
     let mut s = sim2("a@contoso.com");
-    s.on_failure = crate::spec::model::OnFailure::Stop;
+    s.on_failure = Some(crate::spec::model::OnFailure::Stop);
     if let Some(w) = s.wf.steps[5].wait.as_mut() {
         w.on_timeout = crate::spec::model::OnTimeout::Rollback;
     }
@@ -711,6 +711,48 @@ fn on_timeout_rollback_overrides_a_stop_policy_and_cancel_can_roll_back() {
         panic!("{:?}", s.inst.status)
     };
     assert_eq!((*step, remaining.clone()), (4, vec![3]));
+}
+
+#[test]
+fn a_chained_workflow_failing_never_rolls_back_the_one_before() {
+    let mut s = sim2("a@contoso.com");
+    let then: Workflow = match serde_yaml::from_str(
+        r#"
+name: after
+version: 1
+subject: user
+inputs: {user: {type: upn}}
+steps:
+  - id: after-check
+    check: {require: "false", message: "refused by the chained workflow"}
+"#,
+    ) {
+        Ok(w) => w,
+        Err(e) => panic!("{e}"),
+    };
+    s.wf = crate::spec::compose(&s.wf, &[then]);
+    // Skip the manual task of WF2 so the chain is reached right after it.
+    to_upload(&mut s);
+    s.feed(Input::Signal {
+        name: "uploaded".into(),
+        data: json!({"number_type": "OperatorConnect"}),
+        by: "eng".into(),
+    });
+    s.feed(Input::Signal {
+        name: "done".into(),
+        data: Value::Null,
+        by: "eng".into(),
+    });
+    let Status::Failed { error, .. } = &s.inst.status else {
+        panic!("{:?}", s.inst.status)
+    };
+    assert_eq!(error, "refused: refused by the chained workflow");
+    assert!(
+        !s.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RollbackStarted { .. })),
+        "main workflow not undone"
+    );
 }
 
 /// Runs last by name order within this module is not guaranteed, so it

@@ -481,8 +481,12 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
 /// workflow's steps, for the same subject.
 pub fn compose(main: &Workflow, then: &[Workflow]) -> Workflow {
     let mut wf = main.clone();
-    for t in then {
-        wf.steps.extend(t.steps.iter().cloned());
+    for (i, t) in then.iter().enumerate() {
+        wf.then_on_failure.push(t.on_failure);
+        wf.steps.extend(t.steps.iter().cloned().map(|mut s| {
+            s.segment = i + 1;
+            s
+        }));
     }
     wf
 }

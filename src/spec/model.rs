@@ -36,6 +36,9 @@ pub struct Workflow {
     pub on_failure: OnFailure,
     /// Ordered steps.
     pub steps: Vec<Step>,
+    /// Failure policies of chained (`then:`) workflows, by segment (set by `compose`).
+    #[serde(skip)]
+    pub then_on_failure: Vec<OnFailure>,
 }
 
 /// Failure policy of a workflow or run.
@@ -50,6 +53,18 @@ pub enum OnFailure {
 }
 
 impl Workflow {
+    /// The failure policy of the workflow that step `idx` comes from.
+    pub fn on_failure_at(&self, idx: usize) -> OnFailure {
+        match self.steps.get(idx).map_or(0, |s| s.segment) {
+            0 => self.on_failure,
+            seg => self
+                .then_on_failure
+                .get(seg - 1)
+                .copied()
+                .unwrap_or(OnFailure::Stop),
+        }
+    }
+
     /// Index of the step with this id.
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
@@ -127,6 +142,9 @@ pub struct Step {
     /// How to undo this step's action during a rollback.
     #[serde(default)]
     pub compensate: Option<CompensateSpec>,
+    /// Which workflow of a chain the step comes from (0 = the main one; set by `compose`).
+    #[serde(skip)]
+    pub segment: usize,
 }
 
 /// A gate: a manual approval (`approval`) or a named signal (`signal`).
