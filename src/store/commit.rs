@@ -113,7 +113,7 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Request>, stats: Arc<CommitStat
                     merged.extend(std::mem::take(&mut r.batch));
                 }
                 let bytes = merged.bytes() as u64;
-                let t0 = std::time::Instant::now();
+                let t0 = crate::clock::Stopwatch::start();
                 let res = store.apply(&merged).and_then(|()| store.sync());
                 stats
                     .write_micros
