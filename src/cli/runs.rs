@@ -234,6 +234,7 @@ async fn drive(
         approvals: file.approvals.clone(),
         on_failure: file.on_failure,
         manual_ops,
+        window: None,
         concurrency: file.concurrency,
         limiter,
         progress: progress.clone(),

@@ -129,6 +129,8 @@ pub struct Driver {
     pub on_failure: Option<OnFailure>,
     /// Operations the tenant cannot automate (they become manual tasks).
     pub manual_ops: Vec<OperationKind>,
+    /// The run's porting window.
+    pub window: Option<Arc<dyn super::machine::WindowCalendar>>,
     /// Workers at once.
     pub concurrency: usize,
     /// Call pacing.
@@ -243,6 +245,7 @@ impl Driver {
                 run_approvals: &self.approvals,
                 on_failure: self.on_failure,
                 manual_ops: &self.manual_ops,
+                window: self.window.as_deref(),
                 now: self.clock.now(),
             };
             let t = machine::transition(ctx, &inst, input);

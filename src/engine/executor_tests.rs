@@ -138,6 +138,7 @@ fn driver(
         approvals: vec![],
         on_failure: None,
         manual_ops: vec![],
+        window: None,
         concurrency: 4,
         limiter: None,
         progress: Arc::new(Progress::default()),

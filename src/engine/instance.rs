@@ -201,6 +201,11 @@ pub enum Phase {
         #[serde(default)]
         throttled: u32,
     },
+    /// Waiting for the porting window to open before starting the step.
+    Window {
+        /// When the window opens.
+        opens: Timestamp,
+    },
     /// Polling until the wait condition holds.
     Waiting {
         /// When the wait began.
@@ -226,6 +231,7 @@ impl Phase {
             Phase::Acting { .. } => "acting",
             Phase::Reconciling { .. } => "reconciling",
             Phase::Backoff { .. } => "backoff",
+            Phase::Window { .. } => "window",
             Phase::Waiting { .. } => "waiting",
         }
     }

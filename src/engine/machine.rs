@@ -143,6 +143,8 @@ rules! {
     START = "pending", "tick" => "running(step 0)": "start the first step";
     ENTER = "ready", "tick" => "blocked | acting | waiting | next step | succeeded": "evaluate `when`, `check`, gate, manual task, then act or wait";
     GATE_WAIT = "blocked", "tick" => "blocked": "still not approved / signalled";
+    WINDOW_WAIT = "ready", "tick" => "window": "the step takes a number out of service and the porting window is closed: wait until it opens";
+    WINDOW_OPEN = "window", "tick" => "acting | window": "the window opened (checked again): start the step";
     GATE_OPEN = "blocked", "approve | tick" => "ready | acting": "approval recorded (by a person, or by the run file on tick); step proceeds";
     PRE_APPROVE = "running/pending", "approve" => "(same)": "approval recorded for a later gate";
     SIGNAL_OPEN = "blocked", "signal" => "ready | waiting | next step": "the awaited signal (or `done` of a manual task) arrived";
@@ -187,6 +189,8 @@ pub struct Ctx<'a> {
     pub on_failure: Option<OnFailure>,
     /// Operations the backend cannot automate: they become manual tasks.
     pub manual_ops: &'a [OperationKind],
+    /// The run's porting window, for steps marked `window: true`.
+    pub window: Option<&'a dyn WindowCalendar>,
     /// The current instant.
     pub now: Timestamp,
 }
@@ -199,9 +203,17 @@ impl<'a> Ctx<'a> {
             run_approvals,
             on_failure: None,
             manual_ops: &[],
+            window: None,
             now,
         }
     }
+}
+
+/// When a porting window is open (implemented by the schedule module).
+pub trait WindowCalendar: Send + Sync + std::fmt::Debug {
+    /// `t` itself when the window is open at `t`, else when it next opens
+    /// (`None`: never again).
+    fn next_open(&self, t: Timestamp) -> Option<Timestamp>;
 }
 
 /// Longest run of throttle responses before an attempt counts as failed.
@@ -503,8 +515,7 @@ impl<'a> Builder<'a> {
                 }
             }
         } else {
-            self.enter(idx + 1);
-            ENTER
+            self.enter(idx + 1)
         }
     }
 
@@ -585,6 +596,21 @@ impl<'a> Builder<'a> {
                     } else {
                         self.block(idx, gate.message(), gate.signal.clone());
                         return ENTER;
+                    }
+                }
+            }
+            if step.window {
+                if let Some(cal) = self.ctx.window {
+                    match cal.next_open(self.ctx.now) {
+                        Some(t) if t <= self.ctx.now => {}
+                        Some(opens) => {
+                            self.set_phase(idx, Phase::Window { opens }, Some(opens));
+                            return WINDOW_WAIT;
+                        }
+                        None => {
+                            self.fail(idx, "the porting window never opens again".into(), false);
+                            return WINDOW_WAIT;
+                        }
                     }
                 }
             }
@@ -1105,6 +1131,16 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
             }
         }
         (Phase::Blocked { .. }, Input::Tick) => GATE_WAIT,
+        (Phase::Window { opens }, Input::Tick) => {
+            if now < opens {
+                return EARLY;
+            }
+            // Re-enter: `when`, checks and gates are settled, the window is checked again.
+            match b.enter(idx) {
+                ENTER => WINDOW_OPEN,
+                other => other,
+            }
+        }
         (Phase::Acting { attempt, .. }, Input::ActionOk(output)) => {
             b.event(EventKind::ActionSucceeded {
                 step: parts.id.to_string(),
@@ -1114,8 +1150,8 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
                 b.output_mut(parts.id).output = Some(output);
             }
             match b.begin_wait(idx, true) {
-                rule @ (ROLLBACK_NEXT | ROLLED_BACK) => rule,
-                _ => ACT_OK,
+                ENTER => ACT_OK,
+                rule => rule,
             }
         }
         (

@@ -79,6 +79,7 @@ struct Sim {
     approvals: Vec<String>,
     on_failure: Option<crate::spec::model::OnFailure>,
     manual_ops: Vec<crate::backend::OperationKind>,
+    window: Option<Nightly>,
     now: Timestamp,
     inst: Instance,
     events: Vec<super::instance::Event>,
@@ -92,6 +93,7 @@ impl Sim {
             approvals: approvals.iter().map(|s| s.to_string()).collect(),
             on_failure: None,
             manual_ops: Vec::new(),
+            window: None,
             now,
             inst: inst(now),
             events: Vec::new(),
@@ -104,6 +106,10 @@ impl Sim {
             run_approvals: &self.approvals,
             on_failure: self.on_failure,
             manual_ops: &self.manual_ops,
+            window: self
+                .window
+                .as_ref()
+                .map(|w| w as &dyn machine::WindowCalendar),
             now: self.now,
         };
         let t = machine::transition(ctx, &self.inst, input);
@@ -776,6 +782,8 @@ fn transition_table_coverage() {
     timeout_after_removal_rolls_back_newest_first_and_restores_the_number();
     rollback_next_and_failed_compensation_needs_attention();
     on_timeout_rollback_overrides_a_stop_policy_and_cancel_can_roll_back();
+    a_chained_workflow_failing_never_rolls_back_the_one_before();
+    window_steps_start_only_inside_the_porting_window_and_may_finish_after_it();
     let fired = FIRED.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let missing: Vec<&str> = RULES
         .iter()
@@ -792,4 +800,61 @@ fn transition_table_coverage() {
     for m in &missing {
         assert!(allowed.contains(m), "rule {m} not covered by any test");
     }
+}
+
+/// A window open 22:00–04:00 UTC every day.
+#[derive(Debug, Clone, Copy)]
+struct Nightly;
+
+impl machine::WindowCalendar for Nightly {
+    fn next_open(&self, t: Timestamp) -> Option<Timestamp> {
+        let day = 86_400_000;
+        let tod = t.0.rem_euclid(day);
+        let (open, close) = (22 * 3_600_000, 4 * 3_600_000);
+        if tod >= open || tod < close {
+            Some(t)
+        } else {
+            Some(Timestamp(t.0 - tod + open))
+        }
+    }
+}
+
+#[test]
+fn window_steps_start_only_inside_the_porting_window_and_may_finish_after_it() {
+    let mut s = Sim::new(&["approve-first"]);
+    s.wf.steps[3].window = true;
+    s.window = Some(Nightly);
+    // 1_800_000_000_000 ms is 08:00 UTC: the window is closed.
+    s.feed(Input::Tick);
+    let t = s.feed(Input::ActionOk(user(Some("+1"), None)));
+    assert_eq!(t.rule, machine::WINDOW_WAIT);
+    let Status::Running {
+        phase: Phase::Window { opens },
+        ..
+    } = s.inst.status.clone()
+    else {
+        panic!("{:?}", s.inst.status)
+    };
+    assert_eq!(
+        opens.0.rem_euclid(86_400_000),
+        22 * 3_600_000,
+        "opens at 22:00"
+    );
+    assert_eq!(s.inst.due, Some(opens));
+    assert_eq!(s.feed(Input::Tick).rule, machine::EARLY);
+    s.now = opens;
+    let t = s.feed(Input::Tick);
+    assert_eq!(t.rule, machine::WINDOW_OPEN);
+    assert!(matches!(
+        t.effect,
+        Some(Effect::Invoke(Operation::RemoveNumber { .. }))
+    ));
+    // Past 04:00 the started step still completes.
+    s.feed(Input::ActionOk(json!({})));
+    s.advance(Duration::from_secs(7 * 3600));
+    s.feed(Input::Tick);
+    assert_eq!(
+        s.feed(Input::Observed(user(None, None))).rule,
+        machine::WAIT_MET
+    );
 }

@@ -126,6 +126,10 @@ pub struct Step {
     /// Manual approval or named signal required before the step acts.
     #[serde(default)]
     pub gate: Option<GateSpec>,
+    /// Start the step only inside the run's porting window (steps that take a
+    /// number out of service). A step already started may finish after the window.
+    #[serde(default)]
+    pub window: bool,
     /// A task a person does (in the admin center); the instance waits for the
     /// signal `done`. Also what an action becomes on a backend that cannot automate it.
     #[serde(default)]
