@@ -50,6 +50,7 @@ const STATES: &[&str] = &[
     "acting",
     "reconciling",
     "backoff",
+    "window",
     "waiting",
     "rolling_back",
     "succeeded",
@@ -295,7 +296,9 @@ impl RunSummary {
                 "acting",
                 "reconciling",
                 "backoff",
+                "window",
                 "waiting",
+                "rolling_back",
             ];
             let mut t = Table::new(std::iter::once("step").chain(phases));
             for (i, id) in self.steps.iter().enumerate() {
@@ -432,6 +435,10 @@ pub fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
                 step_name(*step)
             ),
         },
+        Status::Running {
+            step,
+            phase: Phase::Window { opens },
+        } => format!("waiting at {} for the porting window (opens at {opens})", step_name(*step)),
         Status::Running { step, phase } => format!("{} at {}", phase.name(), step_name(*step)),
         Status::Failed { step, error } => format!("failed at {}: {error}", step_name(*step)),
         Status::NeedsAttention { step, reason } => {

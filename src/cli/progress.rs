@@ -79,6 +79,7 @@ fn frame(wf: &Workflow, progress: &Progress, real: Duration, virt: Duration) -> 
         "acting",
         "reconciling",
         "backoff",
+        "window",
         "waiting",
         "rolling_back",
     ];
