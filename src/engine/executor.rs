@@ -109,6 +109,16 @@ pub enum DriveEnd {
 /// What a worker hands back: instance index, where it is now, when it is due next.
 type WorkResult = Result<(u32, Place, Option<Timestamp>), EngineError>;
 
+/// An operator's input (approve, signal, cancel, retry) for a run being driven.
+pub struct Inbound {
+    /// Instance index.
+    pub idx: u32,
+    /// The input.
+    pub input: Input,
+    /// Receives the rule that fired (`UNEXPECTED` when it did not apply).
+    pub reply: tokio::sync::oneshot::Sender<Result<&'static str, EngineError>>,
+}
+
 /// Drives one run.
 pub struct Driver {
     /// State store.
@@ -143,7 +153,18 @@ impl Driver {
     /// Run until every instance is terminal, nothing is due, or `stop` turns true.
     pub async fn drive(
         self: Arc<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<DriveEnd, EngineError> {
+        self.drive_with_inbox(stop, None).await
+    }
+
+    /// Like [`Driver::drive`], also applying operator inputs from `inbox`. While the
+    /// inbox is open the driver does not return when only blocked instances remain
+    /// (a daemon keeps waiting for approvals and signals).
+    pub async fn drive_with_inbox(
+        self: Arc<Self>,
         mut stop: watch::Receiver<bool>,
+        mut inbox: Option<tokio::sync::mpsc::Receiver<Inbound>>,
     ) -> Result<DriveEnd, EngineError> {
         for inst in records::list_instances(&*self.store, &self.run_id)? {
             self.progress.set(inst.idx, Place::of(&inst));
@@ -154,6 +175,9 @@ impl Driver {
                 .map(Reverse)
                 .collect();
         let mut workers: JoinSet<WorkResult> = JoinSet::new();
+        // A worker owns its instance; inputs for it wait until it is done.
+        let mut in_flight: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        let mut parked: HashMap<u32, Vec<Inbound>> = HashMap::new();
         let mut stop_alive = true;
         let limit = self.concurrency.max(1);
         loop {
@@ -162,8 +186,11 @@ impl Driver {
                 match heap.peek() {
                     Some(Reverse((due, _))) if *due <= now => {
                         if let Some(Reverse((_, idx))) = heap.pop() {
-                            let me = self.clone();
-                            workers.spawn(async move { me.work(idx).await });
+                            // A stale duplicate entry: the worker reports the real due time.
+                            if in_flight.insert(idx) {
+                                let me = self.clone();
+                                workers.spawn(async move { me.work(idx).await });
+                            }
                         }
                     }
                     _ => break,
@@ -181,12 +208,15 @@ impl Driver {
                     .filter(|(p, _)| !matches!(p, Place::Terminal(_)))
                     .map(|(_, n)| *n)
                     .sum();
-                self.committer.barrier().await?;
-                return Ok(if open == 0 {
-                    DriveEnd::Finished
-                } else {
-                    DriveEnd::Idle { blocked }
-                });
+                // With an inbox, blocked instances may still get their approval or signal.
+                if open == 0 || inbox.is_none() {
+                    self.committer.barrier().await?;
+                    return Ok(if open == 0 {
+                        DriveEnd::Finished
+                    } else {
+                        DriveEnd::Idle { blocked }
+                    });
+                }
             }
             let next_due = heap.peek().map(|r| r.0 .0);
             let can_start = workers.len() < limit;
@@ -204,12 +234,28 @@ impl Driver {
                         return Ok(DriveEnd::Stopped);
                     }
                 }
+                msg = recv_opt(&mut inbox), if inbox.is_some() => match msg {
+                    None => inbox = None,
+                    Some(m) if in_flight.contains(&m.idx) => parked.entry(m.idx).or_default().push(m),
+                    Some(m) => {
+                        let idx = m.idx;
+                        if let Some(due) = self.apply_inbound(m).await? {
+                            heap.push(Reverse((due, idx)));
+                        }
+                    }
+                },
                 Some(res) = workers.join_next(), if !workers.is_empty() => {
                     match res {
                         Ok(Ok((idx, place, due))) => {
+                            in_flight.remove(&idx);
                             self.progress.set(idx, place);
                             if let Some(d) = due {
                                 heap.push(Reverse((d, idx)));
+                            }
+                            for m in parked.remove(&idx).unwrap_or_default() {
+                                if let Some(due) = self.apply_inbound(m).await? {
+                                    heap.push(Reverse((due, idx)));
+                                }
                             }
                         }
                         Ok(Err(e)) => {
@@ -228,6 +274,42 @@ impl Driver {
                 _ = sleep_opt(&self.clock, next_due), if can_start && next_due.is_some() => {}
             }
         }
+    }
+
+    /// Apply an operator input to an instance no worker holds; returns its new due time.
+    async fn apply_inbound(&self, m: Inbound) -> Result<Option<Timestamp>, EngineError> {
+        let key = InstanceKey {
+            run: self.run_id.clone(),
+            idx: m.idx,
+        };
+        let inst = match records::get_instance(&*self.store, &key) {
+            Ok(Some(i)) => i,
+            Ok(None) => {
+                let _ = m.reply.send(Err(EngineError::Missing(key)));
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = m.reply.send(Err(EngineError::Internal(e.to_string())));
+                return Err(e.into());
+            }
+        };
+        let ctx = Ctx {
+            wf: &self.workflow,
+            run_approvals: &self.approvals,
+            on_failure: self.on_failure,
+            manual_ops: &self.manual_ops,
+            window: self.window.as_deref(),
+            now: self.clock.now(),
+        };
+        let t = machine::transition(ctx, &inst, m.input);
+        // Operator inputs carry no effect: they make the instance due instead.
+        if let Err(e) = self.persist(&inst, &t).await {
+            let _ = m.reply.send(Err(EngineError::Internal(e.to_string())));
+            return Err(e.into());
+        }
+        self.progress.set(m.idx, Place::of(&t.next));
+        let _ = m.reply.send(Ok(t.rule));
+        Ok(t.next.due)
     }
 
     /// Feed one instance until it waits or ends; returns its place and next due instant.
@@ -290,6 +372,13 @@ impl Driver {
             Persist::Durable => self.committer.commit(b).await,
             _ => self.committer.commit_lazy(b),
         }
+    }
+}
+
+async fn recv_opt(inbox: &mut Option<tokio::sync::mpsc::Receiver<Inbound>>) -> Option<Inbound> {
+    match inbox {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -274,3 +274,77 @@ async fn a_torn_write_stops_the_run_and_a_restart_completes_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_inputs_reach_a_running_driver_through_its_inbox() {
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let committer = Committer::start(store.clone(), true);
+    seed_run(&*store, &committer, 3, clock.now()).await;
+    let mut wf: Workflow = match serde_yaml::from_str(WF) {
+        Ok(w) => w,
+        Err(e) => panic!("{e}"),
+    };
+    let gated: Workflow = match serde_yaml::from_str(
+        "name: g\nversion: 1\nsubject: user\ninputs: {user: {type: upn}}\nsteps:\n  - id: go\n    gate: {approval: go}\n",
+    ) {
+        Ok(w) => w,
+        Err(e) => panic!("{e}"),
+    };
+    wf.steps.insert(0, gated.steps[0].clone());
+    let t = tenant(&clock, &[]);
+    let mut d = Driver {
+        store: store.clone(),
+        committer,
+        clock: clock.clone(),
+        tenant: t.clone(),
+        run_id: "run".into(),
+        workflow: Arc::new(wf),
+        approvals: vec![],
+        on_failure: None,
+        manual_ops: vec![],
+        window: None,
+        concurrency: 4,
+        limiter: None,
+        progress: Arc::new(Progress::default()),
+    };
+    d.concurrency = 2;
+    let d = Arc::new(d);
+    let (_stop_tx, stop) = watch::channel(false);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let task = tokio::spawn(d.clone().drive_with_inbox(stop, Some(rx)));
+    // All three block at the gate; the driver keeps waiting for input.
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        !task.is_finished(),
+        "a driver with an inbox waits for approvals"
+    );
+    for idx in 0..3 {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = tx
+            .send(super::executor::Inbound {
+                idx,
+                input: super::machine::Input::Approve {
+                    step: None,
+                    by: "ops".into(),
+                },
+                reply,
+            })
+            .await;
+        assert!(sent.is_ok());
+        assert!(matches!(answer.await, Ok(Ok(super::machine::GATE_OPEN))));
+    }
+    // Let the removals become visible.
+    while !task.is_finished() {
+        clock.advance(Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(matches!(task.await, Ok(Ok(DriveEnd::Finished))));
+    let done = records::list_instances(&*store, "run").unwrap_or_default();
+    assert!(
+        done.iter().all(|i| i.status == Status::Succeeded),
+        "{done:?}"
+    );
+}
