@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use super::runs::{load_run, pinned_workflow};
 use super::{exit, print_json, App, CliError};
 use crate::backend::sim::SimTenant;
-use crate::engine::instance::{Event, EventKind, Instance, Phase, Status};
+use crate::engine::instance::{
+    Event, EventKind, Instance, Phase, Status, PHASE_NAMES, TERMINAL_NAMES,
+};
 use crate::engine::run::RunRecord;
 use crate::report::table::{human_duration, Table};
 use crate::spec::model::Workflow;
@@ -42,23 +44,6 @@ struct StepStats {
 
 /// Above this many subjects the end-of-run step table is skipped (it reads every history).
 const STEP_STATS_LIMIT: usize = 50_000;
-
-const STATES: &[&str] = &[
-    "pending",
-    "ready",
-    "blocked",
-    "acting",
-    "reconciling",
-    "backoff",
-    "window",
-    "waiting",
-    "rolling_back",
-    "succeeded",
-    "failed",
-    "rolled_back",
-    "needs_attention",
-    "cancelled",
-];
 
 impl RunSummary {
     /// Read every instance of the run.
@@ -242,8 +227,9 @@ impl RunSummary {
     /// Human form.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let states: Vec<String> = STATES
-            .iter()
+        let states: Vec<String> = std::iter::once(&"pending")
+            .chain(PHASE_NAMES)
+            .chain(TERMINAL_NAMES)
             .filter_map(|s| {
                 self.by_state
                     .get(s)
@@ -290,17 +276,8 @@ impl RunSummary {
             out.push_str(&t.render());
         }
         if !self.by_step.is_empty() {
-            let phases = [
-                "ready",
-                "blocked",
-                "acting",
-                "reconciling",
-                "backoff",
-                "window",
-                "waiting",
-                "rolling_back",
-            ];
-            let mut t = Table::new(std::iter::once("step").chain(phases));
+            let phases = PHASE_NAMES;
+            let mut t = Table::new(std::iter::once("step").chain(phases.iter().copied()));
             for (i, id) in self.steps.iter().enumerate() {
                 if let Some(c) = self.by_step.get(&i) {
                     let mut row = vec![id.clone()];

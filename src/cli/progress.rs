@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, Stopwatch};
 use crate::engine::executor::{Place, Progress};
+use crate::engine::instance::PHASE_NAMES;
 use crate::report::table::{human_duration, Table};
 use crate::spec::model::Workflow;
 
@@ -74,16 +75,9 @@ fn frame(wf: &Workflow, progress: &Progress, real: Duration, virt: Duration) -> 
     let total: usize = counts.values().sum();
     let mut done = 0;
     let mut failed = 0;
-    let phases = [
-        "blocked",
-        "acting",
-        "reconciling",
-        "backoff",
-        "window",
-        "waiting",
-        "rolling_back",
-    ];
-    let mut t = Table::new(std::iter::once("step").chain(phases));
+    // Ready instances are about to act; the other phases say what they wait for.
+    let phases = &PHASE_NAMES[1..];
+    let mut t = Table::new(std::iter::once("step").chain(phases.iter().copied()));
     for (i, step) in wf.steps.iter().enumerate() {
         let cells: Vec<String> = phases
             .iter()

@@ -222,6 +222,28 @@ pub enum Phase {
     },
 }
 
+/// Names of the phases of a running instance, plus `rolling_back`, in the
+/// order tables show them.
+pub const PHASE_NAMES: &[&str] = &[
+    "ready",
+    "blocked",
+    "acting",
+    "reconciling",
+    "backoff",
+    "window",
+    "waiting",
+    "rolling_back",
+];
+
+/// Terminal state names, in the order tables show them.
+pub const TERMINAL_NAMES: &[&str] = &[
+    "succeeded",
+    "failed",
+    "rolled_back",
+    "needs_attention",
+    "cancelled",
+];
+
 impl Phase {
     /// Short name.
     pub fn name(&self) -> &'static str {
