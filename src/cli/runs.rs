@@ -11,7 +11,7 @@ use crate::backend::sim::SimTenant;
 use crate::backend::Tenant;
 use crate::clock::{Clock, ScaledClock, SharedClock, Stopwatch, SystemClock};
 use crate::engine::executor::{DriveEnd, Driver, Progress};
-use crate::engine::instance::{Instance, Status};
+use crate::engine::instance::Instance;
 use crate::engine::limiter::RateLimiter;
 use crate::engine::run::{new_run_id, RunRecord, WorkflowPin};
 use crate::spec::runfile::{BackendConfig, RunFile};
@@ -76,19 +76,7 @@ pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
             .get(&wf.workflow.subject)
             .cloned()
             .unwrap_or_else(|| format!("#{i}"));
-        let inst = Instance {
-            run: id.clone(),
-            idx: i as u32,
-            subject: subject_name,
-            inputs,
-            status: Status::Pending,
-            outputs: Default::default(),
-            approvals: Default::default(),
-            seq: 0,
-            due: Some(now),
-            calls: 0,
-            updated_at: now,
-        };
+        let inst = Instance::new(&id, i as u32, subject_name, inputs, now);
         records::put_new_instance(&mut batch, &inst);
         if batch.ops.len() >= CREATE_CHUNK * 3 {
             committer.commit(std::mem::take(&mut batch)).await?;

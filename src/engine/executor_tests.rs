@@ -101,22 +101,7 @@ async fn seed_run(store: &dyn Store, committer: &Committer, n: u32, now: Timesta
         let mut inputs = serde_json::Map::new();
         inputs.insert("user".into(), json!(user(i)));
         inputs.insert("number".into(), json!(format!("+1425000{i:04}")));
-        records::put_new_instance(
-            &mut b,
-            &Instance {
-                run: "run".into(),
-                idx: i,
-                subject: user(i),
-                inputs,
-                status: Status::Pending,
-                outputs: Default::default(),
-                approvals: Default::default(),
-                seq: 0,
-                due: Some(now),
-                calls: 0,
-                updated_at: now,
-            },
-        );
+        records::put_new_instance(&mut b, &Instance::new("run", i, user(i), inputs, now));
     }
     let _ = store;
     assert!(committer.commit(b).await.is_ok());

@@ -42,6 +42,29 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// A new instance, pending and due at `now`.
+    pub fn new(
+        run: &str,
+        idx: u32,
+        subject: String,
+        inputs: serde_json::Map<String, Value>,
+        now: Timestamp,
+    ) -> Instance {
+        Instance {
+            run: run.to_string(),
+            idx,
+            subject,
+            inputs,
+            status: Status::Pending,
+            outputs: BTreeMap::new(),
+            approvals: BTreeSet::new(),
+            seq: 0,
+            due: Some(now),
+            calls: 0,
+            updated_at: now,
+        }
+    }
+
     /// Store key of this instance.
     pub fn key(&self) -> InstanceKey {
         InstanceKey {

@@ -59,19 +59,7 @@ fn inst(now: Timestamp) -> Instance {
     let mut inputs = serde_json::Map::new();
     inputs.insert("user".into(), json!("a@contoso.com"));
     inputs.insert("number".into(), json!("+14250000001"));
-    Instance {
-        run: "r".into(),
-        idx: 0,
-        subject: "a@contoso.com".into(),
-        inputs,
-        status: Status::Pending,
-        outputs: Default::default(),
-        approvals: Default::default(),
-        seq: 0,
-        due: Some(now),
-        calls: 0,
-        updated_at: now,
-    }
+    Instance::new("r", 0, "a@contoso.com".into(), inputs, now)
 }
 
 struct Sim {
