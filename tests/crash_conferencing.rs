@@ -29,7 +29,9 @@ fn sigkill_during_conferencing_mails_and_resets_never_sends_twice() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = tmp.path().join("state");
     let csv = tmp.path().join("users.csv");
-    let users: Vec<String> = (1..=USERS).map(portflow::backend::sim::SimTenant::upn).collect();
+    let users: Vec<String> = (1..=USERS)
+        .map(portflow::backend::sim::SimTenant::upn)
+        .collect();
     write(&csv, &format!("user\n{}\n", users.join("\n")));
     let cfg = sim_cfg(Profile::DirectRouting, SEED, USERS);
     let (refused, conference_ids) = {
@@ -97,14 +99,31 @@ fn sigkill_during_conferencing_mails_and_resets_never_sends_twice() {
     let sim = open_run_tenant(&state, &id, &id, &cfg);
     let mut per_user: BTreeMap<(String, String), usize> = BTreeMap::new();
     for m in sim.outbox().expect("outbox") {
-        *per_user.entry((m.user.clone(), m.kind.clone())).or_insert(0) += 1;
+        *per_user
+            .entry((m.user.clone(), m.kind.clone()))
+            .or_insert(0) += 1;
     }
-    let mails = |u: &str, kind: &str| per_user.get(&(u.to_string(), kind.to_string())).copied().unwrap_or(0);
+    let mails = |u: &str, kind: &str| {
+        per_user
+            .get(&(u.to_string(), kind.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
     let (mut succeeded, mut attention, mut reconciled) = (0, 0, 0);
     for (u, (inst, events)) in &engine {
-        assert!(mails(u, "conferencing_info") <= 1, "{u}: conferencing e-mail sent twice");
-        assert!(mails(u, "conference_id_reset") <= 1, "{u}: conference id reset twice");
-        assert_eq!(events.len() as u32, inst.seq, "{u}: snapshot seq matches history");
+        assert!(
+            mails(u, "conferencing_info") <= 1,
+            "{u}: conferencing e-mail sent twice"
+        );
+        assert!(
+            mails(u, "conference_id_reset") <= 1,
+            "{u}: conference id reset twice"
+        );
+        assert_eq!(
+            events.len() as u32,
+            inst.seq,
+            "{u}: snapshot seq matches history"
+        );
         for (i, e) in events.iter().enumerate() {
             assert_eq!(e.seq, i as u32, "{u}: gap in history");
         }
@@ -127,8 +146,15 @@ fn sigkill_during_conferencing_mails_and_resets_never_sends_twice() {
                     "{u}: failed other than by a check refusal at {}: {error}",
                     steps[*step]
                 );
-                assert!(refused.contains(u), "{u}: refused but has Microsoft conferencing");
-                assert_eq!(mails(u, "conferencing_info") + mails(u, "conference_id_reset"), 0, "{u}");
+                assert!(
+                    refused.contains(u),
+                    "{u}: refused but has Microsoft conferencing"
+                );
+                assert_eq!(
+                    mails(u, "conferencing_info") + mails(u, "conference_id_reset"),
+                    0,
+                    "{u}"
+                );
             }
             Status::NeedsAttention { step, reason } => {
                 attention += 1;

@@ -47,7 +47,14 @@ impl Lab {
 
     /// A run file for the simulated tenant: `backend` is the indented body of
     /// the `backend:` block after `kind: sim`, `extra` more top-level lines.
-    fn run_file(&self, name: &str, workflow: &str, backend: &str, csv: &Path, extra: &str) -> PathBuf {
+    fn run_file(
+        &self,
+        name: &str,
+        workflow: &str,
+        backend: &str,
+        csv: &Path,
+        extra: &str,
+    ) -> PathBuf {
         let path = self.path(name);
         write(
             &path,
@@ -96,7 +103,9 @@ fn seeded(cfg: &SimConfig) -> Seeded {
         s.tags.insert(user.clone(), st.tags.clone());
         s.conference_ids.insert(
             user.clone(),
-            st.conferencing.as_ref().and_then(|c| c.conference_id.clone()),
+            st.conferencing
+                .as_ref()
+                .and_then(|c| c.conference_id.clone()),
         );
         s.location_ids.insert(user.clone(), loc);
         s.rows.insert(user, line.to_string());
@@ -123,7 +132,11 @@ impl Seeded {
     }
 
     fn field(&self, user: &str, i: usize) -> String {
-        self.rows[user].split(',').nth(i).unwrap_or_default().to_string()
+        self.rows[user]
+            .split(',')
+            .nth(i)
+            .unwrap_or_default()
+            .to_string()
     }
 
     fn number(&self, user: &str) -> String {
@@ -151,7 +164,10 @@ fn concat(parts: &[&[String]]) -> Vec<String> {
 }
 
 fn run_id(doc: &Value) -> String {
-    doc["run"].as_str().expect("run id in the summary").to_string()
+    doc["run"]
+        .as_str()
+        .expect("run id in the summary")
+        .to_string()
 }
 
 fn count(doc: &Value, state: &str) -> u64 {
@@ -218,7 +234,10 @@ fn assert_waiting_at(inst: &Instance, steps: &[String], step: &str) {
             step: s,
             phase: Phase::Waiting { .. },
         } => assert_eq!(steps[*s], step, "{}", inst.subject),
-        other => panic!("{}: expected waiting at {step}, got {other:?}", inst.subject),
+        other => panic!(
+            "{}: expected waiting at {step}, got {other:?}",
+            inst.subject
+        ),
     }
 }
 
@@ -263,9 +282,16 @@ fn cp_to_oc_migrates_unassigning_before_the_licence_and_refuses_group_licences_a
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "refusals end with exit 3: {doc}");
     assert_eq!(count(&doc, "succeeded"), plain.len() as u64, "{doc}");
-    assert_eq!(count(&doc, "failed"), (group.len() + port_err.len()) as u64, "{doc}");
+    assert_eq!(
+        count(&doc, "failed"),
+        (group.len() + port_err.len()) as u64,
+        "{doc}"
+    );
     let problems = problems_text(&doc);
-    assert!(problems.contains("inherited from a group membership"), "{problems}");
+    assert!(
+        problems.contains("inherited from a group membership"),
+        "{problems}"
+    );
     assert!(problems.contains("ended Error"), "{problems}");
     let id = run_id(&doc);
 
@@ -286,29 +312,54 @@ fn cp_to_oc_migrates_unassigning_before_the_licence_and_refuses_group_licences_a
         assert_eq!(inst.status, Status::Succeeded, "{u}");
         let number = s.number(u);
         let st = sim.user_state(u).expect("state").expect("user");
-        let n = sim.number_state(&number).expect("number").expect("in tenant");
+        let n = sim
+            .number_state(&number)
+            .expect("number")
+            .expect("in tenant");
         assert_eq!(n.number_type, NumberType::OperatorConnect, "{u}");
-        assert_eq!(n.assigned_pstn_target_id.as_deref(), Some(st.cloud.id.as_str()), "{u}");
+        assert_eq!(
+            n.assigned_pstn_target_id.as_deref(),
+            Some(st.cloud.id.as_str()),
+            "{u}"
+        );
         assert_eq!(n.activation_state, "Activated", "{u}");
-        assert_eq!(n.location_id.as_deref(), Some(s.field(u, 2).as_str()), "{u}: location");
+        assert_eq!(
+            n.location_id.as_deref(),
+            Some(s.field(u, 2).as_str()),
+            "{u}: location"
+        );
         assert_eq!(st.cloud.line_uri.as_deref(), Some(number.as_str()), "{u}");
         for lic in [&st.licences, &st.cloud.licences] {
-            assert!(!lic.iter().any(|l| l == "MCOPSTN1"), "{u}: Calling Plan removed: {lic:?}");
-            assert!(lic.iter().any(|l| l == "MCOEV"), "{u}: Phone System kept: {lic:?}");
+            assert!(
+                !lic.iter().any(|l| l == "MCOPSTN1"),
+                "{u}: Calling Plan removed: {lic:?}"
+            );
+            assert!(
+                lic.iter().any(|l| l == "MCOEV"),
+                "{u}: Phone System kept: {lic:?}"
+            );
         }
         let audit = audit_of(&sim, u);
         let unassign = op_index(&audit, OperationKind::RemoveNumber, true);
         let licence = op_index(&audit, OperationKind::RemoveLicence, true);
         assert_eq!(unassign.len(), 1, "{u}: {audit:?}");
         assert_eq!(licence.len(), 1, "{u}: {audit:?}");
-        assert!(unassign[0] < licence[0], "{u}: number unassigned BEFORE the licence removal");
+        assert!(
+            unassign[0] < licence[0],
+            "{u}: number unassigned BEFORE the licence removal"
+        );
         assert_eq!(audit[unassign[0]].args["number_type"], "CallingPlan");
         assert_eq!(audit[licence[0]].args["sku"], "MCOPSTN1");
     }
 
     for u in &group {
         let (inst, _) = &engine[u];
-        assert_failed_at(inst, &steps, "remove-calling-plan-licence", "inherited from a group membership");
+        assert_failed_at(
+            inst,
+            &steps,
+            "remove-calling-plan-licence",
+            "inherited from a group membership",
+        );
         let audit = audit_of(&sim, u);
         let unassign = op_index(&audit, OperationKind::RemoveNumber, true);
         let refused = op_index(&audit, OperationKind::RemoveLicence, false);
@@ -319,27 +370,52 @@ fn cp_to_oc_migrates_unassigning_before_the_licence_and_refuses_group_licences_a
             "{u}: the explicit unassign came first, so no licence-first removal took the number"
         );
         assert!(error_message(&audit[refused[0]]).contains("inherited from a group membership"));
-        assert!(op_index(&audit, OperationKind::RemoveLicence, true).is_empty(), "{u}");
-        assert!(op_index(&audit, OperationKind::AssignNumber, true).is_empty(), "{u}");
+        assert!(
+            op_index(&audit, OperationKind::RemoveLicence, true).is_empty(),
+            "{u}"
+        );
+        assert!(
+            op_index(&audit, OperationKind::AssignNumber, true).is_empty(),
+            "{u}"
+        );
         let st = sim.user_state(u).expect("state").expect("user");
-        assert!(st.licences.iter().any(|l| l == "MCOPSTN1"), "{u}: licence still there");
-        assert_eq!(st.cloud.line_uri, None, "{u}: unassigned by the explicit step");
+        assert!(
+            st.licences.iter().any(|l| l == "MCOPSTN1"),
+            "{u}: licence still there"
+        );
+        assert_eq!(
+            st.cloud.line_uri, None,
+            "{u}: unassigned by the explicit step"
+        );
     }
 
     for u in &port_err {
         let (inst, events) = &engine[u];
         assert_failed_at(inst, &steps, "check-port", "ended Error");
         assert!(
-            has_event(events, |k| matches!(k, EventKind::WaitSatisfied { step, .. } if step == "wait-port")),
+            has_event(
+                events,
+                |k| matches!(k, EventKind::WaitSatisfied { step, .. } if step == "wait-port")
+            ),
             "{u}: the port wait ended on the Error status"
         );
-        assert!(audit_of(&sim, u).is_empty(), "{u}: nothing done to a user whose port failed");
+        assert!(
+            audit_of(&sim, u).is_empty(),
+            "{u}: nothing done to a user whose port failed"
+        );
         let st = sim.user_state(u).expect("state").expect("user");
         let number = s.number(u);
         assert_eq!(st.cloud.line_uri.as_deref(), Some(number.as_str()), "{u}");
-        let n = sim.number_state(&number).expect("number").expect("in tenant");
+        let n = sim
+            .number_state(&number)
+            .expect("number")
+            .expect("in tenant");
         assert_eq!(n.number_type, NumberType::CallingPlan, "{u}");
-        assert_eq!(n.assigned_pstn_target_id.as_deref(), Some(st.cloud.id.as_str()), "{u}");
+        assert_eq!(
+            n.assigned_pstn_target_id.as_deref(),
+            Some(st.cloud.id.as_str()),
+            "{u}"
+        );
     }
 }
 
@@ -366,7 +442,11 @@ fn cp_to_oc_port_wait_accepts_the_port_completed_signal() {
     let rf = rf.to_string_lossy().into_owned();
     let child = spawn_pf(&lab.state, &["run", &rf]);
     std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(interrupt(child), Some(130), "a run waiting for ports is interrupted");
+    assert_eq!(
+        interrupt(child),
+        Some(130),
+        "a run waiting for ports is interrupted"
+    );
     let id = only_run_id(&lab.state).expect("run created");
     let steps = step_ids(&lab.state, &id);
     for (inst, _) in instances_with_events(&lab.state, &id).values() {
@@ -375,7 +455,12 @@ fn cp_to_oc_port_wait_accepts_the_port_completed_signal() {
 
     let (signalled, others) = (&subjects[0], &subjects[1..]);
     let o = pf(&lab.state, &["signal", &id, &others[0], "done"]);
-    assert_eq!(o.status.code(), Some(2), "a signal nobody waits for changes nothing: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a signal nobody waits for changes nothing: {}",
+        stderr(&o)
+    );
     let o = pf(
         &lab.state,
         &[
@@ -413,14 +498,21 @@ fn cp_to_oc_port_wait_accepts_the_port_completed_signal() {
     }
     {
         let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
-        let ops: Vec<OperationKind> = audit_of(&sim, signalled).iter().filter(|e| is_ok(e)).map(|e| e.op).collect();
+        let ops: Vec<OperationKind> = audit_of(&sim, signalled)
+            .iter()
+            .filter(|e| is_ok(e))
+            .map(|e| e.op)
+            .collect();
         assert_eq!(
             ops,
             vec![OperationKind::RemoveNumber, OperationKind::RemoveLicence],
             "{signalled}: unassigned, then the licence removed"
         );
         for u in others {
-            assert!(audit_of(&sim, u).is_empty(), "{u}: still waiting for its port, untouched");
+            assert!(
+                audit_of(&sim, u).is_empty(),
+                "{u}: still waiting for its port, untouched"
+            );
         }
     }
 
@@ -440,14 +532,27 @@ fn onprem_to_online_moves_users_refuses_each_cohort_and_forces_only_after_approv
     let (seed, users) = (31, 150);
     let cfg = sim_cfg(Profile::OnPremises, seed, users);
     let s = seeded(&cfg);
-    let special = [tags::CLOUD_CREATED, tags::ALREADY_ONLINE, tags::NO_PHONE_SYSTEM];
+    let special = [
+        tags::CLOUD_CREATED,
+        tags::ALREADY_ONLINE,
+        tags::NO_PHONE_SYSTEM,
+    ];
     let mut plain = s.pick(5, None, &special);
     let forced = plain.pop().expect("a plain user to force");
     let cloud = s.pick(1, Some(tags::CLOUD_CREATED), &[]);
     let online = s.pick(1, Some(tags::ALREADY_ONLINE), &[]);
     let no_ps = s.pick(1, Some(tags::NO_PHONE_SYSTEM), &[]);
     let mut csv_text = String::from("user,number,voice_routing_policy,force\n");
-    for (i, u) in concat(&[&plain, &[forced.clone()], &cloud, &online, &no_ps]).iter().enumerate() {
+    for (i, u) in concat(&[
+        &plain,
+        std::slice::from_ref(&forced),
+        &cloud,
+        &online,
+        &no_ps,
+    ])
+    .iter()
+    .enumerate()
+    {
         let policy = if i == 0 { "DR-Route-Seattle" } else { "" };
         let force = if *u == forced { "yes" } else { "" };
         csv_text.push_str(&format!("{u},{},{policy},{force}\n", s.number(u)));
@@ -466,7 +571,11 @@ fn onprem_to_online_moves_users_refuses_each_cohort_and_forces_only_after_approv
     assert_eq!(code, 3, "{doc}");
     assert_eq!(count(&doc, "succeeded"), plain.len() as u64, "{doc}");
     assert_eq!(count(&doc, "failed"), 3, "{doc}");
-    assert_eq!(count(&doc, "blocked"), 1, "the forced move waits for approval: {doc}");
+    assert_eq!(
+        count(&doc, "blocked"),
+        1,
+        "the forced move waits for approval: {doc}"
+    );
     let id = run_id(&doc);
     let steps = step_ids(&lab.state, &id);
 
@@ -480,18 +589,39 @@ fn onprem_to_online_moves_users_refuses_each_cohort_and_forces_only_after_approv
     }
     let o = pf(&lab.state, &["show", &id, &forced]);
     let text = stdout(&o);
-    assert!(text.contains("waiting at approve-force-move for approval"), "{text}");
-    assert!(text.contains("contacts and meetings are NOT migrated"), "{text}");
-    assert!(text.contains(&format!("portflow approve {id} --step approve-force-move")), "{text}");
+    assert!(
+        text.contains("waiting at approve-force-move for approval"),
+        "{text}"
+    );
+    assert!(
+        text.contains("contacts and meetings are NOT migrated"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("portflow approve {id} --step approve-force-move")),
+        "{text}"
+    );
     {
         let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
         assert!(
-            !audit_of(&sim, &forced).iter().any(|e| e.op == OperationKind::MoveUser),
+            !audit_of(&sim, &forced)
+                .iter()
+                .any(|e| e.op == OperationKind::MoveUser),
             "{forced}: not moved before the approval"
         );
     }
 
-    let o = pf(&lab.state, &["approve", &id, "--step", "approve-force-move", "--by", "cab"]);
+    let o = pf(
+        &lab.state,
+        &[
+            "approve",
+            &id,
+            "--step",
+            "approve-force-move",
+            "--by",
+            "cab",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let (code, doc) = pf_json(&lab.state, &["resume", &id]);
     assert_eq!(code, 3, "the refusals remain: {doc}");
@@ -509,21 +639,47 @@ fn onprem_to_online_moves_users_refuses_each_cohort_and_forces_only_after_approv
         assert!(st.cloud.enterprise_voice_enabled, "{u}: EV on");
         assert!(st.cloud.hosted_voicemail, "{u}: voicemail on");
         assert_eq!(st.cloud.line_uri.as_deref(), Some(number.as_str()), "{u}");
-        assert_eq!(st.onprem.as_ref().map(|o| o.homed), Some(Homing::Online), "{u}");
-        assert_eq!(st.contacts_lost, *u == forced, "{u}: contacts lost only with -Force");
+        assert_eq!(
+            st.onprem.as_ref().map(|o| o.homed),
+            Some(Homing::Online),
+            "{u}"
+        );
+        assert_eq!(
+            st.contacts_lost,
+            *u == forced,
+            "{u}: contacts lost only with -Force"
+        );
         let moves: Vec<AuditEntry> = audit_of(&sim, u)
             .into_iter()
             .filter(|e| e.op == OperationKind::MoveUser && is_ok(e))
             .collect();
         assert_eq!(moves.len(), 1, "{u}: {moves:?}");
-        assert_eq!(moves[0].args["force"] == Value::Bool(true), *u == forced, "{u}: {:?}", moves[0].args);
+        assert_eq!(
+            moves[0].args["force"] == Value::Bool(true),
+            *u == forced,
+            "{u}: {:?}",
+            moves[0].args
+        );
     }
     let first = &plain[0];
     let st = sim.user_state(first).expect("state").expect("user");
-    assert_eq!(st.cloud.online_voice_routing_policy.as_deref(), Some("DR-Route-Seattle"));
+    assert_eq!(
+        st.cloud.online_voice_routing_policy.as_deref(),
+        Some("DR-Route-Seattle")
+    );
 
-    assert_failed_at(&engine[&cloud[0]].0, &steps, "refuse-cloud-user", "created in the cloud");
-    assert_failed_at(&engine[&online[0]].0, &steps, "check-not-online", "already homed online");
+    assert_failed_at(
+        &engine[&cloud[0]].0,
+        &steps,
+        "refuse-cloud-user",
+        "created in the cloud",
+    );
+    assert_failed_at(
+        &engine[&online[0]].0,
+        &steps,
+        "check-not-online",
+        "already homed online",
+    );
     let (inst, events) = &engine[&no_ps[0]];
     assert_failed_at(inst, &steps, "check-licences", "missing licences");
     assert!(
@@ -533,10 +689,16 @@ fn onprem_to_online_moves_users_refuses_each_cohort_and_forces_only_after_approv
         "the 24 h licence wait timed out and continued to the check"
     );
     let st = sim.user_state(&no_ps[0]).expect("state").expect("user");
-    assert!(!st.licences.iter().any(|l| l == "MCOEV"), "{:?}", st.licences);
+    assert!(
+        !st.licences.iter().any(|l| l == "MCOEV"),
+        "{:?}",
+        st.licences
+    );
     for u in [&cloud[0], &online[0], &no_ps[0]] {
         assert!(
-            !audit_of(&sim, u).iter().any(|e| e.op == OperationKind::MoveUser),
+            !audit_of(&sim, u)
+                .iter()
+                .any(|e| e.op == OperationKind::MoveUser),
             "{u}: a refused user is never moved"
         );
     }
@@ -572,7 +734,11 @@ fn emergency_locations_are_set_except_operator_locked_and_unvalidated_ones() {
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "{doc}");
     assert_eq!(count(&doc, "succeeded"), plain.len() as u64, "{doc}");
-    assert_eq!(count(&doc, "failed"), (locked.len() + unvalidated.len()) as u64, "{doc}");
+    assert_eq!(
+        count(&doc, "failed"),
+        (locked.len() + unvalidated.len()) as u64,
+        "{doc}"
+    );
     let id = run_id(&doc);
     let steps = step_ids(&lab.state, &id);
     let engine = instances_with_events(&lab.state, &id);
@@ -581,26 +747,49 @@ fn emergency_locations_are_set_except_operator_locked_and_unvalidated_ones() {
     let set_calls = |number: &str| {
         audit
             .iter()
-            .filter(|e| e.op == OperationKind::SetNumberLocation && e.number.as_deref() == Some(number))
+            .filter(|e| {
+                e.op == OperationKind::SetNumberLocation && e.number.as_deref() == Some(number)
+            })
             .count()
     };
 
     for u in &plain {
         assert_eq!(engine[u].0.status, Status::Succeeded, "{u}");
-        let n = sim.number_state(&s.number(u)).expect("number").expect("in tenant");
-        assert_eq!(n.location_id.as_deref(), Some(s.field(u, 2).as_str()), "{u}");
+        let n = sim
+            .number_state(&s.number(u))
+            .expect("number")
+            .expect("in tenant");
+        assert_eq!(
+            n.location_id.as_deref(),
+            Some(s.field(u, 2).as_str()),
+            "{u}"
+        );
         assert_eq!(n.activation_state, "Activated", "{u}");
         let expected = usize::from(s.location_ids[u].as_deref() != Some(s.field(u, 2).as_str()));
-        assert_eq!(set_calls(&s.number(u)), expected, "{u}: set once, only when it differs");
+        assert_eq!(
+            set_calls(&s.number(u)),
+            expected,
+            "{u}: set once, only when it differs"
+        );
     }
     for u in &locked {
         let (inst, events) = &engine[u];
         assert_failed_at(inst, &steps, "check-operator-mode", "contact your operator");
-        assert_eq!(set_calls(&s.number(u)), 0, "{u}: refused before any set_number_location");
+        assert_eq!(
+            set_calls(&s.number(u)),
+            0,
+            "{u}: refused before any set_number_location"
+        );
         let intents = events.iter().filter(|e| matches!(&e.kind, EventKind::ActionIntent { step, .. } if step == "set-location")).count();
-        let ends = events.iter().filter(|e| matches!(e.kind, EventKind::Failed { .. })).count();
+        let ends = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Failed { .. }))
+            .count();
         assert_eq!((intents, ends), (0, 1), "{u}: one refusal, no failure loop");
-        let n = sim.number_state(&s.number(u)).expect("number").expect("in tenant");
+        let n = sim
+            .number_state(&s.number(u))
+            .expect("number")
+            .expect("in tenant");
         assert_eq!(n.location_id, s.location_ids[u], "{u}: location unchanged");
     }
     for u in &unvalidated {
@@ -637,8 +826,18 @@ fn send_conferencing_info_mails_each_microsoft_user_once_and_refuses_the_others(
     let id = run_id(&doc);
     let steps = step_ids(&lab.state, &id);
     let engine = instances_with_events(&lab.state, &id);
-    assert_failed_at(&engine[&third[0]].0, &steps, "conferencing-check-provider", "not Microsoft");
-    assert_failed_at(&engine[&none[0]].0, &steps, "conferencing-check-enabled", "no audio conferencing");
+    assert_failed_at(
+        &engine[&third[0]].0,
+        &steps,
+        "conferencing-check-provider",
+        "not Microsoft",
+    );
+    assert_failed_at(
+        &engine[&none[0]].0,
+        &steps,
+        "conferencing-check-enabled",
+        "no audio conferencing",
+    );
 
     let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
     let outbox = sim.outbox().expect("outbox");
@@ -646,12 +845,20 @@ fn send_conferencing_info_mails_each_microsoft_user_once_and_refuses_the_others(
         let mails: Vec<_> = outbox.iter().filter(|m| &m.user == u).collect();
         assert_eq!(mails.len(), 1, "{u}: one e-mail: {mails:?}");
         assert_eq!(mails[0].kind, "conferencing_info");
-        assert_eq!(mails[0].conference_id, s.conference_ids[u], "{u}: the user's conference id");
+        assert_eq!(
+            mails[0].conference_id, s.conference_ids[u],
+            "{u}: the user's conference id"
+        );
     }
     for u in [&third[0], &none[0]] {
-        assert!(!outbox.iter().any(|m| &m.user == u), "{u}: refused, no e-mail");
         assert!(
-            !audit_of(&sim, u).iter().any(|e| e.op == OperationKind::SendConferencingInfo),
+            !outbox.iter().any(|m| &m.user == u),
+            "{u}: refused, no e-mail"
+        );
+        assert!(
+            !audit_of(&sim, u)
+                .iter()
+                .any(|e| e.op == OperationKind::SendConferencingInfo),
             "{u}: refused before any send"
         );
     }
@@ -679,7 +886,15 @@ fn dr_to_oc_then_conferencing_sends_one_email_per_migrated_user() {
     let (seed, users) = (53, 40);
     let cfg = sim_cfg(Profile::DirectRouting, seed, users);
     let s = seeded(&cfg);
-    let subjects = s.pick(6, None, &[tags::CONF_THIRD_PARTY, tags::CONF_NONE, tags::GROUP_LICENSED]);
+    let subjects = s.pick(
+        6,
+        None,
+        &[
+            tags::CONF_THIRD_PARTY,
+            tags::CONF_NONE,
+            tags::GROUP_LICENSED,
+        ],
+    );
     let csv = lab.path("chain.csv");
     s.csv(&csv, &subjects);
     let rf = dr_then_conferencing(&lab, seed, users, &csv);
@@ -691,17 +906,32 @@ fn dr_to_oc_then_conferencing_sends_one_email_per_migrated_user() {
     let counts = outbox_counts(&sim);
     let outbox = sim.outbox().expect("outbox");
     for u in &subjects {
-        assert_eq!(counts.get(&(u.clone(), "conferencing_info".into())), Some(&1), "{u}: {counts:?}");
+        assert_eq!(
+            counts.get(&(u.clone(), "conferencing_info".into())),
+            Some(&1),
+            "{u}: {counts:?}"
+        );
         let st = sim.user_state(u).expect("state").expect("user");
-        let n = sim.number_state(&s.number(u)).expect("number").expect("in tenant");
+        let n = sim
+            .number_state(&s.number(u))
+            .expect("number")
+            .expect("in tenant");
         assert_eq!(n.number_type, NumberType::OperatorConnect, "{u}");
-        assert_eq!(n.assigned_pstn_target_id.as_deref(), Some(st.cloud.id.as_str()), "{u}");
+        assert_eq!(
+            n.assigned_pstn_target_id.as_deref(),
+            Some(st.cloud.id.as_str()),
+            "{u}"
+        );
         let assigned_at = audit_of(&sim, u)
             .iter()
             .find(|e| e.op == OperationKind::AssignNumber && is_ok(e))
             .map(|e| e.at)
             .expect("assigned");
-        let mailed_at = outbox.iter().find(|m| &m.user == u).map(|m| m.at).expect("mailed");
+        let mailed_at = outbox
+            .iter()
+            .find(|m| &m.user == u)
+            .map(|m| m.at)
+            .expect("mailed");
         assert!(mailed_at >= assigned_at, "{u}: e-mail after the migration");
     }
     assert_eq!(outbox.len(), subjects.len(), "no other message: {outbox:?}");
@@ -714,7 +944,15 @@ fn dr_to_oc_then_conferencing_refusal_does_not_undo_the_migration() {
     let (seed, users) = (53, 40);
     let cfg = sim_cfg(Profile::DirectRouting, seed, users);
     let s = seeded(&cfg);
-    let plain = s.pick(2, None, &[tags::CONF_THIRD_PARTY, tags::CONF_NONE, tags::GROUP_LICENSED]);
+    let plain = s.pick(
+        2,
+        None,
+        &[
+            tags::CONF_THIRD_PARTY,
+            tags::CONF_NONE,
+            tags::GROUP_LICENSED,
+        ],
+    );
     let third = s.pick(1, Some(tags::CONF_THIRD_PARTY), &[tags::GROUP_LICENSED]);
     let csv = lab.path("chain.csv");
     s.csv(&csv, &concat(&[&plain, &third]));
@@ -733,10 +971,24 @@ fn dr_to_oc_then_conferencing_refusal_does_not_undo_the_migration() {
     );
     let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
     let st = sim.user_state(u).expect("state").expect("user");
-    let n = sim.number_state(&s.number(u)).expect("number").expect("in tenant");
-    assert_eq!(n.number_type, NumberType::OperatorConnect, "{u}: still migrated");
-    assert_eq!(n.assigned_pstn_target_id.as_deref(), Some(st.cloud.id.as_str()), "{u}");
-    assert_eq!(st.cloud.online_voice_routing_policy, None, "{u}: no DR routing policy back");
+    let n = sim
+        .number_state(&s.number(u))
+        .expect("number")
+        .expect("in tenant");
+    assert_eq!(
+        n.number_type,
+        NumberType::OperatorConnect,
+        "{u}: still migrated"
+    );
+    assert_eq!(
+        n.assigned_pstn_target_id.as_deref(),
+        Some(st.cloud.id.as_str()),
+        "{u}"
+    );
+    assert_eq!(
+        st.cloud.online_voice_routing_policy, None,
+        "{u}: no DR routing policy back"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -762,22 +1014,35 @@ fn reset_conference_id_waits_for_approval_then_resets_once_and_refuses_third_par
     let rf = rf.to_string_lossy().into_owned();
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "{doc}");
-    assert_eq!(count(&doc, "blocked"), plain.len() as u64, "the gate holds every reset: {doc}");
+    assert_eq!(
+        count(&doc, "blocked"),
+        plain.len() as u64,
+        "the gate holds every reset: {doc}"
+    );
     let id = run_id(&doc);
     let steps = step_ids(&lab.state, &id);
     for u in &plain {
         match &instances_with_events(&lab.state, &id)[u].0.status {
-            Status::Running { step, phase: Phase::Blocked { .. } } => assert_eq!(steps[*step], "approve-reset"),
+            Status::Running {
+                step,
+                phase: Phase::Blocked { .. },
+            } => assert_eq!(steps[*step], "approve-reset"),
             other => panic!("{u}: expected blocked at approve-reset, got {other:?}"),
         }
     }
     {
         let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
-        assert!(sim.outbox().expect("outbox").is_empty(), "nothing reset without approval");
+        assert!(
+            sim.outbox().expect("outbox").is_empty(),
+            "nothing reset without approval"
+        );
         assert!(sim.audit_log().expect("audit").is_empty());
         for u in &plain {
             let st = sim.user_state(u).expect("state").expect("user");
-            assert_eq!(st.conferencing.and_then(|c| c.conference_id), s.conference_ids[u]);
+            assert_eq!(
+                st.conferencing.and_then(|c| c.conference_id),
+                s.conference_ids[u]
+            );
         }
     }
     let o = pf(&lab.state, &["approve", &id, "--step", "approve-reset"]);
@@ -787,19 +1052,33 @@ fn reset_conference_id_waits_for_approval_then_resets_once_and_refuses_third_par
     assert_eq!(count(&doc, "succeeded"), plain.len() as u64, "{doc}");
 
     let engine = instances_with_events(&lab.state, &id);
-    assert_failed_at(&engine[&third[0]].0, &steps, "check-provider", "not Microsoft");
+    assert_failed_at(
+        &engine[&third[0]].0,
+        &steps,
+        "check-provider",
+        "not Microsoft",
+    );
     let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
     let outbox = sim.outbox().expect("outbox");
     for u in &plain {
         let st = sim.user_state(u).expect("state").expect("user");
         let new_id = st.conferencing.and_then(|c| c.conference_id);
-        assert!(new_id.is_some() && new_id != s.conference_ids[u], "{u}: id changed");
+        assert!(
+            new_id.is_some() && new_id != s.conference_ids[u],
+            "{u}: id changed"
+        );
         let mails: Vec<_> = outbox.iter().filter(|m| &m.user == u).collect();
         assert_eq!(mails.len(), 1, "{u}: one reset: {mails:?}");
         assert_eq!(mails[0].kind, "conference_id_reset");
-        assert_eq!(mails[0].conference_id, new_id, "{u}: the e-mail gives the new id");
+        assert_eq!(
+            mails[0].conference_id, new_id,
+            "{u}: the e-mail gives the new id"
+        );
     }
-    assert!(!outbox.iter().any(|m| m.user == third[0]), "third party untouched");
+    assert!(
+        !outbox.iter().any(|m| m.user == third[0]),
+        "third party untouched"
+    );
 }
 
 #[test]
@@ -828,7 +1107,10 @@ fn reset_conference_id_as_a_manual_task_completes_on_the_done_signal() {
     let (admin_done, untouched) = (&subjects[0], &subjects[1]);
     for u in &subjects {
         match &instances_with_events(&lab.state, &id)[u].0.status {
-            Status::Running { step, phase: Phase::Blocked { signal, .. } } => {
+            Status::Running {
+                step,
+                phase: Phase::Blocked { signal, .. },
+            } => {
                 assert_eq!(steps[*step], "reset", "{u}");
                 assert_eq!(signal.as_deref(), Some("done"), "{u}");
             }
@@ -837,8 +1119,14 @@ fn reset_conference_id_as_a_manual_task_completes_on_the_done_signal() {
     }
     let o = pf(&lab.state, &["show", &id, admin_done]);
     let text = stdout(&o);
-    assert!(text.contains(&format!("portflow signal {id} {admin_done} done")), "{text}");
-    assert!(text.contains("Audio Conferencing → Reset conference ID"), "admin-center instructions: {text}");
+    assert!(
+        text.contains(&format!("portflow signal {id} {admin_done} done")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Audio Conferencing → Reset conference ID"),
+        "admin-center instructions: {text}"
+    );
 
     // The admin resets the id in the admin center. The tenant as configured
     // for the run refuses the automated call; the admin's action is not one.
@@ -849,7 +1137,9 @@ fn reset_conference_id_as_a_manual_task_completes_on_the_done_signal() {
     };
     {
         let sim = open_run_tenant(&lab.state, &id, &id, &manual_cfg);
-        let err = sim.execute_blocking(&reset).expect_err("manual op refused when automated");
+        let err = sim
+            .execute_blocking(&reset)
+            .expect_err("manual op refused when automated");
         assert!(err.message.contains("cannot be automated"), "{err:?}");
     }
     let new_id = {
@@ -860,7 +1150,10 @@ fn reset_conference_id_as_a_manual_task_completes_on_the_done_signal() {
     };
     assert!(new_id.is_some() && new_id != s.conference_ids[admin_done]);
 
-    let o = pf(&lab.state, &["signal", &id, admin_done, "done", "--by", "admin"]);
+    let o = pf(
+        &lab.state,
+        &["signal", &id, admin_done, "done", "--by", "admin"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let (code, doc) = pf_json(&lab.state, &["resume", &id]);
     assert_eq!(code, 0, "{doc}");
@@ -869,17 +1162,37 @@ fn reset_conference_id_as_a_manual_task_completes_on_the_done_signal() {
     let engine = instances_with_events(&lab.state, &id);
     let (inst, events) = &engine[admin_done];
     assert_eq!(inst.status, Status::Succeeded);
-    assert!(has_event(events, |k| matches!(k, EventKind::SignalReceived { name, by, .. } if name == "done" && by == "admin")));
-    assert!(has_event(events, |k| matches!(k, EventKind::WaitSatisfied { step, .. } if step == "reset")),
-        "the wait verified the changed id");
-    assert!(!has_event(events, |k| matches!(k, EventKind::ActionIntent { step, .. } if step == "reset")),
-        "portflow never called the manual operation");
+    assert!(has_event(
+        events,
+        |k| matches!(k, EventKind::SignalReceived { name, by, .. } if name == "done" && by == "admin")
+    ));
+    assert!(
+        has_event(
+            events,
+            |k| matches!(k, EventKind::WaitSatisfied { step, .. } if step == "reset")
+        ),
+        "the wait verified the changed id"
+    );
+    assert!(
+        !has_event(
+            events,
+            |k| matches!(k, EventKind::ActionIntent { step, .. } if step == "reset")
+        ),
+        "portflow never called the manual operation"
+    );
     let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
     let counts = outbox_counts(&sim);
-    assert_eq!(counts.get(&(admin_done.clone(), "conference_id_reset".into())), Some(&1), "{counts:?}");
+    assert_eq!(
+        counts.get(&(admin_done.clone(), "conference_id_reset".into())),
+        Some(&1),
+        "{counts:?}"
+    );
     assert_eq!(counts.len(), 1, "{counts:?}");
     let st = sim.user_state(untouched).expect("state").expect("user");
-    assert_eq!(st.conferencing.and_then(|c| c.conference_id), s.conference_ids[untouched]);
+    assert_eq!(
+        st.conferencing.and_then(|c| c.conference_id),
+        s.conference_ids[untouched]
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -913,17 +1226,45 @@ fn assert_rolled_back_to_direct_routing(lab: &Lab, id: &str, s: &Seeded, cfg: &S
     let engine = instances_with_events(&lab.state, id);
     let sim = open_run_tenant(&lab.state, id, id, cfg);
     for (u, (inst, events)) in &engine {
-        assert!(matches!(inst.status, Status::RolledBack { .. }), "{u}: {:?}", inst.status);
-        assert!(has_event(events, |k| matches!(k, EventKind::RollbackStarted { .. })), "{u}");
-        assert!(has_event(events, |k| matches!(k, EventKind::Compensated { .. })), "{u}");
-        assert!(has_event(events, |k| matches!(k, EventKind::RolledBack)), "{u}");
+        assert!(
+            matches!(inst.status, Status::RolledBack { .. }),
+            "{u}: {:?}",
+            inst.status
+        );
+        assert!(
+            has_event(events, |k| matches!(k, EventKind::RollbackStarted { .. })),
+            "{u}"
+        );
+        assert!(
+            has_event(events, |k| matches!(k, EventKind::Compensated { .. })),
+            "{u}"
+        );
+        assert!(
+            has_event(events, |k| matches!(k, EventKind::RolledBack)),
+            "{u}"
+        );
         let st = sim.user_state(u).expect("state").expect("user");
         let number = s.number(u);
-        assert_eq!(st.cloud.line_uri.as_deref(), Some(number.as_str()), "{u}: number back");
-        assert_eq!(st.cloud.online_voice_routing_policy.as_deref(), Some(SEEDED_POLICY), "{u}");
-        let n = sim.number_state(&number).expect("number").expect("in tenant");
+        assert_eq!(
+            st.cloud.line_uri.as_deref(),
+            Some(number.as_str()),
+            "{u}: number back"
+        );
+        assert_eq!(
+            st.cloud.online_voice_routing_policy.as_deref(),
+            Some(SEEDED_POLICY),
+            "{u}"
+        );
+        let n = sim
+            .number_state(&number)
+            .expect("number")
+            .expect("in tenant");
         assert_eq!(n.number_type, NumberType::DirectRouting, "{u}");
-        assert_eq!(n.assigned_pstn_target_id.as_deref(), Some(st.cloud.id.as_str()), "{u}");
+        assert_eq!(
+            n.assigned_pstn_target_id.as_deref(),
+            Some(st.cloud.id.as_str()),
+            "{u}"
+        );
     }
 }
 
@@ -948,14 +1289,26 @@ fn dr_to_oc_operator_never_uploads_with_on_failure_stop_fails_and_leaves_the_num
     let engine = instances_with_events(&lab.state, &id);
     let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
     for (u, (inst, events)) in &engine {
-        assert_failed_at(inst, &steps, "wait-operator-upload", "timed out after 14days");
-        assert!(!has_event(events, |k| matches!(k, EventKind::RollbackStarted { .. })), "{u}: no rollback");
-        assert!(
-            has_event(events, |k| matches!(k, EventKind::WaitTimedOut { step, outcome, .. } if step == "wait-operator-upload" && outcome == "fail"))
+        assert_failed_at(
+            inst,
+            &steps,
+            "wait-operator-upload",
+            "timed out after 14days",
         );
+        assert!(
+            !has_event(events, |k| matches!(k, EventKind::RollbackStarted { .. })),
+            "{u}: no rollback"
+        );
+        assert!(has_event(
+            events,
+            |k| matches!(k, EventKind::WaitTimedOut { step, outcome, .. } if step == "wait-operator-upload" && outcome == "fail")
+        ));
         let st = sim.user_state(u).expect("state").expect("user");
         assert_eq!(st.cloud.line_uri, None, "{u}: the number stays unassigned");
-        assert_eq!(st.cloud.online_voice_routing_policy, None, "{u}: policy not restored");
+        assert_eq!(
+            st.cloud.online_voice_routing_policy, None,
+            "{u}: policy not restored"
+        );
         let held = sim
             .number_state(&s.number(u))
             .expect("number")
@@ -991,7 +1344,10 @@ fn cancel_with_rollback(lab: &Lab) -> (String, i32, Value, Seeded, SimConfig) {
     for (inst, _) in instances_with_events(&lab.state, &id).values() {
         assert_waiting_at(inst, &steps, "wait-operator-upload");
     }
-    let o = pf(&lab.state, &["cancel", &id, "--rollback", "--reason", "window closed"]);
+    let o = pf(
+        &lab.state,
+        &["cancel", &id, "--rollback", "--reason", "window closed"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let (code, doc) = pf_json(&lab.state, &["resume", &id]);
     (id, code, doc, s, cfg)
@@ -1001,7 +1357,11 @@ fn cancel_with_rollback(lab: &Lab) -> (String, i32, Value, Seeded, SimConfig) {
 fn cancel_with_rollback_starts_undoing_and_restores_the_routing_policy_first() {
     let lab = Lab::new();
     let (id, _, doc, _, cfg) = cancel_with_rollback(&lab);
-    assert_eq!(count(&doc, "cancelled"), 0, "a rollback, not a plain cancel: {doc}");
+    assert_eq!(
+        count(&doc, "cancelled"),
+        0,
+        "a rollback, not a plain cancel: {doc}"
+    );
     let engine = instances_with_events(&lab.state, &id);
     let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
     for (u, (_, events)) in &engine {
@@ -1011,10 +1371,24 @@ fn cancel_with_rollback_starts_undoing_and_restores_the_routing_policy_first() {
         });
         let (error, undo) = started.unwrap_or_else(|| panic!("{u}: rollback started"));
         assert!(error.contains("cancelled: window closed"), "{u}: {error}");
-        assert_eq!(undo.first().map(String::as_str), Some("remove-voice-routing-policy"), "{u}: newest first");
-        assert!(has_event(events, |k| matches!(k, EventKind::Compensated { step } if step == "remove-voice-routing-policy")), "{u}");
+        assert_eq!(
+            undo.first().map(String::as_str),
+            Some("remove-voice-routing-policy"),
+            "{u}: newest first"
+        );
+        assert!(
+            has_event(
+                events,
+                |k| matches!(k, EventKind::Compensated { step } if step == "remove-voice-routing-policy")
+            ),
+            "{u}"
+        );
         let st = sim.user_state(u).expect("state").expect("user");
-        assert_eq!(st.cloud.online_voice_routing_policy.as_deref(), Some(SEEDED_POLICY), "{u}");
+        assert_eq!(
+            st.cloud.online_voice_routing_policy.as_deref(),
+            Some(SEEDED_POLICY),
+            "{u}"
+        );
     }
 }
 
@@ -1052,33 +1426,67 @@ fn retry_requeues_a_failed_instance_and_records_who_retried() {
     assert_eq!(count(&doc, "failed"), 2, "{doc}");
     let id = run_id(&doc);
     let steps = step_ids(&lab.state, &id);
-    let failures = |events: &[Event]| events.iter().filter(|e| matches!(e.kind, EventKind::ActionFailed { .. })).count();
+    let failures = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::ActionFailed { .. }))
+            .count()
+    };
     let engine = instances_with_events(&lab.state, &id);
     for (inst, events) in engine.values() {
-        assert_failed_at(inst, &steps, "conferencing-inspect", "Service is unavailable");
+        assert_failed_at(
+            inst,
+            &steps,
+            "conferencing-inspect",
+            "Service is unavailable",
+        );
         assert_eq!(failures(events), 5, "{}: five attempts", inst.subject);
     }
 
     let (retried, other) = (&subjects[0], &subjects[1]);
-    let o = pf(&lab.state, &["retry", &id, "--subject", retried, "--by", "ops"]);
+    let o = pf(
+        &lab.state,
+        &["retry", &id, "--subject", retried, "--by", "ops"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("retried: 1 instance(s)"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("retried: 1 instance(s)"),
+        "{}",
+        stdout(&o)
+    );
     let o = pf(&lab.state, &["--json", "show", &id, retried]);
     let v = json(&o);
-    assert_eq!(v["instance"]["status"]["state"], "running", "re-queued: {}", v["instance"]);
+    assert_eq!(
+        v["instance"]["status"]["state"], "running",
+        "re-queued: {}",
+        v["instance"]
+    );
     assert!(
-        v["events"].as_array().expect("events").iter().any(|e| e["event"] == "retried"
-            && e["from_step"] == "conferencing-inspect"
-            && e["by"] == "ops"),
+        v["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["event"] == "retried"
+                && e["from_step"] == "conferencing-inspect"
+                && e["by"] == "ops"),
         "{v}"
     );
     let (code, doc) = pf_json(&lab.state, &["resume", &id]);
     assert_eq!(code, 3, "the faults are still there: {doc}");
     let engine = instances_with_events(&lab.state, &id);
     let (inst, events) = &engine[retried];
-    assert_failed_at(inst, &steps, "conferencing-inspect", "Service is unavailable");
+    assert_failed_at(
+        inst,
+        &steps,
+        "conferencing-inspect",
+        "Service is unavailable",
+    );
     assert_eq!(failures(events), 10, "five more attempts after the retry");
-    assert_eq!(failures(&engine[other].1), 5, "the other subject was not retried");
+    assert_eq!(
+        failures(&engine[other].1),
+        5,
+        "the other subject was not retried"
+    );
 }
 
 #[test]
@@ -1104,16 +1512,28 @@ fn retry_from_the_first_step_never_sends_the_conferencing_email_twice() {
     let id = run_id(&doc);
     let o = pf(&lab.state, &["cancel", &id]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = pf(&lab.state, &["retry", &id, "--from-step", "conferencing-inspect"]);
+    let o = pf(
+        &lab.state,
+        &["retry", &id, "--from-step", "conferencing-inspect"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let (code, doc) = pf_json(&lab.state, &["resume", &id]);
     assert_eq!(code, 0, "{doc}");
     assert_eq!(count(&doc, "blocked"), 2, "back at the reset gate: {doc}");
     for (u, (_, events)) in &instances_with_events(&lab.state, &id) {
-        assert!(has_event(events, |k| matches!(k, EventKind::Retried { from_step, .. } if from_step == "conferencing-inspect")), "{u}");
         assert!(
-            has_event(events, |k| matches!(k, EventKind::StepSkipped { step, reason: Some(r) }
-                if step == "send-conferencing-email" && r.contains("already done"))),
+            has_event(
+                events,
+                |k| matches!(k, EventKind::Retried { from_step, .. } if from_step == "conferencing-inspect")
+            ),
+            "{u}"
+        );
+        assert!(
+            has_event(
+                events,
+                |k| matches!(k, EventKind::StepSkipped { step, reason: Some(r) }
+                if step == "send-conferencing-email" && r.contains("already done"))
+            ),
             "{u}: the e-mail step is skipped as already done"
         );
         let sends = events.iter().filter(|e| matches!(&e.kind, EventKind::ActionIntent { step, .. } if step == "send-conferencing-email")).count();
@@ -1125,13 +1545,31 @@ fn retry_from_the_first_step_never_sends_the_conferencing_email_twice() {
     assert_eq!(code, 0, "{doc}");
     assert_eq!(count(&doc, "succeeded"), 2, "{doc}");
     let o = pf(&lab.state, &["retry", &id]);
-    assert_eq!(o.status.code(), Some(2), "succeeded instances are not retried: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "succeeded instances are not retried: {}",
+        stderr(&o)
+    );
 
-    let sim = open_run_tenant(&lab.state, &id, &id, &sim_cfg(Profile::DirectRouting, seed, users));
+    let sim = open_run_tenant(
+        &lab.state,
+        &id,
+        &id,
+        &sim_cfg(Profile::DirectRouting, seed, users),
+    );
     let counts = outbox_counts(&sim);
     for u in &subjects {
-        assert_eq!(counts.get(&(u.clone(), "conferencing_info".into())), Some(&1), "{u}: {counts:?}");
-        assert_eq!(counts.get(&(u.clone(), "conference_id_reset".into())), Some(&1), "{u}: {counts:?}");
+        assert_eq!(
+            counts.get(&(u.clone(), "conferencing_info".into())),
+            Some(&1),
+            "{u}: {counts:?}"
+        );
+        assert_eq!(
+            counts.get(&(u.clone(), "conference_id_reset".into())),
+            Some(&1),
+            "{u}: {counts:?}"
+        );
     }
 }
 
@@ -1139,7 +1577,12 @@ fn retry_from_the_first_step_never_sends_the_conferencing_email_twice() {
 // 8. Plan
 
 /// Everything a plan could have changed on a named tenant.
-fn tenant_snapshot(state: &Path, name: &str, cfg: &SimConfig, users: &[String]) -> (usize, usize, Vec<String>) {
+fn tenant_snapshot(
+    state: &Path,
+    name: &str,
+    cfg: &SimConfig,
+    users: &[String],
+) -> (usize, usize, Vec<String>) {
     let sim = SimTenant::open(
         &state.join("sim").join(name),
         cfg,
@@ -1148,9 +1591,20 @@ fn tenant_snapshot(state: &Path, name: &str, cfg: &SimConfig, users: &[String]) 
     .expect("open named tenant");
     let states = users
         .iter()
-        .map(|u| format!("{:?}", sim.user_state(u).expect("state").map(|s| (s.cloud, s.licences, s.conferencing))))
+        .map(|u| {
+            format!(
+                "{:?}",
+                sim.user_state(u)
+                    .expect("state")
+                    .map(|s| (s.cloud, s.licences, s.conferencing))
+            )
+        })
         .collect();
-    (sim.audit_log().expect("audit").len(), sim.outbox().expect("outbox").len(), states)
+    (
+        sim.audit_log().expect("audit").len(),
+        sim.outbox().expect("outbox").len(),
+        states,
+    )
 }
 
 #[test]
@@ -1160,13 +1614,31 @@ fn plan_on_a_named_tenant_reports_branches_and_blockers_and_changes_nothing() {
     let csv_all = lab.path("lab.csv");
     let o = pf(
         &lab.state,
-        &["sim", "init", "--name", "lab", "--seed", &seed.to_string(), "--users", &users.to_string(),
-          "--export", &csv_all.to_string_lossy()],
+        &[
+            "sim",
+            "init",
+            "--name",
+            "lab",
+            "--seed",
+            &seed.to_string(),
+            "--users",
+            &users.to_string(),
+            "--export",
+            &csv_all.to_string_lossy(),
+        ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let cfg = sim_cfg(Profile::DirectRouting, seed, users);
     let s = seeded(&cfg);
-    let subjects = s.pick(4, None, &[tags::CONF_THIRD_PARTY, tags::CONF_NONE, tags::GROUP_LICENSED]);
+    let subjects = s.pick(
+        4,
+        None,
+        &[
+            tags::CONF_THIRD_PARTY,
+            tags::CONF_NONE,
+            tags::GROUP_LICENSED,
+        ],
+    );
     let before = tenant_snapshot(&lab.state, "lab", &cfg, &subjects);
     assert_eq!((before.0, before.1), (0, 0));
 
@@ -1178,15 +1650,31 @@ fn plan_on_a_named_tenant_reports_branches_and_blockers_and_changes_nothing() {
     let bad = lab.path("bad.csv");
     write(&bad, &bad_text);
     let backend = "  tenant: lab\n";
-    let extra = "then: [send-conferencing-info]\napprovals: [operator-coordinated]\ntime_scale: 600\n";
-    let rf_good = lab.run_file("good.yaml", "direct-routing-to-operator-connect", backend, &good, extra);
-    let rf_bad = lab.run_file("bad.yaml", "direct-routing-to-operator-connect", backend, &bad, extra);
+    let extra =
+        "then: [send-conferencing-info]\napprovals: [operator-coordinated]\ntime_scale: 600\n";
+    let rf_good = lab.run_file(
+        "good.yaml",
+        "direct-routing-to-operator-connect",
+        backend,
+        &good,
+        extra,
+    );
+    let rf_bad = lab.run_file(
+        "bad.yaml",
+        "direct-routing-to-operator-connect",
+        backend,
+        &bad,
+        extra,
+    );
 
     let o = pf(&lab.state, &["plan", &rf_good.to_string_lossy()]);
     let text = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{text}\n{}", stderr(&o));
     assert!(text.contains("nothing is changed"), "{text}");
-    assert!(text.contains("send-conferencing-email"), "the chained steps are planned: {text}");
+    assert!(
+        text.contains("send-conferencing-email"),
+        "the chained steps are planned: {text}"
+    );
     assert!(text.contains("4 subject(s) ready, 0 blocked"), "{text}");
     let (code, v) = pf_json(&lab.state, &["plan", &rf_good.to_string_lossy()]);
     assert_eq!(code, 0, "{v}");
@@ -1213,16 +1701,27 @@ fn plan_on_a_named_tenant_reports_branches_and_blockers_and_changes_nothing() {
         .iter()
         .find(|p| p["subject"] == subjects[1].as_str())
         .expect("plan of the bad subject");
-    assert!(blocked["blockers"].to_string().contains("check-number"), "{blocked}");
+    assert!(
+        blocked["blockers"].to_string().contains("check-number"),
+        "{blocked}"
+    );
     let o = pf(&lab.state, &["plan", &rf_bad.to_string_lossy()]);
     assert_eq!(o.status.code(), Some(3));
-    assert!(stdout(&o).contains("3 subject(s) ready, 1 blocked"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("3 subject(s) ready, 1 blocked"),
+        "{}",
+        stdout(&o)
+    );
 
     let after = tenant_snapshot(&lab.state, "lab", &cfg, &subjects);
     assert_eq!(before, after, "the plan changed the tenant");
     let (code, v) = pf_json(&lab.state, &["status"]);
     assert_eq!(code, 0);
-    assert_eq!(v["runs"].as_array().map(Vec::len), Some(0), "no run created: {v}");
+    assert_eq!(
+        v["runs"].as_array().map(Vec::len),
+        Some(0),
+        "no run created: {v}"
+    );
 }
 
 #[test]
@@ -1233,8 +1732,20 @@ fn plan_does_not_refuse_calling_plan_subjects_at_their_port_check() {
     let csv = lab.path("cp.csv");
     let o = pf(
         &lab.state,
-        &["sim", "init", "--name", "lab", "--profile", "calling_plans", "--seed", &seed.to_string(),
-          "--users", &users.to_string(), "--export", &csv.to_string_lossy()],
+        &[
+            "sim",
+            "init",
+            "--name",
+            "lab",
+            "--profile",
+            "calling_plans",
+            "--seed",
+            &seed.to_string(),
+            "--users",
+            &users.to_string(),
+            "--export",
+            &csv.to_string_lossy(),
+        ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let cfg = cp_cfg(seed, users, 0.0, (2 * 3600, 8 * 3600));
@@ -1253,4 +1764,136 @@ fn plan_does_not_refuse_calling_plan_subjects_at_their_port_check() {
     assert!(!v["plans"].to_string().contains("REFUSED"), "{v}");
     assert_eq!(v["blocked"], 0, "{v}");
     assert_eq!(code, 0, "{v}");
+}
+
+// ---------------------------------------------------------------------------
+// Rolled-back runs (a test workflow whose rollback the simulator can carry
+// out: drop the user's voice routing policy, then time out waiting for
+// something that never happens; the rollback grants the policy back)
+
+const ROLLBACK_WORKFLOW: &str = r#"name: rollback-probe
+version: 1
+subject: user
+on_failure: rollback
+inputs:
+  user: {type: upn}
+steps:
+  - id: inspect
+    action: {op: get_user, args: {user: "${inputs.user}"}}
+  - id: drop-policy
+    action: {op: grant_voice_routing_policy, args: {user: "${inputs.user}", policy: null}}
+    wait:
+      observe: {op: get_user, args: {user: "${inputs.user}"}}
+      until: obs.online_voice_routing_policy == null
+      timeout: 24h
+    compensate:
+      op: grant_voice_routing_policy
+      args: {user: "${inputs.user}", policy: "${steps.inspect.output.online_voice_routing_policy}"}
+      wait:
+        observe: {op: get_user, args: {user: "${inputs.user}"}}
+        until: obs.online_voice_routing_policy == steps.inspect.output.online_voice_routing_policy
+        timeout: 24h
+  - id: never
+    wait:
+      observe: {op: get_user, args: {user: "${inputs.user}"}}
+      until: obs.line_uri == '+19999999999'
+      timeout: 1h
+"#;
+
+/// Run the rollback probe workflow for two users; returns the summary.
+fn rolled_back_run(lab: &Lab) -> (i32, Value) {
+    let wf = lab.path("rollback-probe.yaml");
+    write(&wf, ROLLBACK_WORKFLOW);
+    let csv = lab.path("users.csv");
+    users_csv(&csv, &[SimTenant::upn(1), SimTenant::upn(2)]);
+    let rf = lab.run_file(
+        "rb.yaml",
+        &wf.to_string_lossy(),
+        "  seed: 1\n  users: 5\n  latency: {tail_rate: 0}\n",
+        &csv,
+        "time_scale: 20000\n",
+    );
+    pf_json(&lab.state, &["run", &rf.to_string_lossy()])
+}
+
+#[test]
+fn a_timed_out_wait_rolls_back_the_steps_done() {
+    let lab = Lab::new();
+    let (_, doc) = rolled_back_run(&lab);
+    assert_eq!(count(&doc, "rolled_back"), 2, "{doc}");
+    let id = run_id(&doc);
+    let cfg = sim_cfg(Profile::DirectRouting, 1, 5);
+    let engine = instances_with_events(&lab.state, &id);
+    let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
+    for (u, (inst, events)) in &engine {
+        assert!(
+            matches!(&inst.status, Status::RolledBack { error, .. } if error.contains("timed out")),
+            "{u}: {:?}",
+            inst.status
+        );
+        let kinds: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::RollbackStarted { .. } => Some("rollback_started"),
+                EventKind::Compensated { .. } => Some("compensated"),
+                EventKind::RolledBack => Some("rolled_back"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["rollback_started", "compensated", "rolled_back"],
+            "{u}"
+        );
+        let st = sim.user_state(u).expect("state").expect("user");
+        assert_eq!(
+            st.cloud.online_voice_routing_policy.as_deref(),
+            Some(SEEDED_POLICY),
+            "{u}: restored"
+        );
+        let grants = audit_of(&sim, u)
+            .iter()
+            .filter(|e| e.op == OperationKind::GrantVoiceRoutingPolicy && is_ok(e))
+            .count();
+        assert_eq!(grants, 2, "{u}: removed, then granted back");
+    }
+}
+
+#[test]
+#[ignore = "bug: a run whose instances all rolled back exits 0 (src/cli/inspect.rs RunSummary::failed counts only failed and needs_attention; rolled_back should give exit 3)"]
+fn a_rolled_back_run_exits_3() {
+    let lab = Lab::new();
+    let (code, doc) = rolled_back_run(&lab);
+    assert_eq!(count(&doc, "rolled_back"), 2, "{doc}");
+    assert_eq!(code, 3, "nothing was migrated: {doc}");
+}
+
+#[test]
+#[ignore = "bug: rolled_back is not terminal (src/engine/instance.rs Status::is_terminal), so `portflow cancel` turns rolled-back instances into cancelled and reopens the finished run"]
+fn cancel_leaves_rolled_back_instances_alone() {
+    let lab = Lab::new();
+    let (_, doc) = rolled_back_run(&lab);
+    assert_eq!(count(&doc, "rolled_back"), 2, "{doc}");
+    let id = run_id(&doc);
+    let o = pf(&lab.state, &["cancel", &id]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "nothing to cancel: {}",
+        stdout(&o)
+    );
+    let (_, v) = pf_json(&lab.state, &["status", &id]);
+    assert_eq!(count(&v, "rolled_back"), 2, "{v}");
+    assert!(v["finished_at"].is_i64(), "the run stays finished: {v}");
+}
+
+#[test]
+#[ignore = "bug: the summary printed by `portflow --json run` has finished_at null for a finished run (src/cli/runs.rs drive builds it from the record loaded before finished_at was set)"]
+fn the_run_summary_of_a_finished_run_has_its_finish_time() {
+    let lab = Lab::new();
+    let (_, doc) = rolled_back_run(&lab);
+    assert_eq!(doc["end"], "Finished", "{doc}");
+    let (_, v) = pf_json(&lab.state, &["status"]);
+    assert!(v["runs"][0]["finished_at"].is_i64(), "status knows it: {v}");
+    assert_eq!(doc["finished_at"], v["runs"][0]["finished_at"], "{doc}");
 }
