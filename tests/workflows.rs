@@ -245,6 +245,40 @@ fn has_event(events: &[Event], f: impl Fn(&EventKind) -> bool) -> bool {
     events.iter().any(|e| f(&e.kind))
 }
 
+type Engine = BTreeMap<String, (Instance, Vec<Event>)>;
+
+/// Drive a run that never ends by itself (its instances wait for days) in the
+/// background: start `first` (a `run` or a `resume`), interrupt it after a
+/// second, and resume it again until `ready` holds (at most 10 rounds, for a
+/// loaded machine). Returns the run id.
+fn drive_until(lab: &Lab, first: &[&str], ready: impl Fn(&Engine, &[String]) -> bool) -> String {
+    let mut id: Option<String> = None;
+    for _ in 0..10 {
+        let child = match &id {
+            None => spawn_pf(&lab.state, first),
+            Some(id) => spawn_pf(&lab.state, &["resume", id]),
+        };
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(
+            interrupt(child),
+            Some(130),
+            "interrupted by SIGINT, resumable"
+        );
+        let run = id.get_or_insert_with(|| only_run_id(&lab.state).expect("run created"));
+        if ready(
+            &instances_with_events(&lab.state, run),
+            &step_ids(&lab.state, run),
+        ) {
+            return run.clone();
+        }
+    }
+    panic!("the run did not get where the test needs it in 10 rounds");
+}
+
+fn at_step(inst: &Instance, steps: &[String], step: &str) -> bool {
+    inst.status.step().is_some_and(|s| steps[s] == step)
+}
+
 // ---------------------------------------------------------------------------
 // 1. Calling Plans → Operator Connect
 
@@ -440,14 +474,9 @@ fn cp_to_oc_port_wait_accepts_the_port_completed_signal() {
         "approvals: [operator-coordinated]\ntime_scale: 20000\n",
     );
     let rf = rf.to_string_lossy().into_owned();
-    let child = spawn_pf(&lab.state, &["run", &rf]);
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(
-        interrupt(child),
-        Some(130),
-        "a run waiting for ports is interrupted"
-    );
-    let id = only_run_id(&lab.state).expect("run created");
+    let id = drive_until(&lab, &["run", &rf], |e, steps| {
+        e.values().all(|(i, _)| at_step(i, steps, "wait-port"))
+    });
     let steps = step_ids(&lab.state, &id);
     for (inst, _) in instances_with_events(&lab.state, &id).values() {
         assert_waiting_at(inst, &steps, "wait-port");
@@ -475,9 +504,14 @@ fn cp_to_oc_port_wait_accepts_the_port_completed_signal() {
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let child = spawn_pf(&lab.state, &["resume", &id]);
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(interrupt(child), Some(130));
+    let wait_port = step_index(&steps, "wait-port");
+    drive_until(&lab, &["resume", &id], |e, _| {
+        e[signalled]
+            .0
+            .status
+            .step()
+            .is_some_and(|s| s > wait_port + 3)
+    });
 
     let engine = instances_with_events(&lab.state, &id);
     let (inst, events) = &engine[signalled];
@@ -1336,10 +1370,10 @@ fn cancel_with_rollback(lab: &Lab) -> (String, i32, Value, Seeded, SimConfig) {
         "approvals: [operator-coordinated]\ntime_scale: 20000\n",
     );
     let rf = rf.to_string_lossy().into_owned();
-    let child = spawn_pf(&lab.state, &["run", &rf]);
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(interrupt(child), Some(130));
-    let id = only_run_id(&lab.state).expect("run");
+    let id = drive_until(lab, &["run", &rf], |e, steps| {
+        e.values()
+            .all(|(i, _)| at_step(i, steps, "wait-operator-upload"))
+    });
     let steps = step_ids(&lab.state, &id);
     for (inst, _) in instances_with_events(&lab.state, &id).values() {
         assert_waiting_at(inst, &steps, "wait-operator-upload");
