@@ -120,3 +120,156 @@ impl Rng {
         lo + z % (hi - lo).max(1)
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the per-workflow integration tests (tests/workflows.rs,
+// tests/crash_conferencing.rs).
+
+/// Write a text file (parents must exist).
+pub fn write(path: &Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        panic!("write {}: {e}", path.display());
+    }
+}
+
+/// Run `portflow --state state <args>`; retry for a few seconds while a store
+/// this test process just closed is still locked by sled's background threads
+/// (exit 4, or a simulated tenant "in use").
+pub fn pf(state: &Path, args: &[&str]) -> Output {
+    let t0 = std::time::Instant::now();
+    loop {
+        let o = run(portflow(state).args(args));
+        let locked = o.status.code() == Some(4)
+            || (o.status.code() == Some(1) && stderr(&o).contains("in use"));
+        if !locked || t0.elapsed() > std::time::Duration::from_secs(10) {
+            return o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `pf` with `--json` first; returns the exit code and the parsed document.
+pub fn pf_json(state: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let o = pf(state, &full);
+    (o.status.code().unwrap_or(-1), json(&o))
+}
+
+/// A seeded tenant opened in-process in its own temporary directory, to find
+/// the seeded cohorts (tags) and exported rows of a tenant the binary will
+/// seed identically (seeding depends only on the configuration).
+pub fn probe_tenant(
+    cfg: &portflow::backend::sim::SimConfig,
+) -> (tempfile::TempDir, portflow::backend::sim::SimTenant) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = portflow::backend::sim::SimTenant::open(
+        &dir.path().join("probe"),
+        cfg,
+        std::sync::Arc::new(portflow::clock::SystemClock),
+    )
+    .expect("open probe tenant");
+    (dir, sim)
+}
+
+/// A simulator configuration for `profile` with `seed` and `users`.
+pub fn sim_cfg(
+    profile: portflow::backend::sim::Profile,
+    seed: u64,
+    users: u32,
+) -> portflow::backend::sim::SimConfig {
+    portflow::backend::sim::SimConfig {
+        profile,
+        seed,
+        users,
+        ..portflow::backend::sim::SimConfig::default()
+    }
+}
+
+/// The stored run record (opens and closes the engine store).
+pub fn run_record(state: &Path, run_id: &str) -> portflow::engine::run::RunRecord {
+    let store = portflow::store::sled_store::SledStore::open(&state.join("engine"))
+        .expect("open engine store");
+    portflow::store::records::get_run(&store, run_id)
+        .expect("read run")
+        .expect("run exists")
+}
+
+/// Every instance of a run with its history, by subject (opens and closes the
+/// engine store).
+pub fn instances_with_events(
+    state: &Path,
+    run_id: &str,
+) -> std::collections::BTreeMap<
+    String,
+    (
+        portflow::engine::instance::Instance,
+        Vec<portflow::engine::instance::Event>,
+    ),
+> {
+    let store = portflow::store::sled_store::SledStore::open(&state.join("engine"))
+        .expect("open engine store");
+    let mut out = std::collections::BTreeMap::new();
+    for inst in portflow::store::records::list_instances(&store, run_id).expect("instances") {
+        let events = portflow::store::records::list_events(&store, &inst.key()).expect("events");
+        out.insert(inst.subject.clone(), (inst, events));
+    }
+    out
+}
+
+/// The simulated tenant of a run (or a named tenant), opened in-process after
+/// the binary exited, with the run's virtual clock so that what the tenant
+/// does on its own (syncs, uploads) is applied up to the run's "now".
+pub fn open_run_tenant(
+    state: &Path,
+    run_id: &str,
+    tenant: &str,
+    cfg: &portflow::backend::sim::SimConfig,
+) -> portflow::backend::sim::SimTenant {
+    let record = run_record(state, run_id);
+    let clock: portflow::clock::SharedClock = match record.clock {
+        Some(c) => std::sync::Arc::new(c),
+        None => std::sync::Arc::new(portflow::clock::SystemClock),
+    };
+    portflow::backend::sim::SimTenant::open(&state.join("sim").join(tenant), cfg, clock)
+        .expect("open the run's simulated tenant")
+}
+
+/// Step index of `id` in a run's composed workflow, by the order of step ids given.
+pub fn step_index(steps: &[String], id: &str) -> usize {
+    match steps.iter().position(|s| *s == id) {
+        Some(i) => i,
+        None => panic!("no step {id} in {steps:?}"),
+    }
+}
+
+/// Step ids of a run's composed workflow (main, then the `then:` ones), in order.
+pub fn step_ids(state: &Path, run_id: &str) -> Vec<String> {
+    let record = run_record(state, run_id);
+    let mut ids = Vec::new();
+    for pin in std::iter::once(&record.workflow).chain(record.then.iter()) {
+        let wf = portflow::spec::parse_workflow(&pin.text, &pin.origin)
+            .expect("pinned workflow parses")
+            .workflow;
+        ids.extend(wf.steps.iter().map(|s| s.id.clone()));
+    }
+    ids
+}
+
+/// Start `portflow --state state <args>` in the background (output discarded).
+pub fn spawn_pf(state: &Path, args: &[&str]) -> std::process::Child {
+    portflow(state)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn portflow")
+}
+
+/// Stop a background portflow with SIGINT (as Ctrl-C) and return its exit code.
+pub fn interrupt(mut child: std::process::Child) -> Option<i32> {
+    // SAFETY: sending SIGINT to our own child process.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(rc, 0, "SIGINT");
+    child.wait().expect("wait for portflow").code()
+}

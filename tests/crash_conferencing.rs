@@ -1,0 +1,185 @@
+//! Durability of the non-idempotent operations: SIGKILL the real binary at
+//! random instants of a 200-subject run of send-conferencing-info chained with
+//! reset-conference-id (`then:`), under 2 % transient faults and 2 % throttling,
+//! resume each time, and check that no user ever got a message twice.
+//! Replay a failure with PORTFLOW_CRASH_SEED=<seed printed below>.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use portflow::backend::sim::{tags, Profile};
+use portflow::engine::instance::{EventKind, Status};
+
+const USERS: u32 = 200;
+const SEED: u64 = 17;
+const KILLS: u32 = 12;
+
+#[test]
+fn sigkill_during_conferencing_mails_and_resets_never_sends_twice() {
+    let crash_seed = std::env::var("PORTFLOW_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()) ^ 0xc0f3);
+    eprintln!("crash seed: {crash_seed} (PORTFLOW_CRASH_SEED={crash_seed} replays it)");
+    let mut rng = Rng(crash_seed);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("users.csv");
+    let users: Vec<String> = (1..=USERS)
+        .map(portflow::backend::sim::SimTenant::upn)
+        .collect();
+    write(&csv, &format!("user\n{}\n", users.join("\n")));
+    let cfg = sim_cfg(Profile::DirectRouting, SEED, USERS);
+    let (refused, conference_ids) = {
+        let (_dir, probe) = probe_tenant(&cfg);
+        let mut refused = probe.users_tagged(tags::CONF_THIRD_PARTY).expect("tags");
+        refused.extend(probe.users_tagged(tags::CONF_NONE).expect("tags"));
+        let ids: BTreeMap<String, Option<String>> = users
+            .iter()
+            .map(|u| {
+                let st = probe.user_state(u).expect("state").expect("user");
+                (u.clone(), st.conferencing.and_then(|c| c.conference_id))
+            })
+            .collect();
+        (refused, ids)
+    };
+    // Two workers and resets visible after 20 minutes to 2 hours: the sends and
+    // resets are spread over the first seconds, the run lasts about 20 s.
+    let run_file = tmp.path().join("conf.yaml");
+    write(
+        &run_file,
+        &format!(
+            "workflow: send-conferencing-info\n\
+             then: [reset-conference-id]\n\
+             backend:\n  kind: sim\n  seed: {SEED}\n  users: {USERS}\n  latency: {{min: 20m, typical_max: 2h, tail_rate: 0}}\n  faults: {{transient_rate: 0.02, throttle_rate: 0.02}}\n\
+             subjects: {{csv: {}}}\n\
+             concurrency: 2\n\
+             approvals: [approve-reset]\n\
+             time_scale: 400\n",
+            csv.display()
+        ),
+    );
+
+    let mut run_id: Option<String> = None;
+    let mut kills = 0;
+    while kills < KILLS {
+        let mut cmd = portflow(&state);
+        match &run_id {
+            None => cmd.arg("run").arg(&run_file),
+            Some(id) => cmd.arg("resume").arg(id),
+        };
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn portflow");
+        std::thread::sleep(Duration::from_millis(rng.range(100, 1000)));
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended ({status}) before kill {kills}: make the run longer");
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        kills += 1;
+        if run_id.is_none() {
+            run_id = only_run_id(&state);
+        }
+    }
+    let id = run_id.expect("a run was created before the kills");
+    let (code, doc) = pf_json(&state, &["resume", &id]);
+    assert_eq!(doc["end"], "Finished", "{doc}");
+    assert_eq!(code, 3, "the refused subjects make exit 3: {doc}");
+
+    let steps = step_ids(&state, &id);
+    let engine = instances_with_events(&state, &id);
+    assert_eq!(engine.len(), USERS as usize);
+    let sim = open_run_tenant(&state, &id, &id, &cfg);
+    let mut per_user: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for m in sim.outbox().expect("outbox") {
+        *per_user
+            .entry((m.user.clone(), m.kind.clone()))
+            .or_insert(0) += 1;
+    }
+    let mails = |u: &str, kind: &str| {
+        per_user
+            .get(&(u.to_string(), kind.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    let (mut succeeded, mut attention, mut reconciled) = (0, 0, 0);
+    for (u, (inst, events)) in &engine {
+        assert!(
+            mails(u, "conferencing_info") <= 1,
+            "{u}: conferencing e-mail sent twice"
+        );
+        assert!(
+            mails(u, "conference_id_reset") <= 1,
+            "{u}: conference id reset twice"
+        );
+        assert_eq!(
+            events.len() as u32,
+            inst.seq,
+            "{u}: snapshot seq matches history"
+        );
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.seq, i as u32, "{u}: gap in history");
+        }
+        reconciled += events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Reconciled { .. }))
+            .count();
+        match &inst.status {
+            Status::Succeeded => {
+                succeeded += 1;
+                assert_eq!(mails(u, "conferencing_info"), 1, "{u}");
+                assert_eq!(mails(u, "conference_id_reset"), 1, "{u}");
+                let st = sim.user_state(u).expect("state").expect("user");
+                let now = st.conferencing.and_then(|c| c.conference_id);
+                assert!(now.is_some() && now != conference_ids[u], "{u}: id changed");
+            }
+            Status::Failed { step, error } => {
+                assert!(
+                    steps[*step].contains("check") && error.starts_with("refused:"),
+                    "{u}: failed other than by a check refusal at {}: {error}",
+                    steps[*step]
+                );
+                assert!(
+                    refused.contains(u),
+                    "{u}: refused but has Microsoft conferencing"
+                );
+                assert_eq!(
+                    mails(u, "conferencing_info") + mails(u, "conference_id_reset"),
+                    0,
+                    "{u}"
+                );
+            }
+            Status::NeedsAttention { step, reason } => {
+                attention += 1;
+                assert!(
+                    reason.contains("may or may not have taken effect"),
+                    "{u}: needs attention at {} for another reason: {reason}",
+                    steps[*step]
+                );
+                assert!(
+                    steps[*step] == "send-conferencing-email" || steps[*step] == "reset",
+                    "{u}: in doubt at {}",
+                    steps[*step]
+                );
+            }
+            other => panic!("{u}: unexpected final state {other:?}"),
+        }
+    }
+    for u in &refused {
+        assert!(
+            matches!(engine[u].0.status, Status::Failed { .. }),
+            "{u}: third-party or no conferencing must be refused"
+        );
+    }
+    eprintln!(
+        "{kills} kills; {succeeded} succeeded, {} refused, {attention} need attention (a send or reset in doubt), {reconciled} reconciled after a restart",
+        refused.len()
+    );
+}
