@@ -169,8 +169,10 @@ impl RunSummary {
 
     /// Failed plus needs-attention instances.
     pub fn failed(&self) -> usize {
-        self.by_state.get("failed").copied().unwrap_or(0)
-            + self.by_state.get("needs_attention").copied().unwrap_or(0)
+        ["failed", "rolled_back", "needs_attention"]
+            .iter()
+            .map(|k| self.by_state.get(k).copied().unwrap_or(0))
+            .sum()
     }
 
     /// Backend calls per subject over the whole run.

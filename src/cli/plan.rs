@@ -88,6 +88,15 @@ async fn plan_subject(
     let mut predicted = false;
     for step in &wf.steps {
         let ctx = context(&inputs, &outputs, &name);
+        // An expression is only known now if every step it reads was observed here.
+        let known = |e: &crate::spec::expr::Expr| {
+            !predicted
+                && e.paths().iter().all(|p| {
+                    p.first().map(String::as_str) != Some("steps")
+                        || (p.get(1).is_some_and(|id| outputs.contains_key(id))
+                            && p.get(2).map(String::as_str) != Some("observed"))
+                })
+        };
         let mut push = |will: &str, detail: String| {
             plan.steps.push(PlannedStep {
                 step: step.id.clone(),
@@ -99,14 +108,8 @@ async fn plan_subject(
             match cond.eval_bool(&ctx) {
                 Ok(true) => {}
                 Ok(false) => {
-                    push(
-                        "skip",
-                        format!(
-                            "`{}` is false{}",
-                            cond.source(),
-                            if predicted { " (predicted)" } else { "" }
-                        ),
-                    );
+                    let note = if known(cond) { "" } else { " (predicted)" };
+                    push("skip", format!("`{}` is false{note}", cond.source()));
                     continue;
                 }
                 Err(e) => {
@@ -120,7 +123,7 @@ async fn plan_subject(
         if let Some(check) = &step.check {
             match check.require.eval_bool(&ctx) {
                 Ok(true) => push("check", format!("ok: `{}`", check.require.source())),
-                Ok(false) if !predicted => {
+                Ok(false) if known(&check.require) => {
                     let msg = match check.message.render(&ctx) {
                         Ok(Value::String(s)) => s,
                         Ok(v) => v.to_string(),

@@ -240,11 +240,11 @@ async fn drive(
     display.stop().await;
     signals.abort();
     let end = end?;
+    let mut record = record;
     if end == DriveEnd::Finished && record.finished_at.is_none() {
-        let mut done = record.clone();
-        done.finished_at = Some(clock.now());
+        record.finished_at = Some(clock.now());
         let mut b = Batch::default();
-        records::put_run(&mut b, &done);
+        records::put_run(&mut b, &record);
         committer.commit(b).await?;
     }
     let elapsed = watch.elapsed();

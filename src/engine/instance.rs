@@ -150,6 +150,7 @@ impl Status {
             self,
             Status::Succeeded
                 | Status::Failed { .. }
+                | Status::RolledBack { .. }
                 | Status::NeedsAttention { .. }
                 | Status::Cancelled
         )

@@ -1143,6 +1143,33 @@ impl Effects<'_> {
         let truth = self.user.cloud.truth().clone();
         let row = match rec.as_ref().and_then(|r| r.row.truth().clone()) {
             Some(r) if r.number_type == number_type => r,
+            // Direct Routing numbers need no upload: assigning one creates its row
+            // (how a rollback gives a user their Direct Routing number back).
+            None if number_type == NumberType::DirectRouting => {
+                if let Some((_, rec)) = self.number.as_mut() {
+                    rec.get_or_insert_with(|| NumberRecord {
+                        telephone_number: number.clone(),
+                        row: super::model::Timeline::new(None),
+                        operator: None,
+                        upload_scheduled: false,
+                        scheduled: Vec::new(),
+                        port: None,
+                        seq: 0,
+                    });
+                }
+                NumberView {
+                    telephone_number: number.clone(),
+                    number_type,
+                    activation_state: "Activated".into(),
+                    pstn_assignment_status: "Unassigned".into(),
+                    assigned_pstn_target_id: None,
+                    location_id: None,
+                    number_source: "Online".into(),
+                    pstn_partner_name: None,
+                    iso_country_code: "US".into(),
+                    location_update_supported: true,
+                }
+            }
             _ => return Err(self.not_in_tenant(&number)),
         };
         match row.assigned_pstn_target_id.as_deref() {
@@ -1289,18 +1316,27 @@ impl Effects<'_> {
 
     fn enable_onprem_voice(&mut self) -> Result<Value, BackendError> {
         let upn = self.upn();
-        let Some(mut op) = self.user.onprem.clone() else {
+        // Users homed online but with their number set in on-premises AD (hybrid
+        // Direct Routing) have no server object; their AD line is still settable.
+        let op = self.user.onprem.clone();
+        if op.is_none() && !self.user.cloud.truth().dir_synced {
             return Err(user_not_found(&upn));
-        };
+        }
         let Some((number, _)) = self.number.clone() else {
             return Err(BackendError::new(ErrorKind::Fatal, "no number given"));
         };
-        if op.enterprise_voice_enabled && op.line_uri.as_deref() == Some(number.as_str()) {
+        let done = match &op {
+            Some(o) => o.enterprise_voice_enabled && o.line_uri.as_deref() == Some(number.as_str()),
+            None => self.user.ad_line.as_deref() == Some(number.as_str()),
+        };
+        if done {
             return Ok(json!({}));
         }
-        op.enterprise_voice_enabled = true;
-        op.line_uri = Some(number.clone());
-        self.user.onprem = Some(op);
+        if let Some(mut op) = op {
+            op.enterprise_voice_enabled = true;
+            op.line_uri = Some(number.clone());
+            self.user.onprem = Some(op);
+        }
         self.user.ad_line = Some(number.clone());
         let tick = self.next_tick();
         let visible_at = tick.plus(self.shared.latency(&upn, "dirsync", self.user.seq));
