@@ -82,3 +82,123 @@ pub(crate) fn parse_duration(what: &'static str, text: &str) -> Result<Duration,
     }
     Ok(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::test_util::ts;
+
+    fn window(cron: &str, duration: &str, tz: &str) -> Window {
+        Window::parse(cron, duration, tz).unwrap_or_else(|e| panic!("{cron} {duration}: {e}"))
+    }
+
+    #[test]
+    fn weeknight_window_spans_midnight() {
+        // Friday 2026-11-20 22:00 CET (21:00Z) until Saturday 06:00 CET (05:00Z).
+        let w = window("0 22 * * MON-FRI", "8h", "Europe/Berlin");
+        assert!(!w.contains(ts("2026-11-20T20:59:59.999Z")));
+        assert!(w.contains(ts("2026-11-20T21:00:00Z")));
+        assert!(w.contains(ts("2026-11-20T23:30:00Z"))); // 00:30 Saturday local
+        assert!(w.contains(ts("2026-11-21T04:59:59.999Z")));
+        assert!(!w.contains(ts("2026-11-21T05:00:00Z")));
+
+        let inside = ts("2026-11-21T02:00:00Z");
+        assert_eq!(w.next_open(inside), Some(inside));
+        assert_eq!(w.closes_at(inside), Some(ts("2026-11-21T05:00:00Z")));
+        // Saturday morning: no window until Monday 22:00 local.
+        let weekend = ts("2026-11-21T12:00:00Z");
+        assert_eq!(w.next_open(weekend), Some(ts("2026-11-23T21:00:00Z")));
+        assert_eq!(w.closes_at(weekend), Some(ts("2026-11-24T05:00:00Z")));
+    }
+
+    #[test]
+    fn window_across_spring_forward_lasts_its_full_duration() {
+        // 01:00 CET (00:00Z) + 4h closes at 04:00Z = 06:00 CEST, not 05:00 local.
+        let w = window("0 1 * * *", "4h", "Europe/Berlin");
+        assert_eq!(
+            w.closes_at(ts("2026-03-29T00:30:00Z")),
+            Some(ts("2026-03-29T04:00:00Z"))
+        );
+        assert!(w.contains(ts("2026-03-29T03:59:00Z"))); // 05:59 CEST
+        assert!(!w.contains(ts("2026-03-29T04:00:00Z")));
+        // The day before, the same window closes at 05:00 CET (04:00Z).
+        assert_eq!(
+            w.closes_at(ts("2026-03-28T00:30:00Z")),
+            Some(ts("2026-03-28T04:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn window_across_fall_back_lasts_its_full_duration() {
+        // 01:00 CEST (2026-10-24T23:00Z) + 4h closes at 03:00Z = 04:00 CET.
+        let w = window("0 1 * * *", "4h", "Europe/Berlin");
+        assert_eq!(
+            w.next_open(ts("2026-10-24T22:00:00Z")),
+            Some(ts("2026-10-24T23:00:00Z"))
+        );
+        assert!(w.contains(ts("2026-10-25T01:30:00Z"))); // second 02:30 local
+        assert!(w.contains(ts("2026-10-25T02:59:59Z")));
+        assert!(!w.contains(ts("2026-10-25T03:00:00Z")));
+    }
+
+    #[test]
+    fn window_opening_in_the_gap_opens_at_the_gap_end() {
+        let w = window("30 2 * * *", "2h", "Europe/Berlin");
+        let before = ts("2026-03-29T00:59:00Z"); // 01:59 CET
+        assert!(!w.contains(before));
+        assert_eq!(w.next_open(before), Some(ts("2026-03-29T01:00:00Z"))); // 03:00 CEST
+        assert_eq!(w.closes_at(before), Some(ts("2026-03-29T03:00:00Z")));
+        assert!(w.contains(ts("2026-03-29T01:00:00Z")));
+    }
+
+    #[test]
+    fn saturday_night_window_across_midnight_and_fall_back_in_new_york() {
+        // Sat 2026-10-31 22:00 EDT (02:00Z) + 8h → 10:00Z = 05:00 EST on Sunday.
+        let w = window("0 22 * * SAT", "8h", "America/New_York");
+        assert!(w.contains(ts("2026-11-01T06:30:00Z"))); // second 01:30 local
+        assert!(w.contains(ts("2026-11-01T09:59:59Z")));
+        assert!(!w.contains(ts("2026-11-01T10:00:00Z")));
+        assert_eq!(
+            w.next_open(ts("2026-11-01T10:00:00Z")),
+            Some(ts("2026-11-08T03:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn window_longer_than_its_period_is_the_union() {
+        // Opens every day at 22:00 for 30h: always open once it first opened.
+        let w = window("0 22 * * *", "30h", "UTC");
+        assert!(w.contains(ts("2026-11-21T12:00:00Z")));
+        assert_eq!(
+            w.closes_at(ts("2026-11-21T12:00:00Z")),
+            Some(ts("2026-11-22T04:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn bad_durations_and_zones_are_rejected() {
+        let e = Window::parse("0 22 * * *", "0s", "UTC")
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "window duration `0s`: must be longer than zero"
+        );
+        let e = Window::parse("0 22 * * *", "4", "UTC")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("window duration `4`: time unit needed"),
+            "{e}"
+        );
+        let e = Window::parse("0 22 * * *", "4h", "Mars/Olympus")
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(e, ScheduleError::UnknownTimezone("Mars/Olympus".into()));
+        assert_eq!(
+            window("0 22 * * *", "1h30m", "UTC").duration,
+            Duration::from_secs(5400)
+        );
+    }
+}
