@@ -110,3 +110,193 @@ pub fn decide_overlap(policy: Overlap, previous_still_running: bool) -> OverlapD
         (Overlap::Queue, true) => OverlapDecision::Queue,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::test_util::ts;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn sched(expr: &str, tz: &str) -> CronSchedule {
+        CronSchedule::parse(expr, tz).unwrap_or_else(|e| panic!("{expr}: {e}"))
+    }
+
+    // A 3-day outage: last fired Friday 2026-11-20, back on Monday 2026-11-23 10:30Z.
+    const BACK: &str = "2026-11-23T10:30:00Z";
+
+    #[test]
+    fn hourly_schedule_after_a_three_day_outage() {
+        let s = sched("0 * * * *", "UTC");
+        let last = Some(ts("2026-11-20T10:00:00Z"));
+        let now = ts(BACK);
+        let run = |policy, max_age| missed_fires(&s, last, now, policy, max_age);
+
+        assert_eq!(run(CatchUp::Skip, 24 * HOUR), []);
+        assert_eq!(run(CatchUp::Once, 24 * HOUR), [ts("2026-11-23T10:00:00Z")]);
+        // The latest missed fire is 30 minutes old: too old for a 10-minute max_age.
+        assert_eq!(run(CatchUp::Once, Duration::from_secs(600)), []);
+        // max_age is inclusive: a fire exactly max_age old still runs.
+        assert_eq!(
+            run(CatchUp::All, Duration::from_secs(1800)),
+            [ts("2026-11-23T10:00:00Z")]
+        );
+
+        let day = run(CatchUp::All, 24 * HOUR);
+        assert_eq!(day.len(), 24);
+        assert_eq!(day.first(), Some(&ts("2026-11-22T11:00:00Z")));
+        assert_eq!(day.last(), Some(&ts("2026-11-23T10:00:00Z")));
+
+        let all = run(CatchUp::All, 7 * 24 * HOUR);
+        assert_eq!(all.len(), 72);
+        assert_eq!(all.first(), Some(&ts("2026-11-20T11:00:00Z")));
+        assert!(all.windows(2).all(|w| w[1].0 - w[0].0 == 3_600_000));
+    }
+
+    #[test]
+    fn nightly_schedule_after_a_three_day_outage() {
+        // 02:00 Berlin = 01:00Z in November.
+        let s = sched("0 2 * * *", "Europe/Berlin");
+        let last = Some(ts("2026-11-20T01:00:00Z"));
+        let now = ts(BACK);
+        let run = |policy, max_age| missed_fires(&s, last, now, policy, max_age);
+
+        assert_eq!(run(CatchUp::Skip, 7 * 24 * HOUR), []);
+        assert_eq!(run(CatchUp::Once, 24 * HOUR), [ts("2026-11-23T01:00:00Z")]);
+        assert_eq!(
+            run(CatchUp::Once, 7 * 24 * HOUR),
+            [ts("2026-11-23T01:00:00Z")]
+        );
+        assert_eq!(run(CatchUp::All, 24 * HOUR), [ts("2026-11-23T01:00:00Z")]);
+        assert_eq!(
+            run(CatchUp::All, 48 * HOUR),
+            [ts("2026-11-22T01:00:00Z"), ts("2026-11-23T01:00:00Z")]
+        );
+        assert_eq!(
+            run(CatchUp::All, 7 * 24 * HOUR),
+            [
+                ts("2026-11-21T01:00:00Z"),
+                ts("2026-11-22T01:00:00Z"),
+                ts("2026-11-23T01:00:00Z")
+            ]
+        );
+        // Nothing missed when the last fire was the latest one.
+        let none = missed_fires(
+            &s,
+            Some(ts("2026-11-23T01:00:00Z")),
+            now,
+            CatchUp::All,
+            7 * 24 * HOUR,
+        );
+        assert_eq!(none, []);
+    }
+
+    #[test]
+    fn interval_ends_are_exclusive_then_inclusive() {
+        let s = sched("0 2 * * *", "UTC");
+        // A fire exactly at `now` is due; the one at `last_fired` already ran.
+        let got = missed_fires(
+            &s,
+            Some(ts("2026-11-22T02:00:00Z")),
+            ts("2026-11-23T02:00:00Z"),
+            CatchUp::All,
+            7 * 24 * HOUR,
+        );
+        assert_eq!(got, [ts("2026-11-23T02:00:00Z")]);
+    }
+
+    #[test]
+    fn no_record_or_a_future_record_catches_up_nothing() {
+        let s = sched("0 * * * *", "UTC");
+        assert_eq!(
+            missed_fires(&s, None, ts(BACK), CatchUp::All, 24 * HOUR),
+            []
+        );
+        let future = Some(ts("2026-11-24T00:00:00Z"));
+        assert_eq!(
+            missed_fires(&s, future, ts(BACK), CatchUp::All, 24 * HOUR),
+            []
+        );
+    }
+
+    #[test]
+    fn all_is_capped_at_the_most_recent_thousand() {
+        let s = sched("* * * * *", "UTC");
+        let now = ts(BACK);
+        let got = missed_fires(
+            &s,
+            Some(ts("2026-11-20T10:00:00Z")),
+            now,
+            CatchUp::All,
+            7 * 24 * HOUR,
+        );
+        assert_eq!(got.len(), MAX_CATCH_UP_FIRES);
+        assert_eq!(got.last(), Some(&now));
+        assert_eq!(got.first(), Some(&Timestamp(now.0 - 999 * 60_000)));
+        assert!(got.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn catch_up_across_fall_back_runs_the_fixed_time_once() {
+        // Down over the Berlin fall-back night: 02:30 ran once that day.
+        let s = sched("30 2 * * *", "Europe/Berlin");
+        let got = missed_fires(
+            &s,
+            Some(ts("2026-10-23T23:00:00Z")),
+            ts("2026-10-26T12:00:00Z"),
+            CatchUp::All,
+            7 * 24 * HOUR,
+        );
+        assert_eq!(
+            got,
+            [
+                ts("2026-10-24T00:30:00Z"),
+                ts("2026-10-25T00:30:00Z"),
+                ts("2026-10-26T01:30:00Z")
+            ]
+        );
+    }
+
+    #[test]
+    fn overlap_decisions() {
+        use OverlapDecision as D;
+        let table = [
+            (Overlap::Skip, false, D::Start),
+            (Overlap::Skip, true, D::Skip),
+            (Overlap::Queue, false, D::Start),
+            (Overlap::Queue, true, D::Queue),
+            (Overlap::Allow, false, D::Start),
+            (Overlap::Allow, true, D::Start),
+        ];
+        for (policy, running, want) in table {
+            assert_eq!(
+                decide_overlap(policy, running),
+                want,
+                "{policy:?} running={running}"
+            );
+        }
+    }
+
+    #[test]
+    fn policies_serialize_as_snake_case() {
+        assert_eq!(
+            serde_json::to_string(&CatchUp::Once).ok().as_deref(),
+            Some("\"once\"")
+        );
+        assert_eq!(
+            serde_json::to_string(&Overlap::Queue).ok().as_deref(),
+            Some("\"queue\"")
+        );
+        assert_eq!(
+            serde_json::from_str::<CatchUp>("\"all\"").ok(),
+            Some(CatchUp::All)
+        );
+        assert_eq!(
+            serde_json::from_str::<Overlap>("\"allow\"").ok(),
+            Some(Overlap::Allow)
+        );
+        assert!(serde_json::from_str::<CatchUp>("\"All\"").is_err());
+        assert_eq!(CatchUp::default(), CatchUp::Skip);
+        assert_eq!(Overlap::default(), Overlap::Skip);
+    }
+}
