@@ -69,7 +69,7 @@ fn default_max_age() -> Duration {
 
 /// What a fire launches.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "LaunchRepr", into = "LaunchRepr")]
+#[serde(try_from = "LaunchRepr", into = "LaunchRepr")]
 pub enum Launch {
     /// Start a run of this run file (`launch: {run_file: waves/dr.yaml}`).
     RunFile {
@@ -86,19 +86,35 @@ pub enum Launch {
     },
 }
 
-/// The written form: `run_file` takes the path directly, not `{path: …}`.
+/// The written form. A map with one key rather than a serde enum, because
+/// serde_yaml-family crates want `!run_file a.yaml` tags for enums, and users
+/// write `{run_file: a.yaml}`.
 #[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-enum LaunchRepr {
-    RunFile(PathBuf),
-    NextWave { run_file: PathBuf, size: usize },
+#[serde(deny_unknown_fields)]
+struct LaunchRepr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_wave: Option<NextWaveRepr>,
 }
 
-impl From<LaunchRepr> for Launch {
-    fn from(r: LaunchRepr) -> Self {
-        match r {
-            LaunchRepr::RunFile(path) => Launch::RunFile { path },
-            LaunchRepr::NextWave { run_file, size } => Launch::NextWave { run_file, size },
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NextWaveRepr {
+    run_file: PathBuf,
+    size: usize,
+}
+
+impl TryFrom<LaunchRepr> for Launch {
+    type Error = String;
+
+    fn try_from(r: LaunchRepr) -> Result<Self, String> {
+        match (r.run_file, r.next_wave) {
+            (Some(path), None) => Ok(Launch::RunFile { path }),
+            (None, Some(NextWaveRepr { run_file, size })) => {
+                Ok(Launch::NextWave { run_file, size })
+            }
+            _ => Err("launch needs exactly one of `run_file` or `next_wave`".to_string()),
         }
     }
 }
@@ -106,8 +122,14 @@ impl From<LaunchRepr> for Launch {
 impl From<Launch> for LaunchRepr {
     fn from(l: Launch) -> Self {
         match l {
-            Launch::RunFile { path } => LaunchRepr::RunFile(path),
-            Launch::NextWave { run_file, size } => LaunchRepr::NextWave { run_file, size },
+            Launch::RunFile { path } => LaunchRepr {
+                run_file: Some(path),
+                next_wave: None,
+            },
+            Launch::NextWave { run_file, size } => LaunchRepr {
+                run_file: None,
+                next_wave: Some(NextWaveRepr { run_file, size }),
+            },
         }
     }
 }
@@ -191,5 +213,181 @@ mod humantime_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         super::parse_duration("max_age", &text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::test_util::ts;
+
+    fn yaml(text: &str) -> Result<ScheduleSpec, String> {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn minimal_spec_takes_the_defaults() {
+        let spec = yaml(
+            "name: dr\ncron: \"0 22 * * MON-FRI\"\ntimezone: Europe/Berlin\n\
+             launch: {run_file: waves/dr.yaml}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.overlap, Overlap::Skip);
+        assert_eq!(
+            spec.catch_up,
+            CatchUpSpec {
+                policy: CatchUp::Skip,
+                max_age: Duration::from_secs(86_400)
+            }
+        );
+        assert_eq!(
+            spec.launch,
+            Launch::RunFile {
+                path: PathBuf::from("waves/dr.yaml")
+            }
+        );
+        let compiled = spec.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(compiled.schedule.timezone(), "Europe/Berlin");
+        assert_eq!(
+            compiled.schedule.next_after(ts("2026-11-20T12:00:00Z")),
+            Some(ts("2026-11-20T21:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn full_spec_with_next_wave_and_policies() {
+        let spec = yaml(
+            "name: waves\ncron: \"30 2 * * SAT,SUN\"\ntimezone: America/New_York\n\
+             overlap: queue\ncatch_up: {policy: once, max_age: 6h}\n\
+             launch: {next_wave: {run_file: waves/all.yaml, size: 500}}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let c = spec.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.overlap, Overlap::Queue);
+        assert_eq!(c.catch_up, CatchUp::Once);
+        assert_eq!(c.max_age, Duration::from_secs(6 * 3600));
+        assert_eq!(
+            c.launch,
+            Launch::NextWave {
+                run_file: PathBuf::from("waves/all.yaml"),
+                size: 500
+            }
+        );
+        assert_eq!(c.decide_overlap(true), OverlapDecision::Queue);
+        // Sat 2026-11-21 02:30 EST = 07:30Z; back at 10:00Z, within 6h.
+        assert_eq!(
+            c.missed_fires(Some(ts("2026-11-20T00:00:00Z")), ts("2026-11-21T10:00:00Z")),
+            [ts("2026-11-21T07:30:00Z")]
+        );
+    }
+
+    #[test]
+    fn spec_round_trips_through_yaml() {
+        let spec = ScheduleSpec {
+            name: "dr".into(),
+            cron: "0 22 * * *".into(),
+            timezone: "UTC".into(),
+            overlap: Overlap::Allow,
+            catch_up: CatchUpSpec {
+                policy: CatchUp::All,
+                max_age: Duration::from_secs(5400),
+            },
+            launch: Launch::NextWave {
+                run_file: "w.yaml".into(),
+                size: 10,
+            },
+        };
+        let text = serde_yaml::to_string(&spec).unwrap_or_default();
+        assert!(text.contains("max_age: 1h 30m"), "{text}");
+        assert!(text.contains("next_wave:"), "{text}");
+        assert_eq!(yaml(&text), Ok(spec));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_everywhere() {
+        let base = "name: dr\ncron: \"0 22 * * *\"\ntimezone: UTC\n";
+        let e = yaml(&format!(
+            "{base}launch: {{run_file: a.yaml}}\nwhen: never\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("unknown field `when`"), "{e}");
+        let e = yaml(&format!(
+            "{base}launch: {{run_file: a.yaml}}\ncatch_up: {{policy: once, age: 1h}}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("unknown field `age`"), "{e}");
+        let e = yaml(&format!(
+            "{base}launch: {{next_wave: {{run_file: a.yaml, size: 5, sise: 6}}}}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("unknown field `sise`"), "{e}");
+        let e = yaml(&format!("{base}launch: {{run_fil: a.yaml}}\n")).unwrap_err();
+        assert!(e.contains("unknown field `run_fil`"), "{e}");
+        let e = yaml(&format!("{base}launch: {{}}\n")).unwrap_err();
+        assert!(
+            e.contains("exactly one of `run_file` or `next_wave`"),
+            "{e}"
+        );
+        let both = "launch: {run_file: a.yaml, next_wave: {run_file: b.yaml, size: 1}}";
+        let e = yaml(&format!("{base}{both}\n")).unwrap_err();
+        assert!(e.contains("exactly one of"), "{e}");
+        let e = yaml(&format!(
+            "{base}launch: {{run_file: a.yaml}}\noverlap: sometimes\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("unknown variant `sometimes`"), "{e}");
+        let e = yaml(&format!(
+            "{base}launch: {{run_file: a.yaml}}\ncatch_up: {{max_age: \"10\"}}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("max_age `10`: time unit needed"), "{e}");
+    }
+
+    #[test]
+    fn validate_reports_bad_cron_zone_and_fields() {
+        let spec = |cron: &str, tz: &str, launch: Launch| ScheduleSpec {
+            name: "dr".into(),
+            cron: cron.into(),
+            timezone: tz.into(),
+            overlap: Overlap::Skip,
+            catch_up: CatchUpSpec::default(),
+            launch,
+        };
+        let ok = Launch::RunFile {
+            path: "a.yaml".into(),
+        };
+        let e = spec("0 22 * * FOO", "UTC", ok.clone())
+            .validate()
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "field 5 (day of week) `FOO` at column 10: unknown day name"
+        );
+        let e = spec("0 22 * * *", "Berlin", ok.clone())
+            .validate()
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(e, ScheduleError::UnknownTimezone("Berlin".into()));
+        let zero = Launch::NextWave {
+            run_file: "a.yaml".into(),
+            size: 0,
+        };
+        let e = spec("0 22 * * *", "UTC", zero)
+            .validate()
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "schedule `dr`: launch.next_wave.size must be at least 1"
+        );
+        let mut unnamed = spec("0 22 * * *", "UTC", ok);
+        unnamed.name = " ".into();
+        assert!(unnamed
+            .validate()
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+            .contains("name is empty"));
     }
 }
