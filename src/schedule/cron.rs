@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
@@ -114,9 +114,8 @@ pub struct CronSchedule {
     wall_clock: bool,
 }
 
-/// Longest stretch of local time that can happen twice (real zones: ≤ 2 h).
-const MAX_FOLD: TimeDelta = TimeDelta::hours(3);
-/// Bound on occurrences inspected per search: a fold holds at most 60 × 3.
+/// Bound on occurrences inspected per search (a 2-hour fold holds at most 120
+/// of a fixed-minute schedule's occurrences).
 const MAX_STEPS: usize = 10_000;
 
 impl fmt::Debug for CronSchedule {
@@ -327,12 +326,18 @@ impl CronSchedule {
 
     /// Last fire strictly before `t`.
     fn wall_clock_prev(&self, t: Timestamp) -> Option<Timestamp> {
-        // In the second pass of a fold, local times after local(t) happened
-        // earlier (in the first pass): start far enough ahead to see them.
-        let mut local = self
-            .local(t.0.div_euclid(1000))?
-            .naive_local()
-            .checked_add_signed(MAX_FOLD)?;
+        // In the second pass of a fold, the local times from local(t) to the
+        // fold's end happened earlier (in the first pass): start past them.
+        let secs = t.0.div_euclid(1000);
+        let at = self.local(secs)?;
+        let mut local = at.naive_local();
+        if let LocalResult::Ambiguous(first, second) = self.tz.from_local_datetime(&local) {
+            if second.timestamp() == secs {
+                let fold = first.offset().fix().local_minus_utc()
+                    - second.offset().fix().local_minus_utc();
+                local = local.checked_add_signed(TimeDelta::seconds(i64::from(fold)))?;
+            }
+        }
         let mut inclusive = true;
         for _ in 0..MAX_STEPS {
             local = self.cron.find_previous_occurrence(&local, inclusive).ok()?;
