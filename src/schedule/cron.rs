@@ -859,6 +859,13 @@ mod tests {
             s.prev_before(ts("2026-10-25T12:00:00Z")),
             Some(ts("2026-10-25T00:30:00Z"))
         );
+        // At 02:10 CET (second pass), 02:30 CEST is already an hour in the past.
+        let second_pass = ts("2026-10-25T01:10:00Z");
+        assert_eq!(s.prev_before(second_pass), Some(ts("2026-10-25T00:30:00Z")));
+        assert_eq!(
+            s.last_at_or_before(second_pass),
+            Some(ts("2026-10-25T00:30:00Z"))
+        );
     }
 
     #[test]
