@@ -8,5 +8,6 @@ pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod report;
+pub mod schedule;
 pub mod spec;
 pub mod store;
