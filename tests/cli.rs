@@ -194,3 +194,53 @@ fn a_second_process_on_the_same_state_gets_exit_4() {
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
 }
+
+#[test]
+fn outage_steps_wait_for_the_porting_window() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("subjects.csv");
+    export_subjects(&state, 21, 6, &csv);
+    // New Year's night only: closed for weeks of virtual time.
+    let rf = write_run_file(tmp.path(), "w.yaml", &csv, 21, 6, 6000, "");
+    let text = std::fs::read_to_string(&rf).expect("rf")
+        + "window: {cron: \"0 0 1 1 *\", duration: 2h, timezone: Europe/Berlin}\n";
+    std::fs::write(&rf, text).expect("rf");
+    let mut child = portflow(&state)
+        .arg("run")
+        .arg(&rf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let id = only_run_id(&state).expect("run id");
+    let v = json(&run(portflow(&state).args(["--json", "status", &id])));
+    assert_eq!(v["states"]["window"], 6, "{v}");
+    let o = run(portflow(&state).args(["show", &id, "user0001@contoso.com"]));
+    assert!(
+        stdout(&o).contains("for the porting window (opens at 2026-12-31T23:00:00.000Z)"),
+        "{}",
+        stdout(&o)
+    );
+
+    // An hourly window at 6000x opens within a second: the wave completes.
+    let rf2 = write_run_file(tmp.path(), "w2.yaml", &csv, 21, 6, 6000, "");
+    let text = std::fs::read_to_string(&rf2).expect("rf")
+        + "window: {cron: \"0 * * * *\", duration: 10m}\n";
+    std::fs::write(&rf2, text).expect("rf");
+    let o = run(portflow(&state).arg("--json").arg("run").arg(&rf2));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&o)["states"]["succeeded"], 6);
+
+    let bad = tmp.path().join("bad.yaml");
+    let text = std::fs::read_to_string(&rf2)
+        .expect("rf")
+        .replace("0 * * * *", "0 * * * * *");
+    std::fs::write(&bad, text).expect("bad");
+    let o = run(portflow(&state).arg("validate").arg(&bad));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("window:"), "{}", stderr(&o));
+}

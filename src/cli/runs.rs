@@ -222,7 +222,15 @@ async fn drive(
         approvals: file.approvals.clone(),
         on_failure: file.on_failure,
         manual_ops,
-        window: None,
+        window: match &file.window {
+            Some(w) => Some(Arc::new(w.compile().map_err(|e| {
+                CliError::runtime(format!(
+                    "the window stored with run {} no longer compiles: {e}",
+                    record.id
+                ))
+            })?)),
+            None => None,
+        },
         concurrency: file.concurrency,
         limiter,
         progress: progress.clone(),

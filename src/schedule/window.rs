@@ -202,3 +202,9 @@ mod tests {
         );
     }
 }
+
+impl crate::engine::machine::WindowCalendar for Window {
+    fn next_open(&self, t: Timestamp) -> Option<Timestamp> {
+        Window::next_open(self, t)
+    }
+}

@@ -402,6 +402,11 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
             ));
         }
     }
+    if let Some(w) = &file.window {
+        if let Err(e) = w.compile() {
+            diags.push(diag(&origin, map.at("window"), format!("window: {e}")));
+        }
+    }
     let run_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
     let workflow = match resolve(&file.workflow, &run_dir, search_dirs) {
         Resolved::Found(w) => Some(*w),
@@ -456,10 +461,10 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
                 p,
                 format!("approval `{id}`: the workflow has no step `{id}`"),
             )),
-            Some(s) if wf.steps[s].gate.is_none() => diags.push(diag(
+            Some(s) if wf.steps[s].gate.as_ref().is_none_or(|g| g.approval.is_none()) => diags.push(diag(
                 &origin,
                 p,
-                format!("approval `{id}`: step `{id}` has no gate to approve"),
+                format!("approval `{id}`: step `{id}` has no approval gate (a signal gate opens with `portflow signal`)"),
             )),
             Some(_) => {}
         }

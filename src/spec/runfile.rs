@@ -34,6 +34,9 @@ pub struct RunFile {
     /// Virtual seconds per real second (simulator only; 1 for real tenants).
     #[serde(default = "default_time_scale")]
     pub time_scale: f64,
+    /// Porting window: steps marked `window: true` start only inside it.
+    #[serde(default)]
+    pub window: Option<WindowSpec>,
     /// Override of the workflow's failure policy (`stop` or `rollback`).
     #[serde(default)]
     pub on_failure: Option<crate::spec::model::OnFailure>,
@@ -48,6 +51,31 @@ fn default_concurrency() -> usize {
 }
 fn default_time_scale() -> f64 {
     1.0
+}
+
+/// A recurring porting window: opens at each `cron` fire time (5-field crontab,
+/// in `timezone`) and stays open for `duration`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// When it opens, e.g. `0 22 * * MON-FRI`.
+    pub cron: String,
+    /// How long it stays open, e.g. `6h`.
+    pub duration: String,
+    /// IANA time zone, e.g. `Europe/Berlin` (default UTC).
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+impl WindowSpec {
+    /// Compile it.
+    pub fn compile(&self) -> Result<crate::schedule::Window, crate::schedule::ScheduleError> {
+        crate::schedule::Window::parse(&self.cron, &self.duration, &self.timezone)
+    }
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
 }
 
 /// Which backend a run talks to.
