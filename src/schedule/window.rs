@@ -83,6 +83,12 @@ pub(crate) fn parse_duration(what: &'static str, text: &str) -> Result<Duration,
     Ok(d)
 }
 
+impl crate::engine::machine::WindowCalendar for Window {
+    fn next_open(&self, t: Timestamp) -> Option<Timestamp> {
+        Window::next_open(self, t)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,11 +206,5 @@ mod tests {
             window("0 22 * * *", "1h30m", "UTC").duration,
             Duration::from_secs(5400)
         );
-    }
-}
-
-impl crate::engine::machine::WindowCalendar for Window {
-    fn next_open(&self, t: Timestamp) -> Option<Timestamp> {
-        Window::next_open(self, t)
     }
 }

@@ -539,7 +539,7 @@ fn bad_run_files() {
         ("concurrency: 5", "concurrency: 0", 3, 14, "concurrency must be at least 1"),
         ("concurrency: 5", "concurrency: 5\ntime_scale: 0", 4, 13, "time_scale must be a positive"),
         ("concurrency: 5", "concurrency: 5\nrate_limit: -1", 4, 13, "rate_limit must be a positive"),
-        ("approvals: []", "approvals: [inspect]", 4, 13, "step `inspect` has no gate"),
+        ("approvals: []", "approvals: [inspect]", 4, 13, "step `inspect` has no approval gate"),
         ("approvals: []", "approvals: [nope]", 4, 13, "no step `nope`"),
         ("workflow: demo.yaml", "workflow: nope", 1, 11, "no workflow named `nope`"),
         ("concurrency: 5", "concurency: 5", 3, 1, "unknown field `concurency`"),
