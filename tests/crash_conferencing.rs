@@ -156,7 +156,7 @@ fn sigkill_during_conferencing_mails_and_resets_never_sends_twice() {
                     "{u}"
                 );
             }
-            Status::NeedsAttention { step, reason } => {
+            Status::NeedsAttention { step, reason, .. } => {
                 attention += 1;
                 assert!(
                     reason.contains("may or may not have taken effect"),

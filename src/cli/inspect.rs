@@ -76,6 +76,10 @@ impl RunSummary {
                 .collect();
             for i in &instances {
                 for e in records::list_events(store, &i.key())? {
+                    // Compensations are not the step's own work.
+                    if matches!(e.kind, EventKind::RollbackStarted { .. }) {
+                        break;
+                    }
                     let (step, f): (&str, fn(&mut StepStats, &EventKind)) = match &e.kind {
                         EventKind::StepSkipped { step, .. } => (step, |s, _| s.skipped += 1),
                         EventKind::ActionFailed {
@@ -146,7 +150,9 @@ impl RunSummary {
             }
             Status::Failed { step, error: why }
             | Status::RolledBack { step, error: why }
-            | Status::NeedsAttention { step, reason: why } => {
+            | Status::NeedsAttention {
+                step, reason: why, ..
+            } => {
                 let step_id = self.steps.get(*step).cloned().unwrap_or_default();
                 // Group by reason: the subject's own values would make every row unique.
                 let mut why = why.clone();
@@ -158,7 +164,7 @@ impl RunSummary {
                 {
                     why = why.replace(v, "<…>");
                 }
-                let short: String = why.chars().take(160).collect();
+                let short: String = why.chars().take(400).collect();
                 let key = format!("{} at {step_id}: {short}", i.status.name());
                 let e = self.problems.entry(key).or_insert((0, i.subject.clone()));
                 e.0 += 1;
@@ -420,9 +426,24 @@ pub fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
         } => format!("waiting at {} for the porting window (opens at {opens})", step_name(*step)),
         Status::Running { step, phase } => format!("{} at {}", phase.name(), step_name(*step)),
         Status::Failed { step, error } => format!("failed at {}: {error}", step_name(*step)),
-        Status::NeedsAttention { step, reason } => {
+        Status::NeedsAttention { step, reason, .. } => {
             format!("needs attention at {}: {reason}", step_name(*step))
         }
+        Status::RolledBack { step, error } => {
+            format!("rolled back after failing at {}: {error}", step_name(*step))
+        }
+        Status::Compensating {
+            step,
+            phase,
+            failed_step,
+            error,
+            ..
+        } => format!(
+            "rolling back ({} the undo of {}) after failing at {}: {error}",
+            phase.name(),
+            step_name(*step),
+            step_name(*failed_step)
+        ),
         s => s.name().to_string(),
     };
     println!("state: {detail}");

@@ -299,6 +299,12 @@ fn print_json(v: &serde_json::Value) {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader goes away (`show | head`).
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

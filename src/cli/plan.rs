@@ -124,11 +124,7 @@ async fn plan_subject(
             match check.require.eval_bool(&ctx) {
                 Ok(true) => push("check", format!("ok: `{}`", check.require.source())),
                 Ok(false) if known(&check.require) => {
-                    let msg = match check.message.render(&ctx) {
-                        Ok(Value::String(s)) => s,
-                        Ok(v) => v.to_string(),
-                        Err(e) => e.to_string(),
-                    };
+                    let msg = check.message.render_text(&ctx);
                     plan.blockers.push(format!("{}: {msg}", step.id));
                     push("check", format!("REFUSED: {msg}"));
                     break;
@@ -162,11 +158,7 @@ async fn plan_subject(
             }
         }
         if let Some(manual) = &step.manual {
-            let text = match manual.instructions.render(&ctx) {
-                Ok(Value::String(s)) => s,
-                Ok(v) => v.to_string(),
-                Err(e) => e.to_string(),
-            };
+            let text = manual.instructions.render_text(&ctx);
             push(
                 "manual",
                 format!("a person does it, then `signal … done`: {text}"),

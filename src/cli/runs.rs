@@ -296,7 +296,8 @@ async fn drive(
                 println!("stopped; continue with: portflow resume {}", record.id)
             }
             DriveEnd::Idle { blocked } if blocked > 0 => println!(
-                "{blocked} instance(s) wait for approval: portflow approve {} [--step S] [--subject U], then portflow resume {}",
+                "{blocked} instance(s) wait for a person (an approval, a signal or a manual task): \
+                 `portflow show {} <subject>` says which and how; then portflow resume {}",
                 record.id, record.id
             ),
             _ => {}

@@ -138,6 +138,10 @@ pub enum Status {
         step: usize,
         /// Why.
         reason: String,
+        /// Set when a rollback stopped here: `retry` goes on undoing instead of
+        /// migrating again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rollback: Option<PendingRollback>,
     },
     /// Cancelled by the operator.
     Cancelled,
@@ -181,6 +185,17 @@ impl Status {
             _ => None,
         }
     }
+}
+
+/// A rollback interrupted by a failed compensation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingRollback {
+    /// The step that originally failed.
+    pub failed_step: usize,
+    /// Why the instance was rolling back.
+    pub error: String,
+    /// Steps still to undo after the one that failed, in order.
+    pub remaining: Vec<usize>,
 }
 
 /// What a running instance is doing within its step.

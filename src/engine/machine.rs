@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::instance::{Event, EventKind, Instance, Phase, Status};
+use super::instance::{Event, EventKind, Instance, PendingRollback, Phase, Status};
 use crate::backend::{BackendError, ErrorKind, Operation, OperationKind};
 use crate::clock::Timestamp;
 use crate::spec::model::{ActionSpec, OnFailure, OnTimeout, RetrySpec, Step, WaitSpec, Workflow};
@@ -237,6 +237,9 @@ struct Builder<'a> {
     events: Vec<Event>,
     effect: Option<Effect>,
     persist: Persist,
+    /// The input came from an operator command, which may be applied where no
+    /// backend call can follow: actions are then left due instead of started.
+    operator: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -247,6 +250,7 @@ impl<'a> Builder<'a> {
             events: Vec::new(),
             effect: None,
             persist: Persist::Nothing,
+            operator: false,
         }
     }
 
@@ -374,11 +378,7 @@ impl<'a> Builder<'a> {
     }
 
     fn render_text(&self, tpl: &crate::spec::template::Template) -> String {
-        match tpl.render(&self.expr_ctx(None)) {
-            Ok(Value::String(s)) => s,
-            Ok(other) => other.to_string(),
-            Err(e) => format!("{} ({e})", tpl.source()),
-        }
+        tpl.render_text(&self.expr_ctx(None))
     }
 
     /// Steps to undo if the instance stops at `failed`: done steps (action
@@ -418,9 +418,11 @@ impl<'a> Builder<'a> {
             self.attention(idx, reason);
             return ROLLBACK_FAILED;
         }
+        // A step's own policy (a point of no return) beats the run file's.
         let policy = self
-            .ctx
+            .step(idx)
             .on_failure
+            .or(self.ctx.on_failure)
             .unwrap_or_else(|| self.ctx.wf.on_failure_at(idx));
         let rollback = force_rollback || policy == OnFailure::Rollback;
         // A chained workflow's failure never undoes the workflow before it.
@@ -472,7 +474,27 @@ impl<'a> Builder<'a> {
             step: id,
             reason: reason.clone(),
         });
-        self.set(Status::NeedsAttention { step, reason }, None);
+        let rollback = match &self.inst.status {
+            Status::Compensating {
+                failed_step,
+                error,
+                remaining,
+                ..
+            } => Some(PendingRollback {
+                failed_step: *failed_step,
+                error: error.clone(),
+                remaining: remaining.clone(),
+            }),
+            _ => None,
+        };
+        self.set(
+            Status::NeedsAttention {
+                step,
+                reason,
+                rollback,
+            },
+            None,
+        );
     }
 
     /// The current step is complete on its track: next step, or next undo.
@@ -563,6 +585,10 @@ impl<'a> Builder<'a> {
                     step: step.id.clone(),
                     reason: Some("already done; not repeated because it is not idempotent".into()),
                 });
+                // Its verification still runs: the effect may not be visible yet.
+                if step.wait.is_some() {
+                    return self.begin_wait(idx, false);
+                }
                 idx += 1;
                 continue;
             }
@@ -635,6 +661,11 @@ impl<'a> Builder<'a> {
 
     /// Record the intent and ask for the call; or go straight to the wait.
     fn begin_action(&mut self, idx: usize, attempt: u32, reissue: bool) {
+        if self.operator {
+            // Never record an intent nobody is about to carry out.
+            self.set_phase(idx, Phase::Ready, Some(self.ctx.now));
+            return;
+        }
         let parts = self.parts(idx);
         let Some(spec) = parts.action else {
             self.begin_wait(idx, false);
@@ -916,6 +947,10 @@ fn in_doubt(op: &str) -> String {
 /// Apply `input` to `inst` at `ctx.now`.
 pub fn transition(ctx: Ctx<'_>, inst: &Instance, input: Input) -> Transition {
     let mut b = Builder::new(ctx, inst);
+    b.operator = matches!(
+        input,
+        Input::Approve { .. } | Input::Signal { .. } | Input::Cancel { .. } | Input::Retry { .. }
+    );
     let rule = apply(&mut b, input);
     b.finish(rule)
 }
@@ -980,6 +1015,32 @@ fn cancel(b: &mut Builder<'_>, reason: String, rollback: bool) -> &'static str {
 }
 
 fn retry(b: &mut Builder<'_>, from_step: Option<usize>, by: &str) -> &'static str {
+    // A rollback that stopped for a person goes on undoing (unless told where to go).
+    if let (
+        Status::NeedsAttention {
+            step,
+            rollback: Some(rb),
+            ..
+        },
+        None,
+    ) = (b.inst.status.clone(), from_step)
+    {
+        b.event(EventKind::Retried {
+            from_step: b.step(step).id.clone(),
+            by: by.to_string(),
+        });
+        b.set(
+            Status::Compensating {
+                step,
+                phase: Phase::Ready,
+                failed_step: rb.failed_step,
+                error: rb.error,
+                remaining: rb.remaining,
+            },
+            Some(b.ctx.now),
+        );
+        return RETRY;
+    }
     let stopped_at = match &b.inst.status {
         Status::Failed { step, .. } | Status::NeedsAttention { step, .. } => *step,
         Status::RolledBack { .. } | Status::Cancelled => 0,
@@ -1090,7 +1151,13 @@ fn signal(b: &mut Builder<'_>, name: &str, data: Value, by: &str) -> &'static st
                 by: by.to_string(),
                 data: data.clone(),
             });
-            b.output_mut(&id).observed = Some(data);
+            // Without data the observation records who confirmed it.
+            let obs = if data.is_null() {
+                json!({"signal": name, "by": by})
+            } else {
+                data
+            };
+            b.output_mut(&id).observed = Some(obs);
             b.event(EventKind::WaitSatisfied {
                 step: id,
                 polls: 0,

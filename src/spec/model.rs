@@ -55,6 +55,9 @@ pub enum OnFailure {
 impl Workflow {
     /// The failure policy of the workflow that step `idx` comes from.
     pub fn on_failure_at(&self, idx: usize) -> OnFailure {
+        if let Some(p) = self.steps.get(idx).and_then(|s| s.on_failure) {
+            return p;
+        }
         match self.steps.get(idx).map_or(0, |s| s.segment) {
             0 => self.on_failure,
             seg => self
@@ -146,6 +149,10 @@ pub struct Step {
     /// How to undo this step's action during a rollback.
     #[serde(default)]
     pub compensate: Option<CompensateSpec>,
+    /// Failure policy from this step on, overriding the workflow's (e.g. `stop`
+    /// once the number is at the operator and going back is a new port).
+    #[serde(default)]
+    pub on_failure: Option<OnFailure>,
     /// Which workflow of a chain the step comes from (0 = the main one; set by `compose`).
     #[serde(skip)]
     pub segment: usize,

@@ -87,6 +87,25 @@ impl Template {
         &self.src
     }
 
+    /// Render as text for people (messages, instructions): never fails; a
+    /// missing value reads `none`, lists and objects appear as JSON, and an
+    /// expression that cannot be evaluated shows its source.
+    pub fn render_text(&self, ctx: &Value) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Expr(_, e) => match e.eval(ctx) {
+                    Ok(Value::String(s)) => out.push_str(&s),
+                    Ok(Value::Null) => out.push_str("none"),
+                    Ok(v) => out.push_str(&v.to_string()),
+                    Err(_) => out.push_str(&format!("${{{}}}", e.source())),
+                },
+            }
+        }
+        out
+    }
+
     /// Render against a context.
     pub fn render(&self, ctx: &Value) -> Result<Value, EvalError> {
         match self.parts.as_slice() {
