@@ -846,3 +846,133 @@ fn window_steps_start_only_inside_the_porting_window_and_may_finish_after_it() {
         machine::WAIT_MET
     );
 }
+
+#[test]
+fn retry_after_a_failed_compensation_goes_on_with_the_rollback() {
+    let mut s = sim2("a@contoso.com");
+    to_upload(&mut s);
+    s.advance(Duration::from_secs(14 * 86_400));
+    s.feed(Input::Tick);
+    s.feed(Input::Observed(Value::Null));
+    s.feed(Input::ActionOk(json!({})));
+    s.feed(Input::ActionErr(BackendError::new(
+        ErrorKind::Conflict,
+        "taken",
+    )));
+    assert!(matches!(
+        s.inst.status,
+        Status::NeedsAttention {
+            rollback: Some(_),
+            ..
+        }
+    ));
+    let t = s.feed(Input::Retry {
+        from_step: None,
+        by: "eng".into(),
+    });
+    assert_eq!(t.rule, machine::RETRY);
+    assert!(t.effect.is_none(), "an operator input starts no call");
+    assert!(
+        matches!(s.inst.status, Status::Compensating { step: 3, .. }),
+        "{:?}",
+        s.inst.status
+    );
+    // The next tick re-issues the failed compensation, not the migration.
+    let t = s.feed(Input::Tick);
+    assert!(
+        matches!(
+            t.effect,
+            Some(Effect::Invoke(Operation::AssignNumber { .. }))
+        ),
+        "{:?}",
+        t.effect
+    );
+}
+
+#[test]
+fn operator_inputs_leave_the_next_action_due_instead_of_recording_an_intent() {
+    let mut s = sim2("a@contoso.com");
+    s.feed(Input::Tick);
+    s.feed(Input::Signal {
+        name: "port-completed".into(),
+        data: Value::Null,
+        by: "eng".into(),
+    });
+    let intents = s
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ActionIntent { .. }))
+        .count();
+    assert_eq!(intents, 0);
+    // A wait satisfied by a plain signal records who confirmed it.
+    let mut s = sim2("c@contoso.com");
+    to_upload(&mut s);
+    s.feed(Input::Signal {
+        name: "uploaded".into(),
+        data: Value::Null,
+        by: "eng".into(),
+    });
+    let observed = s
+        .inst
+        .outputs
+        .get("upload")
+        .and_then(|d| d.observed.clone());
+    assert_eq!(observed, Some(json!({"signal": "uploaded", "by": "eng"})));
+}
+
+#[test]
+fn a_done_step_that_is_not_idempotent_is_verified_but_never_repeated_on_retry() {
+    let mut s = Sim::new(&[]);
+    s.wf = match serde_yaml::from_str(
+        r#"
+name: once
+version: 1
+subject: user
+inputs: {user: {type: upn}}
+steps:
+  - id: before
+    action: {op: get_conferencing, args: {user: "${inputs.user}"}}
+  - id: reset
+    action: {op: reset_conference_id, args: {user: "${inputs.user}"}}
+    wait:
+      observe: {op: get_conferencing, args: {user: "${inputs.user}"}}
+      until: "obs.conference_id != steps.before.output.conference_id"
+      timeout: 1h
+"#,
+    ) {
+        Ok(w) => w,
+        Err(e) => panic!("{e}"),
+    };
+    s.feed(Input::Tick);
+    s.feed(Input::ActionOk(json!({"conference_id": "1111111"})));
+    s.feed(Input::ActionOk(json!({})));
+    s.advance(Duration::from_secs(3600));
+    s.feed(Input::Tick);
+    s.feed(Input::Observed(json!({"conference_id": "1111111"})));
+    assert!(
+        matches!(s.inst.status, Status::Failed { .. }),
+        "timed out: {:?}",
+        s.inst.status
+    );
+    s.feed(Input::Retry {
+        from_step: Some(0),
+        by: "eng".into(),
+    });
+    s.feed(Input::Tick);
+    s.feed(Input::ActionOk(json!({"conference_id": "1111111"})));
+    // The reset is not sent again; its wait runs and sees the new id.
+    assert_eq!(s.phase(), (1, "waiting"));
+    let t = s.feed(Input::Tick);
+    assert!(matches!(
+        t.effect,
+        Some(Effect::Observe(Operation::GetConferencing { .. }))
+    ));
+    s.feed(Input::Observed(json!({"conference_id": "2222222"})));
+    assert_eq!(s.inst.status, Status::Succeeded);
+    let resets = s
+        .events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::ActionIntent { operation, .. } if operation["op"] == "reset_conference_id"))
+        .count();
+    assert_eq!(resets, 1);
+}
