@@ -276,6 +276,18 @@ impl Driver {
         }
     }
 
+    /// The transition context at this instant.
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            wf: &self.workflow,
+            run_approvals: &self.approvals,
+            on_failure: self.on_failure,
+            manual_ops: &self.manual_ops,
+            window: self.window.as_deref(),
+            now: self.clock.now(),
+        }
+    }
+
     /// Apply an operator input to an instance no worker holds; returns its new due time.
     async fn apply_inbound(&self, m: Inbound) -> Result<Option<Timestamp>, EngineError> {
         let key = InstanceKey {
@@ -293,14 +305,7 @@ impl Driver {
                 return Err(e.into());
             }
         };
-        let ctx = Ctx {
-            wf: &self.workflow,
-            run_approvals: &self.approvals,
-            on_failure: self.on_failure,
-            manual_ops: &self.manual_ops,
-            window: self.window.as_deref(),
-            now: self.clock.now(),
-        };
+        let ctx = self.ctx();
         let t = machine::transition(ctx, &inst, m.input);
         // Operator inputs carry no effect: they make the instance due instead.
         if let Err(e) = self.persist(&inst, &t).await {
@@ -322,14 +327,7 @@ impl Driver {
             .ok_or_else(|| EngineError::Missing(key.clone()))?;
         let mut input = Input::Tick;
         loop {
-            let ctx = Ctx {
-                wf: &self.workflow,
-                run_approvals: &self.approvals,
-                on_failure: self.on_failure,
-                manual_ops: &self.manual_ops,
-                window: self.window.as_deref(),
-                now: self.clock.now(),
-            };
+            let ctx = self.ctx();
             let t = machine::transition(ctx, &inst, input);
             self.persist(&inst, &t).await?;
             inst = t.next;

@@ -19,6 +19,26 @@ fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
     })
 }
 
+/// Decode every record under `prefix`, in key order; stops at the first bad one.
+fn decode_all<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    prefix: &[u8],
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    let mut err = None;
+    store.scan_prefix(prefix, &mut |k, v| match decode(k, v) {
+        Ok(r) => {
+            out.push(r);
+            true
+        }
+        Err(e) => {
+            err = Some(e);
+            false
+        }
+    })?;
+    err.map_or(Ok(out), Err)
+}
+
 /// Add a run record to a batch.
 pub fn put_run(b: &mut Batch, run: &RunRecord) {
     b.put(keys::run(&run.id), encode(run));
@@ -32,19 +52,7 @@ pub fn get_run(store: &dyn Store, id: &str) -> Result<Option<RunRecord>, StoreEr
 
 /// Every run, oldest first.
 pub fn list_runs(store: &dyn Store) -> Result<Vec<RunRecord>, StoreError> {
-    let mut out = Vec::new();
-    let mut err = None;
-    store.scan_prefix(keys::RUN_PREFIX, &mut |k, v| match decode(k, v) {
-        Ok(r) => {
-            out.push(r);
-            true
-        }
-        Err(e) => {
-            err = Some(e);
-            false
-        }
-    })?;
-    err.map_or(Ok(out), Err)
+    decode_all(store, keys::RUN_PREFIX)
 }
 
 /// Add a new instance (snapshot, subject index, timer) to a batch.
@@ -100,39 +108,12 @@ pub fn get_instance(store: &dyn Store, key: &InstanceKey) -> Result<Option<Insta
 
 /// Every instance of a run, by index.
 pub fn list_instances(store: &dyn Store, run: &str) -> Result<Vec<Instance>, StoreError> {
-    let mut out = Vec::new();
-    let mut err = None;
-    store.scan_prefix(
-        &keys::instance_prefix(run),
-        &mut |k, v| match decode(k, v) {
-            Ok(i) => {
-                out.push(i);
-                true
-            }
-            Err(e) => {
-                err = Some(e);
-                false
-            }
-        },
-    )?;
-    err.map_or(Ok(out), Err)
+    decode_all(store, &keys::instance_prefix(run))
 }
 
 /// An instance's history, in order.
 pub fn list_events(store: &dyn Store, key: &InstanceKey) -> Result<Vec<Event>, StoreError> {
-    let mut out = Vec::new();
-    let mut err = None;
-    store.scan_prefix(&keys::event_prefix(key), &mut |k, v| match decode(k, v) {
-        Ok(e) => {
-            out.push(e);
-            true
-        }
-        Err(e) => {
-            err = Some(e);
-            false
-        }
-    })?;
-    err.map_or(Ok(out), Err)
+    decode_all(store, &keys::event_prefix(key))
 }
 
 /// Index of a subject within a run.
