@@ -7,8 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
-use std::time::Duration;
 
 use common::*;
 use portflow::backend::sim::{tags, Profile};
@@ -64,31 +62,8 @@ fn sigkill_during_conferencing_mails_and_resets_never_sends_twice() {
         ),
     );
 
-    let mut run_id: Option<String> = None;
-    let mut kills = 0;
-    while kills < KILLS {
-        let mut cmd = portflow(&state);
-        match &run_id {
-            None => cmd.arg("run").arg(&run_file),
-            Some(id) => cmd.arg("resume").arg(id),
-        };
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn portflow");
-        std::thread::sleep(Duration::from_millis(rng.range(100, 1000)));
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the run ended ({status}) before kill {kills}: make the run longer");
-        }
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-        kills += 1;
-        if run_id.is_none() {
-            run_id = only_run_id(&state);
-        }
-    }
-    let id = run_id.expect("a run was created before the kills");
+    let kills = KILLS;
+    let id = kill_and_resume(&state, &run_file, kills, &mut rng, (100, 1000));
     let (code, doc) = pf_json(&state, &["resume", &id]);
     assert_eq!(doc["end"], "Finished", "{doc}");
     assert_eq!(code, 3, "the refused subjects make exit 3: {doc}");

@@ -5,8 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
-use std::time::Duration;
 
 use common::*;
 use portflow::backend::sim::{SimConfig, SimTenant};
@@ -35,31 +33,8 @@ fn sigkill_at_random_instants_then_resume_matches_an_uninterrupted_run() {
     let faults = "  faults: {transient_rate: 0.02, throttle_rate: 0.02}\n";
     let run_file = write_run_file(tmp.path(), "wave.yaml", &csv, SEED, USERS, 600, faults);
 
-    let mut run_id: Option<String> = None;
-    let mut kills = 0;
-    while kills < 10 {
-        let mut cmd = portflow(&state);
-        match &run_id {
-            None => cmd.arg("run").arg(&run_file),
-            Some(id) => cmd.arg("resume").arg(id),
-        };
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn portflow");
-        std::thread::sleep(Duration::from_millis(rng.range(150, 1200)));
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the run ended ({status}) before kill {kills}: make the wave longer");
-        }
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-        kills += 1;
-        if run_id.is_none() {
-            run_id = only_run_id(&state);
-        }
-    }
-    let id = run_id.expect("a run was created before the kills");
+    let kills = 10;
+    let id = kill_and_resume(&state, &run_file, kills, &mut rng, (150, 1200));
     let done = run(portflow(&state).args(["--json", "resume", &id]));
     assert_eq!(
         done.status.code(),

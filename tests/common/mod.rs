@@ -273,3 +273,49 @@ pub fn interrupt(mut child: std::process::Child) -> Option<i32> {
     assert_eq!(rc, 0, "SIGINT");
     child.wait().expect("wait for portflow").code()
 }
+
+/// Start `run_file`, then SIGKILL `portflow run`/`resume` `kills` times, each after a
+/// random pause in `pause_ms` (milliseconds); returns the run id. Panics if the run
+/// ends before a kill (the run must outlast the schedule to prove anything).
+pub fn kill_and_resume(
+    state: &Path,
+    run_file: &Path,
+    kills: u32,
+    rng: &mut Rng,
+    pause_ms: (u64, u64),
+) -> String {
+    let mut run_id: Option<String> = None;
+    for k in 0..kills {
+        let mut cmd = portflow(state);
+        match &run_id {
+            None => cmd.arg("run").arg(run_file),
+            Some(id) => cmd.arg("resume").arg(id),
+        };
+        let mut child = match cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => panic!("spawn portflow: {e}"),
+        };
+        std::thread::sleep(std::time::Duration::from_millis(
+            rng.range(pause_ms.0, pause_ms.1),
+        ));
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended ({status}) before kill {k}: make it longer");
+        }
+        // Child::kill sends SIGKILL on Unix.
+        if let Err(e) = child.kill() {
+            panic!("SIGKILL: {e}");
+        }
+        let _ = child.wait();
+        if run_id.is_none() {
+            run_id = only_run_id(state);
+        }
+    }
+    match run_id {
+        Some(id) => id,
+        None => panic!("no run was created before the kills"),
+    }
+}
