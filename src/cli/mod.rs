@@ -5,6 +5,7 @@ mod operate;
 mod plan;
 mod progress;
 mod runs;
+mod serve;
 mod simcmd;
 
 use std::path::{Path, PathBuf};
@@ -213,6 +214,15 @@ pub enum Command {
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
+    /// Run the daemon: resume every unfinished run and answer the local API.
+    Serve {
+        /// Address to listen on (loopback unless --allow-remote).
+        #[arg(long, default_value_t = serve::default_listen())]
+        listen: std::net::SocketAddr,
+        /// Allow a non-loopback listen address.
+        #[arg(long)]
+        allow_remote: bool,
+    },
     /// The simulated tenant.
     Sim {
         /// What to do.
@@ -412,6 +422,10 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
             };
             operate::retry(app, target, from_step.as_deref(), &by).await
         }
+        Command::Serve {
+            listen,
+            allow_remote,
+        } => serve::serve(app, listen, allow_remote).await,
         Command::Sim { command } => simcmd::sim(app, command),
     }
 }

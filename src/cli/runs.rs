@@ -193,16 +193,27 @@ fn open_backend(
     }
 }
 
-async fn drive(
+/// A driver for a stored run, with what its caller reports on.
+pub(super) struct Prepared {
+    /// The driver.
+    pub driver: Arc<Driver>,
+    /// The simulated tenant, when the run uses one.
+    pub sim: Option<Arc<SimTenant>>,
+    /// The composed, pinned workflow.
+    pub workflow: Arc<Workflow>,
+}
+
+/// Build the driver of a stored run: pinned workflow, backend, limits, window.
+pub(super) fn prepare(
     app: &App,
     store: Arc<SledStore>,
     committer: Committer,
-    record: RunRecord,
+    record: &RunRecord,
     clock: SharedClock,
-) -> Result<u8, CliError> {
-    let file = stored_run_file(&record)?;
-    let workflow = Arc::new(pinned_workflow(&record)?);
-    let (tenant, sim) = open_backend(app, &record, &file, clock.clone())?;
+) -> Result<Prepared, CliError> {
+    let file = stored_run_file(record)?;
+    let workflow = Arc::new(pinned_workflow(record)?);
+    let (tenant, sim) = open_backend(app, record, &file, clock.clone())?;
     let manual_ops: Vec<crate::backend::OperationKind> = crate::backend::OperationKind::ALL
         .iter()
         .copied()
@@ -211,30 +222,65 @@ async fn drive(
     let limiter = file
         .rate_limit
         .map(|r| Arc::new(RateLimiter::new(clock.clone(), r)));
-    let progress = Arc::new(Progress::default());
+    let window = match &file.window {
+        Some(w) => Some(Arc::new(w.compile().map_err(|e| {
+            CliError::runtime(format!(
+                "the window stored with run {} no longer compiles: {e}",
+                record.id
+            ))
+        })?)
+            as Arc<dyn crate::engine::machine::WindowCalendar>),
+        None => None,
+    };
     let driver = Arc::new(Driver {
-        store: store.clone(),
-        committer: committer.clone(),
-        clock: clock.clone(),
+        store,
+        committer,
+        clock,
         tenant,
         run_id: record.id.clone(),
         workflow: workflow.clone(),
         approvals: file.approvals.clone(),
         on_failure: file.on_failure,
         manual_ops,
-        window: match &file.window {
-            Some(w) => Some(Arc::new(w.compile().map_err(|e| {
-                CliError::runtime(format!(
-                    "the window stored with run {} no longer compiles: {e}",
-                    record.id
-                ))
-            })?)),
-            None => None,
-        },
+        window,
         concurrency: file.concurrency,
         limiter,
-        progress: progress.clone(),
+        progress: Arc::new(Progress::default()),
     });
+    Ok(Prepared {
+        driver,
+        sim,
+        workflow,
+    })
+}
+
+/// The clock a stored run runs on.
+pub(super) fn run_clock(record: &RunRecord) -> SharedClock {
+    match record.clock {
+        Some(c) => Arc::new(c),
+        None => Arc::new(SystemClock),
+    }
+}
+
+async fn drive(
+    app: &App,
+    store: Arc<SledStore>,
+    committer: Committer,
+    record: RunRecord,
+    clock: SharedClock,
+) -> Result<u8, CliError> {
+    let Prepared {
+        driver,
+        sim,
+        workflow,
+    } = prepare(
+        app,
+        store.clone(),
+        committer.clone(),
+        &record,
+        clock.clone(),
+    )?;
+    let progress = driver.progress.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = tokio::spawn(async move {
         wait_for_stop_signal().await;
@@ -306,7 +352,7 @@ async fn drive(
     Ok(code)
 }
 
-async fn wait_for_stop_signal() {
+pub(super) async fn wait_for_stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

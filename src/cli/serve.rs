@@ -1,0 +1,490 @@
+//! `portflow serve`: the daemon. It owns the state directory, resumes every
+//! unfinished run at start, and answers a local JSON API (runs, instances,
+//! approve / signal / cancel / retry) guarded by a token it writes, mode 0600,
+//! to `<state>/daemon.json`. SIGTERM or Ctrl-C stops it cleanly.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::inspect::RunSummary;
+use super::runs::{load_run, prepare, run_clock};
+use super::{exit, App, CliError};
+use crate::engine::executor::{DriveEnd, Inbound};
+use crate::engine::machine::{Input, UNEXPECTED};
+use crate::engine::run::RunRecord;
+use crate::store::commit::Committer;
+use crate::store::keys::InstanceKey;
+use crate::store::sled_store::SledStore;
+use crate::store::{records, Batch};
+
+/// Name of the file (in the state directory) telling clients where the daemon is.
+pub const DAEMON_FILE: &str = "daemon.json";
+
+struct Daemon {
+    app: App,
+    store: Arc<SledStore>,
+    committer: Committer,
+    token: String,
+    stop: watch::Receiver<bool>,
+    /// Inboxes of the runs being driven.
+    runs: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+}
+
+type Shared = Arc<Daemon>;
+
+fn random_token() -> Result<String, CliError> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| {
+            CliError::runtime(format!("cannot read /dev/urandom for the API token: {e}"))
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Write `daemon.json` readable by its owner only (it holds the token).
+fn write_daemon_file(path: &std::path::Path, doc: &Value) -> Result<(), CliError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("json.tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let err = |e: std::io::Error| CliError::runtime(format!("{}: {e}", path.display()));
+    let mut f = opts.open(&tmp).map_err(err)?;
+    f.write_all(doc.to_string().as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Run the daemon until SIGTERM / Ctrl-C.
+pub async fn serve(app: &App, listen: SocketAddr, allow_remote: bool) -> Result<u8, CliError> {
+    if !listen.ip().is_loopback() && !allow_remote {
+        return Err(CliError::input(format!(
+            "{listen} is not a loopback address: the API would be reachable from the network"
+        ))
+        .hint("listen on 127.0.0.1, or pass --allow-remote if a firewall protects it"));
+    }
+    let store = Arc::new(app.open_store()?);
+    let committer = Committer::start(store.clone(), true);
+    let token = random_token()?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        CliError::runtime(format!("cannot listen on {listen}: {e}"))
+            .hint("pick another port with --listen")
+    })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| CliError::runtime(e.to_string()))?;
+    let daemon_file = app.state.join(DAEMON_FILE);
+    write_daemon_file(
+        &daemon_file,
+        &json!({"address": address.to_string(), "token": token, "pid": std::process::id()}),
+    )?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let daemon = Arc::new(Daemon {
+        app: App {
+            state: app.state.clone(),
+            json: app.json,
+            workflow_dirs: app.workflow_dirs.clone(),
+        },
+        store: store.clone(),
+        committer: committer.clone(),
+        token,
+        stop: stop_rx,
+        runs: Mutex::new(HashMap::new()),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for record in records::list_runs(&*store)?
+        .into_iter()
+        .filter(|r| r.finished_at.is_none())
+    {
+        start_driver(&daemon, record, &mut tasks)?;
+    }
+    tracing::info!(%address, "portflow daemon listening");
+    eprintln!(
+        "portflow serve: listening on http://{address} (token in {})",
+        daemon_file.display()
+    );
+    let router = Router::new()
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{run}", get(show_run))
+        .route("/api/runs/{run}/subjects/{subject}", get(show_instance))
+        .route("/api/runs/{run}/{verb}", post(operate))
+        .with_state(daemon.clone());
+    let mut stop_http = daemon.stop.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let _ = stop_http.wait_for(|s| *s).await;
+    });
+    let signals = tokio::spawn(async move {
+        super::runs::wait_for_stop_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let served = server.await;
+    signals.abort();
+    // Drivers see the same stop signal; wait for them to persist and finish.
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::error!("run driver stopped: {}", e.message);
+        }
+    }
+    committer.barrier().await?;
+    let _ = std::fs::remove_file(&daemon_file);
+    served.map_err(|e| CliError::runtime(format!("API server: {e}")))?;
+    Ok(exit::OK)
+}
+
+/// Drive `record` in the background; its inbox is registered for operator inputs.
+fn start_driver(
+    daemon: &Shared,
+    record: RunRecord,
+    tasks: &mut tokio::task::JoinSet<Result<(), CliError>>,
+) -> Result<(), CliError> {
+    let clock = run_clock(&record);
+    let prepared = prepare(
+        &daemon.app,
+        daemon.store.clone(),
+        daemon.committer.clone(),
+        &record,
+        clock.clone(),
+    )?;
+    let (tx, rx) = mpsc::channel(256);
+    daemon
+        .runs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(record.id.clone(), tx);
+    let stop = daemon.stop.clone();
+    let d = daemon.clone();
+    tasks.spawn(async move {
+        let end = prepared.driver.drive_with_inbox(stop, Some(rx)).await;
+        d.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&record.id);
+        if matches!(end, Ok(DriveEnd::Finished)) {
+            let mut done = record;
+            done.finished_at = Some(clock.now());
+            let mut b = Batch::default();
+            records::put_run(&mut b, &done);
+            d.committer.commit(b).await?;
+        }
+        end.map(|_| ()).map_err(CliError::from)
+    });
+    Ok(())
+}
+
+fn authorized(daemon: &Daemon, headers: &HeaderMap) -> bool {
+    let Some(given) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Constant time in the token's length.
+    given.len() == daemon.token.len()
+        && given
+            .bytes()
+            .zip(daemon.token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong token: send `Authorization: Bearer <token>` from <state>/daemon.json",
+    )
+}
+
+fn cli_error(e: CliError) -> Response {
+    let status = match e.code {
+        exit::INPUT => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.message)
+}
+
+async fn list_runs(State(d): State<Shared>, headers: HeaderMap) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let result = (|| -> Result<Value, CliError> {
+        let mut out = Vec::new();
+        for r in records::list_runs(&*d.store)? {
+            let wf = super::runs::pinned_workflow(&r)?;
+            let mut doc = RunSummary::load(&*d.store, &r, &wf)?.to_json();
+            doc["active"] = json!(d
+                .runs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&r.id));
+            out.push(doc);
+        }
+        Ok(json!({"runs": out}))
+    })();
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => cli_error(e),
+    }
+}
+
+async fn show_run(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(run): UrlPath<String>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let result = (|| -> Result<Value, CliError> {
+        let r = load_run(&*d.store, &run)?;
+        let wf = super::runs::pinned_workflow(&r)?;
+        Ok(RunSummary::load(&*d.store, &r, &wf)?.to_json())
+    })();
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => cli_error(e),
+    }
+}
+
+async fn show_instance(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    UrlPath((run, subject)): UrlPath<(String, String)>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let result = (|| -> Result<Value, CliError> {
+        let r = load_run(&*d.store, &run)?;
+        let idx = records::find_subject(&*d.store, &run, &subject)?
+            .ok_or_else(|| CliError::input(format!("run {run} has no subject {subject:?}")))?;
+        let key = InstanceKey {
+            run: run.clone(),
+            idx,
+        };
+        let inst = records::get_instance(&*d.store, &key)?;
+        let events = records::list_events(&*d.store, &key)?;
+        Ok(json!({
+            "run": run,
+            "workflow": {"name": r.workflow.name, "version": r.workflow.version, "hash": r.workflow.hash},
+            "instance": inst,
+            "events": events,
+        }))
+    })();
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => cli_error(e),
+    }
+}
+
+/// Body of `POST /api/runs/{run}/{approve|signal|cancel|retry}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperateBody {
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    step: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    rollback: bool,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    from_step: Option<String>,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn operate(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    UrlPath((run, verb)): UrlPath<(String, String)>,
+    body: Option<Json<OperateBody>>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    match apply(&d, &run, &verb, body).await {
+        Ok(v) => Json(v).into_response(),
+        Err((status, msg)) => error(status, msg),
+    }
+}
+
+async fn apply(
+    d: &Shared,
+    run: &str,
+    verb: &str,
+    b: OperateBody,
+) -> Result<Value, (StatusCode, String)> {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let record = load_run(&*d.store, run).map_err(|e| (StatusCode::NOT_FOUND, e.message))?;
+    let wf = super::runs::pinned_workflow(&record)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.message))?;
+    let by = b.by.clone().unwrap_or_else(|| "api".into());
+    let step_idx = |id: &str| {
+        wf.step_index(id)
+            .ok_or_else(|| bad(format!("workflow {} has no step {id:?}", wf.name)))
+    };
+    let input = match verb {
+        "approve" => Input::Approve {
+            step: b.step.clone(),
+            by,
+        },
+        "signal" => Input::Signal {
+            name: b
+                .name
+                .clone()
+                .ok_or_else(|| bad("signal needs a `name`".into()))?,
+            data: b.data.clone(),
+            by,
+        },
+        "cancel" => Input::Cancel {
+            reason: b
+                .reason
+                .clone()
+                .unwrap_or_else(|| "cancelled through the API".into()),
+            rollback: b.rollback,
+        },
+        "retry" => Input::Retry {
+            from_step: b.from_step.as_deref().map(step_idx).transpose()?,
+            by,
+        },
+        other => {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("unknown action {other:?}: approve, signal, cancel or retry"),
+            ))
+        }
+    };
+    let targets: Vec<u32> = match &b.subject {
+        Some(s) => vec![records::find_subject(&*d.store, run, s)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .ok_or_else(|| {
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("run {run} has no subject {s:?}"),
+                )
+            })?],
+        None => (0..record.subjects).collect(),
+    };
+    let sender = d
+        .runs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(run)
+        .cloned();
+    let mut changed = 0usize;
+    let mut offline = Vec::new();
+    for idx in targets {
+        // A run being driven takes inputs through its driver, which owns the instances.
+        let routed = match &sender {
+            Some(tx) => {
+                let (reply, answer) = oneshot::channel();
+                if tx
+                    .send(Inbound {
+                        idx,
+                        input: input.clone(),
+                        reply,
+                    })
+                    .await
+                    .is_ok()
+                {
+                    match answer.await {
+                        Ok(Ok(rule)) => {
+                            changed += usize::from(rule != UNEXPECTED);
+                            true
+                        }
+                        Ok(Err(e)) => {
+                            return Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+                        }
+                        Err(_) => false,
+                    }
+                } else {
+                    false
+                }
+            }
+            None => false,
+        };
+        if !routed {
+            offline.push(idx);
+        }
+    }
+    if !offline.is_empty() {
+        // No driver (the run had finished): apply through the store, then drive the
+        // run again if that gave it work (a retry, a rollback).
+        let mut batch = Batch::default();
+        let mut due = false;
+        for idx in offline {
+            let key = InstanceKey {
+                run: run.to_string(),
+                idx,
+            };
+            let Some(inst) = records::get_instance(&*d.store, &key)
+                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            else {
+                continue;
+            };
+            let clock = run_clock(&record);
+            let t = crate::engine::machine::transition(
+                crate::engine::machine::Ctx::new(&wf, &[], clock.now()),
+                &inst,
+                input.clone(),
+            );
+            if t.persist != crate::engine::machine::Persist::Nothing {
+                records::put_transition(&mut batch, &inst, &t);
+                changed += 1;
+                due |= t.next.due.is_some();
+            }
+        }
+        let mut record = record.clone();
+        if due {
+            record.finished_at = None;
+            records::put_run(&mut batch, &record);
+        }
+        d.committer
+            .commit(batch)
+            .await
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if due {
+            let mut tasks = tokio::task::JoinSet::new();
+            start_driver(d, record, &mut tasks)
+                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.message))?;
+            tasks.detach_all();
+        }
+    }
+    if changed == 0 {
+        return Err(bad(format!(
+            "nothing to {verb}: no addressed instance of run {run} is in a state where it applies"
+        )));
+    }
+    Ok(json!({"run": run, "action": verb, "changed": changed}))
+}
+
+/// Default listen address.
+pub fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7480))
+}

@@ -1,0 +1,150 @@
+//! The daemon: token-guarded local API, operator inputs routed to a running
+//! driver, graceful stop on SIGTERM.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One HTTP/1.1 request on loopback; returns (status, JSON body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).expect("connect to the daemon");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn api_needs_the_token_routes_approvals_to_the_running_run_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("subjects.csv");
+    export_subjects(&state, 31, 4, &csv);
+    let rf = write_run_file(tmp.path(), "g.yaml", &csv, 31, 4, 6000, "");
+    let text = std::fs::read_to_string(&rf)
+        .expect("rf")
+        .replace("approvals: [operator-coordinated]\n", "");
+    std::fs::write(&rf, text).expect("rf");
+    let o = run(portflow(&state).arg("--json").arg("run").arg(&rf));
+    assert_eq!(json(&o)["states"]["blocked"], 4, "{}", stdout(&o));
+    let id = json(&o)["run"].as_str().expect("id").to_string();
+
+    let mut daemon = portflow(&state)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let file = state.join("daemon.json");
+    let t0 = Instant::now();
+    while !file.exists() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("daemon.json")).expect("json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the token file is private");
+    }
+    let addr = doc["address"].as_str().expect("address").to_string();
+    let token = doc["token"].as_str().expect("token").to_string();
+
+    assert_eq!(http(&addr, "GET", "/api/runs", None, "").0, 401, "no token");
+    assert_eq!(
+        http(&addr, "GET", "/api/runs", Some("wrong"), "").0,
+        401,
+        "wrong token"
+    );
+    let (code, runs) = http(&addr, "GET", "/api/runs", Some(&token), "");
+    assert_eq!(code, 200);
+    assert_eq!(runs["runs"][0]["run"], id.as_str());
+    assert_eq!(runs["runs"][0]["states"]["blocked"], 4);
+
+    // The CLI cannot open the store while the daemon holds it.
+    let o = run(portflow(&state).arg("status"));
+    assert_eq!(o.status.code(), Some(4));
+
+    let (code, v) = http(
+        &addr,
+        "POST",
+        &format!("/api/runs/{id}/approve"),
+        Some(&token),
+        r#"{"step": "operator-coordinated", "by": "ops-lead"}"#,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["changed"], 4);
+    let t0 = Instant::now();
+    loop {
+        let (_, r) = http(&addr, "GET", &format!("/api/runs/{id}"), Some(&token), "");
+        if r["states"]["succeeded"] == 4 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "run did not finish: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, _) = http(
+        &addr,
+        "POST",
+        &format!("/api/runs/{id}/approve"),
+        Some(&token),
+        "{}",
+    );
+    assert_eq!(code, 400, "nothing left to approve");
+
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Ok(Some(s)) = daemon.try_wait() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "daemon did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(!file.exists(), "daemon.json removed on stop");
+    let v = json(&run(portflow(&state).args(["--json", "status", &id])));
+    assert_eq!(v["states"]["succeeded"], 4);
+    assert!(v["finished_at"].is_i64(), "{v}");
+}
+
+#[test]
+fn serve_refuses_a_network_address_without_the_flag() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let o = run(portflow(&tmp.path().join("state")).args(["serve", "--listen", "0.0.0.0:0"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--allow-remote"), "{}", stderr(&o));
+}
