@@ -87,9 +87,13 @@ fn api_needs_the_token_routes_approvals_to_the_running_run_and_stops_on_sigterm(
     assert_eq!(runs["runs"][0]["run"], id.as_str());
     assert_eq!(runs["runs"][0]["states"]["blocked"], 4);
 
-    // The CLI cannot open the store while the daemon holds it.
+    // The CLI cannot open the store while the daemon holds it: status goes through
+    // the API, and a command that needs the store itself says so.
     let o = run(portflow(&state).arg("status"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(portflow(&state).arg("resume"));
     assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
 
     let (code, v) = http(
         &addr,
@@ -147,4 +151,74 @@ fn serve_refuses_a_network_address_without_the_flag() {
     let o = run(portflow(&tmp.path().join("state")).args(["serve", "--listen", "0.0.0.0:0"]));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--allow-remote"), "{}", stderr(&o));
+}
+
+#[test]
+fn cli_commands_go_through_the_daemon_with_the_same_output() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("subjects.csv");
+    export_subjects(&state, 33, 3, &csv);
+    let rf = write_run_file(tmp.path(), "g.yaml", &csv, 33, 3, 6000, "");
+    let text = std::fs::read_to_string(&rf)
+        .expect("rf")
+        .replace("approvals: [operator-coordinated]\n", "");
+    std::fs::write(&rf, text).expect("rf");
+    let o = run(portflow(&state).arg("--json").arg("run").arg(&rf));
+    let id = json(&o)["run"].as_str().expect("id").to_string();
+    // Output without the daemon.
+    let local_status = stdout(&run(portflow(&state).args(["status", &id])));
+    let local_show = stdout(&run(portflow(&state).args([
+        "--json",
+        "show",
+        &id,
+        "user0002@contoso.com",
+    ])));
+
+    let mut daemon = portflow(&state)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let file = state.join("daemon.json");
+    let t0 = Instant::now();
+    while !file.exists() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = run(portflow(&state).args(["status", &id]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        local_status,
+        "status is the same through the daemon"
+    );
+    let o = run(portflow(&state).args(["--json", "show", &id, "user0002@contoso.com"]));
+    assert_eq!(
+        stdout(&o),
+        local_show,
+        "show is the same through the daemon"
+    );
+    let o = run(portflow(&state).args(["show", &id, "nobody@contoso.com"]));
+    assert_eq!(o.status.code(), Some(2), "bad input stays exit 2");
+
+    let o = run(portflow(&state).args(["approve", &id, "--step", "operator-coordinated"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("approved: 3 instance(s)"),
+        "{}",
+        stdout(&o)
+    );
+    let t0 = Instant::now();
+    loop {
+        let v = json(&run(portflow(&state).args(["--json", "status", &id])));
+        if v["states"]["succeeded"] == 3 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    let _ = daemon.wait();
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::runs::{load_run, pinned_workflow};
-use super::{exit, print_json, App, CliError};
+use super::{exit, App, CliError};
 use crate::backend::sim::SimTenant;
 use crate::engine::instance::{
     Event, EventKind, Instance, Phase, Status, PHASE_NAMES, TERMINAL_NAMES,
@@ -310,21 +310,43 @@ impl RunSummary {
     }
 }
 
+/// `portflow status`: through the daemon when it holds the state directory.
 pub fn status(app: &App, run: Option<&str>) -> Result<u8, CliError> {
-    let store = app.open_store()?;
+    let text = match app.open_store() {
+        Ok(store) => status_text(&store, run, app.json)?,
+        Err(e) => {
+            let query = format!(
+                "run={}&json={}",
+                super::client::enc(run.unwrap_or("")),
+                app.json
+            );
+            super::client::via_daemon(app, e, "status", &query)?
+        }
+    };
+    print!("{text}");
+    Ok(exit::OK)
+}
+
+/// What `status` prints.
+pub fn status_text(
+    store: &dyn Store,
+    run: Option<&str>,
+    json_out: bool,
+) -> Result<String, CliError> {
+    let out;
     match run {
         Some(id) => {
-            let record = load_run(&store, id)?;
+            let record = load_run(store, id)?;
             let wf = pinned_workflow(&record)?;
-            let s = RunSummary::load(&store, &record, &wf)?;
-            if app.json {
-                print_json(&s.to_json());
+            let s = RunSummary::load(store, &record, &wf)?;
+            if json_out {
+                out = json_text(&s.to_json());
             } else {
-                print!("{}", s.render());
+                out = s.render();
             }
         }
         None => {
-            let runs = records::list_runs(&store)?;
+            let runs = records::list_runs(store)?;
             let mut docs = Vec::new();
             let mut t = Table::new([
                 "run",
@@ -339,15 +361,12 @@ pub fn status(app: &App, run: Option<&str>) -> Result<u8, CliError> {
             ]);
             for r in &runs {
                 let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-                for i in records::list_instances(&store, &r.id)? {
+                for i in records::list_instances(store, &r.id)? {
                     *counts.entry(i.status.name()).or_insert(0) += 1;
                 }
                 let get = |k: &str| counts.get(k).copied().unwrap_or(0);
-                let active = r.subjects as usize
-                    - get("succeeded")
-                    - get("failed")
-                    - get("needs_attention")
-                    - get("cancelled");
+                let active = (r.subjects as usize)
+                    .saturating_sub(TERMINAL_NAMES.iter().map(|k| get(k)).sum::<usize>());
                 t.row([
                     r.id.clone(),
                     r.workflow.name.clone(),
@@ -365,46 +384,77 @@ pub fn status(app: &App, run: Option<&str>) -> Result<u8, CliError> {
                     "finished_at": r.finished_at, "subjects": r.subjects, "states": counts,
                 }));
             }
-            if app.json {
-                print_json(&json!({"runs": docs}));
+            if json_out {
+                out = json_text(&json!({"runs": docs}));
             } else if runs.is_empty() {
-                println!("no runs yet; start one with: portflow run <run file>");
+                out = "no runs yet; start one with: portflow run <run file>\n".into();
             } else {
-                print!("{}", t.render());
+                out = t.render();
             }
         }
     }
+    Ok(out)
+}
+
+fn json_text(v: &Value) -> String {
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into())
+    )
+}
+
+/// `portflow show`: through the daemon when it holds the state directory.
+pub fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
+    let text = match app.open_store() {
+        Ok(store) => show_text(&store, run, subject, app.json)?,
+        Err(e) => {
+            let query = format!(
+                "run={}&subject={}&json={}",
+                super::client::enc(run),
+                super::client::enc(subject),
+                app.json
+            );
+            super::client::via_daemon(app, e, "show", &query)?
+        }
+    };
+    print!("{text}");
     Ok(exit::OK)
 }
 
-pub fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
-    let store = app.open_store()?;
-    let record = load_run(&store, run)?;
+/// What `show` prints.
+pub fn show_text(
+    store: &dyn Store,
+    run: &str,
+    subject: &str,
+    json_out: bool,
+) -> Result<String, CliError> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let record = load_run(store, run)?;
     let wf = pinned_workflow(&record)?;
-    let idx = records::find_subject(&store, run, subject)?
+    let idx = records::find_subject(store, run, subject)?
         .ok_or_else(|| CliError::input(format!("run {run} has no subject {subject:?}")))?;
     let key = InstanceKey {
         run: run.into(),
         idx,
     };
-    let inst = records::get_instance(&store, &key)?.ok_or_else(|| {
+    let inst = records::get_instance(store, &key)?.ok_or_else(|| {
         CliError::runtime(format!(
             "subject {subject:?} is indexed but its instance is missing"
         ))
     })?;
-    let events = records::list_events(&store, &key)?;
-    if app.json {
-        print_json(&json!({
+    let events = records::list_events(store, &key)?;
+    if json_out {
+        return Ok(json_text(&json!({
             "run": run,
             "workflow": {"name": record.workflow.name, "version": record.workflow.version, "hash": record.workflow.hash},
             "then": record.then.iter().map(|p| json!({"name": p.name, "version": p.version, "hash": p.hash})).collect::<Vec<_>>(),
             "instance": inst,
             "events": events,
-        }));
-        return Ok(exit::OK);
+        })));
     }
     let step_name = |i: usize| wf.steps.get(i).map_or("?".to_string(), |s| s.id.clone());
-    println!("{subject} · run {run} · {}", pins(&record));
+    let _ = writeln!(out, "{subject} · run {run} · {}", pins(&record));
     let detail = match &inst.status {
         Status::Running {
             step,
@@ -446,11 +496,11 @@ pub fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
         ),
         s => s.name().to_string(),
     };
-    println!("state: {detail}");
+    let _ = writeln!(out, "state: {detail}");
     if let Some(d) = inst.due {
-        println!("next: {d}");
+        let _ = writeln!(out, "next: {d}");
     }
-    println!("backend calls: {}", inst.calls);
+    let _ = writeln!(out, "backend calls: {}", inst.calls);
     let mut t = Table::new(["#", "at", "event", "details"]);
     for e in &events {
         t.row([
@@ -460,8 +510,8 @@ pub fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
             event_details(e),
         ]);
     }
-    print!("{}", t.render());
-    Ok(exit::OK)
+    out.push_str(&t.render());
+    Ok(out)
 }
 
 fn event_name(e: &Event) -> String {

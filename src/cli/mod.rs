@@ -1,5 +1,6 @@
 //! The command line: argument parsing, exit codes, and one module per command group.
 
+mod client;
 mod inspect;
 mod operate;
 mod plan;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::runs::{load_run, pinned_workflow};
 use super::{exit, print_json, App, CliError};
@@ -84,6 +84,51 @@ async fn apply(
     Ok((applied, workflow))
 }
 
+/// When the daemon holds the state directory, send the input through its API.
+/// `None` when the error is not that (the caller reports it).
+fn remote(
+    app: &App,
+    target: &Target<'_>,
+    verb: &str,
+    mut body: Value,
+    err: &CliError,
+) -> Option<Result<u8, CliError>> {
+    if err.code != exit::LOCKED || !app.state.join(super::serve::DAEMON_FILE).exists() {
+        return None;
+    }
+    if let Some(s) = target.subject {
+        body["subject"] = Value::String(s.to_string());
+    }
+    let path = format!("/api/runs/{}/{verb}", super::client::enc(target.run));
+    Some(
+        super::client::request(app, "POST", &path, &body).and_then(|(status, v)| {
+            if status != 200 {
+                return Err(super::client::daemon_error(status, &v));
+            }
+            let a = Applied {
+                changed: v["changed"].as_u64().unwrap_or(0) as usize,
+                unchanged: v["unchanged"].as_u64().unwrap_or(0) as usize,
+            };
+            report(
+                app,
+                target,
+                past(verb),
+                &a,
+                " (through the daemon, which drives the run)",
+            )
+        }),
+    )
+}
+
+fn past(verb: &str) -> &'static str {
+    match verb {
+        "approve" => "approved",
+        "signal" => "signalled",
+        "cancel" => "cancelled",
+        _ => "retried",
+    }
+}
+
 fn report(
     app: &App,
     target: &Target<'_>,
@@ -108,7 +153,10 @@ fn report(
             "{verb}: {} instance(s) of run {} changed, {} not applicable{extra}",
             a.changed, target.run, a.unchanged
         );
-        println!("continue with: portflow resume {}", target.run);
+        if !extra.contains("daemon") {
+            // Without a daemon nothing drives the run until someone resumes it.
+            println!("continue with: portflow resume {}", target.run);
+        }
     }
     Ok(exit::OK)
 }
@@ -142,7 +190,7 @@ pub async fn approve(
     step: Option<&str>,
     by: &str,
 ) -> Result<u8, CliError> {
-    let (a, _) = apply(app, &target, |wf, _| {
+    let applied = apply(app, &target, |wf, _| {
         if let Some(s) = step {
             step_index(wf, s, "an approval gate", |x| {
                 x.gate.as_ref().is_some_and(|g| g.approval.is_some())
@@ -153,7 +201,14 @@ pub async fn approve(
             by: by.to_string(),
         }))
     })
-    .await?;
+    .await;
+    let (a, _) = match applied {
+        Ok(x) => x,
+        Err(e) => {
+            return remote(app, &target, "approve", json!({"step": step, "by": by}), &e)
+                .unwrap_or(Err(e));
+        }
+    };
     report(app, &target, "approved", &a, "")
 }
 
@@ -172,14 +227,27 @@ pub async fn signal(
                 .hint(r#"e.g. --data '{"number_type": "OperatorConnect"}'"#)
         })?,
     };
-    let (a, _) = apply(app, &target, |_, _| {
+    let applied = apply(app, &target, |_, _| {
         Ok(Some(Input::Signal {
             name: name.to_string(),
             data: data.clone(),
             by: by.to_string(),
         }))
     })
-    .await?;
+    .await;
+    let (a, _) = match applied {
+        Ok(x) => x,
+        Err(e) => {
+            return remote(
+                app,
+                &target,
+                "signal",
+                json!({"name": name, "data": data, "by": by}),
+                &e,
+            )
+            .unwrap_or(Err(e));
+        }
+    };
     let extra = if a.changed == 0 {
         format!(" (none waits for signal {name:?})")
     } else {
@@ -195,13 +263,26 @@ pub async fn cancel(
     rollback: bool,
     reason: &str,
 ) -> Result<u8, CliError> {
-    let (a, _) = apply(app, &target, |_, inst| {
+    let applied = apply(app, &target, |_, inst| {
         Ok((!inst.is_terminal()).then(|| Input::Cancel {
             reason: reason.to_string(),
             rollback,
         }))
     })
-    .await?;
+    .await;
+    let (a, _) = match applied {
+        Ok(x) => x,
+        Err(e) => {
+            return remote(
+                app,
+                &target,
+                "cancel",
+                json!({"rollback": rollback, "reason": reason}),
+                &e,
+            )
+            .unwrap_or(Err(e));
+        }
+    };
     let extra = if rollback {
         "; rollbacks run on resume"
     } else {
@@ -217,7 +298,7 @@ pub async fn retry(
     from_step: Option<&str>,
     by: &str,
 ) -> Result<u8, CliError> {
-    let (a, _) = apply(app, &target, |wf, _| {
+    let applied = apply(app, &target, |wf, _| {
         let from = from_step
             .map(|s| step_index(wf, s, "a step", |_| true))
             .transpose()?;
@@ -226,6 +307,19 @@ pub async fn retry(
             by: by.to_string(),
         }))
     })
-    .await?;
+    .await;
+    let (a, _) = match applied {
+        Ok(x) => x,
+        Err(e) => {
+            return remote(
+                app,
+                &target,
+                "retry",
+                json!({"from_step": from_step, "by": by}),
+                &e,
+            )
+            .unwrap_or(Err(e));
+        }
+    };
     report(app, &target, "retried", &a, "")
 }

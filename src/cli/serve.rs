@@ -123,6 +123,7 @@ pub async fn serve(app: &App, listen: SocketAddr, allow_remote: bool) -> Result<
         .route("/api/runs/{run}", get(show_run))
         .route("/api/runs/{run}/subjects/{subject}", get(show_instance))
         .route("/api/runs/{run}/{verb}", post(operate))
+        .route("/api/cli/{command}", get(cli_text))
         .with_state(daemon.clone());
     let mut stop_http = daemon.stop.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -296,6 +297,50 @@ async fn show_instance(
     }
 }
 
+/// Query of `GET /api/cli/{status|show}`: what the CLI command would print.
+#[derive(Debug, Deserialize)]
+struct CliQuery {
+    #[serde(default)]
+    run: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    json: bool,
+}
+
+async fn cli_text(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(command): UrlPath<String>,
+    axum::extract::Query(q): axum::extract::Query<CliQuery>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let run = (!q.run.is_empty()).then_some(q.run.as_str());
+    let out = match command.as_str() {
+        "status" => super::inspect::status_text(&*d.store, run, q.json),
+        "show" => super::inspect::show_text(&*d.store, &q.run, &q.subject, q.json),
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no command {other:?} through the API"),
+            )
+        }
+    };
+    match out {
+        Ok(text) => Json(json!({"output": text})).into_response(),
+        Err(e) => error(
+            if e.code == exit::INPUT {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            },
+            e.message,
+        ),
+    }
+}
+
 /// Body of `POST /api/runs/{run}/{approve|signal|cancel|retry}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -397,6 +442,7 @@ async fn apply(
         .unwrap_or_else(|p| p.into_inner())
         .get(run)
         .cloned();
+    let addressed = targets.len();
     let mut changed = 0usize;
     let mut offline = Vec::new();
     for idx in targets {
@@ -481,7 +527,7 @@ async fn apply(
             "nothing to {verb}: no addressed instance of run {run} is in a state where it applies"
         )));
     }
-    Ok(json!({"run": run, "action": verb, "changed": changed}))
+    Ok(json!({"run": run, "action": verb, "changed": changed, "unchanged": addressed - changed}))
 }
 
 /// Default listen address.
