@@ -110,3 +110,8 @@ pub fn enc(s: &str) -> String {
         })
         .collect()
 }
+
+/// Whether `<state>/daemon.json` names a daemon (it may have died since).
+pub fn has_daemon(app: &App) -> bool {
+    daemon(app).is_some()
+}

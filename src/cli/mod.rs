@@ -5,7 +5,10 @@ mod inspect;
 mod operate;
 mod plan;
 mod progress;
+mod remote;
 mod runs;
+mod schedule;
+mod scheduler;
 mod serve;
 mod simcmd;
 
@@ -223,12 +226,62 @@ pub enum Command {
         /// Allow a non-loopback listen address.
         #[arg(long)]
         allow_remote: bool,
+        /// Schedule file to add (or update) at start.
+        #[arg(long)]
+        schedules: Option<PathBuf>,
+        /// Rehearsal: run the scheduler's clock from this instant (RFC 3339).
+        #[arg(long, hide = true)]
+        clock_start: Option<String>,
+        /// Rehearsal: the scheduler's clock runs this many times faster than real time.
+        #[arg(long, hide = true, default_value_t = 1.0)]
+        clock_scale: f64,
+    },
+    /// Schedules: when the daemon starts runs and waves.
+    Schedule {
+        /// What to do.
+        #[command(subcommand)]
+        command: ScheduleCommand,
     },
     /// The simulated tenant.
     Sim {
         /// What to do.
         #[command(subcommand)]
         command: SimCommand,
+    },
+}
+
+/// `portflow schedule …`
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Add the schedules of a schedule file (YAML); checks each run file loads.
+    Add {
+        /// Schedule file.
+        file: PathBuf,
+        /// Replace schedules of the same name (keeping their history).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List schedules with their next fire time.
+    List,
+    /// Show a schedule: its next 5 fire times and what its fires did.
+    Show {
+        /// Schedule name.
+        name: String,
+    },
+    /// Stop a schedule from firing.
+    Pause {
+        /// Schedule name.
+        name: String,
+    },
+    /// Let a paused schedule fire again (fire times passed while paused are dropped).
+    Resume {
+        /// Schedule name.
+        name: String,
+    },
+    /// Delete a schedule (its runs stay).
+    Rm {
+        /// Schedule name.
+        name: String,
     },
 }
 
@@ -426,9 +479,42 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
         Command::Serve {
             listen,
             allow_remote,
-        } => serve::serve(app, listen, allow_remote).await,
+            schedules,
+            clock_start,
+            clock_scale,
+        } => {
+            let clock = rehearsal_clock(clock_start.as_deref(), clock_scale)?;
+            serve::serve(app, listen, allow_remote, clock, schedules.as_deref()).await
+        }
+        Command::Schedule { command } => schedule::command(app, command).await,
         Command::Sim { command } => simcmd::sim(app, command),
     }
+}
+
+/// The scheduler's clock: real time, or a rehearsal clock from `--clock-start`.
+fn rehearsal_clock(start: Option<&str>, scale: f64) -> Result<crate::clock::SharedClock, CliError> {
+    use crate::clock::{Clock, ScaledClock, SystemClock, Timestamp};
+    if !(scale > 0.0 && scale.is_finite()) {
+        return Err(CliError::input(format!(
+            "--clock-scale must be a positive number, got {scale}"
+        )));
+    }
+    if start.is_none() && scale == 1.0 {
+        return Ok(std::sync::Arc::new(SystemClock));
+    }
+    let now = SystemClock.now();
+    let virtual_anchor = match start {
+        Some(s) => Timestamp::parse_rfc3339(s).map_err(|e| {
+            CliError::input(format!("--clock-start {s:?}: {e}"))
+                .hint("write an RFC 3339 instant, e.g. 2026-11-23T21:59:50Z")
+        })?,
+        None => now,
+    };
+    Ok(std::sync::Arc::new(ScaledClock {
+        real_anchor: now,
+        virtual_anchor,
+        scale,
+    }))
 }
 
 fn validate(app: &App, files: &[PathBuf]) -> Result<u8, CliError> {

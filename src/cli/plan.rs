@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{exit, print_json, App, CliError};
+use super::{exit, App, CliError};
 use crate::backend::sim::SimTenant;
 use crate::backend::{Operation, Tenant};
 use crate::clock::{SharedClock, SystemClock, Timestamp};
@@ -226,6 +226,22 @@ async fn plan_subject(
 }
 
 pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
+    // A daemon holds the simulated tenants its runs use: ask it to plan.
+    if super::client::has_daemon(app) {
+        match super::remote::plan(app, file) {
+            Err(e) if e.message.contains("does not answer") => {}
+            other => return other,
+        }
+    }
+    let (text, code) = plan_text(app, file).await?;
+    print!("{text}");
+    Ok(code)
+}
+
+/// What `plan` prints, and its exit code.
+pub async fn plan_text(app: &App, file: &Path) -> Result<(String, u8), CliError> {
+    use std::fmt::Write;
+    let mut out = String::new();
     let loaded = spec::load_run(file, &app.search_dirs())?;
     let then: Vec<Workflow> = loaded.then.iter().map(|w| w.workflow.clone()).collect();
     let wf = compose(&loaded.workflow.workflow, &then);
@@ -241,9 +257,7 @@ pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
                     ))
                     .hint(format!("create it with: portflow sim init --name {name}")));
                 }
-                let sim = SimTenant::open(&dir, cfg, clock.clone()).map_err(|e| {
-                    CliError::runtime(format!("simulated tenant {}: {e}", dir.display()))
-                })?;
+                let sim = super::runs::open_sim(&dir, cfg, clock.clone())?;
                 (sim, format!("simulated tenant {name:?}"), None)
             }
             None => {
@@ -257,7 +271,7 @@ pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
                     CliError::runtime(format!("simulated tenant {}: {e}", dir.display()))
                 })?;
                 (
-                    sim,
+                    Arc::new(sim),
                     format!(
                         "a fresh simulated tenant (seed {}, {} users), as the run will get",
                         cfg.seed, cfg.users
@@ -270,7 +284,7 @@ pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
     let started: Timestamp = clock.now();
     let mut plans = Vec::new();
     for subject in &loaded.subjects {
-        plans.push(plan_subject(&wf, &loaded.file.approvals, &tenant, subject, &wf.subject).await);
+        plans.push(plan_subject(&wf, &loaded.file.approvals, &*tenant, subject, &wf.subject).await);
     }
     let stats = tenant.stats();
     drop(tenant);
@@ -287,7 +301,7 @@ pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
         }
     }
     if app.json {
-        print_json(&json!({
+        out.push_str(&pretty(&json!({
             "run_file": loaded.origin,
             "workflow": {"name": wf.name, "version": wf.version, "hash": loaded.workflow.hash},
             "then": loaded.then.iter().map(|w| json!({"name": w.workflow.name, "hash": w.hash})).collect::<Vec<_>>(),
@@ -298,9 +312,10 @@ pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
             "plans": plans,
             "reads": stats.calls,
             "planned_at": started,
-        }));
+        })));
     } else {
-        println!(
+        let _ = writeln!(
+            out,
             "plan for {} ({} v{}, {}), against {note}: nothing is changed",
             loaded.origin,
             wf.name,
@@ -322,17 +337,23 @@ pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
                 .push(&p.subject);
         }
         for (path, subs) in &branches {
-            println!("\n{} subject(s), e.g. {}:\n  {path}", subs.len(), subs[0]);
+            let _ = writeln!(
+                out,
+                "\n{} subject(s), e.g. {}:\n  {path}",
+                subs.len(),
+                subs[0]
+            );
         }
         if let Some(p) = plans.first() {
-            println!("\nsteps for {}:", p.subject);
+            let _ = writeln!(out, "\nsteps for {}:", p.subject);
             let mut t = Table::new(["step", "will", "detail"]);
             for s in &p.steps {
                 t.row([s.step.clone(), s.will.clone(), s.detail.clone()]);
             }
-            print!("{}", t.render());
+            out.push_str(&t.render());
         }
-        println!(
+        let _ = writeln!(
+            out,
             "\n{} subject(s) ready, {} blocked",
             plans.len() - blocked.len(),
             blocked.len()
@@ -342,16 +363,22 @@ pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
             for (k, (n, first)) in &grouped {
                 t.row([n.to_string(), k.clone(), first.clone()]);
             }
-            print!("{}", t.render());
-            println!(
+            out.push_str(&t.render());
+            let _ = writeln!(
+                out,
                 "`portflow --json plan {}` lists every subject's blockers",
                 loaded.origin
             );
         }
     }
-    Ok(if blocked.is_empty() {
+    let code = if blocked.is_empty() {
         exit::OK
     } else {
         exit::FAILED
-    })
+    };
+    Ok((out, code))
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into()) + "\n"
 }

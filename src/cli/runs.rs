@@ -25,15 +25,94 @@ const CREATE_CHUNK: usize = 5000;
 
 pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
     let loaded = spec::load_run(file, &app.search_dirs())?;
-    let store: Arc<SledStore> = Arc::new(app.open_store()?);
+    let store: Arc<SledStore> = match app.open_store() {
+        Ok(s) => Arc::new(s),
+        Err(e) => return super::remote::run(app, e, file).await,
+    };
+    let committer = Committer::start(store.clone(), true);
+    let all: Vec<&spec::runfile::Subject> = loaded.subjects.iter().collect();
+    let (record, clock) =
+        create_run(&*store, &committer, &loaded, file, &all, NewRun::default()).await?;
+    if !app.json {
+        println!("{}", started_line(&record));
+    }
+    drive(app, store, committer, record, clock).await
+}
+
+/// The line `run` prints when a run starts.
+pub(super) fn started_line(record: &RunRecord) -> String {
+    format!(
+        "run {}: {} v{} ({}), {} subjects",
+        record.id,
+        record.workflow.name,
+        record.workflow.version,
+        &record.workflow.hash[..12.min(record.workflow.hash.len())],
+        record.subjects
+    )
+}
+
+/// Salt that keeps run ids unique when one process starts several in one millisecond.
+static RUN_SALT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A fresh run id that no stored run has.
+pub(super) fn fresh_run_id(store: &dyn Store) -> Result<String, CliError> {
+    loop {
+        let salt = RUN_SALT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = new_run_id(
+            SystemClock.now(),
+            u64::from(std::process::id()) ^ salt.rotate_left(32),
+        );
+        if records::get_run(store, &id)?.is_none() {
+            return Ok(id);
+        }
+    }
+}
+
+/// Options of [`create_run`].
+#[derive(Debug, Default)]
+pub(super) struct NewRun {
+    /// Label instead of the run file's.
+    pub label: Option<String>,
+    /// Run id chosen beforehand (a schedule records it first).
+    pub id: Option<String>,
+    /// Virtual instant a simulated run starts at (a rehearsing daemon's).
+    pub virtual_start: Option<crate::clock::Timestamp>,
+}
+
+/// Store a new run of `subjects` (a subset of `loaded`'s, in order) and return it
+/// with its clock. The run record is written last, so a crash part-way leaves
+/// only instances no run points at, never a run with missing instances.
+pub(super) async fn create_run(
+    store: &dyn Store,
+    committer: &Committer,
+    loaded: &spec::LoadedRun,
+    file: &Path,
+    subjects: &[&spec::runfile::Subject],
+    opts: NewRun,
+) -> Result<(RunRecord, SharedClock), CliError> {
+    let NewRun {
+        label,
+        id,
+        virtual_start,
+    } = opts;
     let scale = loaded.file.time_scale;
-    let anchor = (scale != 1.0).then(|| ScaledClock::starting_now(scale));
+    // A daemon rehearsing on a virtual clock starts simulated runs at its own instant.
+    let anchor = (scale != 1.0).then(|| {
+        let mut c = ScaledClock::starting_now(scale);
+        if let Some(t) = virtual_start {
+            c.virtual_anchor = t;
+        }
+        c
+    });
     let clock: SharedClock = match anchor {
         Some(c) => Arc::new(c),
         None => Arc::new(SystemClock),
     };
     let now = clock.now();
-    let id = new_run_id(SystemClock.now(), u64::from(std::process::id()));
+    let id = match id {
+        Some(id) => id,
+        None => fresh_run_id(store)?,
+    };
     let base_dir = file
         .parent()
         .map(|p| {
@@ -48,7 +127,7 @@ pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
     let wf = &loaded.workflow;
     let record = RunRecord {
         id: id.clone(),
-        label: loaded.file.label.clone(),
+        label: label.or_else(|| loaded.file.label.clone()),
         created_at: now,
         workflow: WorkflowPin::of(wf),
         then: loaded.then.iter().map(WorkflowPin::of).collect(),
@@ -56,13 +135,11 @@ pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
         run_text: loaded.text.clone(),
         base_dir,
         clock: anchor,
-        subjects: loaded.subjects.len() as u32,
+        subjects: subjects.len() as u32,
         finished_at: None,
     };
-    let committer = Committer::start(store.clone(), true);
     let mut batch = Batch::default();
-    records::put_run(&mut batch, &record);
-    for (i, subject) in loaded.subjects.iter().enumerate() {
+    for (i, subject) in subjects.iter().enumerate() {
         let mut inputs = serde_json::Map::new();
         for name in wf.workflow.inputs.keys() {
             let v = subject
@@ -82,21 +159,16 @@ pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
             committer.commit(std::mem::take(&mut batch)).await?;
         }
     }
+    records::put_run(&mut batch, &record);
     committer.commit(batch).await?;
-    if !app.json {
-        println!(
-            "run {id}: {} v{} ({}), {} subjects",
-            wf.workflow.name,
-            wf.workflow.version,
-            &wf.hash[..12.min(wf.hash.len())],
-            record.subjects
-        );
-    }
-    drive(app, store, committer, record, clock).await
+    Ok((record, clock))
 }
 
 pub async fn resume(app: &App, run: Option<&str>) -> Result<u8, CliError> {
-    let store: Arc<SledStore> = Arc::new(app.open_store()?);
+    let store: Arc<SledStore> = match app.open_store() {
+        Ok(s) => Arc::new(s),
+        Err(e) => return super::remote::resume(app, e, run).await,
+    };
     let committer = Committer::start(store.clone(), true);
     let runs = match run {
         Some(id) => vec![load_run(&*store, id)?],
@@ -184,13 +256,38 @@ fn open_backend(
         BackendConfig::Sim(cfg) => {
             let name = cfg.tenant.clone().unwrap_or_else(|| record.id.clone());
             let dir = app.sim_dir(&name);
-            let sim = SimTenant::open(&dir, cfg, clock).map_err(|e| {
-                CliError::runtime(format!("simulated tenant {}: {e}", dir.display()))
-            })?;
-            let sim = Arc::new(sim);
+            let sim = open_sim(&dir, cfg, clock)?;
             Ok((sim.clone(), Some(sim)))
         }
     }
+}
+
+/// Simulated tenants open in this process, by directory: runs that share a
+/// named tenant (waves of one migration) must share one handle, because sled
+/// allows one open per directory.
+static OPEN_SIMS: std::sync::Mutex<Vec<(std::path::PathBuf, std::sync::Weak<SimTenant>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Open a simulated tenant, or return the handle a running run already has.
+pub(super) fn open_sim(
+    dir: &Path,
+    cfg: &crate::backend::sim::SimConfig,
+    clock: SharedClock,
+) -> Result<Arc<SimTenant>, CliError> {
+    let mut open = OPEN_SIMS.lock().unwrap_or_else(|p| p.into_inner());
+    open.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(sim) = open
+        .iter()
+        .find(|(d, _)| d == dir)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(sim);
+    }
+    let sim = SimTenant::open(dir, cfg, clock)
+        .map_err(|e| CliError::runtime(format!("simulated tenant {}: {e}", dir.display())))?;
+    let sim = Arc::new(sim);
+    open.push((dir.to_path_buf(), Arc::downgrade(&sim)));
+    Ok(sim)
 }
 
 /// A driver for a stored run, with what its caller reports on.

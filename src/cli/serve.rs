@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::inspect::RunSummary;
 use super::runs::{load_run, prepare, run_clock};
 use super::{exit, App, CliError};
+use crate::clock::SharedClock;
 use crate::engine::executor::{DriveEnd, Inbound};
 use crate::engine::machine::{Input, UNEXPECTED};
 use crate::engine::run::RunRecord;
@@ -31,17 +32,25 @@ use crate::store::{records, Batch};
 /// Name of the file (in the state directory) telling clients where the daemon is.
 pub const DAEMON_FILE: &str = "daemon.json";
 
-struct Daemon {
-    app: App,
-    store: Arc<SledStore>,
-    committer: Committer,
+pub(super) struct Daemon {
+    pub(super) app: App,
+    pub(super) store: Arc<SledStore>,
+    pub(super) committer: Committer,
     token: String,
-    stop: watch::Receiver<bool>,
+    pub(super) stop: watch::Receiver<bool>,
     /// Inboxes of the runs being driven.
     runs: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+    /// Run drivers; awaited at shutdown so every one persists its last step.
+    tasks: Mutex<tokio::task::JoinSet<Result<(), CliError>>>,
+    /// The scheduler's clock (real time, or a rehearsal clock).
+    pub(super) clock: SharedClock,
+    /// Woken when schedules change or a run ends (a queued fire may start).
+    pub(super) wake: tokio::sync::Notify,
+    /// Held while schedules are read and written, so API edits and fires never interleave.
+    pub(super) schedules: tokio::sync::Mutex<()>,
 }
 
-type Shared = Arc<Daemon>;
+pub(super) type Shared = Arc<Daemon>;
 
 fn random_token() -> Result<String, CliError> {
     let mut bytes = [0u8; 32];
@@ -71,7 +80,13 @@ fn write_daemon_file(path: &std::path::Path, doc: &Value) -> Result<(), CliError
 }
 
 /// Run the daemon until SIGTERM / Ctrl-C.
-pub async fn serve(app: &App, listen: SocketAddr, allow_remote: bool) -> Result<u8, CliError> {
+pub async fn serve(
+    app: &App,
+    listen: SocketAddr,
+    allow_remote: bool,
+    clock: SharedClock,
+    schedule_file: Option<&std::path::Path>,
+) -> Result<u8, CliError> {
     if !listen.ip().is_loopback() && !allow_remote {
         return Err(CliError::input(format!(
             "{listen} is not a loopback address: the API would be reachable from the network"
@@ -105,25 +120,47 @@ pub async fn serve(app: &App, listen: SocketAddr, allow_remote: bool) -> Result<
         token,
         stop: stop_rx,
         runs: Mutex::new(HashMap::new()),
+        tasks: Mutex::new(tokio::task::JoinSet::new()),
+        clock,
+        wake: tokio::sync::Notify::new(),
+        schedules: tokio::sync::Mutex::new(()),
     });
-    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(file) = schedule_file {
+        let specs = crate::spec::load_schedules(file, &daemon.app.search_dirs())?;
+        let v = super::schedule::add(&*store, &committer, specs, true, daemon.clock.now()).await?;
+        eprint!("{}", super::schedule::render_list(&v));
+    }
     for record in records::list_runs(&*store)?
         .into_iter()
         .filter(|r| r.finished_at.is_none())
     {
-        start_driver(&daemon, record, &mut tasks)?;
+        start_driver(&daemon, record)?;
     }
+    let scheduler = tokio::spawn(super::scheduler::run(daemon.clone()));
     tracing::info!(%address, "portflow daemon listening");
     eprintln!(
         "portflow serve: listening on http://{address} (token in {})",
         daemon_file.display()
     );
     let router = Router::new()
-        .route("/api/runs", get(list_runs))
+        .route("/api/runs", get(list_runs).post(start_run))
         .route("/api/runs/{run}", get(show_run))
         .route("/api/runs/{run}/subjects/{subject}", get(show_instance))
         .route("/api/runs/{run}/{verb}", post(operate))
         .route("/api/cli/{command}", get(cli_text))
+        .route("/api/cli/plan", post(plan_text))
+        .route(
+            "/api/schedules",
+            get(super::scheduler::list).post(super::scheduler::add),
+        )
+        .route(
+            "/api/schedules/{name}",
+            get(super::scheduler::show).delete(super::scheduler::remove),
+        )
+        .route(
+            "/api/schedules/{name}/{verb}",
+            post(super::scheduler::operate),
+        )
         .with_state(daemon.clone());
     let mut stop_http = daemon.stop.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -135,10 +172,20 @@ pub async fn serve(app: &App, listen: SocketAddr, allow_remote: bool) -> Result<
     });
     let served = server.await;
     signals.abort();
+    if let Ok(Err(e)) = scheduler.await {
+        tracing::error!("scheduler stopped: {}", e.message);
+    }
     // Drivers see the same stop signal; wait for them to persist and finish.
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(Err(e)) = done {
-            tracing::error!("run driver stopped: {}", e.message);
+    loop {
+        let mut tasks =
+            std::mem::take(&mut *daemon.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        if tasks.is_empty() {
+            break;
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!("run driver stopped: {}", e.message);
+            }
         }
     }
     committer.barrier().await?;
@@ -147,12 +194,21 @@ pub async fn serve(app: &App, listen: SocketAddr, allow_remote: bool) -> Result<
     Ok(exit::OK)
 }
 
+/// Whether a driver for `run` is going.
+pub(super) fn is_active(daemon: &Daemon, run: &str) -> bool {
+    daemon
+        .runs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(run)
+}
+
 /// Drive `record` in the background; its inbox is registered for operator inputs.
-fn start_driver(
-    daemon: &Shared,
-    record: RunRecord,
-    tasks: &mut tokio::task::JoinSet<Result<(), CliError>>,
-) -> Result<(), CliError> {
+/// Does nothing if it is already being driven.
+pub(super) fn start_driver(daemon: &Shared, record: RunRecord) -> Result<(), CliError> {
+    if is_active(daemon, &record.id) {
+        return Ok(());
+    }
     let clock = run_clock(&record);
     let prepared = prepare(
         &daemon.app,
@@ -169,6 +225,8 @@ fn start_driver(
         .insert(record.id.clone(), tx);
     let stop = daemon.stop.clone();
     let d = daemon.clone();
+    tracing::info!(run = %record.id, workflow = %record.workflow.name, subjects = record.subjects, "driving run");
+    let mut tasks = daemon.tasks.lock().unwrap_or_else(|p| p.into_inner());
     tasks.spawn(async move {
         let end = prepared.driver.drive_with_inbox(stop, Some(rx)).await;
         d.runs
@@ -181,10 +239,23 @@ fn start_driver(
             let mut b = Batch::default();
             records::put_run(&mut b, &done);
             d.committer.commit(b).await?;
+            tracing::info!(run = %done.id, "run finished");
         }
+        d.wake.notify_one();
         end.map(|_| ()).map_err(CliError::from)
     });
+    // Reap drivers that ended so the set does not grow for a daemon that runs for months.
+    while let Some(done) = tasks.try_join_next() {
+        if let Ok(Err(e)) = done {
+            tracing::error!("run driver stopped: {}", e.message);
+        }
+    }
     Ok(())
+}
+
+/// Whether a request carries the daemon's token.
+pub(super) fn authorized_headers(daemon: &Daemon, headers: &HeaderMap) -> bool {
+    authorized(daemon, headers)
 }
 
 fn authorized(daemon: &Daemon, headers: &HeaderMap) -> bool {
@@ -258,7 +329,11 @@ async fn show_run(
     let result = (|| -> Result<Value, CliError> {
         let r = load_run(&*d.store, &run)?;
         let wf = super::runs::pinned_workflow(&r)?;
-        Ok(RunSummary::load(&*d.store, &r, &wf)?.to_json())
+        let summary = RunSummary::load(&*d.store, &r, &wf)?;
+        let mut doc = summary.to_json();
+        doc["active"] = json!(is_active(&d, &run));
+        doc["failed"] = json!(summary.failed());
+        Ok(doc)
     })();
     match result {
         Ok(v) => Json(v).into_response(),
@@ -373,6 +448,13 @@ async fn operate(
         return unauthorized();
     }
     let body = body.map(|Json(b)| b).unwrap_or_default();
+    if verb == "resume" {
+        return match load_run(&*d.store, &run).and_then(|r| start_driver(&d, r)) {
+            Ok(()) => Json(json!({"run": run, "action": "resume", "active": is_active(&d, &run)}))
+                .into_response(),
+            Err(e) => cli_error(e),
+        };
+    }
     match apply(&d, &run, &verb, body).await {
         Ok(v) => Json(v).into_response(),
         Err((status, msg)) => error(status, msg),
@@ -516,10 +598,7 @@ async fn apply(
             .await
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         if due {
-            let mut tasks = tokio::task::JoinSet::new();
-            start_driver(d, record, &mut tasks)
-                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.message))?;
-            tasks.detach_all();
+            start_driver(d, record).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.message))?;
         }
     }
     if changed == 0 {
@@ -533,4 +612,127 @@ async fn apply(
 /// Default listen address.
 pub fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7480))
+}
+
+/// Body of `POST /api/runs` and `POST /api/cli/plan`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunFileBody {
+    /// Absolute path of the run file (the daemon's working directory is not the caller's).
+    run_file: std::path::PathBuf,
+    /// `plan` only: JSON output.
+    #[serde(default)]
+    json: bool,
+}
+
+fn input_error(e: CliError) -> Response {
+    let status = match e.code {
+        exit::INPUT => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.message)
+}
+
+/// `POST /api/runs {"run_file": "/abs/path.yaml"}`: store a run and drive it.
+async fn start_run(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    body: Option<Json<RunFileBody>>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "send {\"run_file\": \"/absolute/path/to/run.yaml\"}",
+        );
+    };
+    match launch_run_file(&d, &body.run_file, None, None, None).await {
+        Ok(Launched::NothingLeft) => error(
+            StatusCode::BAD_REQUEST,
+            format!("{} has no subjects", body.run_file.display()),
+        ),
+        Ok(Launched::Run(record)) => Json(json!({
+            "run": record.id,
+            "subjects": record.subjects,
+            "started": super::runs::started_line(&record),
+        }))
+        .into_response(),
+        Err(e) => input_error(e),
+    }
+}
+
+/// What [`launch_run_file`] did.
+pub(super) enum Launched {
+    /// Stored this run and started driving it.
+    Run(Box<RunRecord>),
+    /// A wave found no subject left to migrate; nothing was stored.
+    NothingLeft,
+}
+
+/// Load a run file, store a run of all its subjects (or of the next `wave` not yet
+/// migrated) under `id` (or a fresh id), and drive it.
+pub(super) async fn launch_run_file(
+    d: &Shared,
+    file: &std::path::Path,
+    wave: Option<usize>,
+    label: Option<String>,
+    id: Option<String>,
+) -> Result<Launched, CliError> {
+    if !file.is_absolute() {
+        return Err(CliError::input(format!(
+            "{}: the daemon needs an absolute run file path",
+            file.display()
+        )));
+    }
+    let loaded = crate::spec::load_run(file, &d.app.search_dirs())?;
+    let picked: Vec<&crate::spec::runfile::Subject> = match wave {
+        None => loaded.subjects.iter().collect(),
+        Some(n) => super::scheduler::next_wave(&*d.store, &loaded, n)?,
+    };
+    if picked.is_empty() {
+        return Ok(Launched::NothingLeft);
+    }
+    let (record, _) = super::runs::create_run(
+        &*d.store,
+        &d.committer,
+        &loaded,
+        file,
+        &picked,
+        super::runs::NewRun {
+            label,
+            id,
+            virtual_start: Some(d.clock.now()),
+        },
+    )
+    .await?;
+    start_driver(d, record.clone())?;
+    Ok(Launched::Run(Box::new(record)))
+}
+
+/// `POST /api/cli/plan {"run_file": "/abs/path.yaml", "json": false}`: what `plan` prints.
+async fn plan_text(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    body: Option<Json<RunFileBody>>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "send {\"run_file\": \"/absolute/path\"}",
+        );
+    };
+    let app = App {
+        state: d.app.state.clone(),
+        json: body.json,
+        workflow_dirs: d.app.workflow_dirs.clone(),
+    };
+    match super::plan::plan_text(&app, &body.run_file).await {
+        Ok((text, code)) => Json(json!({"output": text, "code": code})).into_response(),
+        Err(e) => input_error(e),
+    }
 }

@@ -12,6 +12,7 @@
 mod catchup;
 mod cron;
 mod spec;
+mod state;
 mod window;
 
 pub use catchup::{
@@ -19,6 +20,7 @@ pub use catchup::{
 };
 pub use cron::CronSchedule;
 pub use spec::{CatchUpSpec, CompiledSchedule, Launch, ScheduleSpec};
+pub use state::{due_fires, FireLog, FireOutcome, PendingLaunch, ScheduleRecord, ON_TIME_GRACE};
 pub use window::Window;
 
 /// Everything that can be wrong with a schedule, a window or a schedule spec.

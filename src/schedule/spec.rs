@@ -161,6 +161,15 @@ impl ScheduleSpec {
         if self.name.trim().is_empty() {
             return Err(spec_err("name is empty"));
         }
+        if !self
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(spec_err(
+                "name may contain only letters, digits, `-`, `_` and `.`",
+            ));
+        }
         let schedule = CronSchedule::parse(&self.cron, &self.timezone)?;
         if self.catch_up.max_age.is_zero() {
             return Err(spec_err("catch_up.max_age must be longer than zero"));

@@ -63,7 +63,7 @@ pub fn sha256_hex(text: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn read(path: &Path) -> Result<String, SpecError> {
+pub(super) fn read(path: &Path) -> Result<String, SpecError> {
     std::fs::read_to_string(path).map_err(|e| {
         SpecError::one(Diagnostic::file(
             path.display().to_string(),
@@ -72,12 +72,12 @@ fn read(path: &Path) -> Result<String, SpecError> {
     })
 }
 
-fn diag(file: &str, p: Pos, msg: impl Into<String>) -> Diagnostic {
+pub(super) fn diag(file: &str, p: Pos, msg: impl Into<String>) -> Diagnostic {
     Diagnostic::new(file, p.line, p.col, msg)
 }
 
 /// Build the position map; a syntax error or duplicate keys become diagnostics.
-fn position_map(text: &str, file: &str) -> Result<(PosMap, Vec<Diagnostic>), SpecError> {
+pub(super) fn position_map(text: &str, file: &str) -> Result<(PosMap, Vec<Diagnostic>), SpecError> {
     let map = PosMap::build(text)
         .map_err(|(p, msg)| SpecError::one(diag(file, p, format!("invalid YAML: {msg}"))))?;
     let dups = map
@@ -138,7 +138,7 @@ fn backticked(msg: &str) -> Option<&str> {
 
 /// Turn a serde error into a diagnostic pointing at the node concerned.
 /// `None` when the error only repeats a duplicate key already reported.
-fn serde_diag(err: &serde_yaml::Error, map: &PosMap, file: &str) -> Option<Diagnostic> {
+pub(super) fn serde_diag(err: &serde_yaml::Error, map: &PosMap, file: &str) -> Option<Diagnostic> {
     let full = err.to_string();
     let (path, msg) = split_path(strip_location(&full));
     let at_path = path.unwrap_or(".");
@@ -288,7 +288,7 @@ pub fn parse_workflow(text: &str, origin: &str) -> Result<LoadedWorkflow, SpecEr
 }
 
 /// The error for `diags`, which must not be empty (a generic one if it is).
-fn fail(diags: Vec<Diagnostic>, origin: &str) -> SpecError {
+pub(super) fn fail(diags: Vec<Diagnostic>, origin: &str) -> SpecError {
     match SpecError::check(diags) {
         Err(e) => e,
         Ok(()) => SpecError::one(Diagnostic::new(origin, 1, 1, "invalid document")),

@@ -11,6 +11,7 @@ pub mod load;
 pub mod locate;
 pub mod model;
 pub mod runfile;
+pub mod schedules;
 pub mod subjects;
 pub mod template;
 pub mod validate;
@@ -23,4 +24,5 @@ pub use load::{
     compose, load_run, load_workflow, parse_workflow, resolve_workflow, validate_file, LoadedRun,
     LoadedWorkflow, SpecKind,
 };
+pub use schedules::load_schedules;
 pub use validate::{is_e164, is_upn};

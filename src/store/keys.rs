@@ -7,6 +7,7 @@
 //! e/<run>/<idx>/<seq>              instance event (append-only)
 //! s/<run>/<subject>                subject → idx
 //! t/<due ms>/<run>/<idx>           timer index (due instant, instance)
+//! c/<name>                         schedule (spec and firing state)
 //! ```
 //! Numbers are zero-padded decimal so byte order is numeric order; run ids never
 //! contain `/`.
@@ -73,6 +74,19 @@ pub fn parse_timer(key: &[u8]) -> Option<(i64, InstanceKey)> {
     let run = parts.next()?.to_string();
     let idx = parts.next()?.parse().ok()?;
     Some((due, InstanceKey { run, idx }))
+}
+
+/// Schedule key.
+pub fn schedule(name: &str) -> Vec<u8> {
+    format!("c/{name}").into_bytes()
+}
+
+/// Prefix of all schedules.
+pub const SCHEDULE_PREFIX: &[u8] = b"c/";
+
+/// Prefix of a run's subject index entries.
+pub fn subject_prefix(run: &str) -> Vec<u8> {
+    format!("s/{run}/").into_bytes()
 }
 
 #[cfg(test)]

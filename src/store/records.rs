@@ -148,3 +148,72 @@ pub fn run_timers(store: &dyn Store, run: &str) -> Result<Vec<(Timestamp, u32)>,
     })?;
     Ok(out)
 }
+
+/// Add a schedule to a batch.
+pub fn put_schedule(b: &mut Batch, s: &crate::schedule::ScheduleRecord) {
+    b.put(keys::schedule(&s.spec.name), encode(s));
+}
+
+/// Read one schedule.
+pub fn get_schedule(
+    store: &dyn Store,
+    name: &str,
+) -> Result<Option<crate::schedule::ScheduleRecord>, StoreError> {
+    let key = keys::schedule(name);
+    store.get(&key)?.map(|v| decode(&key, &v)).transpose()
+}
+
+/// Every schedule, by name.
+pub fn list_schedules(
+    store: &dyn Store,
+) -> Result<Vec<crate::schedule::ScheduleRecord>, StoreError> {
+    decode_all(store, keys::SCHEDULE_PREFIX)
+}
+
+/// Deletes of everything stored under `run` except its run record: what a crash
+/// part-way through creating a run leaves behind.
+pub fn delete_run_data(store: &dyn Store, run: &str) -> Result<Batch, StoreError> {
+    let mut b = Batch::default();
+    let mut keys_of = |prefix: &[u8]| {
+        store.scan_prefix(prefix, &mut |k, _| {
+            b.delete(k.to_vec());
+            true
+        })
+    };
+    keys_of(&keys::instance_prefix(run))?;
+    keys_of(&keys::subject_prefix(run))?;
+    keys_of(format!("e/{run}/").as_bytes())?;
+    for (due, idx) in run_timers(store, run)? {
+        b.delete(keys::timer(
+            due.0,
+            &InstanceKey {
+                run: run.to_string(),
+                idx,
+            },
+        ));
+    }
+    Ok(b)
+}
+
+/// Visit a run's instances in index order without holding them all.
+pub fn for_each_instance(
+    store: &dyn Store,
+    run: &str,
+    f: &mut dyn FnMut(Instance),
+) -> Result<(), StoreError> {
+    let mut err = None;
+    store.scan_prefix(
+        &keys::instance_prefix(run),
+        &mut |k, v| match decode(k, v) {
+            Ok(inst) => {
+                f(inst);
+                true
+            }
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        },
+    )?;
+    err.map_or(Ok(()), Err)
+}

@@ -1,0 +1,131 @@
+//! Schedule files: one schedule, or `schedules:` with a list of them.
+//!
+//! ```yaml
+//! schedules:
+//!   - name: nightly-dr
+//!     cron: "0 22 * * MON-FRI"
+//!     timezone: Europe/Berlin
+//!     launch: {next_wave: {run_file: dr-waves.yaml, size: 500}}
+//! ```
+//!
+//! Every problem is reported as `file:line:col`; run file paths are resolved
+//! against the schedule file's directory and each run file must load.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::diag::{Diagnostic, SpecError};
+use super::load::{diag, fail, position_map, read, serde_diag};
+use super::locate::{join_index, join_key, PosMap, Style};
+use crate::schedule::{Launch, ScheduleError, ScheduleSpec};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleFile {
+    schedules: Vec<ScheduleSpec>,
+}
+
+/// Load and check a schedule file. Relative run file paths come back absolute.
+pub fn load_schedules(
+    path: &Path,
+    search_dirs: &[PathBuf],
+) -> Result<Vec<ScheduleSpec>, SpecError> {
+    let text = read(path)?;
+    let origin = path.display().to_string();
+    let (map, mut diags) = position_map(&text, &origin)?;
+    let listed = map.top_keys.iter().any(|k| k == "schedules");
+    let parsed: Result<Vec<ScheduleSpec>, serde_yaml::Error> = if listed {
+        serde_yaml::from_str::<ScheduleFile>(&text).map(|f| f.schedules)
+    } else {
+        serde_yaml::from_str::<ScheduleSpec>(&text).map(|s| vec![s])
+    };
+    let mut specs = match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            diags.extend(serde_diag(&e, &map, &origin));
+            return Err(fail(diags, &origin));
+        }
+    };
+    if specs.is_empty() {
+        diags.push(diag(
+            &origin,
+            map.at("schedules"),
+            "no schedules in the list",
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new(""));
+    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    let mut names: Vec<String> = Vec::new();
+    for (i, spec) in specs.iter_mut().enumerate() {
+        let at = if listed {
+            join_index("schedules", i)
+        } else {
+            ".".to_string()
+        };
+        let field = |k: &str| join_key(&at, k);
+        if names.contains(&spec.name) {
+            diags.push(diag(
+                &origin,
+                map.at(&field("name")),
+                format!("schedule name {:?} is used twice", spec.name),
+            ));
+        }
+        names.push(spec.name.clone());
+        if let Err(e) = spec.validate() {
+            diags.push(schedule_diag(&e, &map, &origin, &field));
+            continue;
+        }
+        let (file, key) = match &mut spec.launch {
+            Launch::RunFile { path } => (path, field("launch.run_file")),
+            Launch::NextWave { run_file, .. } => (run_file, field("launch.next_wave.run_file")),
+        };
+        if file.is_relative() {
+            *file = base.join(&*file);
+        }
+        if let Err(e) = super::load_run(file, search_dirs) {
+            let first = e
+                .diagnostics
+                .first()
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| e.to_string());
+            diags.push(diag(
+                &origin,
+                map.at(&key),
+                format!("run file {} does not load: {first}", file.display()),
+            ));
+        }
+    }
+    SpecError::check(diags)?;
+    Ok(specs)
+}
+
+/// Where in the file a schedule error belongs. Cron field errors point at the
+/// field inside the expression.
+fn schedule_diag(
+    e: &ScheduleError,
+    map: &PosMap,
+    origin: &str,
+    field: &dyn Fn(&str) -> String,
+) -> Diagnostic {
+    let key = match e {
+        ScheduleError::UnknownTimezone(_) => field("timezone"),
+        ScheduleError::Duration { .. } => field("catch_up.max_age"),
+        ScheduleError::Spec { reason, .. } if reason.starts_with("name") => field("name"),
+        ScheduleError::Spec { reason, .. } if reason.contains("max_age") => {
+            field("catch_up.max_age")
+        }
+        ScheduleError::Spec { .. } => field("launch"),
+        _ => field("cron"),
+    };
+    let mut pos = map.at(&key);
+    if let ScheduleError::Field { column, .. } = e {
+        // Plain scalars start at the value; quoted ones one character later.
+        let quote = usize::from(matches!(
+            map.style(&key),
+            Some(Style::SingleQuoted | Style::DoubleQuoted)
+        ));
+        pos.col += column - 1 + quote;
+    }
+    diag(origin, pos, e.to_string())
+}
