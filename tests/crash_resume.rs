@@ -4,16 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::*;
-use portflow::backend::sim::{SimConfig, SimTenant};
-use portflow::backend::NumberType;
-use portflow::clock::SystemClock;
-use portflow::engine::instance::{EventKind, Status};
-use portflow::store::keys::InstanceKey;
-use portflow::store::records;
-use portflow::store::sled_store::SledStore;
 
 const USERS: u32 = 200;
 const SEED: u64 = 7;
@@ -44,114 +35,6 @@ fn sigkill_at_random_instants_then_resume_matches_an_uninterrupted_run() {
         stderr(&done)
     );
 
-    // Engine side: every instance succeeded once, histories gap-free and ordered.
-    let store = SledStore::open(&state.join("engine")).expect("open engine store");
-    let instances = records::list_instances(&store, &id).expect("instances");
-    assert_eq!(instances.len(), USERS as usize);
-    let mut reissued = 0;
-    for inst in &instances {
-        assert_eq!(
-            inst.status,
-            Status::Succeeded,
-            "{}: {:?}",
-            inst.subject,
-            inst.status
-        );
-        let events = records::list_events(
-            &store,
-            &InstanceKey {
-                run: id.clone(),
-                idx: inst.idx,
-            },
-        )
-        .expect("events");
-        assert_eq!(
-            events.len() as u32,
-            inst.seq,
-            "{}: snapshot seq matches history",
-            inst.subject
-        );
-        for (i, e) in events.iter().enumerate() {
-            assert_eq!(e.seq, i as u32, "{}: gap in history", inst.subject);
-            if i > 0 {
-                assert!(
-                    e.at >= events[i - 1].at,
-                    "{}: history out of order",
-                    inst.subject
-                );
-            }
-        }
-        let ends = events
-            .iter()
-            .filter(|e| matches!(e.kind, EventKind::Succeeded))
-            .count();
-        assert_eq!(ends, 1, "{}: exactly one terminal event", inst.subject);
-        reissued += events
-            .iter()
-            .filter(|e| matches!(e.kind, EventKind::ActionIntent { reissue: true, .. }))
-            .count();
-    }
+    let reissued = assert_dr_to_oc_done(&state, &id, &state.join("sim").join(&id), USERS as usize);
     eprintln!("{kills} kills; {reissued} idempotent actions re-issued after reconciliation");
-    drop(store);
-
-    // Tenant side: no non-idempotent action twice; final state right for everyone.
-    let sim = SimTenant::open(
-        &state.join("sim").join(&id),
-        &SimConfig::default(),
-        std::sync::Arc::new(SystemClock),
-    )
-    .expect("open simulated tenant");
-    let mut per_subject: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for e in sim.audit_log().expect("audit log") {
-        if !e.op.info().idempotent && matches!(e.outcome, portflow::backend::sim::AuditOutcome::Ok)
-        {
-            *per_subject
-                .entry((e.user.clone().unwrap_or_default(), e.op.to_string()))
-                .or_insert(0) += 1;
-        }
-    }
-    for ((user, op), n) in &per_subject {
-        assert_eq!(*n, 1, "{op} ran {n} times for {user}");
-    }
-    for inst in &instances {
-        let upn = inst.subject.clone();
-        let number = inst.inputs["number"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let user = sim
-            .user_state(&upn)
-            .expect("user state")
-            .expect("user exists");
-        assert_eq!(
-            user.cloud.line_uri.as_deref(),
-            Some(number.as_str()),
-            "{upn}: line URI"
-        );
-        assert!(user.cloud.enterprise_voice_enabled, "{upn}: EV on");
-        assert_eq!(
-            user.cloud.online_voice_routing_policy, None,
-            "{upn}: DR routing policy removed"
-        );
-        assert_eq!(
-            user.cloud.on_prem_line_uri, None,
-            "{upn}: on-prem line cleared"
-        );
-        assert_eq!(user.ad_line_uri, None, "{upn}: AD line cleared");
-        let n = sim
-            .number_state(&number)
-            .expect("number state")
-            .expect("number exists");
-        assert_eq!(
-            n.number_type,
-            NumberType::OperatorConnect,
-            "{upn}: number is Operator Connect"
-        );
-        assert_eq!(
-            n.assigned_pstn_target_id.as_deref(),
-            Some(user.cloud.id.as_str()),
-            "{upn}: assigned to the user"
-        );
-        assert_eq!(n.activation_state, "Activated", "{upn}");
-    }
 }

@@ -226,3 +226,42 @@ fn cli_commands_go_through_the_daemon_with_the_same_output() {
     assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
     let _ = daemon.wait();
 }
+
+#[test]
+fn run_resume_and_plan_go_through_the_daemon_with_the_same_output() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let rf = locations_run_file(tmp.path());
+    let rf = rf.to_str().expect("path");
+    let d = start_daemon(&state, &[]);
+    let o = pf(&state, &["run", rf]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "some locations are refused: {}",
+        stderr(&o)
+    );
+    let out = stdout(&o);
+    assert!(out.starts_with("run "), "{out}");
+    let id = out
+        .split_whitespace()
+        .nth(1)
+        .map(|s| s.trim_end_matches(':').to_string())
+        .expect("run id");
+    let o = pf(&state, &["plan", rf]);
+    assert!(
+        stdout(&o).contains("plan for"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = pf(&state, &["resume", &id]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stop_daemon(d), Some(0));
+    // What the daemon-driven run printed at its end is what `status RUN` prints.
+    let local = stdout(&pf(&state, &["status", &id]));
+    assert!(
+        out.ends_with(&local),
+        "through the daemon:\n{out}\nlocally:\n{local}"
+    );
+}

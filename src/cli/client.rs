@@ -91,11 +91,15 @@ pub fn daemon_error(status: u16, v: &Value) -> CliError {
         .as_str()
         .unwrap_or("the daemon refused the request")
         .to_string();
-    match status {
+    let err = match status {
         400 | 404 => CliError::input(message),
         401 => CliError::runtime(message)
             .hint("the token in daemon.json does not match the running daemon"),
         _ => CliError::runtime(message),
+    };
+    match v["hint"].as_str() {
+        Some(h) => err.hint(h),
+        None => err,
     }
 }
 

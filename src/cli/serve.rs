@@ -279,6 +279,15 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
+/// An error response that keeps the CLI error's hint.
+fn error_with_hint(status: StatusCode, e: CliError) -> Response {
+    let mut body = json!({"error": e.message});
+    if let Some(h) = e.hint {
+        body["hint"] = json!(h);
+    }
+    (status, Json(body)).into_response()
+}
+
 fn unauthorized() -> Response {
     error(
         StatusCode::UNAUTHORIZED,
@@ -291,7 +300,7 @@ fn cli_error(e: CliError) -> Response {
         exit::INPUT => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    error(status, e.message)
+    error_with_hint(status, e)
 }
 
 async fn list_runs(State(d): State<Shared>, headers: HeaderMap) -> Response {
@@ -405,13 +414,13 @@ async fn cli_text(
     };
     match out {
         Ok(text) => Json(json!({"output": text})).into_response(),
-        Err(e) => error(
+        Err(e) => error_with_hint(
             if e.code == exit::INPUT {
                 StatusCode::BAD_REQUEST
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
             },
-            e.message,
+            e,
         ),
     }
 }
@@ -630,7 +639,7 @@ fn input_error(e: CliError) -> Response {
         exit::INPUT => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    error(status, e.message)
+    error_with_hint(status, e)
 }
 
 /// `POST /api/runs {"run_file": "/abs/path.yaml"}`: store a run and drive it.

@@ -319,3 +319,220 @@ pub fn kill_and_resume(
         None => panic!("no run was created before the kills"),
     }
 }
+
+/// Check a finished DR → OC run: every instance succeeded exactly once with a
+/// gap-free, ordered history; the tenant saw no non-idempotent action twice and
+/// ends right for every user. Returns how many idempotent actions were re-issued.
+pub fn assert_dr_to_oc_done(state: &Path, id: &str, tenant_dir: &Path, expected: usize) -> usize {
+    use portflow::backend::sim::{SimConfig, SimTenant};
+    use portflow::backend::NumberType;
+    use portflow::clock::SystemClock;
+    use portflow::engine::instance::{EventKind, Status};
+    use portflow::store::keys::InstanceKey;
+    use portflow::store::records;
+    use portflow::store::sled_store::SledStore;
+    use std::collections::BTreeMap;
+
+    // Engine side: every instance succeeded once, histories gap-free and ordered.
+    let store = SledStore::open(&state.join("engine")).expect("open engine store");
+    let instances = records::list_instances(&store, id).expect("instances");
+    assert_eq!(instances.len(), expected);
+    let mut reissued = 0;
+    for inst in &instances {
+        assert_eq!(
+            inst.status,
+            Status::Succeeded,
+            "{}: {:?}",
+            inst.subject,
+            inst.status
+        );
+        let events = records::list_events(
+            &store,
+            &InstanceKey {
+                run: id.to_string(),
+                idx: inst.idx,
+            },
+        )
+        .expect("events");
+        assert_eq!(
+            events.len() as u32,
+            inst.seq,
+            "{}: snapshot seq matches history",
+            inst.subject
+        );
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.seq, i as u32, "{}: gap in history", inst.subject);
+            if i > 0 {
+                assert!(
+                    e.at >= events[i - 1].at,
+                    "{}: history out of order",
+                    inst.subject
+                );
+            }
+        }
+        let ends = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Succeeded))
+            .count();
+        assert_eq!(ends, 1, "{}: exactly one terminal event", inst.subject);
+        reissued += events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::ActionIntent { reissue: true, .. }))
+            .count();
+    }
+    drop(store);
+
+    // Tenant side: no non-idempotent action twice; final state right for everyone.
+    let sim = SimTenant::open(
+        tenant_dir,
+        &SimConfig::default(),
+        std::sync::Arc::new(SystemClock),
+    )
+    .expect("open simulated tenant");
+    let mut per_subject: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for e in sim.audit_log().expect("audit log") {
+        if !e.op.info().idempotent && matches!(e.outcome, portflow::backend::sim::AuditOutcome::Ok)
+        {
+            *per_subject
+                .entry((e.user.clone().unwrap_or_default(), e.op.to_string()))
+                .or_insert(0) += 1;
+        }
+    }
+    for ((user, op), n) in &per_subject {
+        assert_eq!(*n, 1, "{op} ran {n} times for {user}");
+    }
+    for inst in &instances {
+        let upn = inst.subject.clone();
+        let number = inst.inputs["number"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let user = sim
+            .user_state(&upn)
+            .expect("user state")
+            .expect("user exists");
+        assert_eq!(
+            user.cloud.line_uri.as_deref(),
+            Some(number.as_str()),
+            "{upn}: line URI"
+        );
+        assert!(user.cloud.enterprise_voice_enabled, "{upn}: EV on");
+        assert_eq!(
+            user.cloud.online_voice_routing_policy, None,
+            "{upn}: DR routing policy removed"
+        );
+        assert_eq!(
+            user.cloud.on_prem_line_uri, None,
+            "{upn}: on-prem line cleared"
+        );
+        assert_eq!(user.ad_line_uri, None, "{upn}: AD line cleared");
+        let n = sim
+            .number_state(&number)
+            .expect("number state")
+            .expect("number exists");
+        assert_eq!(
+            n.number_type,
+            NumberType::OperatorConnect,
+            "{upn}: number is Operator Connect"
+        );
+        assert_eq!(
+            n.assigned_pstn_target_id.as_deref(),
+            Some(user.cloud.id.as_str()),
+            "{upn}: assigned to the user"
+        );
+        assert_eq!(n.activation_state, "Activated", "{upn}");
+    }
+    reissued
+}
+
+/// A `portflow serve` child and where it listens.
+pub struct Daemon {
+    /// The process.
+    pub child: std::process::Child,
+    /// `host:port`.
+    pub addr: String,
+    /// API token.
+    pub token: String,
+}
+
+/// Start `portflow serve --listen 127.0.0.1:0 <args>` and wait until it has
+/// written its daemon.json (a killed one's stale file is ignored).
+// The child is handed to the caller inside `Daemon`, which waits for it.
+#[allow(clippy::zombie_processes)]
+pub fn start_daemon(state: &Path, args: &[&str]) -> Daemon {
+    let mut child = portflow(state)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let file = state.join("daemon.json");
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(doc) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .filter(|d| d["pid"].as_u64() == Some(u64::from(child.id())))
+        {
+            return Daemon {
+                addr: doc["address"].as_str().expect("address").to_string(),
+                token: doc["token"].as_str().expect("token").to_string(),
+                child,
+            };
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon did not start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM the daemon and return its exit code.
+pub fn stop_daemon(mut d: Daemon) -> Option<i32> {
+    // SAFETY: signalling our own child.
+    let rc = unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0, "SIGTERM");
+    d.child.wait().expect("wait for the daemon").code()
+}
+
+/// SIGKILL the daemon.
+pub fn kill_daemon(mut d: Daemon) {
+    d.child.kill().expect("SIGKILL");
+    let _ = d.child.wait();
+}
+
+/// Poll `f` every 100 ms until it returns `Some`, for at most `secs` seconds.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A run file assigning emergency locations (fast) on a shared simulated tenant.
+pub fn locations_run_file(dir: &Path) -> std::path::PathBuf {
+    let csv = repo().join("examples/emergency-locations.csv");
+    let path = dir.join("locations.yaml");
+    write(
+        &path,
+        &format!(
+            "workflow: assign-emergency-location\n\
+             backend: {{kind: sim, profile: operator_connect, seed: 42, users: 100, tenant: loc}}\n\
+             subjects: {{csv: {}}}\n\
+             concurrency: 50\n\
+             time_scale: 600\n",
+            csv.display()
+        ),
+    );
+    path
+}
