@@ -8,6 +8,7 @@ mod progress;
 mod runs;
 mod serve;
 mod simcmd;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

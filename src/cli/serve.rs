@@ -31,17 +31,17 @@ use crate::store::{records, Batch};
 /// Name of the file (in the state directory) telling clients where the daemon is.
 pub const DAEMON_FILE: &str = "daemon.json";
 
-struct Daemon {
+pub(super) struct Daemon {
     app: App,
-    store: Arc<SledStore>,
-    committer: Committer,
-    token: String,
+    pub(super) store: Arc<SledStore>,
+    pub(super) committer: Committer,
+    pub(super) token: String,
     stop: watch::Receiver<bool>,
     /// Inboxes of the runs being driven.
     runs: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
 }
 
-type Shared = Arc<Daemon>;
+pub(super) type Shared = Arc<Daemon>;
 
 fn random_token() -> Result<String, CliError> {
     let mut bytes = [0u8; 32];
@@ -124,6 +124,7 @@ pub async fn serve(app: &App, listen: SocketAddr, allow_remote: bool) -> Result<
         .route("/api/runs/{run}/subjects/{subject}", get(show_instance))
         .route("/api/runs/{run}/{verb}", post(operate))
         .route("/api/cli/{command}", get(cli_text))
+        .merge(super::web::routes())
         .with_state(daemon.clone());
     let mut stop_http = daemon.stop.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -187,19 +188,24 @@ fn start_driver(
     Ok(())
 }
 
-fn authorized(daemon: &Daemon, headers: &HeaderMap) -> bool {
-    let Some(given) = headers
+/// The bearer token, or else the status page's cookie, is the daemon's token.
+pub(super) fn authorized(daemon: &Daemon, headers: &HeaderMap) -> bool {
+    let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    // Constant time in the token's length.
-    given.len() == daemon.token.len()
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer.or_else(|| super::web::cookie_token(headers)) {
+        Some(given) => token_matches(&daemon.token, given),
+        None => false,
+    }
+}
+
+/// Compare in constant time in the token's length.
+pub(super) fn token_matches(token: &str, given: &str) -> bool {
+    given.len() == token.len()
         && given
             .bytes()
-            .zip(daemon.token.bytes())
+            .zip(token.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
 }
