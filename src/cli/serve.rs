@@ -113,10 +113,11 @@ pub async fn serve(app: &App, listen: SocketAddr, allow_remote: bool) -> Result<
     {
         start_driver(&daemon, record, &mut tasks)?;
     }
-    tracing::info!(%address, "portflow daemon listening");
-    eprintln!(
-        "portflow serve: listening on http://{address} (token in {})",
-        daemon_file.display()
+    // A log line, not a print: with --log-format json every stderr line is JSON.
+    tracing::info!(
+        url = %format!("http://{address}/"),
+        token_file = %daemon_file.display(),
+        "portflow daemon listening"
     );
     let router = Router::new()
         .route("/api/runs", get(list_runs))
@@ -137,11 +138,8 @@ pub async fn serve(app: &App, listen: SocketAddr, allow_remote: bool) -> Result<
     let served = server.await;
     signals.abort();
     // Drivers see the same stop signal; wait for them to persist and finish.
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(Err(e)) = done {
-            tracing::error!("run driver stopped: {}", e.message);
-        }
-    }
+    // Each driver logs its own end.
+    while tasks.join_next().await.is_some() {}
     committer.barrier().await?;
     let _ = std::fs::remove_file(&daemon_file);
     served.map_err(|e| CliError::runtime(format!("API server: {e}")))?;
@@ -170,22 +168,49 @@ fn start_driver(
         .insert(record.id.clone(), tx);
     let stop = daemon.stop.clone();
     let d = daemon.clone();
+    tracing::info!(
+        run = %record.id,
+        workflow = %record.workflow.name,
+        subjects = record.subjects,
+        "driving run"
+    );
     tasks.spawn(async move {
         let end = prepared.driver.drive_with_inbox(stop, Some(rx)).await;
         d.runs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&record.id);
-        if matches!(end, Ok(DriveEnd::Finished)) {
-            let mut done = record;
-            done.finished_at = Some(clock.now());
-            let mut b = Batch::default();
-            records::put_run(&mut b, &done);
-            d.committer.commit(b).await?;
+        let id = record.id.clone();
+        let result = async {
+            if end? == DriveEnd::Finished {
+                let mut done = record;
+                done.finished_at = Some(clock.now());
+                let mut b = Batch::default();
+                records::put_run(&mut b, &done);
+                d.committer.commit(b).await?;
+                tracing::info!(run = %id, states = %state_counts(&d, &id), "run finished");
+            } else {
+                tracing::info!(run = %id, "run driver stopped; the run is resumable");
+            }
+            Ok::<(), CliError>(())
         }
-        end.map(|_| ()).map_err(CliError::from)
+        .await;
+        if let Err(e) = &result {
+            tracing::error!(run = %id, "run driver failed: {}", e.message);
+        }
+        result
     });
     Ok(())
+}
+
+/// `succeeded: 4, failed: 1` for the log line of a finished run.
+fn state_counts(d: &Daemon, run: &str) -> String {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for i in records::list_instances(&*d.store, run).unwrap_or_default() {
+        *counts.entry(i.status.name()).or_insert(0) += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    parts.join(", ")
 }
 
 /// The bearer token, or else the status page's cookie, is the daemon's token.
@@ -528,6 +553,13 @@ async fn apply(
             tasks.detach_all();
         }
     }
+    tracing::info!(
+        run,
+        action = verb,
+        by = b.by.as_deref().unwrap_or("api"),
+        changed,
+        "operator input through the API"
+    );
     if changed == 0 {
         return Err(bad(format!(
             "nothing to {verb}: no addressed instance of run {run} is in a state where it applies"
