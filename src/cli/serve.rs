@@ -554,9 +554,9 @@ async fn apply(
         }
     }
     tracing::info!(
-        run,
-        action = verb,
-        by = b.by.as_deref().unwrap_or("api"),
+        run = %run,
+        action = %verb,
+        by = %b.by.as_deref().unwrap_or("api"),
         changed,
         "operator input through the API"
     );
