@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cli;
 pub mod clock;
 pub mod engine;
+pub mod metrics;
 pub mod report;
 pub mod schedule;
 pub mod spec;

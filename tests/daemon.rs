@@ -39,6 +39,32 @@ fn http(
     )
 }
 
+/// `GET /metrics` as text.
+fn metrics(addr: &str, token: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to the daemon");
+    let req = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string())
+}
+
+/// Sum of the samples of `name` whose labels contain every one of `labels`.
+fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name) && labels.iter().all(|x| series.contains(x))
+        })
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
 #[test]
 fn api_needs_the_token_routes_approvals_to_the_running_run_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -128,6 +154,34 @@ fn api_needs_the_token_routes_approvals_to_the_running_run_and_stops_on_sigterm(
         "{}",
     );
     assert_eq!(code, 400, "nothing left to approve");
+
+    // The daemon drove the run: /metrics counts its tenant calls and commits.
+    let m = metrics(&addr, &token);
+    assert!(
+        m.contains(&format!(
+            "portflow_instances{{run=\"{id}\",state=\"succeeded\"}} 4\n"
+        )),
+        "{m}"
+    );
+    let calls = "portflow_backend_calls_total";
+    assert!(
+        metric_sum(&m, calls, &["kind=\"action\"", "outcome=\"ok\""]) >= 4.0,
+        "{m}"
+    );
+    assert!(metric_sum(&m, calls, &["kind=\"poll\""]) >= 1.0, "{m}");
+    let commits = metric_sum(&m, "portflow_commits_total", &[]);
+    let groups = metric_sum(&m, "portflow_commit_groups_total", &[]);
+    assert!(groups >= 1.0 && groups <= commits, "{m}");
+    let timed = metric_sum(&m, "portflow_transition_commit_seconds_count", &[]);
+    assert!(timed >= 4.0 && timed <= commits, "{m}");
+    assert_eq!(
+        metric_sum(
+            &m,
+            "portflow_transition_commit_seconds_bucket",
+            &["le=\"+Inf\""]
+        ),
+        timed
+    );
 
     // SAFETY: signalling our own child.
     assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);

@@ -11,6 +11,7 @@ mod schedule;
 mod scheduler;
 mod serve;
 mod simcmd;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -118,9 +119,21 @@ pub struct Cli {
     /// Extra directory to look up workflows by name (before ./workflows and the built-in set).
     #[arg(long = "workflows", global = true, env = "PORTFLOW_WORKFLOWS")]
     pub workflow_dirs: Vec<PathBuf>,
+    /// Log format on stderr: text, or json (one object per line, for log shippers).
+    #[arg(long, global = true, env = "PORTFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Commands.
@@ -381,7 +394,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging();
+    // The daemon reports its runs at info level; other commands print their own output.
+    let default_level = match cli.command {
+        Command::Serve { .. } => "warn,portflow=info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_level);
     let app = App {
         state: cli.state.clone(),
         json: cli.json,
@@ -410,13 +428,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PORTFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let filter =
+        EnvFilter::try_from_env("PORTFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            // No colour codes in the journal or a log file.
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+    };
 }
 
 async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {

@@ -36,7 +36,7 @@ pub(super) struct Daemon {
     pub(super) app: App,
     pub(super) store: Arc<SledStore>,
     pub(super) committer: Committer,
-    token: String,
+    pub(super) token: String,
     pub(super) stop: watch::Receiver<bool>,
     /// Inboxes of the runs being driven.
     runs: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
@@ -137,10 +137,11 @@ pub async fn serve(
         start_driver(&daemon, record)?;
     }
     let scheduler = tokio::spawn(super::scheduler::run(daemon.clone()));
-    tracing::info!(%address, "portflow daemon listening");
-    eprintln!(
-        "portflow serve: listening on http://{address} (token in {})",
-        daemon_file.display()
+    // A log line, not a print: with --log-format json every stderr line is JSON.
+    tracing::info!(
+        url = %format!("http://{address}/"),
+        token_file = %daemon_file.display(),
+        "portflow daemon listening"
     );
     let router = Router::new()
         .route("/api/runs", get(list_runs).post(start_run))
@@ -161,6 +162,7 @@ pub async fn serve(
             "/api/schedules/{name}/{verb}",
             post(super::scheduler::operate),
         )
+        .merge(super::web::routes())
         .with_state(daemon.clone());
     let mut stop_http = daemon.stop.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -225,7 +227,12 @@ pub(super) fn start_driver(daemon: &Shared, record: RunRecord) -> Result<(), Cli
         .insert(record.id.clone(), tx);
     let stop = daemon.stop.clone();
     let d = daemon.clone();
-    tracing::info!(run = %record.id, workflow = %record.workflow.name, subjects = record.subjects, "driving run");
+    tracing::info!(
+        run = %record.id,
+        workflow = %record.workflow.name,
+        subjects = record.subjects,
+        "driving run"
+    );
     let mut tasks = daemon.tasks.lock().unwrap_or_else(|p| p.into_inner());
     tasks.spawn(async move {
         let end = prepared.driver.drive_with_inbox(stop, Some(rx)).await;
@@ -233,16 +240,27 @@ pub(super) fn start_driver(daemon: &Shared, record: RunRecord) -> Result<(), Cli
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&record.id);
-        if matches!(end, Ok(DriveEnd::Finished)) {
-            let mut done = record;
-            done.finished_at = Some(clock.now());
-            let mut b = Batch::default();
-            records::put_run(&mut b, &done);
-            d.committer.commit(b).await?;
-            tracing::info!(run = %done.id, "run finished");
+        let id = record.id.clone();
+        let result = async {
+            if end? == DriveEnd::Finished {
+                let mut done = record;
+                done.finished_at = Some(clock.now());
+                let mut b = Batch::default();
+                records::put_run(&mut b, &done);
+                d.committer.commit(b).await?;
+                tracing::info!(run = %id, states = %state_counts(&d, &id), "run finished");
+            } else {
+                tracing::info!(run = %id, "run driver stopped; the run is resumable");
+            }
+            Ok::<(), CliError>(())
         }
+        .await;
+        // A queued schedule fire may be waiting for this run to end.
         d.wake.notify_one();
-        end.map(|_| ()).map_err(CliError::from)
+        if let Err(e) = &result {
+            tracing::error!(run = %id, "run driver failed: {}", e.message);
+        }
+        result
     });
     // Reap drivers that ended so the set does not grow for a daemon that runs for months.
     while let Some(done) = tasks.try_join_next() {
@@ -258,19 +276,34 @@ pub(super) fn authorized_headers(daemon: &Daemon, headers: &HeaderMap) -> bool {
     authorized(daemon, headers)
 }
 
-fn authorized(daemon: &Daemon, headers: &HeaderMap) -> bool {
-    let Some(given) = headers
+/// `succeeded: 4, failed: 1` for the log line of a finished run.
+fn state_counts(d: &Daemon, run: &str) -> String {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for i in records::list_instances(&*d.store, run).unwrap_or_default() {
+        *counts.entry(i.status.name()).or_insert(0) += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    parts.join(", ")
+}
+
+/// The bearer token, or else the status page's cookie, is the daemon's token.
+pub(super) fn authorized(daemon: &Daemon, headers: &HeaderMap) -> bool {
+    let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    // Constant time in the token's length.
-    given.len() == daemon.token.len()
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer.or_else(|| super::web::cookie_token(headers)) {
+        Some(given) => token_matches(&daemon.token, given),
+        None => false,
+    }
+}
+
+/// Compare in constant time in the token's length.
+pub(super) fn token_matches(token: &str, given: &str) -> bool {
+    given.len() == token.len()
         && given
             .bytes()
-            .zip(daemon.token.bytes())
+            .zip(token.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
 }
@@ -610,6 +643,13 @@ async fn apply(
             start_driver(d, record).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.message))?;
         }
     }
+    tracing::info!(
+        run = %run,
+        action = %verb,
+        by = %b.by.as_deref().unwrap_or("api"),
+        changed,
+        "operator input through the API"
+    );
     if changed == 0 {
         return Err(bad(format!(
             "nothing to {verb}: no addressed instance of run {run} is in a state where it applies"

@@ -18,8 +18,9 @@ use tokio::task::JoinSet;
 use super::instance::{Instance, Status};
 use super::limiter::RateLimiter;
 use super::machine::{self, Ctx, Effect, Input, Persist};
-use crate::backend::{OperationKind, Tenant};
+use crate::backend::{BackendError, Operation, OperationKind, Tenant};
 use crate::clock::{SharedClock, Timestamp};
+use crate::metrics::{self, CallKind};
 use crate::spec::model::OnFailure;
 use crate::spec::model::Workflow;
 use crate::store::commit::Committer;
@@ -336,14 +337,18 @@ impl Driver {
                 None => return Ok((idx, Place::of(&inst), inst.due)),
                 Some(Effect::Invoke(op)) => {
                     self.pace().await;
-                    match self.tenant.execute(&op).await {
+                    let answer = self.tenant.execute(&op).await;
+                    count_call(&op, CallKind::Action, &answer);
+                    match answer {
                         Ok(v) => Input::ActionOk(v),
                         Err(e) => Input::ActionErr(e),
                     }
                 }
                 Some(Effect::Observe(op)) => {
                     self.pace().await;
-                    match self.tenant.execute(&op).await {
+                    let answer = self.tenant.execute(&op).await;
+                    count_call(&op, CallKind::Poll, &answer);
+                    match answer {
                         Ok(v) => Input::Observed(v),
                         Err(e) => Input::ObserveErr(e),
                     }
@@ -371,6 +376,15 @@ impl Driver {
             _ => self.committer.commit_lazy(b),
         }
     }
+}
+
+/// Metrics: one tenant call and how it ended.
+fn count_call<T>(op: &Operation, kind: CallKind, answer: &Result<T, BackendError>) {
+    let outcome = match answer {
+        Ok(_) => "ok",
+        Err(e) => e.kind.as_str(),
+    };
+    metrics::global().backend_call(op.kind().info().name, kind, outcome);
 }
 
 async fn recv_opt(inbox: &mut Option<tokio::sync::mpsc::Receiver<Inbound>>) -> Option<Inbound> {

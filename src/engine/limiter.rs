@@ -35,6 +35,7 @@ impl RateLimiter {
             slot
         };
         if slot > self.clock.now() {
+            crate::metrics::global().rate_limiter_wait();
             self.clock.sleep_until(slot).await;
         }
     }

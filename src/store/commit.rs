@@ -59,6 +59,8 @@ impl Committer {
 
     /// Write `batch` durably; returns once it is synced.
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        // Metrics: caller-side latency of real writes (barriers carry nothing).
+        let timed = (!batch.is_empty()).then(crate::clock::Stopwatch::start);
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Request {
@@ -67,7 +69,12 @@ impl Committer {
             })
             .map_err(|_| StoreError::Closed)?;
         match done.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                if let Some(t) = timed {
+                    crate::metrics::global().commit_latency(t.elapsed());
+                }
+                Ok(())
+            }
             Ok(Err(e)) => Err(StoreError::Io(e)),
             Err(_) => Err(StoreError::Closed),
         }

@@ -1,0 +1,364 @@
+//! The daemon's browser side: the status page (`GET /`), its sign-in (a cookie
+//! holding the token), `GET /metrics` for Prometheus and `GET /api/attention`.
+//!
+//! The page is one static asset ([`PAGE`]) that never contains the token: its
+//! script reads the JSON API with the cookie the browser sends.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::serve::{authorized, token_matches, Shared};
+use super::CliError;
+use crate::engine::instance::Status;
+use crate::metrics::{self, Family, MetricType};
+use crate::store::records;
+
+/// Name of the cookie that carries the token for the status page.
+pub const COOKIE: &str = "portflow_token";
+
+/// The status page and its sign-in form: HTML, CSS and JS in one file.
+const PAGE: &str = include_str!("status_page.html");
+
+/// Routes added to the daemon's router.
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/", get(page))
+        .route("/login", post(login))
+        .route("/metrics", get(metrics_text))
+        .route("/api/attention", get(attention))
+}
+
+/// The token from the `portflow_token` cookie, unless the request comes from
+/// another site (a browser says so in `Sec-Fetch-Site`): a page on another port
+/// of this host is "same-site" for cookies, so SameSite alone is not enough.
+pub(super) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if !matches!(fetch_site, None | Some("same-origin") | Some("none")) {
+        return None;
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE).then_some(value)
+        })
+}
+
+/// Headers every page answer carries: nothing cached, nothing framed, no referrer.
+fn page_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+}
+
+/// Escape text for HTML.
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page in one of its two views (`status` or `signin`), with a message for the form.
+fn render(view: &str, message: &str, status: StatusCode) -> Response {
+    let html = PAGE
+        .replace("{{VIEW}}", view)
+        .replace("{{MESSAGE}}", &escape_html(message));
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response();
+    page_headers(&mut resp);
+    resp
+}
+
+fn sign_in(message: &str) -> Response {
+    render("signin", message, StatusCode::UNAUTHORIZED)
+}
+
+/// 303 to `/` setting the cookie (session-only; the token changes at each start anyway).
+fn signed_in(token: &str) -> Response {
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    match HeaderValue::from_str(&cookie) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        Err(_) => return sign_in("The daemon's token cannot be sent as a cookie."),
+    }
+    page_headers(&mut resp);
+    resp
+}
+
+/// Query of `GET /`.
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    token: Option<String>,
+}
+
+async fn page(State(d): State<Shared>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    if let Some(given) = q.token {
+        // Trade the token in the address for a cookie, then drop it from the address.
+        if token_matches(&d.token, &given) {
+            return signed_in(&d.token);
+        }
+        return sign_in("That is not the daemon's current token.");
+    }
+    if authorized(&d, &headers) {
+        render("status", "", StatusCode::OK)
+    } else {
+        sign_in("")
+    }
+}
+
+/// Body of `POST /login` (the sign-in form).
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    token: String,
+}
+
+async fn login(State(d): State<Shared>, Form(f): Form<LoginForm>) -> Response {
+    if token_matches(&d.token, f.token.trim()) {
+        signed_in(&d.token)
+    } else {
+        sign_in("That is not the daemon's current token.")
+    }
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error": "missing or wrong token: send `Authorization: Bearer <token>` from <state>/daemon.json"})),
+    )
+        .into_response()
+}
+
+fn failed(e: CliError) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": e.message})),
+    )
+        .into_response()
+}
+
+/// Families computed from the store and the committer at scrape time.
+fn scraped(d: &Shared) -> Result<Vec<Family>, CliError> {
+    let mut instances = Family::new(
+        "portflow_instances",
+        "Instances per run and state, from the stored snapshots.",
+        MetricType::Gauge,
+    );
+    for r in records::list_runs(&*d.store)? {
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for i in records::list_instances(&*d.store, &r.id)? {
+            *counts.entry(i.status.name()).or_insert(0) += 1;
+        }
+        for (state, n) in counts {
+            instances = instances.sample(&[("run", &r.id), ("state", state)], n as f64);
+        }
+    }
+    let stats = d.committer.stats();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(vec![
+        instances,
+        Family::new(
+            "portflow_commits_total",
+            "Batches handed to the group committer (transitions and other writes).",
+            MetricType::Counter,
+        )
+        .sample(&[], load(&stats.requests) as f64),
+        Family::new(
+            "portflow_commit_groups_total",
+            "Groups written by the committer, each one atomic write and one sync.",
+            MetricType::Counter,
+        )
+        .sample(&[], load(&stats.groups) as f64),
+    ])
+}
+
+async fn metrics_text(State(d): State<Shared>, headers: HeaderMap) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let mut families = match scraped(&d) {
+        Ok(f) => f,
+        Err(e) => return failed(e),
+    };
+    families.extend(metrics::global().families());
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::encode(&families),
+    )
+        .into_response()
+}
+
+/// Query of `GET /api/attention`.
+#[derive(Debug, Deserialize)]
+struct AttentionQuery {
+    limit: Option<usize>,
+}
+
+/// States an operator has to act on.
+fn needs_operator(s: &Status) -> Option<(usize, &str)> {
+    match s {
+        Status::NeedsAttention { step, reason, .. } => Some((*step, reason)),
+        Status::Failed { step, error } | Status::RolledBack { step, error } => Some((*step, error)),
+        _ => None,
+    }
+}
+
+/// Instances that need an operator: newest run first, at most `limit` (default 50).
+fn attention_list(d: &Shared, limit: usize) -> Result<Value, CliError> {
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    let mut runs = records::list_runs(&*d.store)?;
+    runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    for r in runs {
+        let mut steps: Option<Vec<String>> = None;
+        for i in records::list_instances(&*d.store, &r.id)? {
+            let Some((step, why)) = needs_operator(&i.status) else {
+                continue;
+            };
+            total += 1;
+            if out.len() >= limit {
+                continue;
+            }
+            // Parse the pinned workflow only for runs that have such instances.
+            let ids = steps.get_or_insert_with(|| {
+                super::runs::pinned_workflow(&r)
+                    .map(|wf| wf.steps.iter().map(|s| s.id.clone()).collect())
+                    .unwrap_or_default()
+            });
+            out.push(json!({
+                "run": r.id,
+                "subject": i.subject,
+                "state": i.status.name(),
+                "step": ids.get(step),
+                "reason": why.chars().take(300).collect::<String>(),
+            }));
+        }
+    }
+    Ok(json!({"instances": out, "total": total, "truncated": total > out.len()}))
+}
+
+async fn attention(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<AttentionQuery>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let limit = q.limit.unwrap_or(50).min(1000);
+    match attention_list(&d, limit) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn cookie_is_found_among_others() {
+        let h = headers(&[("cookie", "a=1; portflow_token=abc; b=2")]);
+        assert_eq!(cookie_token(&h), Some("abc"));
+        let h = headers(&[("cookie", "a=1"), ("cookie", "portflow_token=xyz")]);
+        assert_eq!(cookie_token(&h), Some("xyz"));
+        let h = headers(&[("cookie", "portflow_token_old=abc")]);
+        assert_eq!(cookie_token(&h), None);
+    }
+
+    #[test]
+    fn cookie_from_another_site_is_ignored() {
+        let h = headers(&[
+            ("cookie", "portflow_token=abc"),
+            ("sec-fetch-site", "same-site"),
+        ]);
+        assert_eq!(cookie_token(&h), None);
+        let h = headers(&[
+            ("cookie", "portflow_token=abc"),
+            ("sec-fetch-site", "cross-site"),
+        ]);
+        assert_eq!(cookie_token(&h), None);
+        let h = headers(&[
+            ("cookie", "portflow_token=abc"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
+        assert_eq!(cookie_token(&h), Some("abc"));
+    }
+
+    #[tokio::test]
+    async fn page_messages_are_escaped_and_views_filled_in() {
+        let resp = render("signin", "<b>\"x\"</b>", StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers().get(header::CACHE_CONTROL).unwrap(),
+            "no-store"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(html.contains("&lt;b&gt;&quot;x&quot;&lt;/b&gt;"), "{html}");
+        assert!(!html.contains("<b>\"x\"</b>"));
+        assert!(!html.contains("{{"), "every placeholder is filled");
+        assert!(html.contains("<body data-view=\"signin\">"));
+    }
+
+    #[test]
+    fn sign_in_sets_a_strict_http_only_cookie_and_redirects_home() {
+        let resp = signed_in("abc123");
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert_eq!(resp.headers().get(header::LOCATION).unwrap(), "/");
+        let cookie = resp.headers().get(header::SET_COOKIE).unwrap();
+        assert_eq!(
+            cookie,
+            "portflow_token=abc123; Path=/; HttpOnly; SameSite=Strict"
+        );
+    }
+}
