@@ -1093,12 +1093,14 @@ fn approve(b: &mut Builder<'_>, which: Option<&str>, by: &str) -> &'static str {
                 .iter()
                 .any(|s| s.id == id && s.gate.as_ref().is_some_and(|g| g.signal.is_none())) =>
         {
-            if b.inst.approvals.insert(id.to_string()) {
-                b.event(EventKind::GateApproved {
-                    step: id.to_string(),
-                    by: by.to_string(),
-                });
+            // Approving again changes nothing, and says so.
+            if !b.inst.approvals.insert(id.to_string()) {
+                return UNEXPECTED;
             }
+            b.event(EventKind::GateApproved {
+                step: id.to_string(),
+                by: by.to_string(),
+            });
             PRE_APPROVE
         }
         _ => UNEXPECTED,

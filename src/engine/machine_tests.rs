@@ -298,14 +298,27 @@ fn gate_blocks_until_approved_then_acts() {
         t.effect,
         Some(Effect::Invoke(Operation::GetUser { .. }))
     ));
-    // Approving a gate the instance is not at: recorded only once.
+    // Approving a gate already approved changes nothing.
     assert_eq!(
         s.feed(Input::Approve {
             step: Some("approve-first".into()),
             by: "ops".into()
         })
         .rule,
-        machine::PRE_APPROVE
+        machine::UNEXPECTED
+    );
+    // A gate approved before the instance reaches it is recorded once, then passed.
+    let mut p = Sim::new(&["approve-first"]);
+    let pre = || Input::Approve {
+        step: Some("approve-first".into()),
+        by: "ops".into(),
+    };
+    assert_eq!(p.feed(pre()).rule, machine::PRE_APPROVE);
+    assert_eq!(p.feed(pre()).rule, machine::UNEXPECTED);
+    let t = p.feed(Input::Tick);
+    assert!(
+        matches!(t.effect, Some(Effect::Invoke(Operation::GetUser { .. }))),
+        "the pre-approved gate does not block"
     );
     assert_eq!(
         s.feed(Input::Approve {
