@@ -46,11 +46,30 @@ struct StepStats {
 const STEP_STATS_LIMIT: usize = 50_000;
 
 impl RunSummary {
-    /// Read every instance of the run.
+    /// Read every instance of the run, and (up to a size) every history for the
+    /// per-step statistics.
     pub fn load(
         store: &dyn Store,
         record: &RunRecord,
         wf: &Workflow,
+    ) -> Result<RunSummary, CliError> {
+        Self::load_with(store, record, wf, true)
+    }
+
+    /// Counts only: the instances, no histories (for pages that refresh often).
+    pub fn load_counts(
+        store: &dyn Store,
+        record: &RunRecord,
+        wf: &Workflow,
+    ) -> Result<RunSummary, CliError> {
+        Self::load_with(store, record, wf, false)
+    }
+
+    fn load_with(
+        store: &dyn Store,
+        record: &RunRecord,
+        wf: &Workflow,
+        histories: bool,
     ) -> Result<RunSummary, CliError> {
         let instances = records::list_instances(store, &record.id)?;
         let mut s = RunSummary {
@@ -66,7 +85,7 @@ impl RunSummary {
         for i in &instances {
             s.add(i);
         }
-        if instances.len() <= STEP_STATS_LIMIT {
+        if histories && instances.len() <= STEP_STATS_LIMIT {
             let mut stats = vec![StepStats::default(); wf.steps.len()];
             let index: BTreeMap<&str, usize> = wf
                 .steps
