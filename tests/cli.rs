@@ -221,7 +221,7 @@ fn outage_steps_wait_for_the_porting_window() {
     assert_eq!(v["states"]["window"], 6, "{v}");
     let o = run(portflow(&state).args(["show", &id, "user0001@contoso.com"]));
     assert!(
-        stdout(&o).contains("for the porting window (opens at 2026-12-31T23:00:00.000Z)"),
+        stdout(&o).contains("waiting for window (opens at 2026-12-31T23:00:00.000Z)"),
         "{}",
         stdout(&o)
     );

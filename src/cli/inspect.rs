@@ -492,7 +492,7 @@ pub fn show_text(
         Status::Running {
             step,
             phase: Phase::Window { opens },
-        } => format!("waiting at {} for the porting window (opens at {opens})", step_name(*step)),
+        } => format!("waiting for window (opens at {opens}) before {}", step_name(*step)),
         Status::Running { step, phase } => format!("{} at {}", phase.name(), step_name(*step)),
         Status::Failed { step, error } => format!("failed at {}: {error}", step_name(*step)),
         Status::NeedsAttention { step, reason, .. } => {
