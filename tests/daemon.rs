@@ -311,7 +311,20 @@ fn run_resume_and_plan_go_through_the_daemon_with_the_same_output() {
     );
     let o = pf(&state, &["resume", &id]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let log_online = pf(&state, &["sim", "log", "loc"]);
+    assert_eq!(log_online.status.code(), Some(0), "{}", stderr(&log_online));
     assert_eq!(stop_daemon(d), Some(0));
+    let log_offline = pf(&state, &["sim", "log", "loc"]);
+    assert!(
+        stdout(&log_offline).lines().count() > 50,
+        "{}",
+        stdout(&log_offline)
+    );
+    assert_eq!(
+        stdout(&log_online),
+        stdout(&log_offline),
+        "sim log through the daemon"
+    );
     // What the daemon-driven run printed at its end is what `status RUN` prints.
     let local = stdout(&pf(&state, &["status", &id]));
     assert!(

@@ -424,6 +424,9 @@ struct CliQuery {
     subject: String,
     #[serde(default)]
     json: bool,
+    /// `sim-log` / `sim-outages`: the tenant (name or run id).
+    #[serde(default)]
+    tenant: String,
 }
 
 async fn cli_text(
@@ -439,6 +442,13 @@ async fn cli_text(
     let out = match command.as_str() {
         "status" => super::inspect::status_text(&*d.store, run, q.json),
         "show" => super::inspect::show_text(&*d.store, &q.run, &q.subject, q.json),
+        "sim-log" | "sim-outages" => super::simcmd::sim_text(
+            &d.app,
+            command.trim_start_matches("sim-"),
+            &q.tenant,
+            (!q.subject.is_empty()).then_some(q.subject.as_str()),
+            q.json,
+        ),
         other => {
             return error(
                 StatusCode::NOT_FOUND,

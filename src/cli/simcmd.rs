@@ -59,67 +59,110 @@ pub fn sim(app: &App, cmd: SimCommand) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
         SimCommand::Log { tenant, user } => {
-            let sim = open_existing(app, &tenant)?;
-            let log = sim
-                .audit_log()
-                .map_err(|e| CliError::runtime(e.to_string()))?;
-            let log: Vec<_> = log
-                .into_iter()
-                .filter(|e| user.as_deref().is_none_or(|u| e.user.as_deref() == Some(u)))
-                .collect();
-            if app.json {
-                print_json(&serde_json::to_value(&log).unwrap_or_default());
-            } else {
-                let mut t = Table::new(["#", "at", "operation", "user", "number", "outcome"]);
-                for e in &log {
-                    let v = serde_json::to_value(e).unwrap_or_default();
-                    t.row([
-                        e.seq.to_string(),
-                        e.at.rfc3339(),
-                        e.op.to_string(),
-                        e.user.clone().unwrap_or_default(),
-                        e.number.clone().unwrap_or_default(),
-                        v.get("outcome").map(|o| o.to_string()).unwrap_or_default(),
-                    ]);
-                }
-                print!("{}", t.render());
-            }
+            print!("{}", read_text(app, "log", &tenant, user.as_deref())?);
             Ok(exit::OK)
         }
         SimCommand::Outages { tenant } => {
-            let sim = open_existing(app, &tenant)?;
-            let outages = sim
-                .outages()
-                .map_err(|e| CliError::runtime(e.to_string()))?;
-            if app.json {
-                print_json(&serde_json::to_value(&outages).unwrap_or_default());
-            } else {
-                let mut t = Table::new(["user", "number", "out of service", "back", "outage"]);
-                for o in &outages {
-                    t.row([
-                        o.user.clone(),
-                        o.number.clone(),
-                        o.start.rfc3339(),
-                        o.end.map_or("-".into(), |e| e.rfc3339()),
-                        o.end
-                            .map_or("ongoing".into(), |e| human_duration(e.since(o.start))),
-                    ]);
-                }
-                print!("{}", t.render());
-            }
+            print!("{}", read_text(app, "outages", &tenant, None)?);
             Ok(exit::OK)
         }
     }
 }
 
+/// `sim log` / `sim outages` output. A daemon whose runs hold the tenant answers
+/// for it; otherwise the tenant is opened here.
+fn read_text(app: &App, what: &str, tenant: &str, user: Option<&str>) -> Result<String, CliError> {
+    if super::client::has_daemon(app) {
+        let (status, v) = match super::client::request(
+            app,
+            "GET",
+            &format!(
+                "/api/cli/sim-{what}?tenant={}&subject={}&json={}",
+                super::client::enc(tenant),
+                super::client::enc(user.unwrap_or_default()),
+                app.json
+            ),
+            &serde_json::Value::Null,
+        ) {
+            Ok(r) => r,
+            Err(e) if e.message.contains("does not answer") => {
+                return sim_text(app, what, tenant, user, app.json)
+            }
+            Err(e) => return Err(e),
+        };
+        return match (status, v["output"].as_str()) {
+            (200, Some(text)) => Ok(text.to_string()),
+            _ => Err(super::client::daemon_error(status, &v)),
+        };
+    }
+    sim_text(app, what, tenant, user, app.json)
+}
+
+/// What `sim log` (`what = "log"`) or `sim outages` prints.
+pub fn sim_text(
+    app: &App,
+    what: &str,
+    tenant: &str,
+    user: Option<&str>,
+    json: bool,
+) -> Result<String, CliError> {
+    let sim = open_existing(app, tenant)?;
+    let pretty = |v: serde_json::Value| {
+        serde_json::to_string_pretty(&v).unwrap_or_else(|_| "null".into()) + "\n"
+    };
+    if what == "log" {
+        let log = sim
+            .audit_log()
+            .map_err(|e| CliError::runtime(e.to_string()))?;
+        let log: Vec<_> = log
+            .into_iter()
+            .filter(|e| user.is_none_or(|u| e.user.as_deref() == Some(u)))
+            .collect();
+        if json {
+            return Ok(pretty(serde_json::to_value(&log).unwrap_or_default()));
+        }
+        let mut t = Table::new(["#", "at", "operation", "user", "number", "outcome"]);
+        for e in &log {
+            let v = serde_json::to_value(e).unwrap_or_default();
+            t.row([
+                e.seq.to_string(),
+                e.at.rfc3339(),
+                e.op.to_string(),
+                e.user.clone().unwrap_or_default(),
+                e.number.clone().unwrap_or_default(),
+                v.get("outcome").map(|o| o.to_string()).unwrap_or_default(),
+            ]);
+        }
+        return Ok(t.render());
+    }
+    let outages = sim
+        .outages()
+        .map_err(|e| CliError::runtime(e.to_string()))?;
+    if json {
+        return Ok(pretty(serde_json::to_value(&outages).unwrap_or_default()));
+    }
+    let mut t = Table::new(["user", "number", "out of service", "back", "outage"]);
+    for o in &outages {
+        t.row([
+            o.user.clone(),
+            o.number.clone(),
+            o.start.rfc3339(),
+            o.end.map_or("-".into(), |e| e.rfc3339()),
+            o.end
+                .map_or("ongoing".into(), |e| human_duration(e.since(o.start))),
+        ]);
+    }
+    Ok(t.render())
+}
+
 /// Open a tenant by name, or the per-run tenant of a run id.
-fn open_existing(app: &App, tenant: &str) -> Result<SimTenant, CliError> {
+fn open_existing(app: &App, tenant: &str) -> Result<Arc<SimTenant>, CliError> {
     let dir = app.sim_dir(tenant);
     if !dir.exists() {
         return Err(CliError::input(format!("no simulated tenant {tenant:?} in {}", app.state.join("sim").display()))
             .hint("name a run id (runs get their own tenant) or a tenant created with `portflow sim init --name`"));
     }
     // Reading the log needs no config: an existing tenant keeps its own seed and users.
-    SimTenant::open(&dir, &SimConfig::default(), Arc::new(SystemClock))
-        .map_err(|e| CliError::runtime(format!("simulated tenant {}: {e}", dir.display())))
+    // A run of this process may hold it: share its handle.
+    super::runs::open_sim(&dir, &SimConfig::default(), Arc::new(SystemClock))
 }
