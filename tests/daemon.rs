@@ -332,3 +332,37 @@ fn run_resume_and_plan_go_through_the_daemon_with_the_same_output() {
         "through the daemon:\n{out}\nlocally:\n{local}"
     );
 }
+
+#[test]
+fn a_backup_taken_mid_wave_under_the_daemon_restores_and_completes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("subjects.csv");
+    export_subjects(&state, 5, 60, &csv);
+    let rf = write_run_file(tmp.path(), "wave.yaml", &csv, 5, 60, 600, "");
+    let d = start_daemon(&state, &[]);
+    let mut watcher = spawn_pf(&state, &["run", rf.to_str().expect("path")]);
+    let id = wait_for(30, "the run", || only_run_id(&state));
+    std::thread::sleep(Duration::from_millis(1500));
+    let dest = tmp.path().join("backup");
+    let o = pf(&state, &["--json", "backup", dest.to_str().expect("path")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc = json(&o);
+    assert!(doc["engine_keys"].as_u64().unwrap_or(0) > 60, "{doc}");
+    // Taken mid-wave: the copy has unfinished instances.
+    let (_, v) = pf_json(&dest, &["status", &id]);
+    assert!(
+        v["states"]["succeeded"].as_u64().unwrap_or(0) < 60,
+        "the backup was taken mid-wave: {v}"
+    );
+    // A second backup into the same place is refused.
+    let o = pf(&state, &["backup", dest.to_str().expect("path")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(watcher.wait().expect("run watcher").code(), Some(0));
+    assert_eq!(stop_daemon(d), Some(0));
+
+    // The backup is a state directory: resume there and the wave completes right.
+    let o = pf(&dest, &["resume", &id]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_dr_to_oc_done(&dest, &id, &dest.join("sim").join(&id), 60);
+}

@@ -1,5 +1,6 @@
 //! The command line: argument parsing, exit codes, and one module per command group.
 
+mod backup;
 mod client;
 mod inspect;
 mod operate;
@@ -248,6 +249,12 @@ pub enum Command {
         /// Rehearsal: the scheduler's clock runs this many times faster than real time.
         #[arg(long, hide = true, default_value_t = 1.0)]
         clock_scale: f64,
+    },
+    /// Copy the state directory into a new directory, consistently, even while
+    /// the daemon runs.
+    Backup {
+        /// Destination directory (must not exist).
+        dest: PathBuf,
     },
     /// Schedules: when the daemon starts runs and waves.
     Schedule {
@@ -513,6 +520,7 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
             serve::serve(app, listen, allow_remote, clock, schedules.as_deref()).await
         }
         Command::Schedule { command } => schedule::command(app, command).await,
+        Command::Backup { dest } => backup::backup(app, &dest).await,
         Command::Sim { command } => simcmd::sim(app, command),
     }
 }

@@ -150,6 +150,7 @@ pub async fn serve(
         .route("/api/runs/{run}/{verb}", post(operate))
         .route("/api/cli/{command}", get(cli_text))
         .route("/api/cli/plan", post(plan_text))
+        .route("/api/backup", post(backup))
         .route(
             "/api/schedules",
             get(super::scheduler::list).post(super::scheduler::add),
@@ -794,5 +795,47 @@ async fn plan_text(
     match super::plan::plan_text(&app, &body.run_file).await {
         Ok((text, code)) => Json(json!({"output": text, "code": code})).into_response(),
         Err(e) => input_error(e),
+    }
+}
+
+/// Body of `POST /api/backup`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupBody {
+    /// Absolute path of a directory that does not exist yet.
+    dest: std::path::PathBuf,
+}
+
+/// `POST /api/backup {"dest": "/backups/portflow-2026-11-23"}`: a consistent copy
+/// of the state directory while runs go on (their writes wait for the copy).
+async fn backup(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    body: Option<Json<BackupBody>>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "send {\"dest\": \"/absolute/new/dir\"}",
+        );
+    };
+    let d2 = d.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        super::backup::backup_into(&d2.app, &d2.store, &body.dest)
+    })
+    .await;
+    match done {
+        Ok(Ok(v)) => {
+            tracing::info!(dest = %v["backup"], "backup taken");
+            Json(v).into_response()
+        }
+        Ok(Err(e)) => input_error(e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("backup task: {e}"),
+        ),
     }
 }

@@ -15,6 +15,8 @@ pub struct SledStore {
     db: sled::Db,
     data_file: Option<File>,
     path: PathBuf,
+    /// Held by writes and by [`SledStore::backup_to`], so a backup sees no half group.
+    writes: Mutex<()>,
 }
 
 impl SledStore {
@@ -29,6 +31,7 @@ impl SledStore {
             db,
             data_file,
             path: dir.to_path_buf(),
+            writes: Mutex::new(()),
         };
         check_schema(&store, dir)?;
         Ok(store)
@@ -38,6 +41,49 @@ impl SledStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Copy the whole store into a new sled database in `dest` (which must not
+    /// exist), durably. Writes wait meanwhile, so the copy is one consistent
+    /// instant of the store. Returns the number of keys copied.
+    pub fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
+        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        copy_db(&self.db, dest).map_err(|e| StoreError::Io(format!("{}: {e}", dest.display())))
+    }
+}
+
+/// Copy every tree of `src` into a new sled database in `dest` and fsync it.
+pub fn copy_db(src: &sled::Db, dest: &Path) -> Result<u64, std::io::Error> {
+    let err = |e: sled::Error| std::io::Error::other(e.to_string());
+    if dest.exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "already exists; back up into a new directory",
+        ));
+    }
+    std::fs::create_dir_all(dest)?;
+    let out = sled::Config::new().path(dest).open().map_err(err)?;
+    let mut keys = 0u64;
+    for name in src.tree_names() {
+        let from = src.open_tree(&name).map_err(err)?;
+        let to = out.open_tree(&name).map_err(err)?;
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in from.iter() {
+            let (k, v) = kv.map_err(err)?;
+            batch.insert(k, v);
+            n += 1;
+            if n == 10_000 {
+                to.apply_batch(std::mem::take(&mut batch)).map_err(err)?;
+                keys += n;
+                n = 0;
+            }
+        }
+        to.apply_batch(batch).map_err(err)?;
+        keys += n;
+    }
+    out.flush().map_err(err)?;
+    File::open(dest.join("db"))?.sync_all()?;
+    Ok(keys)
 }
 
 impl Drop for SledStore {
@@ -132,6 +178,7 @@ impl Store for SledStore {
     }
 
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
         let mut b = sled::Batch::default();
         for (k, v) in &batch.ops {
             match v {
@@ -143,6 +190,7 @@ impl Store for SledStore {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
         self.db.flush().map_err(io)?;
         if let Some(f) = &self.data_file {
             f.sync_all()

@@ -156,6 +156,14 @@ type Mail = (String, String, Option<String>);
 type Acted = (Value, Writes, Vec<Mail>);
 
 impl SimTenant {
+    /// Copy the tenant's database into `dest` (a new directory), durably.
+    pub fn backup_to(&self, dest: &Path) -> Result<u64, SimError> {
+        crate::store::sled_store::copy_db(&self.shared.db, dest).map_err(|source| SimError::Io {
+            path: dest.to_path_buf(),
+            source,
+        })
+    }
+
     /// Open the tenant stored in `dir`, creating and seeding it (from
     /// `config.seed`, with `config.users` users) when the store is empty.
     /// An existing tenant is used as is: only the latency, sync, upload and
