@@ -112,6 +112,25 @@ fn api_needs_the_token_routes_approvals_to_the_running_run_and_stops_on_sigterm(
     assert_eq!(code, 200);
     assert_eq!(runs["runs"][0]["run"], id.as_str());
     assert_eq!(runs["runs"][0]["states"]["blocked"], 4);
+    let (code, page) = http(
+        &addr,
+        "GET",
+        &format!("/api/runs/{id}/instances?state=blocked&limit=3"),
+        Some(&token),
+        "",
+    );
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(page["total"], 4, "{page}");
+    assert_eq!(
+        page["instances"].as_array().map(Vec::len),
+        Some(3),
+        "{page}"
+    );
+    assert_eq!(page["instances"][0]["state"], "blocked");
+    assert_eq!(
+        http(&addr, "GET", &format!("/api/runs/{id}/instances"), None, "").0,
+        401
+    );
 
     // The CLI cannot open the store while the daemon holds it: status and resume
     // go through the API.

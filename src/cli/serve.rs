@@ -147,6 +147,7 @@ pub async fn serve(
         .route("/api/runs", get(list_runs).post(start_run))
         .route("/api/runs/{run}", get(show_run))
         .route("/api/runs/{run}/subjects/{subject}", get(show_instance))
+        .route("/api/runs/{run}/instances", get(list_instances))
         .route("/api/runs/{run}/{verb}", post(operate))
         .route("/api/cli/{command}", get(cli_text))
         .route("/api/cli/plan", post(plan_text))
@@ -837,5 +838,70 @@ async fn backup(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("backup task: {e}"),
         ),
+    }
+}
+
+/// Query of `GET /api/runs/{run}/instances`.
+#[derive(Debug, Deserialize)]
+struct InstancesQuery {
+    /// Only instances in this state (`failed`, `window`, `blocked`, …).
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "default_page")]
+    limit: usize,
+}
+
+fn default_page() -> usize {
+    100
+}
+
+/// `GET /api/runs/{run}/instances?state=failed&offset=0&limit=100`: a page of a
+/// run's instances (subject, state, step, next due instant), in subject order.
+async fn list_instances(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(run): UrlPath<String>,
+    axum::extract::Query(q): axum::extract::Query<InstancesQuery>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let result = (|| -> Result<Value, CliError> {
+        let r = load_run(&*d.store, &run)?;
+        let wf = super::runs::pinned_workflow(&r)?;
+        let limit = q.limit.min(10_000);
+        let mut total = 0usize;
+        let mut page = Vec::new();
+        records::for_each_instance(&*d.store, &run, &mut |inst| {
+            if q.state.as_deref().is_some_and(|s| s != inst.status.name()) {
+                return;
+            }
+            if total >= q.offset && page.len() < limit {
+                let step = match &inst.status {
+                    crate::engine::instance::Status::Running { step, .. }
+                    | crate::engine::instance::Status::Compensating { step, .. }
+                    | crate::engine::instance::Status::Failed { step, .. }
+                    | crate::engine::instance::Status::NeedsAttention { step, .. } => {
+                        wf.steps.get(*step).map(|s| s.id.clone())
+                    }
+                    _ => None,
+                };
+                page.push(json!({
+                    "idx": inst.idx,
+                    "subject": inst.subject,
+                    "state": inst.status.name(),
+                    "step": step,
+                    "due": inst.due.map(|t| t.rfc3339()),
+                }));
+            }
+            total += 1;
+        })?;
+        Ok(json!({"run": run, "total": total, "offset": q.offset, "instances": page}))
+    })();
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => cli_error(e),
     }
 }
