@@ -33,15 +33,23 @@ fn launch_json(l: &Launch) -> Value {
 /// The JSON view of a schedule (API and `--json`).
 pub(super) fn view(rec: &ScheduleRecord, now: Timestamp, full: bool) -> Value {
     let compiled = rec.spec.validate();
-    let (next, describe) = match &compiled {
-        Ok(c) => (
-            rec.upcoming(c, now, UPCOMING)
-                .into_iter()
-                .map(|t| Value::String(t.rfc3339()))
-                .collect(),
-            Value::String(c.schedule.describe()),
+    let (next, next_local, describe) = match &compiled {
+        Ok(c) => {
+            let fires = rec.upcoming(c, now, UPCOMING);
+            (
+                fires.iter().map(|t| Value::String(t.rfc3339())).collect(),
+                fires
+                    .iter()
+                    .map(|t| Value::String(c.schedule.local_label(*t)))
+                    .collect(),
+                Value::String(c.schedule.describe()),
+            )
+        }
+        Err(e) => (
+            Vec::new(),
+            Vec::new(),
+            Value::String(format!("invalid: {e}")),
         ),
-        Err(e) => (Vec::new(), Value::String(format!("invalid: {e}"))),
     };
     let history: Vec<Value> = rec
         .history
@@ -66,6 +74,7 @@ pub(super) fn view(rec: &ScheduleRecord, now: Timestamp, full: bool) -> Value {
         "last_run": rec.last_run(),
         "queued": rec.queued.iter().map(|t| t.rfc3339()).collect::<Vec<_>>(),
         "next_fires": next,
+        "next_fires_local": next_local,
         "history": history,
     });
     if full {
@@ -246,8 +255,8 @@ pub(super) fn render_show(v: &Value) -> String {
     out += "next fire times:\n";
     match v["next_fires"].as_array().filter(|n| !n.is_empty()) {
         Some(n) => {
-            for t in n {
-                out += &format!("  {}\n", s(t));
+            for (i, t) in n.iter().enumerate() {
+                out += &format!("  {}  ({})\n", s(t), s(&v["next_fires_local"][i]));
             }
         }
         None => out += "  none (paused)\n",

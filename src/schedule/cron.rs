@@ -367,6 +367,14 @@ impl CronSchedule {
         }
     }
 
+    /// `t` as wall-clock time in the schedule's zone, e.g. `Mon 2026-11-23 22:00 CET`.
+    pub fn local_label(&self, t: Timestamp) -> String {
+        match self.local(split_millis(t).0) {
+            Some(dt) => dt.format("%a %Y-%m-%d %H:%M %Z").to_string(),
+            None => t.rfc3339(),
+        }
+    }
+
     fn local(&self, secs: i64) -> Option<DateTime<Tz>> {
         Some(DateTime::<Utc>::from_timestamp(secs, 0)?.with_timezone(&self.tz))
     }
@@ -810,6 +818,20 @@ mod tests {
     }
 
     // --- DST: `30 2 * * *` fires exactly once on each change day. ---
+
+    #[test]
+    fn local_labels_name_the_zone_abbreviation_of_the_instant() {
+        let s =
+            CronSchedule::parse("30 2 * * *", "Europe/Berlin").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.local_label(crate::schedule::test_util::ts("2026-03-29T01:00:00Z")),
+            "Sun 2026-03-29 03:00 CEST"
+        );
+        assert_eq!(
+            s.local_label(crate::schedule::test_util::ts("2026-11-23T21:00:00Z")),
+            "Mon 2026-11-23 22:00 CET"
+        );
+    }
 
     #[test]
     fn berlin_spring_forward_fires_once_at_0300_local() {

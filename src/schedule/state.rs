@@ -277,7 +277,9 @@ impl ScheduleRecord {
         if self.paused {
             return Vec::new();
         }
-        s.schedule.next_n(now, n)
+        // A fire time already dealt with does not fire again.
+        let from = self.last_fired.map_or(now, |t| t.max(now));
+        s.schedule.next_n(from, n)
     }
 }
 
