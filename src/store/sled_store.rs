@@ -15,7 +15,7 @@ pub struct SledStore {
     db: sled::Db,
     data_file: Option<File>,
     path: PathBuf,
-    /// Held by writes and by [`SledStore::backup_to`], so a backup sees no half group.
+    /// Held by batch applies and by [`SledStore::backup_to`], so a backup sees whole batches only.
     writes: Mutex<()>,
 }
 
@@ -190,7 +190,8 @@ impl Store for SledStore {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        // No `writes` lock: a backup needs whole batches, not synced ones, and
+        // syncing must not hold up the next group's apply.
         self.db.flush().map_err(io)?;
         if let Some(f) = &self.data_file {
             f.sync_all()
