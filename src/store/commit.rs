@@ -16,6 +16,7 @@ use super::{Batch, Store, StoreError};
 struct Request {
     batch: Batch,
     ack: Option<oneshot::Sender<Result<(), String>>>,
+    queued: crate::clock::Stopwatch,
 }
 
 /// Counters for benchmarks and metrics.
@@ -29,6 +30,21 @@ pub struct CommitStats {
     pub bytes: AtomicU64,
     /// Total microseconds spent in apply + sync.
     pub write_micros: AtomicU64,
+    /// Time from handing a durable batch in to its acknowledgement.
+    pub latency: super::latency::LatencyHistogram,
+    /// Callers waiting for an acknowledgement now (a virtual clock only moves
+    /// when this is zero).
+    pub waiting: AtomicU64,
+}
+
+/// Counts a caller in [`CommitStats::waiting`] until dropped (also when the
+/// waiting future is cancelled).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Handle to the commit thread. Cloning is cheap.
@@ -60,10 +76,13 @@ impl Committer {
     /// Write `batch` durably; returns once it is synced.
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
+        self.stats.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.stats.waiting);
         self.tx
             .send(Request {
                 batch,
                 ack: Some(ack),
+                queued: crate::clock::Stopwatch::start(),
             })
             .map_err(|_| StoreError::Closed)?;
         match done.await {
@@ -77,7 +96,11 @@ impl Committer {
     /// updates whose loss costs only a repeated poll.
     pub fn commit_lazy(&self, batch: Batch) -> Result<(), StoreError> {
         self.tx
-            .send(Request { batch, ack: None })
+            .send(Request {
+                batch,
+                ack: None,
+                queued: crate::clock::Stopwatch::start(),
+            })
             .map_err(|_| StoreError::Closed)
     }
 
@@ -133,6 +156,7 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Request>, stats: Arc<CommitStat
             .fetch_add(reqs.len() as u64, Ordering::Relaxed);
         for r in reqs {
             if let Some(ack) = r.ack {
+                stats.latency.record(r.queued.elapsed());
                 let _ = ack.send(result.clone());
             }
         }

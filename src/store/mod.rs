@@ -8,6 +8,7 @@
 pub mod commit;
 pub mod fault;
 pub mod keys;
+pub mod latency;
 pub mod memory;
 pub mod records;
 pub mod sled_store;
