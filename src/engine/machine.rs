@@ -266,7 +266,13 @@ impl<'a> Builder<'a> {
 
     fn set(&mut self, status: Status, due: Option<Timestamp>) {
         self.inst.status = status;
-        self.inst.due = due;
+        // Due now before and after: keep the stored instant, so the timer index
+        // need not move (two fewer writes per transition in a chain of steps).
+        let now = self.ctx.now;
+        self.inst.due = match (self.inst.due, due) {
+            (Some(old), Some(new)) if old <= now && new <= now => Some(old),
+            _ => due,
+        };
         self.inst.updated_at = self.ctx.now;
         if self.persist == Persist::Nothing {
             self.persist = Persist::Lazy;
