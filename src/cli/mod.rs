@@ -1,5 +1,6 @@
 //! The command line: argument parsing, exit codes, and one module per command group.
 
+mod bench;
 mod client;
 mod inspect;
 mod operate;
@@ -224,6 +225,12 @@ pub enum Command {
         #[arg(long)]
         allow_remote: bool,
     },
+    /// Measure the engine: transitions/s, scale, wave makespan, cost growth.
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
     /// The simulated tenant.
     Sim {
         /// What to do.
@@ -428,6 +435,7 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
             allow_remote,
         } => serve::serve(app, listen, allow_remote).await,
         Command::Sim { command } => simcmd::sim(app, command),
+        Command::Bench { command } => bench::bench(app, command).await,
     }
 }
 
