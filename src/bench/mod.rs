@@ -9,6 +9,9 @@
 //! - [`makespan`]: a DR → OC wave on the simulator's latency model in virtual time.
 //! - [`growth`]: the three at several sizes.
 
+pub mod growth;
+pub mod makespan;
+pub mod scale;
 pub mod tenants;
 pub mod transitions;
 pub mod vclock;
