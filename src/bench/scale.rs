@@ -121,6 +121,8 @@ pub struct Figures {
     pub after_exit: Resume,
     /// Resume after SIGKILL.
     pub after_kill: Resume,
+    /// Live records at the end, by key prefix: (prefix, keys, key + value bytes).
+    pub records: Vec<(String, u64, u64)>,
 }
 
 impl Figures {
@@ -144,6 +146,7 @@ impl Figures {
             "state_bytes_on_disk_at_end": self.size_end.0,
             "resume_after_exit": r(&self.after_exit),
             "resume_after_sigkill": r(&self.after_kill),
+            "live_records": self.records.iter().map(|(p, n, b)| json!({"prefix": p, "keys": n, "bytes": b})).collect::<Vec<_>>(),
         })
     }
 }
@@ -282,6 +285,7 @@ pub fn measure(opts: &ScaleOpts) -> Result<Figures, BenchError> {
     let later = created_at.plus(opts.outage * 2);
     let (after_kill, mut second) = resume(dir, opts, later)?;
     second.kill();
+    let records = live_records(&dir.join("engine"))?;
     Ok(Figures {
         instances: opts.instances,
         create_seconds: took.as_secs_f64(),
@@ -289,7 +293,22 @@ pub fn measure(opts: &ScaleOpts) -> Result<Figures, BenchError> {
         size_end: dir_size(&dir.join("engine")),
         after_exit,
         after_kill,
+        records,
     })
+}
+
+/// Count the live records of a store by key prefix (`i/`, `e/`, …).
+fn live_records(dir: &Path) -> Result<Vec<(String, u64, u64)>, BenchError> {
+    let store = SledStore::open(dir)?;
+    let mut by: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    store.scan_prefix(b"", &mut |k, v| {
+        let prefix = String::from_utf8_lossy(&k[..k.len().min(2)]).into_owned();
+        let e = by.entry(prefix).or_default();
+        e.0 += 1;
+        e.1 += (k.len() + v.len()) as u64;
+        true
+    })?;
+    Ok(by.into_iter().map(|(p, (n, b))| (p, n, b)).collect())
 }
 
 /// Run the benchmark and build its report.
@@ -315,6 +334,13 @@ pub fn report(opts: &ScaleOpts, f: &Figures, m: Value) -> Report {
         "state directory (on disk)".to_string(),
         mb(f.size_created.0),
         per(f.size_created.0),
+        String::new(),
+    ]);
+    let live: u64 = f.records.iter().map(|r| r.2).sum();
+    table.row([
+        "live records (keys + values)".to_string(),
+        mb(live),
+        per(live),
         String::new(),
     ]);
     table.row([
@@ -373,6 +399,14 @@ pub fn report(opts: &ScaleOpts, f: &Figures, m: Value) -> Report {
                 crate::report::table::human_duration(opts.outage),
                 opts.concurrency,
                 f.create_seconds
+            ),
+            format!(
+                "live records by kind: {}",
+                f.records
+                    .iter()
+                    .map(|(p, n, b)| format!("{p} {} keys {}", thousands(*n), megabytes(*b)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             machine_line(&m),
         ],

@@ -111,6 +111,22 @@ pub fn list_instances(store: &dyn Store, run: &str) -> Result<Vec<Instance>, Sto
     decode_all(store, &keys::instance_prefix(run))
 }
 
+/// Index and status of every instance of a run, by index. Decodes only those two
+/// fields of each snapshot (the rest is skipped, not built), so a restart with
+/// 100,000 instances neither pays for nor keeps their inputs and outputs.
+pub fn list_statuses(
+    store: &dyn Store,
+    run: &str,
+) -> Result<Vec<(u32, crate::engine::instance::Status)>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        idx: u32,
+        status: crate::engine::instance::Status,
+    }
+    let heads: Vec<Head> = decode_all(store, &keys::instance_prefix(run))?;
+    Ok(heads.into_iter().map(|h| (h.idx, h.status)).collect())
+}
+
 /// An instance's history, in order.
 pub fn list_events(store: &dyn Store, key: &InstanceKey) -> Result<Vec<Event>, StoreError> {
     decode_all(store, &keys::event_prefix(key))
