@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::{machine, machine_line, makespan, round, scale, thousands, transitions, BenchError, Report};
+use super::{
+    machine, machine_line, makespan, round, scale, thousands, transitions, BenchError, Report,
+};
 use crate::report::table::Table;
 
 /// Parameters.
@@ -119,7 +121,8 @@ pub fn run(opts: &GrowthOpts) -> Result<Report, BenchError> {
             let f = rt.block_on(transitions::wave(&o, size, true))?;
             rows[0].values[i] = Some(f.per_second);
             rows[1].values[i] = Some(f.p99_ms);
-            doc["transitions"] = json!({"per_s": round(f.per_second, 0), "p99_ms": round(f.p99_ms, 2)});
+            doc["transitions"] =
+                json!({"per_s": round(f.per_second, 0), "p99_ms": round(f.p99_ms, 2)});
         }
         if !skip("scale") {
             let o = scale::ScaleOpts {
@@ -160,7 +163,10 @@ pub fn run(opts: &GrowthOpts) -> Result<Report, BenchError> {
                 .iter()
                 .map(|v| v.map_or_else(|| "-".to_string(), r.fmt)),
         );
-        cells.push(r.growth(&opts.sizes).map_or("-".into(), |g| format!("{g:.2}×")));
+        cells.push(
+            r.growth(&opts.sizes)
+                .map_or("-".into(), |g| format!("{g:.2}×")),
+        );
         table.row(cells);
     }
     Ok(Report {

@@ -223,9 +223,7 @@ pub fn measure(opts: &MakespanOpts) -> Result<Figures, BenchError> {
 
     let waiting = committer.clone();
     let inflight = counting.inflight.clone();
-    let busy = move || {
-        waiting.stats().waiting.load(Ordering::SeqCst) > 0 || inflight.get() > 0
-    };
+    let busy = move || waiting.stats().waiting.load(Ordering::SeqCst) > 0 || inflight.get() > 0;
     let watch = Stopwatch::start();
     let d = driver.clone();
     let c = committer.clone();
@@ -236,7 +234,11 @@ pub fn measure(opts: &MakespanOpts) -> Result<Figures, BenchError> {
             let mut m = serde_json::Map::new();
             m.insert("user".into(), json!(user));
             m.insert("number".into(), json!(number));
-            let loc = if loc.is_empty() { Value::Null } else { json!(loc) };
+            let loc = if loc.is_empty() {
+                Value::Null
+            } else {
+                json!(loc)
+            };
             m.insert("location_id".into(), loc);
             m
         };
@@ -381,14 +383,22 @@ pub fn report(opts: &MakespanOpts, f: &Figures, m: Value) -> Report {
         thousands(u64::from(f.subjects)),
         String::new(),
     ]);
-    table.row(["makespan (virtual)".to_string(), hours(f.makespan), String::new()]);
+    table.row([
+        "makespan (virtual)".to_string(),
+        hours(f.makespan),
+        String::new(),
+    ]);
     table.row([
         "lower bound: longest sync delays of a subject".to_string(),
         hours(f.bound_sync),
         String::new(),
     ]);
     table.row([
-        format!("lower bound: {} calls at {}/s", thousands(f.calls), opts.rate),
+        format!(
+            "lower bound: {} calls at {}/s",
+            thousands(f.calls),
+            opts.rate
+        ),
         hours(f.bound_rate),
         String::new(),
     ]);

@@ -189,7 +189,11 @@ impl ChildProc {
     }
 
     /// Wait for the line `{"event": <event>, …}`; returns it and the time since spawn.
-    fn wait_for(&mut self, event: &str, timeout: Duration) -> Result<(Value, Duration), BenchError> {
+    fn wait_for(
+        &mut self,
+        event: &str,
+        timeout: Duration,
+    ) -> Result<(Value, Duration), BenchError> {
         let deadline = self.started.elapsed() + timeout;
         loop {
             let left = deadline.saturating_sub(self.started.elapsed());
@@ -349,7 +353,11 @@ pub fn report(opts: &ScaleOpts, f: &Figures, m: Value) -> Report {
         per(k.hwm),
         format!(
             "≤ 300 MB ({})",
-            if k.hwm <= 300_000_000 { "met" } else { "missed" }
+            if k.hwm <= 300_000_000 {
+                "met"
+            } else {
+                "missed"
+            }
         ),
     ]);
     table.row([
@@ -459,7 +467,12 @@ fn driver(
 }
 
 /// The hidden child command. Reports progress as JSON lines on stdout.
-pub fn child(dir: &Path, instances: u32, concurrency: usize, mode: ChildMode) -> Result<(), BenchError> {
+pub fn child(
+    dir: &Path,
+    instances: u32,
+    concurrency: usize,
+    mode: ChildMode,
+) -> Result<(), BenchError> {
     let started = Stopwatch::start();
     let res = match mode {
         ChildMode::Create => create(dir, instances, concurrency),

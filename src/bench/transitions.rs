@@ -121,7 +121,10 @@ pub fn workflow(steps: u32) -> Result<Arc<Workflow>, BenchError> {
 }
 
 /// A simulated tenant with no latency at all.
-pub fn zero_latency_sim(dir: &std::path::Path, clock: SharedClock) -> Result<SimTenant, BenchError> {
+pub fn zero_latency_sim(
+    dir: &std::path::Path,
+    clock: SharedClock,
+) -> Result<SimTenant, BenchError> {
     let cfg = SimConfig {
         users: 1,
         latency: LatencyConfig {
@@ -201,7 +204,11 @@ pub async fn wave(
     });
     let stats = committer.stats();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    let (groups0, bytes0, hist0) = (load(&stats.groups), load(&stats.bytes), stats.latency.snapshot());
+    let (groups0, bytes0, hist0) = (
+        load(&stats.groups),
+        load(&stats.bytes),
+        stats.latency.snapshot(),
+    );
     let disk0 = io_write_bytes().unwrap_or(0);
     let (_stop_tx, stop_rx) = watch::channel(false);
     let watch = Stopwatch::start();

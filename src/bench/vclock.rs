@@ -103,10 +103,7 @@ impl Clock for VirtualClock {
                 return;
             }
             self.register(t);
-            let _registered = Registered {
-                clock: self,
-                at: t,
-            };
+            let _registered = Registered { clock: self, at: t };
             loop {
                 // Created before the check, so a jump in between still wakes us.
                 let notified = self.changed.notified();
@@ -189,26 +186,22 @@ mod tests {
     fn sleepers_wake_in_order_without_real_waiting() {
         let clock = VirtualClock::new(Timestamp(0));
         let c = clock.clone();
-        let out = run_virtual(
-            clock.clone(),
-            || false,
-            async move {
-                let mut set = tokio::task::JoinSet::new();
-                for h in [24u64, 1, 6] {
-                    let c = c.clone();
-                    set.spawn(async move {
-                        c.sleep_until(Timestamp(0).plus(Duration::from_secs(h * 3600)))
-                            .await;
-                        (h, c.now())
-                    });
-                }
-                let mut woke = Vec::new();
-                while let Some(Ok(r)) = set.join_next().await {
-                    woke.push(r);
-                }
-                woke
-            },
-        );
+        let out = run_virtual(clock.clone(), || false, async move {
+            let mut set = tokio::task::JoinSet::new();
+            for h in [24u64, 1, 6] {
+                let c = c.clone();
+                set.spawn(async move {
+                    c.sleep_until(Timestamp(0).plus(Duration::from_secs(h * 3600)))
+                        .await;
+                    (h, c.now())
+                });
+            }
+            let mut woke = Vec::new();
+            while let Some(Ok(r)) = set.join_next().await {
+                woke.push(r);
+            }
+            woke
+        });
         let woke = out.unwrap_or_default();
         assert_eq!(woke.len(), 3);
         for (h, at) in woke {
@@ -223,27 +216,23 @@ mod tests {
         let inflight = Arc::new(InFlight::default());
         let busy = inflight.clone();
         let c = clock.clone();
-        let out = run_virtual(
-            clock.clone(),
-            move || busy.get() > 0,
-            async move {
-                let sleeper = {
-                    let c = c.clone();
-                    tokio::spawn(async move { c.sleep_until(Timestamp(1000)).await })
-                };
-                // Real work on another thread: time must not move meanwhile.
-                let before = c.now();
-                let guard = inflight.enter();
-                let done = tokio::task::spawn_blocking(|| {
-                    std::thread::sleep(Duration::from_millis(20));
-                })
-                .await;
-                let after = c.now();
-                drop(guard);
-                let _ = sleeper.await;
-                (before, after, done.is_ok(), c.now())
-            },
-        );
+        let out = run_virtual(clock.clone(), move || busy.get() > 0, async move {
+            let sleeper = {
+                let c = c.clone();
+                tokio::spawn(async move { c.sleep_until(Timestamp(1000)).await })
+            };
+            // Real work on another thread: time must not move meanwhile.
+            let before = c.now();
+            let guard = inflight.enter();
+            let done = tokio::task::spawn_blocking(|| {
+                std::thread::sleep(Duration::from_millis(20));
+            })
+            .await;
+            let after = c.now();
+            drop(guard);
+            let _ = sleeper.await;
+            (before, after, done.is_ok(), c.now())
+        });
         let (before, after, ok, end) =
             out.unwrap_or((Timestamp(1), Timestamp(1), false, Timestamp(0)));
         assert!(ok);

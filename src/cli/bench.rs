@@ -134,7 +134,11 @@ pub async fn bench(app: &App, cmd: BenchCommand) -> Result<u8, CliError> {
             (false, Some(ms)) => bench::scale::ChildMode::Resume {
                 virtual_now: crate::clock::Timestamp(ms),
             },
-            (false, None) => return Err(CliError::input("scale-child needs --create or --virtual-now")),
+            (false, None) => {
+                return Err(CliError::input(
+                    "scale-child needs --create or --virtual-now",
+                ))
+            }
         };
         // The child reports on stdout itself and builds its own runtime.
         let done = tokio::task::spawn_blocking(move || {
@@ -248,6 +252,8 @@ fn run(cmd: BenchCommand) -> Result<Report, bench::BenchError> {
             };
             bench::growth::run(&o)
         }
-        BenchCommand::ScaleChild { .. } => Err(bench::BenchError::new("scale-child runs on its own")),
+        BenchCommand::ScaleChild { .. } => {
+            Err(bench::BenchError::new("scale-child runs on its own"))
+        }
     }
 }

@@ -177,8 +177,8 @@ impl Driver {
             let timers = records::run_timers(&*self.store, &self.run_id);
             (statuses.join(), timers)
         });
-        let statuses = statuses
-            .map_err(|_| EngineError::Internal("the status scan panicked".into()))??;
+        let statuses =
+            statuses.map_err(|_| EngineError::Internal("the status scan panicked".into()))??;
         for (idx, status) in &statuses {
             self.progress.set(*idx, Place::of_status(status));
         }

@@ -192,7 +192,10 @@ mod tests {
         }
         let s = SledStore::open(dir.path()).expect("reopen");
         let v = s.get(super::super::keys::SCHEMA).expect("get");
-        assert_eq!(v, Some(super::super::SCHEMA_VERSION.to_string().into_bytes()));
+        assert_eq!(
+            v,
+            Some(super::super::SCHEMA_VERSION.to_string().into_bytes())
+        );
     }
 
     #[test]
