@@ -119,11 +119,10 @@ impl Workflow {
         for e in exprs {
             for path in e.paths() {
                 match path.as_slice() {
-                    [root, id, field, ..] if root == "steps" => {
-                        if field == "observed" {
-                            ids.insert(id.clone());
-                        }
+                    [root, id, field, ..] if root == "steps" && field == "observed" => {
+                        ids.insert(id.clone());
                     }
+                    [root, _, _, ..] if root == "steps" => {}
                     [root, id] if root == "steps" => {
                         ids.insert(id.clone());
                     }
