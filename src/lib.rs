@@ -4,6 +4,7 @@
 //! → `store` (sled, group commit) and `backend` (the tenant: simulator, Graph, PowerShell).
 
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod engine;

@@ -1,6 +1,7 @@
 //! The command line: argument parsing, exit codes, and one module per command group.
 
 mod backup;
+mod bench;
 mod client;
 mod inspect;
 mod operate;
@@ -262,6 +263,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ScheduleCommand,
     },
+    /// Measure the engine: transitions/s, scale, wave makespan, cost growth.
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
     /// The simulated tenant.
     Sim {
         /// What to do.
@@ -522,6 +529,7 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
         Command::Schedule { command } => schedule::command(app, command).await,
         Command::Backup { dest } => backup::backup(app, &dest).await,
         Command::Sim { command } => simcmd::sim(app, command),
+        Command::Bench { command } => bench::bench(app, command).await,
     }
 }
 

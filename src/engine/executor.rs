@@ -55,7 +55,12 @@ pub enum Place {
 impl Place {
     /// Place of an instance.
     pub fn of(inst: &Instance) -> Place {
-        match &inst.status {
+        Place::of_status(&inst.status)
+    }
+
+    /// Place of an instance with this status.
+    pub fn of_status(status: &Status) -> Place {
+        match status {
             Status::Pending => Place::Pending,
             Status::Running { step, phase } => Place::Step(*step, phase.name()),
             Status::Compensating { step, .. } => Place::Step(*step, "rolling_back"),
@@ -167,14 +172,20 @@ impl Driver {
         mut stop: watch::Receiver<bool>,
         mut inbox: Option<tokio::sync::mpsc::Receiver<Inbound>>,
     ) -> Result<DriveEnd, EngineError> {
-        for inst in records::list_instances(&*self.store, &self.run_id)? {
-            self.progress.set(inst.idx, Place::of(&inst));
+        // Both scans read every instance of the run: side by side they take half as long.
+        let (statuses, timers) = std::thread::scope(|s| {
+            let statuses = s.spawn(|| records::list_statuses(&*self.store, &self.run_id));
+            let timers = records::run_timers(&*self.store, &self.run_id);
+            (statuses.join(), timers)
+        });
+        let statuses =
+            statuses.map_err(|_| EngineError::Internal("the status scan panicked".into()))??;
+        for (idx, status) in &statuses {
+            self.progress.set(*idx, Place::of_status(status));
         }
+        drop(statuses);
         let mut heap: BinaryHeap<Reverse<(Timestamp, u32)>> =
-            records::run_timers(&*self.store, &self.run_id)?
-                .into_iter()
-                .map(Reverse)
-                .collect();
+            timers?.into_iter().map(Reverse).collect();
         let mut workers: JoinSet<WorkResult> = JoinSet::new();
         // A worker owns its instance; inputs for it wait until it is done.
         let mut in_flight: std::collections::HashSet<u32> = std::collections::HashSet::new();

@@ -438,6 +438,10 @@ pub enum EventKind {
         polls: u32,
         /// Milliseconds waited.
         waited_ms: u64,
+        /// What the wait saw, when no later step reads it (it is then kept here
+        /// rather than in the snapshot, which every later poll rewrites).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        observed: Option<Value>,
     },
     /// The wait timed out.
     WaitTimedOut {

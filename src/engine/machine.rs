@@ -266,7 +266,13 @@ impl<'a> Builder<'a> {
 
     fn set(&mut self, status: Status, due: Option<Timestamp>) {
         self.inst.status = status;
-        self.inst.due = due;
+        // Due now before and after: keep the stored instant, so the timer index
+        // need not move (two fewer writes per transition in a chain of steps).
+        let now = self.ctx.now;
+        self.inst.due = match (self.inst.due, due) {
+            (Some(old), Some(new)) if old <= now && new <= now => Some(old),
+            _ => due,
+        };
         self.inst.updated_at = self.ctx.now;
         if self.persist == Persist::Nothing {
             self.persist = Persist::Lazy;
@@ -765,6 +771,22 @@ impl<'a> Builder<'a> {
         err.retry_after().map_or(jittered, |ra| ra.max(jittered))
     }
 
+    /// Take a finished wait's observation out of the snapshot (which every
+    /// later poll rewrites) unless an expression of the workflow reads it;
+    /// returns it for the `wait_satisfied` event, which keeps it instead.
+    fn unread_observation(&mut self, idx: usize) -> Option<Value> {
+        let id = &self.step(idx).id;
+        if self.undoing() || self.ctx.wf.reads_observed(id) {
+            return None;
+        }
+        let data = self.inst.outputs.get_mut(id)?;
+        let observed = data.observed.take();
+        if data.output.is_none() {
+            self.inst.outputs.remove(id);
+        }
+        observed
+    }
+
     fn output_mut(&mut self, id: &str) -> &mut super::instance::StepData {
         self.inst.outputs.entry(id.to_string()).or_default()
     }
@@ -802,10 +824,12 @@ impl<'a> Builder<'a> {
                 }
                 match holds {
                     Ok(true) => {
+                        let observed = self.unread_observation(idx);
                         self.event(EventKind::WaitSatisfied {
                             step: parts.id.to_string(),
                             polls,
                             waited_ms: now.since(started).as_millis() as u64,
+                            observed,
                         });
                         let rule = self.step_done(idx);
                         return if rule == ENTER { WAIT_MET } else { rule };
@@ -848,6 +872,8 @@ impl<'a> Builder<'a> {
                 outcome: outcome.into(),
             });
             if wait.on_timeout == OnTimeout::Continue && !parts.undo {
+                // The event above has the last observation.
+                self.unread_observation(idx);
                 self.step_done(idx);
                 return WAIT_TIMEOUT_CONTINUE;
             }
@@ -1160,10 +1186,12 @@ fn signal(b: &mut Builder<'_>, name: &str, data: Value, by: &str) -> &'static st
                 data
             };
             b.output_mut(&id).observed = Some(obs);
+            let observed = b.unread_observation(idx);
             b.event(EventKind::WaitSatisfied {
                 step: id,
                 polls: 0,
                 waited_ms: b.ctx.now.since(started).as_millis() as u64,
+                observed,
             });
             b.step_done(idx);
             SIGNAL_WAIT_MET
@@ -1342,10 +1370,12 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
                             out.output = Some(json!({"reconciled": true}));
                         }
                     }
+                    let observed = b.unread_observation(idx);
                     b.event(EventKind::WaitSatisfied {
                         step: parts.id.to_string(),
                         polls: 1,
                         waited_ms: 0,
+                        observed,
                     });
                     b.step_done(idx);
                     RECONCILE_DONE

@@ -925,11 +925,18 @@ fn operator_inputs_leave_the_next_action_due_instead_of_recording_an_intent() {
         data: Value::Null,
         by: "eng".into(),
     });
+    // No later step reads it, so it is kept in the history rather than the snapshot.
     let observed = s
         .inst
         .outputs
         .get("upload")
-        .and_then(|d| d.observed.clone());
+        .and_then(|d| d.observed.clone())
+        .or_else(|| {
+            s.events.iter().find_map(|e| match &e.kind {
+                EventKind::WaitSatisfied { observed, .. } => observed.clone(),
+                _ => None,
+            })
+        });
     assert_eq!(observed, Some(json!({"signal": "uploaded", "by": "eng"})));
 }
 

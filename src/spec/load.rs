@@ -486,6 +486,8 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
 /// workflow's steps, for the same subject.
 pub fn compose(main: &Workflow, then: &[Workflow]) -> Workflow {
     let mut wf = main.clone();
+    // The steps change: what reads which observation is worked out again.
+    wf.observed_reads = Default::default();
     for (i, t) in then.iter().enumerate() {
         wf.then_on_failure.push(t.on_failure);
         wf.steps.extend(t.steps.iter().cloned().map(|mut s| {

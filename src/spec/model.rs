@@ -39,6 +39,10 @@ pub struct Workflow {
     /// Failure policies of chained (`then:`) workflows, by segment (set by `compose`).
     #[serde(skip)]
     pub then_on_failure: Vec<OnFailure>,
+    /// Steps whose `observed` some expression reads (`None`: any may be read),
+    /// worked out on first use.
+    #[serde(skip)]
+    pub observed_reads: std::sync::OnceLock<Option<std::collections::BTreeSet<String>>>,
 }
 
 /// Failure policy of a workflow or run.
@@ -71,6 +75,63 @@ impl Workflow {
     /// Index of the step with this id.
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
+    }
+
+    /// Whether an expression or template of this workflow may read what step
+    /// `id`'s wait observed (`steps.<id>.observed`, `steps.<id>`, or `steps`
+    /// with a computed index, which could be any step).
+    pub fn reads_observed(&self, id: &str) -> bool {
+        self.observed_reads
+            .get_or_init(|| self.observed_read_by())
+            .as_ref()
+            .is_none_or(|ids| ids.contains(id))
+    }
+
+    fn observed_read_by(&self) -> Option<std::collections::BTreeSet<String>> {
+        let mut exprs: Vec<&Expr> = Vec::new();
+        let mut templates: Vec<&Template> = Vec::new();
+        for st in &self.steps {
+            exprs.extend(st.when.iter());
+            if let Some(c) = &st.check {
+                exprs.push(&c.require);
+                templates.push(&c.message);
+            }
+            if let Some(m) = &st.manual {
+                templates.push(&m.instructions);
+            }
+            if let Some(a) = &st.action {
+                templates.extend(a.args.values());
+            }
+            let waits = st
+                .wait
+                .iter()
+                .chain(st.compensate.iter().filter_map(|c| c.wait.as_ref()));
+            for w in waits {
+                exprs.push(&w.until);
+                templates.extend(w.observe.args.values());
+            }
+            if let Some(c) = &st.compensate {
+                templates.extend(c.args.values());
+            }
+        }
+        exprs.extend(templates.iter().flat_map(|t| t.exprs()));
+        let mut ids = std::collections::BTreeSet::new();
+        for e in exprs {
+            for path in e.paths() {
+                match path.as_slice() {
+                    [root, id, field, ..] if root == "steps" && field == "observed" => {
+                        ids.insert(id.clone());
+                    }
+                    [root, _, _, ..] if root == "steps" => {}
+                    [root, id] if root == "steps" => {
+                        ids.insert(id.clone());
+                    }
+                    [root] if root == "steps" => return None,
+                    _ => {}
+                }
+            }
+        }
+        Some(ids)
     }
 }
 

@@ -678,3 +678,30 @@ fn messages_read_well() {
         "w.yaml:26:27: steps[1].wait.until: invalid condition: unexpected `=` (compare with `==`)"
     );
 }
+
+#[test]
+fn only_observations_a_later_expression_reads_are_kept() {
+    let load = |name: &str| {
+        let text = builtin::workflow_text(name).unwrap_or_default();
+        parse_workflow(text, &builtin::origin(name)).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let dr = load("direct-routing-to-operator-connect").workflow;
+    assert!(!dr.reads_observed("remove-dr-number"));
+    assert!(!dr.reads_observed("wait-operator-upload"));
+    let cp = load("calling-plans-to-operator-connect").workflow;
+    assert!(cp.reads_observed("wait-port"));
+    // `steps.x` whole, or `steps[…]` with a computed index, may read any observation.
+    let whole = base_with(
+        "until: obs.line_uri == null",
+        "until: steps.inspect == null",
+    );
+    let any = base_with(
+        "until: obs.line_uri == null",
+        "until: \"steps[inputs.user] == null\"",
+    );
+    for text in [whole, any] {
+        let w = parse_workflow(&text, "t.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let ids: Vec<String> = w.workflow.steps.iter().map(|s| s.id.clone()).collect();
+        assert!(ids.iter().any(|id| w.workflow.reads_observed(id)), "{text}");
+    }
+}

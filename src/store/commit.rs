@@ -1,12 +1,14 @@
 //! Group commit: many transitions share one atomic batch and one fsync.
 //!
 //! Callers hand a [`Batch`] to the [`Committer`]; a dedicated thread takes
-//! everything queued, applies it as one batch, syncs once and only then
-//! acknowledges each caller. A transition counts as done only after its ack.
+//! everything queued and applies it as one batch (sled's atomic batches are
+//! costly each, so there is one per group); a second thread syncs once for
+//! every group applied so far and only then acknowledges each caller. A
+//! transition counts as done only after its ack.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use tokio::sync::oneshot;
@@ -16,6 +18,7 @@ use super::{Batch, Store, StoreError};
 struct Request {
     batch: Batch,
     ack: Option<oneshot::Sender<Result<(), String>>>,
+    queued: crate::clock::Stopwatch,
 }
 
 /// Counters for benchmarks and metrics.
@@ -29,6 +32,21 @@ pub struct CommitStats {
     pub bytes: AtomicU64,
     /// Total microseconds spent in apply + sync.
     pub write_micros: AtomicU64,
+    /// Time from handing a durable batch in to its acknowledgement.
+    pub latency: super::latency::LatencyHistogram,
+    /// Callers waiting for an acknowledgement now (a virtual clock only moves
+    /// when this is zero).
+    pub waiting: AtomicU64,
+}
+
+/// Counts a caller in [`CommitStats::waiting`] until dropped (also when the
+/// waiting future is cancelled).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Handle to the commit thread. Cloning is cheap.
@@ -62,10 +80,13 @@ impl Committer {
         // Metrics: caller-side latency of real writes (barriers carry nothing).
         let timed = (!batch.is_empty()).then(crate::clock::Stopwatch::start);
         let (ack, done) = oneshot::channel();
+        self.stats.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.stats.waiting);
         self.tx
             .send(Request {
                 batch,
                 ack: Some(ack),
+                queued: crate::clock::Stopwatch::start(),
             })
             .map_err(|_| StoreError::Closed)?;
         match done.await {
@@ -84,7 +105,11 @@ impl Committer {
     /// updates whose loss costs only a repeated poll.
     pub fn commit_lazy(&self, batch: Batch) -> Result<(), StoreError> {
         self.tx
-            .send(Request { batch, ack: None })
+            .send(Request {
+                batch,
+                ack: None,
+                queued: crate::clock::Stopwatch::start(),
+            })
             .map_err(|_| StoreError::Closed)
     }
 
@@ -99,8 +124,40 @@ impl Committer {
     }
 }
 
+/// The first write or sync failure; after it nothing more is acknowledged.
+type Failed = Arc<Mutex<Option<String>>>;
+
+fn failure(failed: &Failed) -> Option<String> {
+    failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn fail(failed: &Failed, msg: &str) {
+    tracing::error!("commit failed: {msg}");
+    failed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(|| msg.to_string());
+}
+
+/// A group applied (or refused) on its way to the sync thread.
+type Applied = (Vec<Request>, Result<(), String>);
+
+/// The commit thread. In group mode it applies each group as one batch and
+/// hands it to a sync thread, so the next group is applied while the last one
+/// is being synced; one sync covers every group applied before it started.
 fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Request>, stats: Arc<CommitStats>, group: bool) {
-    let mut failed: Option<String> = None;
+    let failed: Failed = Arc::default();
+    let (to_sync, applied) = mpsc::channel::<Applied>();
+    let syncer = if group {
+        let (s, st, f) = (store.clone(), stats.clone(), failed.clone());
+        thread::Builder::new()
+            .name("portflow-sync".into())
+            .spawn(move || sync_loop(s, applied, st, f))
+            .map_err(|e| tracing::error!("cannot start the sync thread, syncing inline: {e}"))
+            .ok()
+    } else {
+        None
+    };
     while let Ok(first) = rx.recv() {
         let mut reqs = vec![first];
         if group {
@@ -111,37 +168,84 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Request>, stats: Arc<CommitStat
                 }
             }
         }
-        let result = match &failed {
+        let result = match failure(&failed) {
             // After a failed write nothing more is acknowledged: the caller must stop.
-            Some(e) => Err(e.clone()),
+            Some(e) => Err(e),
             None => {
                 let mut merged = Batch::default();
                 for r in &mut reqs {
                     merged.extend(std::mem::take(&mut r.batch));
                 }
-                let bytes = merged.bytes() as u64;
                 let t0 = crate::clock::Stopwatch::start();
-                let res = store.apply(&merged).and_then(|()| store.sync());
+                let res = store.apply(&merged);
                 stats
                     .write_micros
                     .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
-                stats.groups.fetch_add(1, Ordering::Relaxed);
-                stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+                stats
+                    .bytes
+                    .fetch_add(merged.bytes() as u64, Ordering::Relaxed);
                 res.map_err(|e| {
                     let msg = e.to_string();
-                    tracing::error!("commit failed: {msg}");
-                    failed = Some(msg.clone());
+                    fail(&failed, &msg);
                     msg
                 })
             }
         };
-        stats
-            .requests
-            .fetch_add(reqs.len() as u64, Ordering::Relaxed);
-        for r in reqs {
-            if let Some(ack) = r.ack {
-                let _ = ack.send(result.clone());
+        if syncer.is_some() {
+            if to_sync.send((reqs, result)).is_err() {
+                break;
             }
+        } else {
+            let result = result.and_then(|()| sync(&*store, &stats, &failed));
+            acknowledge(&stats, reqs, &result);
+        }
+    }
+}
+
+/// The sync thread: one sync for every group applied so far, then the acks.
+fn sync_loop(
+    store: Arc<dyn Store>,
+    applied: mpsc::Receiver<Applied>,
+    stats: Arc<CommitStats>,
+    failed: Failed,
+) {
+    while let Ok(first) = applied.recv() {
+        let mut groups = vec![first];
+        while let Ok(g) = applied.try_recv() {
+            groups.push(g);
+        }
+        let synced = match failure(&failed) {
+            Some(e) => Err(e),
+            None => sync(&*store, &stats, &failed),
+        };
+        for (reqs, res) in groups {
+            acknowledge(&stats, reqs, &res.and(synced.clone()));
+        }
+    }
+}
+
+fn sync(store: &dyn Store, stats: &CommitStats, failed: &Failed) -> Result<(), String> {
+    let t0 = crate::clock::Stopwatch::start();
+    let res = store.sync();
+    stats
+        .write_micros
+        .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+    stats.groups.fetch_add(1, Ordering::Relaxed);
+    res.map_err(|e| {
+        let msg = e.to_string();
+        fail(failed, &msg);
+        msg
+    })
+}
+
+fn acknowledge(stats: &CommitStats, reqs: Vec<Request>, result: &Result<(), String>) {
+    stats
+        .requests
+        .fetch_add(reqs.len() as u64, Ordering::Relaxed);
+    for r in reqs {
+        if let Some(ack) = r.ack {
+            stats.latency.record(r.queued.elapsed());
+            let _ = ack.send(result.clone());
         }
     }
 }

@@ -4,7 +4,8 @@
 //! m/schema                         schema version
 //! r/<run>                          run record
 //! i/<run>/<idx>                    instance snapshot
-//! e/<run>/<idx>/<seq>              instance event (append-only)
+//! e/<run>/<idx>/<seq>              events of one transition, from seq on (append-only):
+//!                                  one event, or an array of them (schema 2)
 //! s/<run>/<subject>                subject → idx
 //! t/<due ms>/<run>/<idx>           timer index (due instant, instance)
 //! c/<name>                         schedule (spec and firing state)

@@ -8,14 +8,17 @@
 pub mod commit;
 pub mod fault;
 pub mod keys;
+pub mod latency;
 pub mod memory;
 pub mod records;
 pub mod sled_store;
 
 use std::path::PathBuf;
 
-/// Current on-disk schema version.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Current on-disk schema version. 2: a transition's events share one record
+/// (an array when there are several). Version 1 stores are read as they are and
+/// marked 2 on open, so an older portflow refuses them instead of misreading.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +125,15 @@ pub fn check_schema(store: &dyn Store, path: &std::path::Path) -> Result<(), Sto
                     path: path.to_path_buf(),
                     found,
                 });
+            }
+            if found < SCHEMA_VERSION {
+                let mut b = Batch::default();
+                b.put(
+                    keys::SCHEMA.to_vec(),
+                    SCHEMA_VERSION.to_string().into_bytes(),
+                );
+                store.apply(&b)?;
+                store.sync()?;
             }
             Ok(())
         }

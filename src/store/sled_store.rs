@@ -230,6 +230,24 @@ mod tests {
     }
 
     #[test]
+    fn marks_a_schema_1_store_as_2_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = SledStore::open(dir.path()).expect("open");
+            let mut b = Batch::default();
+            b.put(super::super::keys::SCHEMA.to_vec(), b"1".to_vec());
+            s.apply(&b).expect("apply");
+            s.sync().expect("sync");
+        }
+        let s = SledStore::open(dir.path()).expect("reopen");
+        let v = s.get(super::super::keys::SCHEMA).expect("get");
+        assert_eq!(
+            v,
+            Some(super::super::SCHEMA_VERSION.to_string().into_bytes())
+        );
+    }
+
+    #[test]
     fn refuses_newer_schema() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
