@@ -104,6 +104,8 @@ pub struct Resume {
     pub rss: u64,
     /// Peak resident memory.
     pub hwm: u64,
+    /// Resident memory at the first poll (every timer armed).
+    pub rss_armed: u64,
 }
 
 /// All figures.
@@ -135,6 +137,7 @@ impl Figures {
                 "child_first_poll_ms": round(x.child_first_poll_ms, 1),
                 "all_overdue_polled_s": round(x.drained.as_secs_f64(), 3),
                 "rss_bytes": x.rss,
+                "rss_at_first_poll_bytes": x.rss_armed,
                 "peak_rss_bytes": x.hwm,
             })
         };
@@ -269,6 +272,7 @@ fn resume(
         child_first_poll_ms: v["ms"].as_f64().unwrap_or(0.0),
         drained,
         rss: proc_status_bytes(Some(pid), "VmRSS").unwrap_or(0),
+        rss_armed: v["rss_bytes"].as_u64().unwrap_or(0),
         hwm: proc_status_bytes(Some(pid), "VmHWM").unwrap_or(0),
     };
     Ok((r, child))
@@ -359,6 +363,12 @@ pub fn report(opts: &ScaleOpts, f: &Figures, m: Value) -> Report {
                 "missed"
             }
         ),
+    ]);
+    table.row([
+        "RSS when every timer is armed (first poll)".to_string(),
+        mb(k.rss_armed),
+        per(k.rss_armed),
+        String::new(),
     ]);
     table.row([
         "RSS once every overdue poll was issued".to_string(),
@@ -603,6 +613,7 @@ fn resume_child(
             "event": "first_poll",
             "ms": started.elapsed().as_secs_f64() * 1e3,
             "store_open_ms": open_ms,
+            "rss_bytes": super::proc_status_bytes(None, "VmRSS"),
         }));
         // Every instance was overdue: wait until each has been polled once.
         while tenant.calls() < u64::from(instances) && !drive.is_finished() {

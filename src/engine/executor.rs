@@ -172,20 +172,18 @@ impl Driver {
         mut stop: watch::Receiver<bool>,
         mut inbox: Option<tokio::sync::mpsc::Receiver<Inbound>>,
     ) -> Result<DriveEnd, EngineError> {
-        // Both scans read every instance of the run: side by side they take half as long.
-        let (statuses, timers) = std::thread::scope(|s| {
-            let statuses = s.spawn(|| records::list_statuses(&*self.store, &self.run_id));
-            let timers = records::run_timers(&*self.store, &self.run_id);
-            (statuses.join(), timers)
+        // Statuses only feed the progress counts: they are read beside the first
+        // calls rather than before them, so a restart polls as soon as its timers
+        // are armed. Until the scan is in, the driver does not decide it is done.
+        let mut statuses = Some({
+            let (store, run) = (self.store.clone(), self.run_id.clone());
+            tokio::task::spawn_blocking(move || records::list_statuses(&*store, &run))
         });
-        let statuses =
-            statuses.map_err(|_| EngineError::Internal("the status scan panicked".into()))??;
-        for (idx, status) in &statuses {
-            self.progress.set(*idx, Place::of_status(status));
-        }
-        drop(statuses);
         let mut heap: BinaryHeap<Reverse<(Timestamp, u32)>> =
-            timers?.into_iter().map(Reverse).collect();
+            records::run_timers(&*self.store, &self.run_id)?
+                .into_iter()
+                .map(Reverse)
+                .collect();
         let mut workers: JoinSet<WorkResult> = JoinSet::new();
         // A worker owns its instance; inputs for it wait until it is done.
         let mut in_flight: std::collections::HashSet<u32> = std::collections::HashSet::new();
@@ -209,6 +207,10 @@ impl Driver {
                 }
             }
             if workers.is_empty() && heap.is_empty() {
+                if let Some(scan) = statuses.take() {
+                    self.fill_places(scan.await)?;
+                    continue;
+                }
                 let counts = self.progress.counts();
                 let blocked = counts
                     .iter()
@@ -245,6 +247,10 @@ impl Driver {
                         self.committer.barrier().await?;
                         return Ok(DriveEnd::Stopped);
                     }
+                }
+                scan = join_opt(&mut statuses), if statuses.is_some() => {
+                    statuses = None;
+                    self.fill_places(scan)?;
                 }
                 msg = recv_opt(&mut inbox), if inbox.is_some() => match msg {
                     None => inbox = None,
@@ -286,6 +292,26 @@ impl Driver {
                 _ = sleep_opt(&self.clock, next_due), if can_start && next_due.is_some() => {}
             }
         }
+    }
+
+    /// Record the places the status scan found, where no worker has been yet.
+    fn fill_places(
+        &self,
+        scan: Result<Result<Vec<(u32, Status)>, StoreError>, tokio::task::JoinError>,
+    ) -> Result<(), EngineError> {
+        let statuses =
+            scan.map_err(|e| EngineError::Internal(format!("the status scan failed: {e}")))??;
+        let mut places = self
+            .progress
+            .places
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (idx, status) in &statuses {
+            places
+                .entry(*idx)
+                .or_insert_with(|| Place::of_status(status));
+        }
+        Ok(())
     }
 
     /// The transition context at this instant.
@@ -396,6 +422,15 @@ fn count_call<T>(op: &Operation, kind: CallKind, answer: &Result<T, BackendError
         Err(e) => e.kind.as_str(),
     };
     metrics::global().backend_call(op.kind().info().name, kind, outcome);
+}
+
+async fn join_opt<T>(
+    task: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_opt(inbox: &mut Option<tokio::sync::mpsc::Receiver<Inbound>>) -> Option<Inbound> {

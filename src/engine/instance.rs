@@ -396,6 +396,10 @@ pub enum EventKind {
         step: String,
         /// Attempt.
         attempt: u32,
+        /// What the call returned, when the snapshot keeps only the fields later
+        /// steps read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
     },
     /// The backend call failed.
     ActionFailed {

@@ -1239,12 +1239,21 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
             }
         }
         (Phase::Acting { attempt, .. }, Input::ActionOk(output)) => {
+            // The snapshot keeps what later steps read of the output; the
+            // history keeps all of it (when that is more).
+            let (kept, whole) = if parts.undo {
+                (None, None)
+            } else {
+                let (kept, whole) = b.ctx.wf.trim_output(parts.id, output);
+                (Some(kept), whole)
+            };
             b.event(EventKind::ActionSucceeded {
                 step: parts.id.to_string(),
                 attempt,
+                output: whole,
             });
-            if !parts.undo {
-                b.output_mut(parts.id).output = Some(output);
+            if let Some(kept) = kept {
+                b.output_mut(parts.id).output = Some(kept);
             }
             match b.begin_wait(idx, true) {
                 ENTER => ACT_OK,

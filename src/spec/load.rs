@@ -487,7 +487,7 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
 pub fn compose(main: &Workflow, then: &[Workflow]) -> Workflow {
     let mut wf = main.clone();
     // The steps change: what reads which observation is worked out again.
-    wf.observed_reads = Default::default();
+    wf.reads = Default::default();
     for (i, t) in then.iter().enumerate() {
         wf.then_on_failure.push(t.on_failure);
         wf.steps.extend(t.steps.iter().cloned().map(|mut s| {

@@ -6,9 +6,12 @@
 use std::fmt;
 use std::time::Duration;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use indexmap::IndexMap;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::expr::Expr;
 use super::template::Template;
@@ -39,10 +42,24 @@ pub struct Workflow {
     /// Failure policies of chained (`then:`) workflows, by segment (set by `compose`).
     #[serde(skip)]
     pub then_on_failure: Vec<OnFailure>,
-    /// Steps whose `observed` some expression reads (`None`: any may be read),
-    /// worked out on first use.
+    /// What the workflow's expressions read of earlier steps, worked out on first use.
     #[serde(skip)]
-    pub observed_reads: std::sync::OnceLock<Option<std::collections::BTreeSet<String>>>,
+    pub reads: std::sync::OnceLock<StepReads>,
+}
+
+/// What the expressions and templates of a workflow read of its steps' data
+/// (`steps.<id>.output…`, `steps.<id>.observed…`). The engine keeps only that in
+/// a snapshot, which every poll rewrites; the rest goes to the history once.
+#[derive(Clone, Debug, Default)]
+pub struct StepReads {
+    /// Some path is computed (`steps[x]`, or `steps` itself): anything may be read.
+    pub any: bool,
+    /// Steps whose `observed` is read.
+    pub observed: BTreeSet<String>,
+    /// Steps whose whole output (or whole step data) is read.
+    pub whole_output: BTreeSet<String>,
+    /// Top-level output fields read, per step.
+    pub output_fields: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Failure policy of a workflow or run.
@@ -81,13 +98,39 @@ impl Workflow {
     /// `id`'s wait observed (`steps.<id>.observed`, `steps.<id>`, or `steps`
     /// with a computed index, which could be any step).
     pub fn reads_observed(&self, id: &str) -> bool {
-        self.observed_reads
-            .get_or_init(|| self.observed_read_by())
-            .as_ref()
-            .is_none_or(|ids| ids.contains(id))
+        let r = self.step_reads();
+        r.any || r.observed.contains(id)
     }
 
-    fn observed_read_by(&self) -> Option<std::collections::BTreeSet<String>> {
+    /// Split an action's output into what the workflow reads of it (kept in the
+    /// snapshot) and, when that is less than all of it, the whole output (for
+    /// the history). Only objects are trimmed, to their top-level fields read.
+    pub fn trim_output(&self, id: &str, output: Value) -> (Value, Option<Value>) {
+        let r = self.step_reads();
+        if r.any || r.whole_output.contains(id) {
+            return (output, None);
+        }
+        let Value::Object(map) = &output else {
+            return (output, None);
+        };
+        let fields = r.output_fields.get(id);
+        let kept: serde_json::Map<String, Value> = map
+            .iter()
+            .filter(|(k, _)| fields.is_some_and(|f| f.contains(*k)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if kept.len() == map.len() {
+            return (output, None);
+        }
+        (Value::Object(kept), Some(output))
+    }
+
+    /// What the workflow reads of its steps' data.
+    pub fn step_reads(&self) -> &StepReads {
+        self.reads.get_or_init(|| self.find_step_reads())
+    }
+
+    fn find_step_reads(&self) -> StepReads {
         let mut exprs: Vec<&Expr> = Vec::new();
         let mut templates: Vec<&Template> = Vec::new();
         for st in &self.steps {
@@ -115,23 +158,34 @@ impl Workflow {
             }
         }
         exprs.extend(templates.iter().flat_map(|t| t.exprs()));
-        let mut ids = std::collections::BTreeSet::new();
+        let mut r = StepReads::default();
         for e in exprs {
             for path in e.paths() {
-                match path.as_slice() {
-                    [root, id, field, ..] if root == "steps" && field == "observed" => {
-                        ids.insert(id.clone());
+                let p: Vec<&str> = path.iter().map(String::as_str).collect();
+                match p.as_slice() {
+                    ["steps", id, "observed", ..] => {
+                        r.observed.insert(id.to_string());
                     }
-                    [root, _, _, ..] if root == "steps" => {}
-                    [root, id] if root == "steps" => {
-                        ids.insert(id.clone());
+                    ["steps", id, "output", field, ..] => {
+                        r.output_fields
+                            .entry(id.to_string())
+                            .or_default()
+                            .insert(field.to_string());
                     }
-                    [root] if root == "steps" => return None,
+                    ["steps", id, "output"] => {
+                        r.whole_output.insert(id.to_string());
+                    }
+                    ["steps", _, _, ..] => {}
+                    ["steps", id] => {
+                        r.observed.insert(id.to_string());
+                        r.whole_output.insert(id.to_string());
+                    }
+                    ["steps"] => r.any = true,
                     _ => {}
                 }
             }
         }
-        Some(ids)
+        r
     }
 }
 

@@ -705,3 +705,37 @@ fn only_observations_a_later_expression_reads_are_kept() {
         assert!(ids.iter().any(|id| w.workflow.reads_observed(id)), "{text}");
     }
 }
+
+#[test]
+fn outputs_are_trimmed_to_the_fields_later_steps_read() {
+    let text = builtin::workflow_text("direct-routing-to-operator-connect").unwrap_or_default();
+    let wf = parse_workflow(text, "dr")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .workflow;
+    let view = serde_json::json!({
+        "id": "u1", "line_uri": "+1", "on_prem_line_uri": null, "licences": ["MCOEV"],
+        "teams_upgrade_effective_mode": "TeamsOnly", "online_voice_routing_policy": "p",
+        "upn": "a@contoso.com", "sip_address": "a@contoso.com", "hosting_provider": "x",
+    });
+    let (kept, whole) = wf.trim_output("inspect", view.clone());
+    assert_eq!(whole, Some(view));
+    let mut fields: Vec<&str> = kept
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "id",
+            "licences",
+            "line_uri",
+            "on_prem_line_uri",
+            "online_voice_routing_policy",
+            "teams_upgrade_effective_mode"
+        ]
+    );
+    // Nothing to trim: kept as it is, nothing extra for the history.
+    let (kept, whole) = wf.trim_output("remove-dr-number", serde_json::json!({}));
+    assert_eq!((kept, whole), (serde_json::json!({}), None));
+}
