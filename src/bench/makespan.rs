@@ -94,6 +94,8 @@ pub struct Figures {
     pub outcomes: Vec<(String, usize)>,
     /// When the subject with the longest sync delays started and ended (from the wave start).
     pub critical: (Duration, Duration),
+    /// Where that subject's time went.
+    pub critical_parts: CriticalParts,
     /// Real seconds the benchmark took (engine CPU and I/O; virtual time is free).
     pub real_seconds: f64,
     /// Times the virtual clock jumped.
@@ -138,10 +140,28 @@ impl Figures {
             "outcomes": self.outcomes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "critical_subject_start_s": self.critical.0.as_secs(),
             "critical_subject_end_s": self.critical.1.as_secs(),
+            "critical_before_first_call_s": self.critical_parts.before_first_call.as_secs(),
+            "critical_sync_s": self.critical_parts.sync.as_secs(),
+            "critical_detection_s": self.critical_parts.detection.as_secs(),
+            "critical_other_s": self.critical_parts.other.as_secs(),
             "real_seconds": round(self.real_seconds, 2),
             "clock_jumps": self.jumps,
         })
     }
+}
+
+/// Where the critical subject's time went, from the wave start to its end.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CriticalParts {
+    /// Wave start → its first call (its turn in the queue of first calls).
+    pub before_first_call: Duration,
+    /// Sum of its sync delays (the lower bound's part).
+    pub sync: Duration,
+    /// Sum over its waits of last unseen look → the look that saw the change
+    /// (poll interval plus time queued for a call slot).
+    pub detection: Duration,
+    /// The rest: its actions and checks, and their queueing for call slots.
+    pub other: Duration,
 }
 
 /// Where scratch stores go when no directory is given.
@@ -277,6 +297,7 @@ pub fn measure(opts: &MakespanOpts) -> Result<Figures, BenchError> {
         throttled: sim.stats().throttled,
         outcomes,
         critical: analysis.critical,
+        critical_parts: analysis.critical_parts,
         real_seconds,
         jumps: clock.jumps(),
     })
@@ -288,6 +309,7 @@ struct Analysis {
     last_end: Timestamp,
     max_sync: Duration,
     critical: (Duration, Duration),
+    critical_parts: CriticalParts,
     fixed_calls: u64,
     outcomes: HashMap<String, usize>,
 }
@@ -319,6 +341,7 @@ impl Analysis {
                 .count() as u64
         };
         let mut sync = Duration::ZERO;
+        let mut detection = Duration::ZERO;
         let mut polls = 0u64;
         let mut fixed_polls = 0u64;
         let mut open: Option<(String, Timestamp)> = None;
@@ -346,6 +369,7 @@ impl Analysis {
                     };
                     let delay = seen_by.since(from);
                     sync += delay;
+                    detection += ev.at.since(seen_by);
                     polls += polls_in(from, ev.at);
                     let fixed = delay.as_millis().div_ceil(FIXED_POLL.as_millis()) as u64;
                     fixed_polls += fixed.max(1);
@@ -358,6 +382,17 @@ impl Analysis {
         if sync >= self.max_sync {
             self.max_sync = sync;
             self.critical = (start.since(WAVE_START), end.since(WAVE_START));
+            let first = calls.first().map_or(start, |c| c.at);
+            let before_first_call = first.since(WAVE_START);
+            let other = end
+                .since(WAVE_START)
+                .saturating_sub(before_first_call + sync + detection);
+            self.critical_parts = CriticalParts {
+                before_first_call,
+                sync,
+                detection,
+                other,
+            };
         }
     }
 }
@@ -430,6 +465,18 @@ pub fn report(opts: &MakespanOpts, f: &Figures, m: Value) -> Report {
     table.row([
         "critical subject: start → end".to_string(),
         format!("{} → {}", hours(f.critical.0), hours(f.critical.1)),
+        String::new(),
+    ]);
+    let p = &f.critical_parts;
+    table.row([
+        "critical subject: queued for its first call + sync + detection + other".to_string(),
+        format!(
+            "{} + {} + {} + {}",
+            hours(p.before_first_call),
+            hours(p.sync),
+            hours(p.detection),
+            hours(p.other)
+        ),
         String::new(),
     ]);
     table.row([
