@@ -203,17 +203,19 @@ impl WorkDir {
     /// defaults to the system temporary directory.
     pub fn new(base: Option<&Path>, what: &str, keep: bool) -> Result<WorkDir, BenchError> {
         let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = base.join(format!(
-            "portflow-bench-{what}-{}-{nanos:09}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path)
-            .map_err(|e| BenchError::new(format!("{}: {e}", path.display())))?;
-        Ok(WorkDir { path, keep })
+        let fail = |p: &Path, e: std::io::Error| BenchError::new(format!("{}: {e}", p.display()));
+        std::fs::create_dir_all(&base).map_err(|e| fail(&base, e))?;
+        // pid + a per-process counter, skipping names a kept run left behind.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = base.join(format!("portflow-bench-{what}-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(WorkDir { path, keep }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(fail(&path, e)),
+            }
+        }
     }
 
     /// Its path.
