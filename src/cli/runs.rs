@@ -137,6 +137,7 @@ pub(super) async fn create_run(
         clock: anchor,
         subjects: subjects.len() as u32,
         finished_at: None,
+        breaker: Default::default(),
     };
     let mut batch = Batch::default();
     for (i, subject) in subjects.iter().enumerate() {

@@ -39,6 +39,35 @@ pub struct Instance {
     pub calls: u32,
     /// Last change.
     pub updated_at: Timestamp,
+    /// The subject's number is out of service now: since when, and which
+    /// step's action took it down (cleared once service is verified back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<OpenOutage>,
+    /// Outages that ended, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outages: Vec<OutageSpan>,
+}
+
+/// An outage in progress: the subject's number went out of service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpenOutage {
+    /// When the outage-causing action succeeded.
+    pub since: Timestamp,
+    /// The step whose action took the number out of service.
+    pub step: String,
+}
+
+/// An outage that ended: service was verified back (or restored by a rollback).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutageSpan {
+    /// When the number went out of service.
+    pub start: Timestamp,
+    /// When service was verified back.
+    pub end: Timestamp,
+    /// The step whose action took it down.
+    pub step: String,
+    /// The step whose verification (or undo) brought it back.
+    pub restored_by: String,
 }
 
 impl Instance {
@@ -62,6 +91,8 @@ impl Instance {
             due: Some(now),
             calls: 0,
             updated_at: now,
+            down: None,
+            outages: Vec::new(),
         }
     }
 
@@ -240,6 +271,12 @@ pub enum Phase {
         #[serde(default)]
         throttled: u32,
     },
+    /// Held before an outage-causing step: the run's out-of-service budget is
+    /// full, or its circuit breaker paused new outages. Woken by the executor.
+    Held {
+        /// Why, for people.
+        reason: String,
+    },
     /// Waiting for the porting window to open before starting the step.
     Window {
         /// When the window opens.
@@ -269,6 +306,7 @@ pub const PHASE_NAMES: &[&str] = &[
     "acting",
     "reconciling",
     "backoff",
+    "held",
     "window",
     "waiting",
     "rolling_back",
@@ -292,6 +330,7 @@ impl Phase {
             Phase::Acting { .. } => "acting",
             Phase::Reconciling { .. } => "reconciling",
             Phase::Backoff { .. } => "backoff",
+            Phase::Held { .. } => "held",
             Phase::Window { .. } => "window",
             Phase::Waiting { .. } => "waiting",
         }
@@ -459,6 +498,25 @@ pub enum EventKind {
         last_observed: Option<Value>,
         /// `fail` or `continue`.
         outcome: String,
+    },
+    /// The subject's number went out of service (an outage-causing action succeeded).
+    ServiceDown {
+        /// Step id.
+        step: String,
+    },
+    /// Service was verified back (the restoring step's wait, or a rollback's undo).
+    ServiceRestored {
+        /// The step that verified or restored it.
+        step: String,
+        /// How long the number was out of service, in milliseconds.
+        down_ms: u64,
+    },
+    /// Held before an outage-causing step (budget full or breaker open).
+    Held {
+        /// Step id.
+        step: String,
+        /// Why.
+        reason: String,
     },
     /// All steps done.
     Succeeded,

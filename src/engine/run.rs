@@ -51,6 +51,52 @@ pub struct RunRecord {
     /// Set once every instance is terminal.
     #[serde(default)]
     pub finished_at: Option<Timestamp>,
+    /// The circuit breaker's durable state (`stop_after_failures`).
+    #[serde(default, skip_serializing_if = "Breaker::is_default")]
+    pub breaker: Breaker,
+}
+
+/// A run's circuit breaker. Failures are counted from the instances; what is
+/// stored is when it tripped and how many failures each `--continue` accepted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Breaker {
+    /// Failures already accepted by `resume --continue` (they no longer count).
+    #[serde(default)]
+    pub accepted: u32,
+    /// Set while the breaker is open: new outage steps are held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tripped: Option<Trip>,
+    /// Every `--continue`, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continued: Vec<Continued>,
+}
+
+impl Breaker {
+    fn is_default(&self) -> bool {
+        *self == Breaker::default()
+    }
+}
+
+/// When and why the breaker opened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trip {
+    /// When (engine clock).
+    pub at: Timestamp,
+    /// Failures counted then (since the last `--continue`).
+    pub failures: u32,
+    /// The threshold they reached.
+    pub threshold: u32,
+}
+
+/// One `resume --continue`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Continued {
+    /// When.
+    pub at: Timestamp,
+    /// Who.
+    pub by: String,
+    /// Failures accepted in total from then on.
+    pub accepted: u32,
 }
 
 impl WorkflowPin {

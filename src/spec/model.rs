@@ -248,6 +248,10 @@ pub struct Step {
     /// number out of service). A step already started may finish after the window.
     #[serde(default)]
     pub window: bool,
+    /// This step's verification (its wait, or its completion without one) is
+    /// the proof that service is back after an outage-causing step.
+    #[serde(default)]
+    pub restores_service: bool,
     /// A task a person does (in the admin center); the instance waits for the
     /// signal `done`. Also what an action becomes on a backend that cannot automate it.
     #[serde(default)]

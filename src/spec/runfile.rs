@@ -40,6 +40,16 @@ pub struct RunFile {
     /// Override of the workflow's failure policy (`stop` or `rollback`).
     #[serde(default)]
     pub on_failure: Option<crate::spec::model::OnFailure>,
+    /// At most this many subjects out of service at once: between an
+    /// outage-causing action and the verification that service is back. Others
+    /// wait, durably, in the `held` phase. None = no limit.
+    #[serde(default)]
+    pub max_out_of_service: Option<u32>,
+    /// Circuit breaker: after this many failures (or this share of the run's
+    /// subjects) among subjects taken out of service, new outage steps pause
+    /// until `portflow resume --continue`.
+    #[serde(default)]
+    pub stop_after_failures: Option<FailureLimit>,
     /// Workflows whose steps follow the main workflow's for every subject
     /// (e.g. `[send-conferencing-info]`); their inputs come from the same subject.
     #[serde(default)]
@@ -113,4 +123,68 @@ pub struct Subject {
     pub inputs: IndexMap<String, String>,
     /// `file:line` of its definition.
     pub origin: String,
+}
+
+/// `stop_after_failures`: a count (`3`) or a share of the run's subjects (`5%`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FailureLimit {
+    /// This many failures.
+    Count(u32),
+    /// This percentage of the run's subjects (rounded up, at least 1).
+    Percent(f64),
+}
+
+impl FailureLimit {
+    /// Parse `3` or `5%`.
+    pub fn parse(s: &str) -> Result<FailureLimit, String> {
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            match p.trim().parse::<f64>() {
+                Ok(v) if v > 0.0 && v <= 100.0 => Ok(FailureLimit::Percent(v)),
+                _ => Err(format!(
+                    "stop_after_failures: {s:?} is not a percentage between 0 and 100 (write e.g. 5%)"
+                )),
+            }
+        } else {
+            match t.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(FailureLimit::Count(n)),
+                _ => Err(format!(
+                    "stop_after_failures: {s:?} is not a whole number of failures of at least 1 or a percentage (write e.g. 3 or 5%)"
+                )),
+            }
+        }
+    }
+
+    /// Failures that trip the breaker in a run of `subjects`.
+    pub fn threshold(self, subjects: u32) -> u32 {
+        match self {
+            FailureLimit::Count(n) => n,
+            FailureLimit::Percent(p) => ((f64::from(subjects) * p / 100.0).ceil() as u32).max(1),
+        }
+    }
+}
+
+impl std::fmt::Display for FailureLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureLimit::Count(n) => write!(f, "{n}"),
+            FailureLimit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FailureLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        let s = match v {
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::String(s) => s,
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "stop_after_failures: write a number of failures (3) or a percentage (5%)",
+                ))
+            }
+        };
+        FailureLimit::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
