@@ -238,6 +238,7 @@ pub fn measure(opts: &MakespanOpts) -> Result<Figures, BenchError> {
             shared.clone(),
             f64::from(opts.rate.max(1)),
         ))),
+        budget: None,
         progress: Arc::new(Progress::default()),
     });
 

@@ -472,6 +472,7 @@ fn driver(
         window: None,
         concurrency,
         limiter: None,
+        budget: None,
         progress: Arc::new(Progress::default()),
     }))
 }

@@ -200,6 +200,7 @@ pub async fn wave(
         window: None,
         concurrency: opts.concurrency,
         limiter: None,
+        budget: None,
         progress: Arc::new(Progress::default()),
     });
     let stats = committer.stats();

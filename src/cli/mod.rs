@@ -162,6 +162,13 @@ pub enum Command {
     Resume {
         /// Run id.
         run: Option<String>,
+        /// Close the run's circuit breaker (`stop_after_failures`): accept the
+        /// failures so far and let new outage steps start again.
+        #[arg(long = "continue")]
+        continue_: bool,
+        /// Name recorded as the operator who continued.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
     },
     /// List runs, or show one run's per-step counts.
     Status {
@@ -464,7 +471,9 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
         Command::Validate { files } => validate(app, &files),
         Command::Plan { file } => plan::plan(app, &file).await,
         Command::Run { file } => runs::run(app, &file).await,
-        Command::Resume { run } => runs::resume(app, run.as_deref()).await,
+        Command::Resume { run, continue_, by } => {
+            runs::resume(app, run.as_deref(), continue_.then_some(by.as_str())).await
+        }
         Command::Status { run } => inspect::status(app, run.as_deref()),
         Command::Show { run, subject } => inspect::show(app, &run, &subject),
         Command::Approve {

@@ -36,9 +36,32 @@ pub async fn run(app: &App, err: CliError, file: &Path) -> Result<u8, CliError> 
 
 /// `portflow resume [RUN]` through the daemon: it already drives every unfinished
 /// run, so this only says so (and watches one run when named).
-pub async fn resume(app: &App, err: CliError, run: Option<&str>) -> Result<u8, CliError> {
+pub async fn resume(
+    app: &App,
+    err: CliError,
+    run: Option<&str>,
+    continue_by: Option<&str>,
+) -> Result<u8, CliError> {
     if err.code != exit::LOCKED || !has_daemon(app) {
         return Err(err);
+    }
+    if let (Some(id), Some(by)) = (run, continue_by) {
+        let (status, v) = request(
+            app,
+            "POST",
+            &format!("/api/runs/{}/continue", enc(id)),
+            &json!({ "by": by }),
+        )?;
+        if status != 200 {
+            return Err(daemon_error(status, &v));
+        }
+        if !app.json {
+            println!(
+                "run {id}: circuit breaker closed by {by}; {} failure(s) accepted, \
+                 new outage steps may start again",
+                v["accepted"].as_u64().unwrap_or(0)
+            );
+        }
     }
     let Some(id) = run else {
         let (status, v) = request(app, "GET", "/api/runs", &Value::Null)?;
@@ -127,10 +150,10 @@ fn progress_line(v: &Value) -> String {
 }
 
 fn finish(app: &App, id: &str, v: &Value) -> Result<u8, CliError> {
-    let failed = ["failed", "rolled_back", "needs_attention"]
-        .iter()
-        .map(|s| v["states"][s].as_u64().unwrap_or(0))
-        .sum::<u64>();
+    // The daemon applies the same outcome rule as a local run.
+    let code = v["outcome"]["exit_code"]
+        .as_u64()
+        .map_or(exit::FAILED, |c| c as u8);
     let (status, out) = request(
         app,
         "GET",
@@ -141,7 +164,7 @@ fn finish(app: &App, id: &str, v: &Value) -> Result<u8, CliError> {
         (200, Some(text)) => print!("{text}"),
         _ => return Err(daemon_error(status, &out)),
     }
-    Ok(if failed > 0 { exit::FAILED } else { exit::OK })
+    Ok(code)
 }
 
 /// `portflow plan FILE` through the daemon, which holds the simulated tenants.

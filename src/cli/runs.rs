@@ -165,12 +165,30 @@ pub(super) async fn create_run(
     Ok((record, clock))
 }
 
-pub async fn resume(app: &App, run: Option<&str>) -> Result<u8, CliError> {
+pub async fn resume(
+    app: &App,
+    run: Option<&str>,
+    continue_by: Option<&str>,
+) -> Result<u8, CliError> {
+    if continue_by.is_some() && run.is_none() {
+        return Err(CliError::input("`resume --continue` needs the run id")
+            .hint("portflow resume --continue <run>: `portflow status` lists the runs"));
+    }
     let store: Arc<SledStore> = match app.open_store() {
         Ok(s) => Arc::new(s),
-        Err(e) => return super::remote::resume(app, e, run).await,
+        Err(e) => return super::remote::resume(app, e, run, continue_by).await,
     };
     let committer = Committer::start(store.clone(), true);
+    if let (Some(id), Some(by)) = (run, continue_by) {
+        let mut record = load_run(&*store, id)?;
+        let accepted = accept_failures(&*store, &committer, &mut record, by).await?;
+        if !app.json {
+            println!(
+                "run {id}: circuit breaker closed by {by}; {accepted} failure(s) accepted, \
+                 new outage steps may start again"
+            );
+        }
+    }
     let runs = match run {
         Some(id) => vec![load_run(&*store, id)?],
         None => records::list_runs(&*store)?
@@ -330,6 +348,16 @@ pub(super) fn prepare(
             as Arc<dyn crate::engine::machine::WindowCalendar>),
         None => None,
     };
+    let threshold = file
+        .stop_after_failures
+        .map(|l| l.threshold(record.subjects));
+    let budget = (file.max_out_of_service.is_some() || threshold.is_some()).then(|| {
+        Arc::new(crate::engine::budget::OutageBudget::new(
+            file.max_out_of_service,
+            threshold,
+            &record.breaker,
+        ))
+    });
     let driver = Arc::new(Driver {
         store,
         committer,
@@ -343,6 +371,7 @@ pub(super) fn prepare(
         window,
         concurrency: file.concurrency,
         limiter,
+        budget,
         progress: Arc::new(Progress::default()),
     });
     Ok(Prepared {
@@ -392,7 +421,8 @@ async fn drive(
     display.stop().await;
     signals.abort();
     let end = end?;
-    let mut record = record;
+    // Re-read: the driver may have stored the breaker's state meanwhile.
+    let mut record = records::get_run(&*store, &record.id)?.unwrap_or(record);
     if end == DriveEnd::Finished && record.finished_at.is_none() {
         record.finished_at = Some(clock.now());
         let mut b = Batch::default();
@@ -402,16 +432,17 @@ async fn drive(
     let elapsed = watch.elapsed();
     let virtual_elapsed = clock.now().since(virtual_start);
     let summary = inspect::RunSummary::load(&*store, &record, &workflow)?;
+    let outcome = run_outcome(&*store, &record, &workflow)?;
     let code = match end {
         DriveEnd::Stopped => exit::INTERRUPTED,
-        _ if summary.failed() > 0 => exit::FAILED,
-        _ => exit::OK,
+        _ => outcome.exit_code(),
     };
     let calls = progress.calls.load(std::sync::atomic::Ordering::Relaxed);
     let sim_report = sim.as_ref().map(|s| inspect::sim_report(s));
     if app.json {
         let mut doc = summary.to_json();
         doc["end"] = Value::String(format!("{end:?}"));
+        doc["outcome"] = outcome.to_json();
         doc["elapsed_real_s"] = serde_json::json!(elapsed.as_secs_f64());
         doc["elapsed_virtual_s"] = serde_json::json!(virtual_elapsed.as_secs_f64());
         doc["backend_calls_this_session"] = serde_json::json!(calls);
@@ -421,6 +452,7 @@ async fn drive(
         print_json(&doc);
     } else {
         print!("{}", summary.render());
+        print!("{}", outcome.render_chain());
         println!(
             "elapsed: {} real, {} virtual (time scale {})",
             crate::report::table::human_duration(elapsed),
@@ -439,15 +471,81 @@ async fn drive(
             DriveEnd::Stopped => {
                 println!("stopped; continue with: portflow resume {}", record.id)
             }
-            DriveEnd::Idle { blocked } if blocked > 0 => println!(
-                "{blocked} instance(s) wait for a person (an approval, a signal or a manual task): \
-                 `portflow show {} <subject>` says which and how; then portflow resume {}",
-                record.id, record.id
-            ),
+            DriveEnd::Idle { blocked, held } => {
+                if blocked > 0 {
+                    println!(
+                        "{blocked} instance(s) wait for a person (an approval, a signal or a manual task): \
+                         `portflow show {} <subject>` says which and how; then portflow resume {}",
+                        record.id, record.id
+                    );
+                }
+                if held > 0 {
+                    match &record.breaker.tripped {
+                        Some(t) => println!(
+                            "{held} instance(s) held: the circuit breaker paused new outages after {} failure(s) \
+                             (stop_after_failures: {}); look at the failures (`portflow status {}`), then \
+                             `portflow resume --continue {}`",
+                            t.failures, t.threshold, record.id, record.id
+                        ),
+                        None => println!(
+                            "{held} instance(s) held before an outage step: the out-of-service budget is taken \
+                             by subjects that are still out of service (`portflow outages {}`); restore them \
+                             (retry, or cancel --rollback), then portflow resume {}",
+                            record.id, record.id
+                        ),
+                    }
+                }
+            }
             _ => {}
         }
     }
     Ok(code)
+}
+
+/// The outcome of a stored run (exit code and per-workflow counts).
+pub(super) fn run_outcome(
+    store: &dyn Store,
+    record: &RunRecord,
+    workflow: &Workflow,
+) -> Result<crate::report::outcome::Outcome, CliError> {
+    let names: Vec<String> = std::iter::once(record.workflow.name.clone())
+        .chain(record.then.iter().map(|t| t.name.clone()))
+        .collect();
+    let instances = records::list_instances(store, &record.id)?;
+    Ok(crate::report::outcome::Outcome::of(
+        workflow, &names, &instances,
+    ))
+}
+
+/// `resume --continue`: accept the failures counted so far and close the
+/// run's circuit breaker, durably, before the run is driven again.
+pub(super) async fn accept_failures(
+    store: &dyn Store,
+    committer: &Committer,
+    record: &mut RunRecord,
+    by: &str,
+) -> Result<u32, CliError> {
+    let wf = pinned_workflow(record)?;
+    let accepted = records::list_outage_heads(store, &record.id)?
+        .iter()
+        .filter(|h| {
+            crate::engine::budget::SlotView::of(&wf, &h.status, h.down, h.went_down).failure
+        })
+        .count() as u32;
+    record.breaker.accepted = accepted;
+    record.breaker.tripped = None;
+    record
+        .breaker
+        .continued
+        .push(crate::engine::run::Continued {
+            at: run_clock(record).now(),
+            by: by.to_string(),
+            accepted,
+        });
+    let mut b = Batch::default();
+    records::put_run(&mut b, record);
+    committer.commit(b).await?;
+    Ok(accepted)
 }
 
 pub(super) async fn wait_for_stop_signal() {

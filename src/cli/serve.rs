@@ -40,6 +40,8 @@ pub(super) struct Daemon {
     pub(super) stop: watch::Receiver<bool>,
     /// Inboxes of the runs being driven.
     runs: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+    /// Drivers of the runs being driven (for their breakers).
+    drivers: Mutex<HashMap<String, Arc<crate::engine::executor::Driver>>>,
     /// Run drivers; awaited at shutdown so every one persists its last step.
     tasks: Mutex<tokio::task::JoinSet<Result<(), CliError>>>,
     /// The scheduler's clock (real time, or a rehearsal clock).
@@ -120,6 +122,7 @@ pub async fn serve(
         token,
         stop: stop_rx,
         runs: Mutex::new(HashMap::new()),
+        drivers: Mutex::new(HashMap::new()),
         tasks: Mutex::new(tokio::task::JoinSet::new()),
         clock,
         wake: tokio::sync::Notify::new(),
@@ -227,6 +230,11 @@ pub(super) fn start_driver(daemon: &Shared, record: RunRecord) -> Result<(), Cli
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(record.id.clone(), tx);
+    daemon
+        .drivers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(record.id.clone(), prepared.driver.clone());
     let stop = daemon.stop.clone();
     let d = daemon.clone();
     tracing::info!(
@@ -242,10 +250,15 @@ pub(super) fn start_driver(daemon: &Shared, record: RunRecord) -> Result<(), Cli
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&record.id);
+        d.drivers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&record.id);
         let id = record.id.clone();
         let result = async {
             if end? == DriveEnd::Finished {
-                let mut done = record;
+                // Re-read: the driver may have stored the breaker's state meanwhile.
+                let mut done = records::get_run(&*d.store, &id)?.unwrap_or(record);
                 done.finished_at = Some(clock.now());
                 let mut b = Batch::default();
                 records::put_run(&mut b, &done);
@@ -378,6 +391,7 @@ async fn show_run(
         let mut doc = summary.to_json();
         doc["active"] = json!(is_active(&d, &run));
         doc["failed"] = json!(summary.failed());
+        doc["outcome"] = super::runs::run_outcome(&*d.store, &r, &wf)?.to_json();
         Ok(doc)
     })();
     match result {
@@ -503,6 +517,13 @@ async fn operate(
         return unauthorized();
     }
     let body = body.map(|Json(b)| b).unwrap_or_default();
+    if verb == "continue" {
+        return match continue_run(&d, &run, body.by.as_deref().unwrap_or("api")).await {
+            Ok(accepted) => Json(json!({"run": run, "action": "continue", "accepted": accepted}))
+                .into_response(),
+            Err(e) => cli_error(e),
+        };
+    }
     if verb == "resume" {
         return match load_run(&*d.store, &run).and_then(|r| start_driver(&d, r)) {
             Ok(()) => Json(json!({"run": run, "action": "resume", "active": is_active(&d, &run)}))
@@ -513,6 +534,24 @@ async fn operate(
     match apply(&d, &run, &verb, body).await {
         Ok(v) => Json(v).into_response(),
         Err((status, msg)) => error(status, msg),
+    }
+}
+
+/// Close a run's circuit breaker: through its live driver when it is being
+/// driven, else in the stored run record (the next drive starts closed).
+async fn continue_run(d: &Shared, run: &str, by: &str) -> Result<u32, CliError> {
+    let live = d
+        .drivers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(run)
+        .cloned();
+    match live {
+        Some(driver) => Ok(driver.continue_breaker(by).await?),
+        None => {
+            let mut record = load_run(&*d.store, run)?;
+            super::runs::accept_failures(&*d.store, &d.committer, &mut record, by).await
+        }
     }
 }
 

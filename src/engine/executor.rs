@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::budget::{OutageBudget, SlotView};
 use super::instance::{Instance, Status};
 use super::limiter::RateLimiter;
 use super::machine::{self, Ctx, Effect, Input, Persist};
@@ -103,10 +104,13 @@ impl Progress {
 pub enum DriveEnd {
     /// Every instance reached a terminal state.
     Finished,
-    /// Nothing is due and some instances wait for approval or a signal.
+    /// Nothing is due and some instances wait for approval or a signal, or
+    /// are held before an outage step.
     Idle {
         /// Instances blocked at a gate.
         blocked: usize,
+        /// Instances held by the out-of-service budget or the breaker.
+        held: usize,
     },
     /// Asked to stop (Ctrl-C / SIGTERM); resumable.
     Stopped,
@@ -151,6 +155,8 @@ pub struct Driver {
     pub concurrency: usize,
     /// Call pacing.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// The run's out-of-service budget and breaker, when the run file sets one.
+    pub budget: Option<Arc<OutageBudget>>,
     /// Live counts.
     pub progress: Arc<Progress>,
 }
@@ -184,6 +190,14 @@ impl Driver {
                 .into_iter()
                 .map(Reverse)
                 .collect();
+        if let Some(budget) = &self.budget {
+            // Who is out of service must be known before anyone else may go.
+            if let Some(scan) = statuses.take() {
+                self.fill_places(scan.await)?;
+            }
+            self.load_budget(budget).await?;
+            self.wake_held(budget, &mut heap);
+        }
         let mut workers: JoinSet<WorkResult> = JoinSet::new();
         // A worker owns its instance; inputs for it wait until it is done.
         let mut in_flight: std::collections::HashSet<u32> = std::collections::HashSet::new();
@@ -217,6 +231,11 @@ impl Driver {
                     .filter(|(p, _)| matches!(p, Place::Step(_, "blocked")))
                     .map(|(_, n)| *n)
                     .sum();
+                let held = counts
+                    .iter()
+                    .filter(|(p, _)| matches!(p, Place::Step(_, "held")))
+                    .map(|(_, n)| *n)
+                    .sum();
                 let open: usize = counts
                     .iter()
                     .filter(|(p, _)| !matches!(p, Place::Terminal(_)))
@@ -228,7 +247,7 @@ impl Driver {
                     return Ok(if open == 0 {
                         DriveEnd::Finished
                     } else {
-                        DriveEnd::Idle { blocked }
+                        DriveEnd::Idle { blocked, held }
                     });
                 }
             }
@@ -262,6 +281,11 @@ impl Driver {
                         }
                     }
                 },
+                _ = wake_opt(self.budget.as_deref()), if self.budget.is_some() => {
+                    if let Some(budget) = &self.budget {
+                        self.wake_held(budget, &mut heap);
+                    }
+                }
                 Some(res) = workers.join_next(), if !workers.is_empty() => {
                     match res {
                         Ok(Ok((idx, place, due))) => {
@@ -269,6 +293,9 @@ impl Driver {
                             self.progress.set(idx, place);
                             if let Some(d) = due {
                                 heap.push(Reverse((d, idx)));
+                            }
+                            if let Some(budget) = &self.budget {
+                                self.wake_held(budget, &mut heap);
                             }
                             for m in parked.remove(&idx).unwrap_or_default() {
                                 if let Some(due) = self.apply_inbound(m).await? {
@@ -292,6 +319,76 @@ impl Driver {
                 _ = sleep_opt(&self.clock, next_due), if can_start && next_due.is_some() => {}
             }
         }
+    }
+
+    /// Rebuild the budget from the stored snapshots (after a start or a restart).
+    async fn load_budget(&self, budget: &Arc<OutageBudget>) -> Result<(), EngineError> {
+        let (store, run) = (self.store.clone(), self.run_id.clone());
+        let heads = tokio::task::spawn_blocking(move || records::list_outage_heads(&*store, &run))
+            .await
+            .map_err(|e| EngineError::Internal(format!("the outage scan failed: {e}")))??;
+        let now = self.clock.now();
+        let mut trip = None;
+        for h in heads {
+            let view = SlotView::of(&self.workflow, &h.status, h.down, h.went_down);
+            trip = budget.observe(h.idx, view, now).or(trip);
+        }
+        if let Some(t) = trip {
+            // The process stopped between the failure and storing the trip.
+            self.store_trip(t).await?;
+        }
+        Ok(())
+    }
+
+    /// Put held instances back on the heap, as many as the budget has room for.
+    fn wake_held(&self, budget: &OutageBudget, heap: &mut BinaryHeap<Reverse<(Timestamp, u32)>>) {
+        let now = self.clock.now();
+        for idx in budget.wakeable() {
+            heap.push(Reverse((now, idx)));
+        }
+    }
+
+    /// Store that the breaker opened (durably: the pause survives a crash).
+    async fn store_trip(&self, trip: super::run::Trip) -> Result<(), EngineError> {
+        let Some(mut record) = records::get_run(&*self.store, &self.run_id)? else {
+            return Ok(());
+        };
+        if record.breaker.tripped.is_some() {
+            return Ok(());
+        }
+        tracing::warn!(
+            run = %self.run_id,
+            failures = trip.failures,
+            threshold = trip.threshold,
+            "circuit breaker open: new outage steps are paused"
+        );
+        record.breaker.tripped = Some(trip);
+        let mut b = Batch::default();
+        records::put_run(&mut b, &record);
+        self.committer.commit(b).await?;
+        Ok(())
+    }
+
+    /// `resume --continue` on a run being driven: accept the failures so far,
+    /// close the breaker (durably), and let held instances go.
+    pub async fn continue_breaker(&self, by: &str) -> Result<u32, EngineError> {
+        let accepted = match &self.budget {
+            Some(b) => b.resume(),
+            None => 0,
+        };
+        if let Some(mut record) = records::get_run(&*self.store, &self.run_id)? {
+            record.breaker.accepted = accepted;
+            record.breaker.tripped = None;
+            record.breaker.continued.push(super::run::Continued {
+                at: self.clock.now(),
+                by: by.to_string(),
+                accepted,
+            });
+            let mut b = Batch::default();
+            records::put_run(&mut b, &record);
+            self.committer.commit(b).await?;
+        }
+        Ok(accepted)
     }
 
     /// Record the places the status scan found, where no worker has been yet.
@@ -322,6 +419,10 @@ impl Driver {
             on_failure: self.on_failure,
             manual_ops: &self.manual_ops,
             window: self.window.as_deref(),
+            outages: self
+                .budget
+                .as_deref()
+                .map(|b| b as &dyn super::machine::OutageGate),
             now: self.clock.now(),
         }
     }
@@ -351,6 +452,7 @@ impl Driver {
             return Err(e.into());
         }
         self.progress.set(m.idx, Place::of(&t.next));
+        self.observe_budget(&t.next).await?;
         let _ = m.reply.send(Ok(t.rule));
         Ok(t.next.due)
     }
@@ -370,6 +472,7 @@ impl Driver {
             self.persist(&inst, &t).await?;
             inst = t.next;
             self.progress.set(idx, Place::of(&inst));
+            self.observe_budget(&inst).await?;
             input = match t.effect {
                 None => return Ok((idx, Place::of(&inst), inst.due)),
                 Some(Effect::Invoke(op)) => {
@@ -392,6 +495,17 @@ impl Driver {
                 }
             };
         }
+    }
+
+    /// Tell the budget where an instance is after a committed transition.
+    async fn observe_budget(&self, inst: &Instance) -> Result<(), EngineError> {
+        if let Some(b) = &self.budget {
+            let view = SlotView::of_instance(&self.workflow, inst);
+            if let Some(trip) = b.observe(inst.idx, view, self.clock.now()) {
+                self.store_trip(trip).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn pace(&self) {
@@ -429,6 +543,13 @@ async fn join_opt<T>(
 ) -> Result<T, tokio::task::JoinError> {
     match task {
         Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wake_opt(budget: Option<&OutageBudget>) {
+    match budget {
+        Some(b) => b.wake.notified().await,
         None => std::future::pending().await,
     }
 }

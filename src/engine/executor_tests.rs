@@ -126,6 +126,7 @@ fn driver(
         window: None,
         concurrency: 4,
         limiter: None,
+        budget: None,
         progress: Arc::new(Progress::default()),
     })
 }
@@ -291,6 +292,7 @@ async fn operator_inputs_reach_a_running_driver_through_its_inbox() {
         window: None,
         concurrency: 4,
         limiter: None,
+        budget: None,
         progress: Arc::new(Progress::default()),
     };
     d.concurrency = 2;

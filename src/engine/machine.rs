@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::instance::{Event, EventKind, Instance, PendingRollback, Phase, Status};
+use super::instance::{
+    Event, EventKind, Instance, OpenOutage, OutageSpan, PendingRollback, Phase, Status,
+};
 use crate::backend::{BackendError, ErrorKind, Operation, OperationKind};
 use crate::clock::Timestamp;
 use crate::spec::model::{ActionSpec, OnFailure, OnTimeout, RetrySpec, Step, WaitSpec, Workflow};
@@ -145,6 +147,9 @@ rules! {
     GATE_WAIT = "blocked", "tick" => "blocked": "still not approved / signalled";
     WINDOW_WAIT = "ready", "tick" => "window": "the step takes a number out of service and the porting window is closed: wait until it opens";
     WINDOW_OPEN = "window", "tick" => "acting | window": "the window opened (checked again): start the step";
+    HOLD = "ready", "tick" => "held": "an outage step, and the run's out-of-service budget is full or its breaker is open: wait, durably";
+    HOLD_AGAIN = "held", "tick" => "held": "woken, but still no room: stay held (in place)";
+    HOLD_RELEASED = "held", "tick" => "acting": "room in the budget (checked again): start the outage step";
     GATE_OPEN = "blocked", "approve | tick" => "ready | acting": "approval recorded (by a person, or by the run file on tick); step proceeds";
     PRE_APPROVE = "running/pending", "approve" => "(same)": "approval recorded for a later gate";
     SIGNAL_OPEN = "blocked", "signal" => "ready | waiting | next step": "the awaited signal (or `done` of a manual task) arrived";
@@ -191,8 +196,18 @@ pub struct Ctx<'a> {
     pub manual_ops: &'a [OperationKind],
     /// The run's porting window, for steps marked `window: true`.
     pub window: Option<&'a dyn WindowCalendar>,
+    /// The run's out-of-service budget and circuit breaker, for outage steps.
+    pub outages: Option<&'a dyn OutageGate>,
     /// The current instant.
     pub now: Timestamp,
+}
+
+/// Who may start an outage-causing step (implemented by the executor, which
+/// counts the run's subjects out of service).
+pub trait OutageGate: Send + Sync + std::fmt::Debug {
+    /// Reserve room for instance `idx` to take its number out of service now,
+    /// or say why it must wait (budget full, breaker open).
+    fn admit(&self, idx: u32) -> Result<(), String>;
 }
 
 impl<'a> Ctx<'a> {
@@ -204,6 +219,7 @@ impl<'a> Ctx<'a> {
             on_failure: None,
             manual_ops: &[],
             window: None,
+            outages: None,
             now,
         }
     }
@@ -297,6 +313,42 @@ impl<'a> Builder<'a> {
             _ => Status::Running { step: idx, phase },
         };
         self.set(status, due);
+    }
+
+    /// Whether step `idx`'s forward action takes a number out of service.
+    fn is_outage_step(&self, idx: usize) -> bool {
+        outage_step(self.step(idx))
+    }
+
+    /// The outage step `idx` took effect: the number is out of service from now.
+    fn mark_down(&mut self, idx: usize) {
+        if self.undoing() || self.inst.down.is_some() || !self.is_outage_step(idx) {
+            return;
+        }
+        let step = self.step(idx).id.clone();
+        self.event(EventKind::ServiceDown { step: step.clone() });
+        self.inst.down = Some(OpenOutage {
+            since: self.ctx.now,
+            step,
+        });
+    }
+
+    /// Service is verified back (by `by`): close the open outage.
+    fn mark_restored(&mut self, by: String) {
+        let Some(open) = self.inst.down.take() else {
+            return;
+        };
+        let down_ms = self.ctx.now.since(open.since).as_millis() as u64;
+        self.event(EventKind::ServiceRestored {
+            step: by.clone(),
+            down_ms,
+        });
+        self.inst.outages.push(OutageSpan {
+            start: open.since,
+            end: self.ctx.now,
+            step: open.step,
+            restored_by: by,
+        });
     }
 
     fn undoing(&self) -> bool {
@@ -515,6 +567,15 @@ impl<'a> Builder<'a> {
             self.event(EventKind::Compensated {
                 step: self.step(idx).id.clone(),
             });
+            // Undoing the step that took the number down puts it back in service.
+            if self
+                .inst
+                .down
+                .as_ref()
+                .is_some_and(|d| d.step == self.step(idx).id)
+            {
+                self.mark_restored(format!("{} (undo)", self.step(idx).id));
+            }
             match remaining.split_first() {
                 Some((&next, rest)) => {
                     self.set(
@@ -531,6 +592,9 @@ impl<'a> Builder<'a> {
                     ROLLBACK_NEXT
                 }
                 None => {
+                    if self.inst.down.is_some() {
+                        self.mark_restored("rollback".into());
+                    }
                     self.event(EventKind::RolledBack);
                     self.set(
                         Status::RolledBack {
@@ -543,6 +607,9 @@ impl<'a> Builder<'a> {
                 }
             }
         } else {
+            if self.step(idx).restores_service {
+                self.mark_restored(self.step(idx).id.clone());
+            }
             self.enter(idx + 1)
         }
     }
@@ -553,6 +620,16 @@ impl<'a> Builder<'a> {
     fn enter(&mut self, mut idx: usize) -> &'static str {
         loop {
             if idx >= self.ctx.wf.steps.len() {
+                // Every verification passed: whatever was down is back.
+                if self.inst.down.is_some() {
+                    let last = self
+                        .ctx
+                        .wf
+                        .steps
+                        .last()
+                        .map_or_else(String::new, |s| s.id.clone());
+                    self.mark_restored(last);
+                }
                 self.event(EventKind::Succeeded);
                 self.set(Status::Succeeded, None);
                 return ENTER;
@@ -646,6 +723,13 @@ impl<'a> Builder<'a> {
                     }
                 }
             }
+            if self.is_outage_step(idx) && self.inst.down.is_none() {
+                if let Some(gate) = self.ctx.outages {
+                    if let Err(reason) = gate.admit(self.inst.idx) {
+                        return self.hold(idx, reason);
+                    }
+                }
+            }
             if let Some(manual) = &step.manual {
                 let text = self.render_text(&manual.instructions);
                 self.block(idx, text, Some(DONE_SIGNAL.into()));
@@ -654,6 +738,24 @@ impl<'a> Builder<'a> {
             self.begin_action(idx, 1, false);
             return ENTER;
         }
+    }
+
+    /// Wait before outage step `idx` until the executor wakes the instance.
+    fn hold(&mut self, idx: usize, reason: String) -> &'static str {
+        let already = matches!(
+            &self.inst.status,
+            Status::Running { step, phase: Phase::Held { reason: r } } if *step == idx && *r == reason
+        );
+        if already {
+            // Woken without room: nothing new to record.
+            return HOLD_AGAIN;
+        }
+        self.event(EventKind::Held {
+            step: self.step(idx).id.clone(),
+            reason: reason.clone(),
+        });
+        self.set_phase(idx, Phase::Held { reason }, None);
+        HOLD
     }
 
     fn block(&mut self, idx: usize, text: String, signal: Option<String>) {
@@ -962,6 +1064,11 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// Whether a step's forward action takes a number out of service (catalog `outage`).
+pub fn outage_step(step: &Step) -> bool {
+    step.action.as_ref().is_some_and(|a| a.op.info().outage)
+}
+
 fn in_doubt(op: &str) -> String {
     format!(
         "the process stopped while `{op}` was in flight; it may or may not have taken effect and \
@@ -1165,6 +1272,7 @@ fn signal(b: &mut Builder<'_>, name: &str, data: Value, by: &str) -> &'static st
                     } else {
                         data
                     });
+                    b.mark_down(idx);
                 }
                 b.begin_wait(idx, true);
             }
@@ -1228,6 +1336,10 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
             }
         }
         (Phase::Blocked { .. }, Input::Tick) => GATE_WAIT,
+        (Phase::Held { .. }, Input::Tick) => match b.enter(idx) {
+            ENTER => HOLD_RELEASED,
+            other => other,
+        },
         (Phase::Window { opens }, Input::Tick) => {
             if now < opens {
                 return EARLY;
@@ -1255,6 +1367,7 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
             if let Some(kept) = kept {
                 b.output_mut(parts.id).output = Some(kept);
             }
+            b.mark_down(idx);
             match b.begin_wait(idx, true) {
                 ENTER => ACT_OK,
                 rule => rule,
@@ -1378,6 +1491,7 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
                         if out.output.is_none() {
                             out.output = Some(json!({"reconciled": true}));
                         }
+                        b.mark_down(idx);
                     }
                     let observed = b.unread_observation(idx);
                     b.event(EventKind::WaitSatisfied {

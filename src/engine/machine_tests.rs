@@ -68,6 +68,7 @@ struct Sim {
     on_failure: Option<crate::spec::model::OnFailure>,
     manual_ops: Vec<crate::backend::OperationKind>,
     window: Option<Nightly>,
+    outages: Option<std::sync::Arc<super::budget::OutageBudget>>,
     now: Timestamp,
     inst: Instance,
     events: Vec<super::instance::Event>,
@@ -82,6 +83,7 @@ impl Sim {
             on_failure: None,
             manual_ops: Vec::new(),
             window: None,
+            outages: None,
             now,
             inst: inst(now),
             events: Vec::new(),
@@ -98,6 +100,10 @@ impl Sim {
                 .window
                 .as_ref()
                 .map(|w| w as &dyn machine::WindowCalendar),
+            outages: self
+                .outages
+                .as_deref()
+                .map(|b| b as &dyn machine::OutageGate),
             now: self.now,
         };
         let t = machine::transition(ctx, &self.inst, input);
@@ -785,6 +791,8 @@ fn transition_table_coverage() {
     on_timeout_rollback_overrides_a_stop_policy_and_cancel_can_roll_back();
     a_chained_workflow_failing_never_rolls_back_the_one_before();
     window_steps_start_only_inside_the_porting_window_and_may_finish_after_it();
+    a_full_budget_holds_before_the_outage_step_and_down_time_is_recorded();
+    undoing_the_step_that_took_the_number_down_ends_the_outage();
     let fired = FIRED.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let missing: Vec<&str> = RULES
         .iter()
@@ -995,4 +1003,129 @@ steps:
         .filter(|e| matches!(&e.kind, EventKind::ActionIntent { operation, .. } if operation["op"] == "reset_conference_id"))
         .count();
     assert_eq!(resets, 1);
+}
+
+fn budget(max: u32) -> std::sync::Arc<super::budget::OutageBudget> {
+    std::sync::Arc::new(super::budget::OutageBudget::new(
+        Some(max),
+        None,
+        &Default::default(),
+    ))
+}
+
+#[test]
+fn a_full_budget_holds_before_the_outage_step_and_down_time_is_recorded() {
+    use super::budget::SlotView;
+    let mut s = Sim::new(&["approve-first"]);
+    // `upload` proves service is back.
+    s.wf.steps[4].restores_service = true;
+    let b = budget(1);
+    // Another subject (idx 7) is out of service: no room.
+    let other = SlotView {
+        holds: true,
+        held: false,
+        failure: false,
+    };
+    assert!(b.observe(7, other, s.now).is_none());
+    s.outages = Some(b.clone());
+    s.feed(Input::Tick);
+    let t = s.feed(Input::ActionOk(user(Some("+14250000001"), None)));
+    assert_eq!(t.rule, machine::HOLD);
+    assert_eq!(s.phase(), (3, "held"));
+    assert_eq!(s.inst.due, None, "the executor wakes it");
+    assert!(t.effect.is_none(), "no call while held");
+    assert!(matches!(
+        t.events.last().map(|e| &e.kind),
+        Some(EventKind::Held { step, reason }) if step == "remove" && reason.contains("1 of 1")
+    ));
+    // Woken while still full: stays held, records nothing.
+    let t = s.feed(Input::Tick);
+    assert_eq!(t.rule, machine::HOLD_AGAIN);
+    assert!(t.events.is_empty());
+    assert_eq!(t.persist, Persist::Nothing);
+    // The other subject is back in service.
+    let back = SlotView {
+        holds: false,
+        held: false,
+        failure: false,
+    };
+    b.observe(7, back, s.now);
+    let t = s.feed(Input::Tick);
+    assert_eq!(t.rule, machine::HOLD_RELEASED);
+    assert_eq!(s.phase(), (3, "acting"));
+    assert!(
+        SlotView::of_instance(&s.wf, &s.inst).holds,
+        "acting at an outage step holds a place"
+    );
+    assert!(s.inst.down.is_none(), "not down until the action succeeded");
+    let t = s.feed(Input::ActionOk(json!({})));
+    let down_at = s.now;
+    assert!(t
+        .events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::ServiceDown { step } if step == "remove")));
+    assert_eq!(s.inst.down.as_ref().map(|d| d.since), Some(down_at));
+    s.advance(Duration::from_secs(20));
+    s.feed(Input::Tick);
+    s.feed(Input::Observed(user(None, None)));
+    assert!(
+        s.inst.down.is_some(),
+        "removal verified: still out of service"
+    );
+    s.advance(Duration::from_secs(600));
+    s.feed(Input::Tick);
+    let t = s.feed(Input::Observed(json!({"number_type": "OperatorConnect"})));
+    assert!(t.events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::ServiceRestored { step, down_ms } if step == "upload" && *down_ms == 620_000
+    )));
+    assert_eq!(s.inst.status, Status::Succeeded);
+    assert!(s.inst.down.is_none());
+    assert_eq!(s.inst.outages.len(), 1);
+    assert_eq!(s.inst.outages[0].start, down_at);
+    assert_eq!(s.inst.outages[0].end, s.now);
+    assert_eq!(s.inst.outages[0].restored_by, "upload");
+    assert!(!SlotView::of_instance(&s.wf, &s.inst).holds);
+}
+
+#[test]
+fn undoing_the_step_that_took_the_number_down_ends_the_outage() {
+    use crate::spec::model::{CompensateSpec, OnFailure};
+    let mut s = Sim::new(&["approve-first"]);
+    s.on_failure = Some(OnFailure::Rollback);
+    s.wf.steps[3].compensate = Some(CompensateSpec {
+        op: crate::backend::OperationKind::AssignNumber,
+        args: s.wf.steps[3]
+            .action
+            .as_ref()
+            .map(|a| a.args.clone())
+            .unwrap_or_default(),
+        wait: None,
+        retry: Default::default(),
+    });
+    s.feed(Input::Tick);
+    s.feed(Input::ActionOk(user(Some("+14250000001"), None)));
+    s.feed(Input::ActionOk(json!({})));
+    assert!(s.inst.down.is_some());
+    // The removal never shows within its timeout: roll back.
+    s.advance(Duration::from_secs(25 * 3600));
+    s.feed(Input::Tick);
+    s.feed(Input::Observed(user(Some("+14250000001"), None)));
+    assert!(
+        matches!(s.inst.status, Status::Compensating { .. }),
+        "{:?}",
+        s.inst.status
+    );
+    assert!(s.inst.down.is_some(), "down until the undo is done");
+    s.feed(Input::ActionOk(json!({})));
+    assert!(
+        matches!(s.inst.status, Status::RolledBack { .. }),
+        "{:?}",
+        s.inst.status
+    );
+    assert!(s.inst.down.is_none());
+    assert_eq!(
+        s.inst.outages.last().map(|o| o.restored_by.as_str()),
+        Some("remove (undo)")
+    );
 }

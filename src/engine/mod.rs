@@ -1,6 +1,7 @@
 //! The engine: the pure instance state machine, and the executor that feeds it
 //! timers and backend results, commits its transitions and performs its effects.
 
+pub mod budget;
 pub mod executor;
 pub mod instance;
 pub mod limiter;

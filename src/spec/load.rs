@@ -393,6 +393,13 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
             ),
         ));
     }
+    if file.max_out_of_service == Some(0) {
+        diags.push(diag(
+            &origin,
+            map.at("max_out_of_service"),
+            "max_out_of_service must be at least 1 (leave it out for no limit)",
+        ));
+    }
     if let Some(r) = file.rate_limit {
         if !(r > 0.0 && r.is_finite()) {
             diags.push(diag(

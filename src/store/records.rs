@@ -134,6 +134,42 @@ pub fn list_statuses(
     Ok(heads.into_iter().map(|h| (h.idx, h.status)).collect())
 }
 
+/// What the out-of-service budget needs of one stored instance.
+#[derive(Debug)]
+pub struct OutageHead {
+    /// Instance index.
+    pub idx: u32,
+    /// Its status.
+    pub status: crate::engine::instance::Status,
+    /// Out of service now.
+    pub down: bool,
+    /// Out of service now or before.
+    pub went_down: bool,
+}
+
+/// Index, status and outage flags of every instance of a run, decoding no more.
+pub fn list_outage_heads(store: &dyn Store, run: &str) -> Result<Vec<OutageHead>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        idx: u32,
+        status: crate::engine::instance::Status,
+        #[serde(default)]
+        down: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        outages: Vec<serde::de::IgnoredAny>,
+    }
+    let heads: Vec<Head> = decode_all(store, &keys::instance_prefix(run))?;
+    Ok(heads
+        .into_iter()
+        .map(|h| OutageHead {
+            idx: h.idx,
+            status: h.status,
+            down: h.down.is_some(),
+            went_down: h.down.is_some() || !h.outages.is_empty(),
+        })
+        .collect())
+}
+
 /// An instance's history, in order.
 pub fn list_events(store: &dyn Store, key: &InstanceKey) -> Result<Vec<Event>, StoreError> {
     let mut out = Vec::new();
