@@ -526,12 +526,7 @@ pub(super) async fn accept_failures(
     by: &str,
 ) -> Result<u32, CliError> {
     let wf = pinned_workflow(record)?;
-    let accepted = records::list_outage_heads(store, &record.id)?
-        .iter()
-        .filter(|h| {
-            crate::engine::budget::SlotView::of(&wf, &h.status, h.down, h.went_down).failure
-        })
-        .count() as u32;
+    let accepted = crate::engine::budget::count_failures(store, &record.id, &wf)?;
     record.breaker.accepted = accepted;
     record.breaker.tripped = None;
     record

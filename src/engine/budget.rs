@@ -155,16 +155,14 @@ impl OutageBudget {
         out
     }
 
-    /// `resume --continue`: accept the failures counted so far and close the
-    /// breaker. Returns the number of failures now accepted.
-    pub fn resume(&self) -> u32 {
+    /// `resume --continue`: accept `accepted` failures (those counted so far)
+    /// and close the breaker.
+    pub fn resume(&self, accepted: u32) {
         let mut g = self.lock();
-        g.accepted = g.failures.len() as u32;
+        g.accepted = accepted;
         g.open = None;
-        let accepted = g.accepted;
         drop(g);
         self.wake.notify_one();
-        accepted
     }
 
     /// Subjects holding a place in the budget now.
@@ -181,6 +179,18 @@ impl OutageBudget {
     pub fn paused(&self) -> bool {
         self.lock().open.is_some()
     }
+}
+
+/// Failures of a stored run that count against its breaker.
+pub fn count_failures(
+    store: &dyn crate::store::Store,
+    run: &str,
+    wf: &Workflow,
+) -> Result<u32, crate::store::StoreError> {
+    Ok(crate::store::records::list_outage_heads(store, run)?
+        .iter()
+        .filter(|h| SlotView::of(wf, &h.status, h.down, h.went_down).failure)
+        .count() as u32)
 }
 
 fn set(s: &mut BTreeSet<u32>, idx: u32, on: bool) {

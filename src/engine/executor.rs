@@ -372,10 +372,11 @@ impl Driver {
     /// `resume --continue` on a run being driven: accept the failures so far,
     /// close the breaker (durably), and let held instances go.
     pub async fn continue_breaker(&self, by: &str) -> Result<u32, EngineError> {
-        let accepted = match &self.budget {
-            Some(b) => b.resume(),
-            None => 0,
-        };
+        // Count from the store: every counted failure is committed there.
+        let accepted = super::budget::count_failures(&*self.store, &self.run_id, &self.workflow)?;
+        if let Some(b) = &self.budget {
+            b.resume(accepted);
+        }
         if let Some(mut record) = records::get_run(&*self.store, &self.run_id)? {
             record.breaker.accepted = accepted;
             record.breaker.tripped = None;

@@ -335,3 +335,266 @@ async fn operator_inputs_reach_a_running_driver_through_its_inbox() {
         "{done:?}"
     );
 }
+
+const BUDGET_WF: &str = r#"
+name: t
+version: 1
+subject: user
+inputs: {user: {type: upn}, number: {type: e164}}
+steps:
+  - id: remove
+    action:
+      op: remove_number
+      args: {user: "${inputs.user}", number: "${inputs.number}", number_type: DirectRouting}
+    retry: {attempts: 1}
+    wait:
+      observe: {op: get_user, args: {user: "${inputs.user}"}}
+      until: obs.line_uri == null
+      expected: 10m
+      timeout: 24h
+      poll: {initial: 1m, max: 5m}
+  - id: restore
+    restores_service: true
+    action: {op: grant_voice_routing_policy, args: {user: "${inputs.user}"}}
+"#;
+
+/// A tenant that knows who is out of service: removed and not yet restored.
+struct OutageTenant {
+    clock: Arc<ManualClock>,
+    removed_at: Mutex<HashMap<String, Timestamp>>,
+    down: Mutex<std::collections::HashSet<String>>,
+    max_down: Mutex<usize>,
+    /// Users whose removal is refused.
+    refuse: Vec<String>,
+}
+
+#[async_trait]
+impl Tenant for OutageTenant {
+    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+        let now = self.clock.now();
+        match op {
+            Operation::RemoveNumber { user, .. } => {
+                if self.refuse.contains(user) {
+                    return Err(BackendError::new(
+                        crate::backend::ErrorKind::Fatal,
+                        "Insufficient privileges",
+                    ));
+                }
+                self.removed_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(user.clone(), now);
+                let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+                down.insert(user.clone());
+                let mut max = self.max_down.lock().unwrap_or_else(|p| p.into_inner());
+                *max = (*max).max(down.len());
+                Ok(json!({}))
+            }
+            Operation::GetUser { user } => {
+                let at = self
+                    .removed_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(user)
+                    .copied();
+                let gone = at.is_some_and(|t| now >= t.plus(Duration::from_secs(300)));
+                Ok(json!({"line_uri": if gone { Value::Null } else { json!("+14250000001") }}))
+            }
+            Operation::GrantVoiceRoutingPolicy { user, .. } => {
+                self.down
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(user);
+                Ok(json!({}))
+            }
+            other => Ok(json!({"unexpected": format!("{other:?}")})),
+        }
+    }
+}
+
+fn budget_driver(
+    store: Arc<dyn Store>,
+    committer: Committer,
+    clock: Arc<ManualClock>,
+    tenant: Arc<OutageTenant>,
+    max: Option<u32>,
+    threshold: Option<u32>,
+    concurrency: usize,
+) -> Arc<Driver> {
+    let breaker = records::get_run(&*store, "run")
+        .ok()
+        .flatten()
+        .map(|r| r.breaker)
+        .unwrap_or_default();
+    let wf: Workflow = match serde_yaml::from_str(BUDGET_WF) {
+        Ok(w) => w,
+        Err(e) => panic!("{e}"),
+    };
+    Arc::new(Driver {
+        store,
+        committer,
+        clock,
+        tenant,
+        run_id: "run".into(),
+        workflow: Arc::new(wf),
+        approvals: vec![],
+        on_failure: None,
+        manual_ops: vec![],
+        window: None,
+        concurrency,
+        limiter: None,
+        budget: Some(Arc::new(super::budget::OutageBudget::new(
+            max, threshold, &breaker,
+        ))),
+        progress: Arc::new(Progress::default()),
+    })
+}
+
+fn outage_tenant(clock: &Arc<ManualClock>, refuse: &[u32]) -> Arc<OutageTenant> {
+    Arc::new(OutageTenant {
+        clock: clock.clone(),
+        removed_at: Mutex::new(HashMap::new()),
+        down: Mutex::new(Default::default()),
+        max_down: Mutex::new(0),
+        refuse: refuse.iter().map(|i| user(*i)).collect(),
+    })
+}
+
+/// A run record for "run" (the breaker lives there).
+async fn put_record(store: &dyn Store, committer: &Committer, subjects: u32) {
+    let record = crate::engine::run::RunRecord {
+        id: "run".into(),
+        label: None,
+        created_at: Timestamp(0),
+        workflow: crate::engine::run::WorkflowPin {
+            name: "t".into(),
+            version: 1,
+            hash: String::new(),
+            origin: String::new(),
+            text: BUDGET_WF.into(),
+        },
+        then: vec![],
+        run_origin: String::new(),
+        run_text: String::new(),
+        base_dir: ".".into(),
+        clock: None,
+        subjects,
+        finished_at: None,
+        breaker: Default::default(),
+    };
+    let mut b = Batch::default();
+    records::put_run(&mut b, &record);
+    let _ = store;
+    assert!(committer.commit(b).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_more_subjects_out_of_service_than_the_budget() {
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let committer = Committer::start(store.clone(), true);
+    seed_run(&*store, &committer, 12, clock.now()).await;
+    put_record(&*store, &committer, 12).await;
+    let t = outage_tenant(&clock, &[]);
+    let d = budget_driver(
+        store.clone(),
+        committer,
+        clock.clone(),
+        t.clone(),
+        Some(3),
+        None,
+        8,
+    );
+    let end = drive_with_time(d, clock.clone()).await;
+    assert!(matches!(end, Ok(DriveEnd::Finished)), "{end:?}");
+    let max = *t.max_down.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(
+        max, 3,
+        "the tenant saw at most (and, with 12 waiting, exactly) 3 down at once"
+    );
+    let insts = records::list_instances(&*store, "run").unwrap_or_default();
+    assert!(insts.iter().all(|i| i.status == Status::Succeeded));
+    assert!(insts
+        .iter()
+        .all(|i| i.down.is_none() && i.outages.len() == 1));
+    // The engine's own record agrees with the tenant: at most 3 spans overlap.
+    let mut edges: Vec<(Timestamp, i32)> = insts
+        .iter()
+        .flat_map(|i| i.outages.iter().flat_map(|o| [(o.start, 1), (o.end, -1)]))
+        .collect();
+    edges.sort();
+    let (mut n, mut peak) = (0, 0);
+    for (_, d) in edges {
+        n += d;
+        peak = peak.max(n);
+    }
+    assert!(peak <= 3, "engine-recorded overlap {peak}");
+    let held = insts
+        .iter()
+        .filter(|i| {
+            records::list_events(&*store, &i.key())
+                .unwrap_or_default()
+                .iter()
+                .any(|e| matches!(e.kind, super::instance::EventKind::Held { .. }))
+        })
+        .count();
+    assert!(held >= 9, "those beyond the budget were held first: {held}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_pauses_new_outages_durably_until_continued() {
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let committer = Committer::start(store.clone(), true);
+    seed_run(&*store, &committer, 8, clock.now()).await;
+    put_record(&*store, &committer, 8).await;
+    let t = outage_tenant(&clock, &[0, 1]);
+    let make = |c: usize| {
+        budget_driver(
+            store.clone(),
+            committer.clone(),
+            clock.clone(),
+            t.clone(),
+            Some(2),
+            Some(2),
+            c,
+        )
+    };
+    let end = drive_with_time(make(1), clock.clone()).await;
+    assert!(
+        matches!(end, Ok(DriveEnd::Idle { held: 6, .. })),
+        "two refusals at the outage step open the breaker: {end:?}"
+    );
+    let stored = records::get_run(&*store, "run").ok().flatten();
+    let trip = stored.and_then(|r| r.breaker.tripped);
+    assert!(
+        matches!(&trip, Some(tr) if tr.failures == 2 && tr.threshold == 2),
+        "{trip:?}"
+    );
+    assert_eq!(
+        t.removed_at.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        0,
+        "nobody else went out of service"
+    );
+    // A restart (a new driver over the same store) stays paused.
+    let end = drive_with_time(make(4), clock.clone()).await;
+    assert!(matches!(end, Ok(DriveEnd::Idle { held: 6, .. })), "{end:?}");
+    // `resume --continue`.
+    let d = make(4);
+    let accepted = d.continue_breaker("ops").await;
+    assert!(matches!(accepted, Ok(2)), "{accepted:?}");
+    let end = drive_with_time(d, clock.clone()).await;
+    assert!(matches!(end, Ok(DriveEnd::Finished)), "{end:?}");
+    let insts = records::list_instances(&*store, "run").unwrap_or_default();
+    let ok = insts
+        .iter()
+        .filter(|i| i.status == Status::Succeeded)
+        .count();
+    assert_eq!(ok, 6);
+    let stored = records::get_run(&*store, "run").ok().flatten();
+    let b = stored.map(|r| r.breaker).unwrap_or_default();
+    assert!(b.tripped.is_none());
+    assert_eq!(b.accepted, 2);
+    assert_eq!(b.continued.len(), 1);
+    assert!(*t.max_down.lock().unwrap_or_else(|p| p.into_inner()) <= 2);
+}
