@@ -1,12 +1,12 @@
 //! A run's outcome, the one rule behind the exit codes of `run` and `resume`
 //! (locally or through the daemon):
 //!
-//! - 0: every subject ended in a success state: succeeded, or rolled back on
-//!   request (`cancel --rollback`);
+//! - 0: every subject ended in a success state: succeeded, or stopped on an
+//!   operator's request (`cancel`, `cancel --rollback`) with its number in service;
 //! - 3: some failed, need attention, were rolled back after a failure, were
-//!   cancelled, or are still open (blocked at a gate, a manual task or a
-//!   signal, held by the out-of-service budget, waiting for the window) when
-//!   the command returns.
+//!   cancelled while out of service, or are still open (blocked at a gate, a
+//!   manual task or a signal, held by the out-of-service budget, waiting for
+//!   the window) when the command returns.
 //!
 //! A chained run (`then:`) reports each workflow of the chain on its own: a
 //! user migrated by the first workflow stays migrated when the e-mail of the
@@ -43,8 +43,10 @@ pub struct Outcome {
     pub rolled_back_on_request: usize,
     /// Failed, needs attention, or rolled back after a failure.
     pub failed: usize,
-    /// Cancelled without rollback.
+    /// Cancelled without rollback, number in service.
     pub cancelled: usize,
+    /// Cancelled (or rolled back on request) while out of service.
+    pub cancelled_out_of_service: usize,
     /// Not terminal yet.
     pub open: usize,
     /// One per workflow of the chain (one entry for a run without `then:`).
@@ -83,13 +85,19 @@ impl Outcome {
                     o.succeeded += 1;
                     (segments, Ended::Succeeded)
                 }
-                Status::RolledBack { error, .. } if error.starts_with("cancelled:") => {
+                Status::RolledBack { error, .. }
+                    if error.starts_with("cancelled:") && inst.down.is_none() =>
+                {
                     o.rolled_back_on_request += 1;
                     // What was undone is per segment unknown here; nothing failed.
                     (0, Ended::NotReached)
                 }
-                Status::Cancelled => {
+                Status::Cancelled if inst.down.is_none() => {
                     o.cancelled += 1;
+                    (0, Ended::NotReached)
+                }
+                Status::Cancelled => {
+                    o.cancelled_out_of_service += 1;
                     (0, Ended::NotReached)
                 }
                 Status::Failed { step, .. }
@@ -121,7 +129,7 @@ impl Outcome {
 
     /// Every subject ended in a success state.
     pub fn all_succeeded(&self) -> bool {
-        self.succeeded + self.rolled_back_on_request == self.total
+        self.succeeded + self.rolled_back_on_request + self.cancelled == self.total
     }
 
     /// The exit code (see the module docs).
@@ -169,6 +177,7 @@ impl Outcome {
             "rolled_back_on_request": self.rolled_back_on_request,
             "failed": self.failed,
             "cancelled": self.cancelled,
+            "cancelled_out_of_service": self.cancelled_out_of_service,
             "open": self.open,
             "workflows": self.segments.iter().map(|s| json!({
                 "workflow": s.workflow,
@@ -242,6 +251,15 @@ mod tests {
             ),
         ];
         assert_eq!(Outcome::of(&w, &names, &ok).exit_code(), 0);
+        let mut cancelled_down = inst(2, Status::Cancelled);
+        cancelled_down.down = Some(crate::engine::instance::OpenOutage {
+            since: Timestamp(0),
+            step: "s1".into(),
+        });
+        let with_cancel = [inst(0, Status::Succeeded), inst(1, Status::Cancelled)];
+        assert_eq!(Outcome::of(&w, &names, &with_cancel).exit_code(), 0);
+        let o = Outcome::of(&w, &names, [&with_cancel[0], &cancelled_down]);
+        assert_eq!((o.exit_code(), o.cancelled_out_of_service), (3, 1));
         let not_ok = [
             Status::RolledBack {
                 step: 1,
@@ -251,7 +269,6 @@ mod tests {
                 step: 0,
                 error: "x".into(),
             },
-            Status::Cancelled,
             Status::Running {
                 step: 0,
                 phase: Phase::Blocked {
