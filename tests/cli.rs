@@ -113,7 +113,8 @@ fn gate_without_approval_waits_then_approve_and_resume_finish() {
         .replace("approvals: [operator-coordinated]\n", "");
     std::fs::write(&rf, text).expect("rf");
     let o = run(portflow(&state).arg("--json").arg("run").arg(&rf));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Still blocked when the command returns: 3, not success.
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let doc = json(&o);
     assert_eq!(doc["states"]["blocked"], 5, "{doc}");
     let id = doc["run"].as_str().expect("id").to_string();

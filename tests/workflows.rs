@@ -553,8 +553,10 @@ fn cp_to_oc_port_wait_accepts_the_port_completed_signal() {
     let o = pf(&lab.state, &["cancel", &id, "--reason", "test over"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let (code, doc) = pf_json(&lab.state, &["resume", &id]);
-    assert_eq!(code, 0, "{doc}");
+    // The signalled user was cancelled with its number unassigned: not a success.
+    assert_eq!(code, 3, "{doc}");
     assert_eq!(count(&doc, "cancelled"), 3, "{doc}");
+    assert_eq!(doc["outcome"]["cancelled_out_of_service"], 1, "{doc}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1134,7 +1136,7 @@ fn reset_conference_id_as_a_manual_task_completes_on_the_done_signal() {
     );
     let rf = rf.to_string_lossy().into_owned();
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
-    assert_eq!(code, 0, "manual tasks wait for a person: {doc}");
+    assert_eq!(code, 3, "manual tasks wait for a person: {doc}");
     assert_eq!(count(&doc, "blocked"), 2, "{doc}");
     let id = run_id(&doc);
     let steps = step_ids(&lab.state, &id);
@@ -1432,7 +1434,8 @@ fn cancel_with_rollback_on_a_run_in_progress_ends_rolled_back() {
     let lab = Lab::new();
     let (id, code, doc, s, cfg) = cancel_with_rollback(&lab);
     assert_eq!(count(&doc, "rolled_back"), 6, "{doc}");
-    assert_eq!(code, 3, "{doc}");
+    // Rolled back on request, service restored: a success state.
+    assert_eq!(code, 0, "{doc}");
     assert_rolled_back_to_direct_routing(&lab, &id, &s, &cfg);
 }
 
@@ -1541,7 +1544,7 @@ fn retry_from_the_first_step_never_sends_the_conferencing_email_twice() {
     let rf = rf.to_string_lossy().into_owned();
     // E-mails go out, then every instance stops at the unapproved reset gate.
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
-    assert_eq!(code, 0, "{doc}");
+    assert_eq!(code, 3, "still blocked when the command returns: {doc}");
     assert_eq!(count(&doc, "blocked"), 2, "{doc}");
     let id = run_id(&doc);
     let o = pf(&lab.state, &["cancel", &id]);
