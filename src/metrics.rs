@@ -90,6 +90,12 @@ pub const COMMIT_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
+/// Upper bounds (seconds) of the outage-length histogram: a minute to two days
+/// (numbers are moved at night; a day-long outage is a real case, not a tail).
+pub const OUTAGE_BUCKETS: &[f64] = &[
+    60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0, 172800.0,
+];
+
 /// A fixed-bucket histogram of durations, lock-free.
 #[derive(Debug)]
 pub struct Histogram {
@@ -155,13 +161,45 @@ impl Histogram {
 
     /// As a family named `name`.
     pub fn family(&self, name: &'static str, help: &'static str) -> Family {
-        let snap = self.snapshot();
+        self.snapshot().family(name, help)
+    }
+}
+
+impl HistogramSnapshot {
+    /// No observations, with these upper bounds (ascending, seconds).
+    pub fn empty(bounds: &[f64]) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: bounds
+                .iter()
+                .copied()
+                .chain([f64::INFINITY])
+                .map(|b| (b, 0))
+                .collect(),
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Add the observations of `other`, which must have the same bounds
+    /// (buckets whose bounds differ are left alone).
+    pub fn add(&mut self, other: &HistogramSnapshot) {
+        for ((le, n), (other_le, m)) in self.buckets.iter_mut().zip(&other.buckets) {
+            if le == other_le {
+                *n += m;
+            }
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
+    /// As a family named `name`.
+    pub fn family(&self, name: &'static str, help: &'static str) -> Family {
         let mut f = Family::new(name, help, MetricType::Histogram);
-        for (le, n) in &snap.buckets {
+        for (le, n) in &self.buckets {
             f.push("_bucket", &[("le", &format_value(*le))], *n as f64);
         }
-        f.push("_sum", &[], snap.sum);
-        f.push("_count", &[], snap.count as f64);
+        f.push("_sum", &[], self.sum);
+        f.push("_count", &[], self.count as f64);
         f
     }
 }
@@ -400,6 +438,24 @@ mod tests {
         let pos = |s: &str| text.find(s).unwrap_or(usize::MAX);
         assert!(pos("le=\"0.01\"") < pos("le=\"0.1\""));
         assert!(pos("le=\"+Inf\"") < pos("lat_seconds_sum"));
+    }
+
+    #[test]
+    fn snapshots_add_bucket_by_bucket() {
+        let a = Histogram::new(OUTAGE_BUCKETS);
+        a.observe(Duration::from_secs(60)); // le 60 is inclusive
+        a.observe(Duration::from_secs(25 * 3600)); // past a day: the 2-day bucket
+        let b = Histogram::new(OUTAGE_BUCKETS);
+        b.observe(Duration::from_secs(3 * 86400)); // past every bound: +Inf only
+        let mut total = HistogramSnapshot::empty(OUTAGE_BUCKETS);
+        total.add(&a.snapshot());
+        total.add(&b.snapshot());
+        assert_eq!(total.count, 3);
+        assert_eq!(total.buckets.first(), Some(&(60.0, 1)));
+        assert_eq!(total.buckets.get(9), Some(&(86400.0, 1)));
+        assert_eq!(total.buckets.get(10), Some(&(172800.0, 2)));
+        assert_eq!(total.buckets.last(), Some(&(f64::INFINITY, 3)));
+        assert!((total.sum - (60.0 + 25.0 * 3600.0 + 3.0 * 86400.0)).abs() < 1e-6);
     }
 
     #[test]

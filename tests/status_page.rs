@@ -58,7 +58,9 @@ fn request(addr: &str, method: &str, path: &str, headers: &[String], body: &str)
 }
 
 /// A daemon over a state directory holding two runs: one waiting at its approval
-/// gate with one subject cancelled, one whose subjects all failed.
+/// gate with one subject cancelled, one whose subjects all failed. Out of
+/// service (written by hand): two of the failed run's subjects (stopped) and one
+/// of the gated run's; the third failed subject had an outage that ended.
 struct Fixture {
     tmp: tempfile::TempDir,
     daemon: Option<Child>,
@@ -67,6 +69,32 @@ struct Fixture {
     token: String,
     gated: String,
     failed: String,
+}
+
+/// Put the instances `(idx, minutes ago at the run's clock)` of `run` out of
+/// service, and give instance `ended` a 14-minute outage that is over.
+fn mark_down(state: &Path, run: &str, down: &[(usize, i64)], ended: Option<usize>) {
+    use portflow::clock::{Clock, Timestamp};
+    use portflow::engine::instance::{OpenOutage, OutageSpan};
+    edit_run(state, run, |record, insts| {
+        let now = record
+            .clock
+            .map_or_else(|| portflow::clock::SystemClock.now(), |c| c.now());
+        for &(idx, ago) in down {
+            insts[idx].down = Some(OpenOutage {
+                since: Timestamp(now.0 - ago * 60_000),
+                step: "remove-dr-number".into(),
+            });
+        }
+        if let Some(idx) = ended {
+            insts[idx].outages = vec![OutageSpan {
+                start: Timestamp(now.0 - 300 * 60_000),
+                end: Timestamp(now.0 - 286 * 60_000),
+                step: "remove-dr-number".into(),
+                restored_by: "assign-oc-number".into(),
+            }];
+        }
+    });
 }
 
 impl Fixture {
@@ -95,6 +123,11 @@ impl Fixture {
         let o = run(portflow(&state).arg("--json").arg("run").arg(&rf));
         assert_eq!(json(&o)["states"]["failed"], 3, "{}", stdout(&o));
         let failed = json(&o)["run"].as_str().expect("id").to_string();
+        mark_down(&state, &failed, &[(0, 95), (1, 30)], Some(2));
+        mark_down(&state, &gated, &[(1, 10)], None);
+        // sled releases the store a moment after it is dropped.
+        let o = pf(&state, &["status"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
         let log = tmp.path().join("serve.log");
         let daemon = portflow(&state)
@@ -243,6 +276,23 @@ fn sign_in_trades_the_token_for_a_strict_cookie_and_api_and_metrics_accept_it() 
         "{v}"
     );
 
+    // Out of service: the stopped subjects first; the same cookie rules.
+    let a = fx.get("/api/out-of-service", &fx.cookie());
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = a.json();
+    assert_eq!(v["total"], 3, "{v}");
+    assert_eq!(v["stuck"], 2, "{v}");
+    assert_eq!(v["runs"][&fx.failed], 2, "{v}");
+    assert_eq!(v["runs"][&fx.gated], 1, "{v}");
+    let list = v["instances"].as_array().expect("instances");
+    assert_eq!(list[0]["run"], fx.failed.as_str(), "{v}");
+    assert_eq!(list[0]["idx"], 0, "the longer of the two stopped ones: {v}");
+    assert_eq!(list[0]["state"], "failed");
+    assert_eq!(list[2]["run"], fx.gated.as_str(), "{v}");
+    assert_eq!(list[2]["stuck"], false);
+    assert_eq!(fx.get("/api/out-of-service", &cross).status, 401);
+    assert_eq!(fx.get("/api/out-of-service", &[]).status, 401);
+
     // /metrics: bearer or cookie; instance gauges equal the API's counts.
     assert_eq!(fx.get("/metrics", &[]).status, 401);
     let m = fx.get("/metrics", &fx.bearer());
@@ -261,7 +311,15 @@ fn sign_in_trades_the_token_for_a_strict_cookie_and_api_and_metrics_accept_it() 
             assert!(m.body.contains(&line), "missing {line:?} in\n{}", m.body);
         }
     }
+    for (run, n) in [(&fx.failed, 2), (&fx.gated, 1)] {
+        let line = format!("portflow_out_of_service{{run=\"{run}\"}} {n}\n");
+        assert!(m.body.contains(&line), "missing {line:?} in\n{}", m.body);
+    }
     for name in [
+        "# TYPE portflow_out_of_service gauge",
+        "# TYPE portflow_outage_duration_seconds histogram",
+        "portflow_outage_duration_seconds_bucket{le=\"1800\"} 1\n",
+        "portflow_outage_duration_seconds_count 1\n",
         "# TYPE portflow_instances gauge",
         "# TYPE portflow_backend_calls_total counter",
         "# TYPE portflow_throttling_events_total counter",
@@ -449,6 +507,38 @@ fn status_page_renders_the_api_counts_in_headless_chromium() {
         "{dom}"
     );
     assert!(dom.contains("id=\"schedules-none\""), "{dom}");
+
+    // Out of service: exactly the count the API returns, and one row per subject.
+    let a = fx.get("/api/out-of-service?limit=100", &fx.bearer());
+    assert_eq!(a.status, 200, "{}", a.body);
+    let oos = a.json();
+    let total = oos["total"].as_u64().expect("total");
+    assert_eq!(total, 3, "{oos}");
+    let (tag, inner) =
+        element(&dom, "outages-count").unwrap_or_else(|| panic!("no out-of-service count:\n{dom}"));
+    assert!(tag.contains(&format!("data-count=\"{total}\"")), "{tag}");
+    assert_eq!(inner, total.to_string(), "{tag}{inner}");
+    let table = dom
+        .split_once("id=\"outages-table\"")
+        .and_then(|(_, rest)| rest.split_once("</table>"))
+        .map(|(t, _)| t)
+        .unwrap_or_else(|| panic!("no out-of-service table:\n{dom}"));
+    assert_eq!(table.matches("<tr ").count(), total as usize, "{table}");
+    assert_eq!(table.matches("data-stuck=\"1\"").count(), 2, "{table}");
+    // Stopped ones first, as the API lists them.
+    let first = oos["instances"][0]["subject"].as_str().expect("subject");
+    let first_row = table.find("<tr class=\"stuck\"").unwrap_or(usize::MAX);
+    assert!(
+        table[first_row..].starts_with(&format!(
+            "<tr class=\"stuck\" data-run=\"{}\" data-subject=\"{first}\"",
+            fx.failed
+        )),
+        "{table}"
+    );
+    assert!(!dom.contains("id=\"outages-none\""), "{dom}");
+    // The runs say how many of theirs are down.
+    let (tag, _) = element(&dom, &format!("down-{}", fx.failed)).expect("down tag");
+    assert!(tag.contains("data-count=\"2\""), "{tag}");
 
     // A screenshot that shows the page, not a blank window.
     let shot = fx.tmp.path().join("status.png");

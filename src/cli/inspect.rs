@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::runs::{load_run, pinned_workflow};
+use super::outages::{paused_json, paused_lines, DownNow};
+use super::runs::{load_run, pinned_workflow, run_clock};
 use super::{exit, App, CliError};
 use crate::backend::sim::SimTenant;
+use crate::clock::Timestamp;
 use crate::engine::instance::{
     Event, EventKind, Instance, Phase, Status, PHASE_NAMES, TERMINAL_NAMES,
 };
@@ -30,6 +32,10 @@ pub struct RunSummary {
     total: usize,
     /// Per step: outcomes and wait durations, from the histories.
     step_stats: Option<Vec<StepStats>>,
+    /// Who is out of service now.
+    down: DownNow,
+    /// The run's clock when the summary was read (durations are measured at it).
+    now: Timestamp,
 }
 
 /// What happened at one step across a run's instances.
@@ -81,6 +87,8 @@ impl RunSummary {
             calls: 0,
             total: instances.len(),
             step_stats: None,
+            down: DownNow::default(),
+            now: run_clock(record).now(),
         };
         for i in &instances {
             s.add(i);
@@ -149,6 +157,7 @@ impl RunSummary {
 
     fn add(&mut self, i: &Instance) {
         *self.by_state.entry(i.status.name()).or_insert(0) += 1;
+        self.down.add_instance(i);
         self.calls += u64::from(i.calls);
         match &i.status {
             Status::Running { step, phase } => {
@@ -248,6 +257,8 @@ impl RunSummary {
             "problems": problems,
             "backend_calls": self.calls,
             "calls_per_subject": self.calls_per_subject(),
+            "out_of_service": self.down.to_json(self.now),
+            "paused": paused_json(&self.record),
         })
     }
 
@@ -274,6 +285,17 @@ impl RunSummary {
                 states.join(", ")
             }
         ));
+        // Who is out of service and whether the run is paused come before the tables.
+        if let Some(line) = self.down.line(self.now) {
+            out.push_str(&format!(
+                "{line}; who: portflow outages {}\n",
+                self.record.id
+            ));
+        }
+        if let Some(lines) = paused_lines(&self.record) {
+            out.push_str(&lines);
+            out.push('\n');
+        }
         if let Some(stats) = &self.step_stats {
             let mut t = Table::new([
                 "step", "done", "skipped", "failed", "retries", "wait p50", "wait p95", "wait max",
@@ -378,10 +400,26 @@ pub fn status_text(
                 "active",
                 "finished",
             ]);
+            let mut notes = String::new();
             for r in &runs {
                 let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+                let mut down = DownNow::default();
                 for i in records::list_instances(store, &r.id)? {
                     *counts.entry(i.status.name()).or_insert(0) += 1;
+                    down.add_instance(&i);
+                }
+                let now = run_clock(r).now();
+                if let Some(line) = down.line(now) {
+                    notes.push_str(&format!("run {}: {line}\n", r.id));
+                }
+                if let Some(t) = &r.breaker.tripped {
+                    notes.push_str(&format!(
+                        "run {}: paused after {} failure(s) (threshold {}); continue with: {}\n",
+                        r.id,
+                        t.failures,
+                        t.threshold,
+                        super::outages::continue_command(&r.id)
+                    ));
                 }
                 let get = |k: &str| counts.get(k).copied().unwrap_or(0);
                 let active = (r.subjects as usize)
@@ -401,6 +439,7 @@ pub fn status_text(
                     "run": r.id, "label": r.label, "workflow": r.workflow.name,
                     "workflow_hash": r.workflow.hash, "created_at": r.created_at,
                     "finished_at": r.finished_at, "subjects": r.subjects, "states": counts,
+                    "out_of_service": down.to_json(now), "paused": paused_json(r),
                 }));
             }
             if json_out {
@@ -408,7 +447,7 @@ pub fn status_text(
             } else if runs.is_empty() {
                 out = "no runs yet; start one with: portflow run <run file>\n".into();
             } else {
-                out = t.render();
+                out = t.render() + &notes;
             }
         }
     }
@@ -493,6 +532,19 @@ pub fn show_text(
             step,
             phase: Phase::Window { opens },
         } => format!("waiting for window (opens at {opens}) before {}", step_name(*step)),
+        Status::Running {
+            step,
+            phase: Phase::Held { reason },
+        } => {
+            let mut s = format!("held before {}: {reason}", step_name(*step));
+            if record.breaker.tripped.is_some() {
+                s.push_str(&format!(
+                    "\n  the run is paused; continue with: {}",
+                    super::outages::continue_command(run)
+                ));
+            }
+            s
+        }
         Status::Running { step, phase } => format!("{} at {}", phase.name(), step_name(*step)),
         Status::Failed { step, error } => format!("failed at {}: {error}", step_name(*step)),
         Status::NeedsAttention { step, reason, .. } => {
@@ -516,6 +568,26 @@ pub fn show_text(
         s => s.name().to_string(),
     };
     let _ = writeln!(out, "state: {detail}");
+    if let Some(d) = &inst.down {
+        let _ = writeln!(
+            out,
+            "out of service since {} ({} at the run's clock), taken down by {}",
+            d.since,
+            human_duration(run_clock(&record).now().since(d.since)),
+            d.step
+        );
+    }
+    for o in &inst.outages {
+        let _ = writeln!(
+            out,
+            "was out of service {} → {} ({}), taken down by {}, restored by {}",
+            o.start,
+            o.end,
+            human_duration(o.end.since(o.start)),
+            o.step,
+            o.restored_by
+        );
+    }
     if let Some(d) = inst.due {
         let _ = writeln!(out, "next: {d}");
     }
@@ -547,10 +619,10 @@ fn event_details(e: &Event) -> String {
     for k in ["event", "seq", "at"] {
         m.remove(k);
     }
-    for k in ["waited_ms"] {
+    for (k, shown) in [("waited_ms", "waited"), ("down_ms", "down")] {
         if let Some(ms) = m.remove(k).and_then(|v| v.as_u64()) {
             m.insert(
-                "waited".into(),
+                shown.into(),
                 Value::String(human_duration(Duration::from_millis(ms))),
             );
         }
@@ -619,4 +691,220 @@ pub fn render_sim_report(v: &Value) -> String {
         ms("p95"),
         ms("max")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::outages::tests::{inst, instances, record, span, MIN, T};
+    use crate::engine::run::Trip;
+    use crate::store::memory::MemoryStore;
+    use crate::store::Batch;
+
+    fn store_with(record: &RunRecord, insts: &[Instance]) -> MemoryStore {
+        let store = MemoryStore::new();
+        let mut b = Batch::default();
+        records::put_run(&mut b, record);
+        for i in insts {
+            records::put_new_instance(&mut b, i);
+        }
+        assert!(store.apply(&b).is_ok());
+        store
+    }
+
+    fn ok<T>(r: Result<T, CliError>) -> T {
+        match r {
+            Ok(v) => v,
+            Err(e) => panic!("{}", e.message),
+        }
+    }
+
+    fn paused_run() -> RunRecord {
+        let mut r = record("r1");
+        r.breaker.tripped = Some(Trip {
+            at: Timestamp(T - 5 * MIN),
+            failures: 5,
+            threshold: 5,
+        });
+        r
+    }
+
+    #[test]
+    fn status_of_a_run_says_who_is_out_of_service_and_that_it_is_paused() {
+        let r = paused_run();
+        let store = store_with(&r, &instances("r1"));
+        let text = ok(status_text(&store, Some("r1"), false));
+        assert!(
+            text.contains(
+                "out of service now: 2 (longest 1h 30m, user0000@contoso.com), 1 of them stopped; \
+                 who: portflow outages r1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("paused: 5 failure(s) reached the run's threshold of 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("continue with: portflow resume --continue r1"),
+            "{text}"
+        );
+        let v: Value =
+            serde_json::from_str(&ok(status_text(&store, Some("r1"), true))).unwrap_or(Value::Null);
+        assert_eq!(v["out_of_service"]["now"], 2, "{v}");
+        assert_eq!(v["out_of_service"]["stuck"], 1, "{v}");
+        assert_eq!(v["out_of_service"]["longest"]["duration_s"], 5400.0, "{v}");
+        assert_eq!(v["paused"]["failures"], 5, "{v}");
+        assert_eq!(
+            v["paused"]["continue_with"],
+            "portflow resume --continue r1"
+        );
+    }
+
+    #[test]
+    fn status_of_all_runs_adds_a_line_per_run_with_someone_down_or_paused() {
+        let r1 = paused_run();
+        let store = store_with(&r1, &instances("r1"));
+        let r2 = record("r2");
+        let mut b = Batch::default();
+        records::put_run(&mut b, &r2);
+        records::put_new_instance(&mut b, &inst("r2", 0, Status::Succeeded));
+        assert!(store.apply(&b).is_ok());
+        let text = ok(status_text(&store, None, false));
+        assert!(
+            text.contains("run r1: out of service now: 2 (longest 1h 30m, user0000@contoso.com)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "run r1: paused after 5 failure(s) (threshold 5); continue with: portflow resume --continue r1"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("run r2:"),
+            "nothing to say about r2:\n{text}"
+        );
+        let v: Value =
+            serde_json::from_str(&ok(status_text(&store, None, true))).unwrap_or(Value::Null);
+        assert_eq!(v["runs"][0]["out_of_service"]["now"], 2, "{v}");
+        assert_eq!(v["runs"][1]["out_of_service"]["now"], 0, "{v}");
+        assert_eq!(v["runs"][1]["paused"], Value::Null, "{v}");
+    }
+
+    fn held(step: usize) -> Status {
+        Status::Running {
+            step,
+            phase: Phase::Held {
+                reason: "the run's out-of-service budget (2) is full".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn held_instances_are_counted_per_step_like_other_phases() {
+        let r = record("r1");
+        let store = store_with(&r, &[inst("r1", 0, held(6)), inst("r1", 1, held(6))]);
+        let text = ok(status_text(&store, Some("r1"), false));
+        assert!(text.contains("2 subjects: 2 held"), "{text}");
+        // The phase table: its header, then the row of the step where they are held.
+        let mut lines = text
+            .lines()
+            .skip_while(|l| !(l.starts_with("step") && l.contains("ready")));
+        let header = lines.next().unwrap_or_default();
+        let row = lines.next().unwrap_or_default();
+        // Numbers are right-aligned: a cell ends where its column's name does.
+        let col = |line: &str, name: &str| {
+            header.find(name).map(|start| {
+                line.get(start..start + name.len())
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+        };
+        assert!(row.starts_with("remove-dr-number"), "{text}");
+        assert_eq!(col(row, "held").as_deref(), Some("2"), "{text}");
+        assert_eq!(col(row, "ready").as_deref(), Some(""), "{text}");
+        let v: Value =
+            serde_json::from_str(&ok(status_text(&store, Some("r1"), true))).unwrap_or(Value::Null);
+        assert_eq!(v["steps"][6]["step"], "remove-dr-number");
+        assert_eq!(v["steps"][6]["counts"]["held"], 2, "{v}");
+    }
+
+    #[test]
+    fn show_renders_held_outage_events_and_spans_readably() {
+        let r = paused_run();
+        let mut i = inst("r1", 0, held(9));
+        i.down = Some(crate::engine::instance::OpenOutage {
+            since: Timestamp(T - 90 * MIN),
+            step: "remove-dr-number".into(),
+        });
+        i.outages = vec![span(300, 14)];
+        let store = store_with(&r, std::slice::from_ref(&i));
+        let ev = |seq: u32, at: i64, kind: EventKind| Event {
+            seq,
+            at: Timestamp(at),
+            kind,
+        };
+        let events = [
+            ev(
+                0,
+                T - 300 * MIN,
+                EventKind::ServiceDown {
+                    step: "remove-dr-number".into(),
+                },
+            ),
+            ev(
+                1,
+                T - 286 * MIN,
+                EventKind::ServiceRestored {
+                    step: "assign-oc-number".into(),
+                    down_ms: 14 * 60_000,
+                },
+            ),
+            ev(
+                2,
+                T - 10 * MIN,
+                EventKind::Held {
+                    step: "assign-oc-number".into(),
+                    reason: "the run's breaker is open".into(),
+                },
+            ),
+        ];
+        let mut b = Batch::default();
+        let mut next = i.clone();
+        next.seq = 3;
+        records::put_replaced_instance(&mut b, &i, &next, &events);
+        assert!(store.apply(&b).is_ok());
+        let text = ok(show_text(&store, "r1", "user0000@contoso.com", false));
+        assert!(
+            text.contains(
+                "state: held before assign-oc-number: the run's out-of-service budget (2) is full\n  \
+                 the run is paused; continue with: portflow resume --continue r1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "out of service since 2029-12-31T22:30:00.000Z (1h 30m at the run's clock), \
+                 taken down by remove-dr-number"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("(14m 0s), taken down by remove-dr-number, restored by assign-oc-number"),
+            "{text}"
+        );
+        assert!(text.contains("service_down"), "{text}");
+        assert!(
+            text.contains("service_restored  down=14m 0s step=assign-oc-number"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "held              reason=the run's breaker is open step=assign-oc-number"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -5,10 +5,12 @@ mod bench;
 mod client;
 mod inspect;
 mod operate;
+mod outages;
 mod plan;
 mod progress;
 mod remote;
 mod runs;
+mod scan;
 mod schedule;
 mod scheduler;
 mod serve;
@@ -174,6 +176,15 @@ pub enum Command {
     Status {
         /// Run id.
         run: Option<String>,
+    },
+    /// Who is out of service now in a run (longest first), then every outage
+    /// that ended, at the run's clock.
+    Outages {
+        /// Run id.
+        run: String,
+        /// One CSV row per outage (open and ended), with a header.
+        #[arg(long)]
+        csv: bool,
     },
     /// Show one instance and its full event history.
     Show {
@@ -476,6 +487,7 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
         }
         Command::Status { run } => inspect::status(app, run.as_deref()),
         Command::Show { run, subject } => inspect::show(app, &run, &subject),
+        Command::Outages { run, csv } => outages::outages(app, &run, csv),
         Command::Approve {
             run,
             step,

@@ -146,7 +146,16 @@ fn progress_line(v: &Value) -> String {
                 .join(", ")
         })
         .unwrap_or_default();
-    format!("{}: {states}", v["run"].as_str().unwrap_or("run"))
+    let mut line = format!("{}: {states}", v["run"].as_str().unwrap_or("run"));
+    // Who is out of service matters more than any count while a wave runs.
+    let down = v["out_of_service"]["now"].as_u64().unwrap_or(0);
+    if down > 0 {
+        line.push_str(&format!(" · out of service now: {down}"));
+    }
+    if !v["paused"].is_null() {
+        line.push_str(" · paused (portflow status for why)");
+    }
+    line
 }
 
 fn finish(app: &App, id: &str, v: &Value) -> Result<u8, CliError> {
@@ -177,5 +186,22 @@ pub fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
             Ok(v["code"].as_u64().map_or(exit::OK, |c| c as u8))
         }
         _ => Err(daemon_error(status, &v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_line_says_who_is_out_of_service_and_a_pause() {
+        let v = json!({"run": "r1", "states": {"waiting": 3}, "out_of_service": {"now": 2}, "paused": null});
+        assert_eq!(progress_line(&v), "r1: waiting 3 · out of service now: 2");
+        let v = json!({"run": "r1", "states": {"held": 3}, "out_of_service": {"now": 0},
+                       "paused": {"failures": 5}});
+        assert_eq!(
+            progress_line(&v),
+            "r1: held 3 · paused (portflow status for why)"
+        );
     }
 }

@@ -50,6 +50,8 @@ pub(super) struct Daemon {
     pub(super) wake: tokio::sync::Notify,
     /// Held while schedules are read and written, so API edits and fires never interleave.
     pub(super) schedules: tokio::sync::Mutex<()>,
+    /// Per-run figures for the status page and `/metrics`.
+    pub(super) scans: super::scan::ScanCache,
 }
 
 pub(super) type Shared = Arc<Daemon>;
@@ -127,6 +129,7 @@ pub async fn serve(
         clock,
         wake: tokio::sync::Notify::new(),
         schedules: tokio::sync::Mutex::new(()),
+        scans: super::scan::ScanCache::default(),
     });
     if let Some(file) = schedule_file {
         let specs = crate::spec::load_schedules(file, &daemon.app.search_dirs())?;
@@ -151,6 +154,7 @@ pub async fn serve(
         .route("/api/runs/{run}", get(show_run))
         .route("/api/runs/{run}/subjects/{subject}", get(show_instance))
         .route("/api/runs/{run}/instances", get(list_instances))
+        .route("/api/runs/{run}/outages", get(run_outages))
         .route("/api/runs/{run}/{verb}", post(operate))
         .route("/api/cli/{command}", get(cli_text))
         .route("/api/cli/plan", post(plan_text))
@@ -443,6 +447,9 @@ struct CliQuery {
     /// `sim-log` / `sim-outages`: the tenant (name or run id).
     #[serde(default)]
     tenant: String,
+    /// `outages`: CSV output.
+    #[serde(default)]
+    csv: bool,
 }
 
 async fn cli_text(
@@ -458,6 +465,8 @@ async fn cli_text(
     let out = match command.as_str() {
         "status" => super::inspect::status_text(&*d.store, run, q.json),
         "show" => super::inspect::show_text(&*d.store, &q.run, &q.subject, q.json),
+        "outages" => super::outages::Format::from_flags(q.json, q.csv)
+            .and_then(|f| super::outages::outages_text(&*d.store, &q.run, f)),
         "sim-log" | "sim-outages" => super::simcmd::sim_text(
             &d.app,
             command.trim_start_matches("sim-"),
@@ -695,6 +704,8 @@ async fn apply(
             start_driver(d, record).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.message))?;
         }
     }
+    // Instances changed outside the cache's view; the page and /metrics read them again.
+    d.scans.invalidate();
     tracing::info!(
         run = %run,
         action = %verb,
@@ -878,6 +889,40 @@ async fn backup(
             format!("backup task: {e}"),
         ),
     }
+}
+
+/// `GET /api/runs/{run}/outages`: what `outages --json` prints.
+async fn run_outages(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(run): UrlPath<String>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let result =
+        load_run(&*d.store, &run).and_then(|r| super::outages::OutageReport::load(&*d.store, &r));
+    match result {
+        Ok(report) => Json(report.to_json()).into_response(),
+        Err(e) => cli_error(e),
+    }
+}
+
+/// Every stored run with its figures (cached, see [`super::scan`]), oldest first.
+pub(super) fn run_scans(
+    d: &Daemon,
+) -> Result<Vec<(RunRecord, Arc<super::scan::RunScan>)>, CliError> {
+    let runs = records::list_runs(&*d.store)?;
+    let mut out = Vec::with_capacity(runs.len());
+    for r in runs {
+        let scan = d
+            .scans
+            .get(&*d.store, &r, is_active(d, &r.id), super::scan::TTL)?;
+        out.push((r, scan));
+    }
+    d.scans
+        .retain(&out.iter().map(|(r, _)| r.id.as_str()).collect());
+    Ok(out)
 }
 
 /// Query of `GET /api/runs/{run}/instances`.

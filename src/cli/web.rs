@@ -1,10 +1,9 @@
 //! The daemon's browser side: the status page (`GET /`), its sign-in (a cookie
-//! holding the token), `GET /metrics` for Prometheus and `GET /api/attention`.
+//! holding the token), `GET /metrics` for Prometheus, `GET /api/attention` and
+//! `GET /api/out-of-service`.
 //!
 //! The page is one static asset ([`PAGE`]) that never contains the token: its
 //! script reads the JSON API with the cookie the browser sends.
-
-use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -14,7 +13,10 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::serve::{authorized, token_matches, Shared};
+use super::outages::sort_down;
+use super::runs::run_clock;
+use super::scan::{self, RunScan};
+use super::serve::{authorized, run_scans, token_matches, Shared};
 use super::CliError;
 use crate::engine::instance::Status;
 use crate::metrics::{self, Family, MetricType};
@@ -33,6 +35,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/login", post(login))
         .route("/metrics", get(metrics_text))
         .route("/api/attention", get(attention))
+        .route("/api/out-of-service", get(out_of_service))
 }
 
 /// The token from the `portflow_token` cookie, unless the request comes from
@@ -176,26 +179,15 @@ fn failed(e: CliError) -> Response {
         .into_response()
 }
 
-/// Families computed from the store and the committer at scrape time.
+/// Families computed from the store (through the per-run cache) and the
+/// committer at scrape time.
 fn scraped(d: &Shared) -> Result<Vec<Family>, CliError> {
-    let mut instances = Family::new(
-        "portflow_instances",
-        "Instances per run and state, from the stored snapshots.",
-        MetricType::Gauge,
-    );
-    for r in records::list_runs(&*d.store)? {
-        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for i in records::list_instances(&*d.store, &r.id)? {
-            *counts.entry(i.status.name()).or_insert(0) += 1;
-        }
-        for (state, n) in counts {
-            instances = instances.sample(&[("run", &r.id), ("state", state)], n as f64);
-        }
-    }
+    let runs = run_scans(d)?;
+    let views: Vec<(&str, &RunScan)> = runs.iter().map(|(r, s)| (r.id.as_str(), &**s)).collect();
+    let mut families = scan::families(&views);
     let stats = d.committer.stats();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    Ok(vec![
-        instances,
+    families.extend([
         Family::new(
             "portflow_commits_total",
             "Batches handed to the group committer (transitions and other writes).",
@@ -208,7 +200,8 @@ fn scraped(d: &Shared) -> Result<Vec<Family>, CliError> {
             MetricType::Counter,
         )
         .sample(&[], load(&stats.groups) as f64),
-    ])
+    ]);
+    Ok(families)
 }
 
 async fn metrics_text(State(d): State<Shared>, headers: HeaderMap) -> Response {
@@ -286,6 +279,71 @@ async fn attention(
     }
     let limit = q.limit.unwrap_or(50).min(1000);
     match attention_list(&d, limit) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// Query of `GET /api/out-of-service`.
+#[derive(Debug, Deserialize)]
+struct OutOfServiceQuery {
+    limit: Option<usize>,
+}
+
+/// Who is out of service now in every run: stopped instances first, then the
+/// longest down, at most `limit`; each duration at its own run's clock.
+fn out_of_service_list(d: &Shared, limit: usize) -> Result<Value, CliError> {
+    let mut rows = Vec::new();
+    let mut per_run = serde_json::Map::new();
+    for (r, scan) in run_scans(d)? {
+        if scan.down.is_empty() {
+            continue;
+        }
+        per_run.insert(r.id.clone(), json!(scan.down.len()));
+        let now = run_clock(&r).now();
+        let mut down = scan.down.clone();
+        sort_down(&mut down);
+        rows.extend(down.into_iter().map(|row| (r.id.clone(), now, row)));
+    }
+    // Across runs: stopped first, then the longest down at its run's clock.
+    rows.sort_by_key(|(run, now, row)| {
+        (
+            std::cmp::Reverse(row.stuck),
+            std::cmp::Reverse(row.duration(*now)),
+            run.clone(),
+            row.idx,
+        )
+    });
+    let total = rows.len();
+    let stuck = rows.iter().filter(|(_, _, row)| row.stuck).count();
+    let out: Vec<Value> = rows
+        .iter()
+        .take(limit)
+        .map(|(run, now, row)| {
+            let mut v = row.to_json(*now);
+            v["run"] = json!(run);
+            v
+        })
+        .collect();
+    Ok(json!({
+        "instances": out,
+        "total": total,
+        "stuck": stuck,
+        "runs": per_run,
+        "truncated": total > out.len(),
+    }))
+}
+
+async fn out_of_service(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<OutOfServiceQuery>,
+) -> Response {
+    if !authorized(&d, &headers) {
+        return unauthorized();
+    }
+    let limit = q.limit.unwrap_or(50).min(1000);
+    match out_of_service_list(&d, limit) {
         Ok(v) => Json(v).into_response(),
         Err(e) => failed(e),
     }

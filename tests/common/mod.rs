@@ -536,3 +536,44 @@ pub fn locations_run_file(dir: &Path) -> std::path::PathBuf {
     );
     path
 }
+
+/// Rewrite a stored run and its instances in place (opens and closes the engine
+/// store): for tests that need states the engine does not produce on demand,
+/// such as numbers out of service. Instances keep no timer.
+pub fn edit_run(
+    state: &Path,
+    run_id: &str,
+    edit: impl FnOnce(
+        &mut portflow::engine::run::RunRecord,
+        &mut [portflow::engine::instance::Instance],
+    ),
+) {
+    use portflow::store::{records, Batch, Store};
+    let store = portflow::store::sled_store::SledStore::open(&state.join("engine"))
+        .expect("open engine store");
+    let mut record = records::get_run(&store, run_id)
+        .expect("read run")
+        .expect("run exists");
+    let old = records::list_instances(&store, run_id).expect("instances");
+    let mut new = old.clone();
+    edit(&mut record, &mut new);
+    let mut b = Batch::default();
+    records::put_run(&mut b, &record);
+    for (o, n) in old.iter().zip(new.iter_mut()) {
+        n.due = None;
+        records::put_replaced_instance(&mut b, o, n, &[]);
+    }
+    store.apply(&b).expect("write");
+    store.sync().expect("sync");
+}
+
+/// A scaled clock standing still at `at` (ms since the epoch): a run's clock
+/// that makes durations in outputs exact.
+pub fn frozen_clock(at: i64) -> portflow::clock::ScaledClock {
+    use portflow::clock::Clock;
+    portflow::clock::ScaledClock {
+        real_anchor: portflow::clock::SystemClock.now(),
+        virtual_anchor: portflow::clock::Timestamp(at),
+        scale: 1e-9,
+    }
+}

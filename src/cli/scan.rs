@@ -1,0 +1,260 @@
+//! Per-run figures that the daemon's status page and `/metrics` read every few
+//! seconds: instances per state, who is out of service, ended outage lengths.
+//!
+//! Reading them means decoding every instance of every run, so they are cached
+//! per run. A run at rest (finished and not driven) changes only through an
+//! operator input, which calls [`ScanCache::invalidate`]; it is not read again
+//! until then. A run in motion is read again once its entry is [`TTL`] old.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::outages::{for_each_head, DownRow, Head};
+use super::runs::pinned_workflow;
+use crate::clock::{Stopwatch, Timestamp};
+use crate::engine::run::RunRecord;
+use crate::metrics::{Family, Histogram, HistogramSnapshot, MetricType, OUTAGE_BUCKETS};
+use crate::store::{Store, StoreError};
+
+/// How stale the figures of a run in motion may be.
+pub(super) const TTL: Duration = Duration::from_secs(5);
+
+/// What one read of a run's instances found.
+#[derive(Debug)]
+pub(super) struct RunScan {
+    /// Instances per state name.
+    pub counts: BTreeMap<&'static str, usize>,
+    /// Out of service now (unsorted; durations are taken when shown).
+    pub down: Vec<DownRow>,
+    /// Lengths of the run's ended outages.
+    pub ended: HistogramSnapshot,
+}
+
+impl RunScan {
+    /// Read every instance of `record`'s run once.
+    pub fn read(store: &dyn Store, record: &RunRecord) -> Result<RunScan, StoreError> {
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let ended = Histogram::new(OUTAGE_BUCKETS);
+        let mut down: Vec<Head> = Vec::new();
+        for_each_head(store, &record.id, &mut |h| {
+            *counts.entry(h.status.name()).or_insert(0) += 1;
+            for o in &h.outages {
+                ended.observe(o.end.since(o.start));
+            }
+            if h.down.is_some() {
+                down.push(h);
+            }
+        })?;
+        // Parse the pinned workflow (for step names) only when someone is down.
+        let steps: Vec<String> = if down.is_empty() {
+            Vec::new()
+        } else {
+            pinned_workflow(record)
+                .map(|wf| wf.steps.iter().map(|s| s.id.clone()).collect())
+                .unwrap_or_default()
+        };
+        Ok(RunScan {
+            counts,
+            down: down.iter().filter_map(|h| DownRow::of(h, &steps)).collect(),
+            ended: ended.snapshot(),
+        })
+    }
+}
+
+struct Entry {
+    scan: Arc<RunScan>,
+    taken: Stopwatch,
+    generation: u64,
+    finished_at: Option<Timestamp>,
+}
+
+/// The daemon's cache of [`RunScan`]s, by run id.
+#[derive(Default)]
+pub(super) struct ScanCache {
+    entries: Mutex<HashMap<String, Entry>>,
+    /// Bumped by every operator input; entries from before are read again.
+    generation: AtomicU64,
+}
+
+impl ScanCache {
+    /// Instances were written outside a run's driver: read every run again.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The figures of `record`'s run; `driven` says whether a driver runs it now.
+    pub fn get(
+        &self,
+        store: &dyn Store,
+        record: &RunRecord,
+        driven: bool,
+        ttl: Duration,
+    ) -> Result<Arc<RunScan>, StoreError> {
+        // Taken before the read: an input committed during it makes this entry old.
+        let generation = self.generation.load(Ordering::SeqCst);
+        let at_rest = record.finished_at.is_some() && !driven;
+        if let Some(e) = self.lock().get(&record.id) {
+            let current = e.generation == generation;
+            let unchanged = at_rest && e.finished_at == record.finished_at;
+            if current && (unchanged || e.taken.elapsed() < ttl) {
+                return Ok(e.scan.clone());
+            }
+        }
+        // Read without holding the lock: two requests may both read, never wait.
+        let scan = Arc::new(RunScan::read(store, record)?);
+        self.lock().insert(
+            record.id.clone(),
+            Entry {
+                scan: scan.clone(),
+                taken: Stopwatch::start(),
+                generation,
+                finished_at: record.finished_at,
+            },
+        );
+        Ok(scan)
+    }
+
+    /// Forget runs that are no longer stored.
+    pub fn retain(&self, runs: &HashSet<&str>) {
+        self.lock().retain(|id, _| runs.contains(id.as_str()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `portflow_instances`, `portflow_out_of_service` and
+/// `portflow_outage_duration_seconds` from the runs' figures.
+pub(super) fn families(runs: &[(&str, &RunScan)]) -> Vec<Family> {
+    let mut instances = Family::new(
+        "portflow_instances",
+        "Instances per run and state, from the stored snapshots.",
+        MetricType::Gauge,
+    );
+    let mut down = Family::new(
+        "portflow_out_of_service",
+        "Subjects whose number is out of service now, per run.",
+        MetricType::Gauge,
+    );
+    let mut ended = HistogramSnapshot::empty(OUTAGE_BUCKETS);
+    for (run, scan) in runs {
+        for (state, n) in &scan.counts {
+            instances = instances.sample(&[("run", run), ("state", state)], *n as f64);
+        }
+        down = down.sample(&[("run", run)], scan.down.len() as f64);
+        ended.add(&scan.ended);
+    }
+    vec![
+        instances,
+        down,
+        ended.family(
+            "portflow_outage_duration_seconds",
+            "How long numbers were out of service, per ended outage, over every stored run.",
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::outages::tests::{instances, record, span, MIN, T};
+    use crate::engine::instance::Status;
+    use crate::metrics::encode;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{records, Batch};
+
+    fn put(store: &MemoryStore, record: &RunRecord, insts: &[crate::engine::instance::Instance]) {
+        let mut b = Batch::default();
+        records::put_run(&mut b, record);
+        for i in insts {
+            records::put_new_instance(&mut b, i);
+        }
+        assert!(store.apply(&b).is_ok());
+    }
+
+    fn scan(store: &MemoryStore, r: &RunRecord) -> RunScan {
+        match RunScan::read(store, r) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn metrics_text_has_the_gauge_per_run_and_the_outage_histogram() {
+        let store = MemoryStore::new();
+        let r1 = record("r1");
+        put(&store, &r1, &instances("r1"));
+        let r2 = record("r2");
+        let mut long = crate::cli::outages::tests::inst("r2", 0, Status::Succeeded);
+        long.outages = vec![span(2000, 25 * 60), span(100, 1)]; // 25 h, and 1 min
+        put(&store, &r2, &[long]);
+        let (s1, s2) = (scan(&store, &r1), scan(&store, &r2));
+        let text = encode(&families(&[("r1", &s1), ("r2", &s2)]));
+        for line in [
+            "# TYPE portflow_out_of_service gauge\n",
+            "portflow_out_of_service{run=\"r1\"} 2\n",
+            "portflow_out_of_service{run=\"r2\"} 0\n",
+            "portflow_instances{run=\"r1\",state=\"succeeded\"} 2\n",
+            "portflow_instances{run=\"r1\",state=\"failed\"} 1\n",
+            "# TYPE portflow_outage_duration_seconds histogram\n",
+            // r2's one-minute outage; r1's 14 minutes land in the 30-minute bucket.
+            "portflow_outage_duration_seconds_bucket{le=\"60\"} 1\n",
+            "portflow_outage_duration_seconds_bucket{le=\"600\"} 1\n",
+            "portflow_outage_duration_seconds_bucket{le=\"1800\"} 2\n",
+            "portflow_outage_duration_seconds_bucket{le=\"86400\"} 2\n",
+            "portflow_outage_duration_seconds_bucket{le=\"172800\"} 3\n",
+            "portflow_outage_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+            "portflow_outage_duration_seconds_count 3\n",
+            "portflow_outage_duration_seconds_sum 90900\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_run_at_rest_is_read_again_only_after_an_input_and_one_in_motion_after_the_ttl() {
+        let store = MemoryStore::new();
+        let mut r = record("r1");
+        r.finished_at = Some(Timestamp(T - MIN));
+        let mut insts = instances("r1");
+        put(&store, &r, &insts);
+        let cache = ScanCache::default();
+        let get = |driven: bool, ttl: Duration| match cache.get(&store, &r, driven, ttl) {
+            Ok(s) => s.down.len(),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(get(false, Duration::ZERO), 2);
+        // Service comes back for subject 0 behind the cache's back.
+        insts[0].down = None;
+        put(&store, &r, &insts[..1]);
+        assert_eq!(
+            get(false, Duration::ZERO),
+            2,
+            "at rest: cached despite a zero TTL"
+        );
+        assert_eq!(
+            get(true, Duration::from_secs(60)),
+            2,
+            "in motion, within the TTL"
+        );
+        assert_eq!(
+            get(true, Duration::ZERO),
+            1,
+            "in motion, past the TTL: read again"
+        );
+        insts[1].down = None;
+        put(&store, &r, &insts[1..2]);
+        assert_eq!(get(false, Duration::from_secs(60)), 1, "cached again");
+        cache.invalidate();
+        assert_eq!(
+            get(false, Duration::from_secs(60)),
+            0,
+            "an input invalidates"
+        );
+        cache.retain(&HashSet::new());
+        assert!(cache.lock().is_empty());
+    }
+}
