@@ -19,6 +19,8 @@
 
 mod config;
 #[cfg(test)]
+mod fidelity_tests;
+#[cfg(test)]
 mod flow_tests;
 mod model;
 mod rng;
@@ -33,7 +35,7 @@ pub use config::{
 };
 pub use model::{AuditEntry, AuditOutcome, OutageRecord, OutboxEntry, SimStats, UserState};
 pub use seed::{
-    location, tags, FOREIGN_LOCATION, INVALID_LOCATION, LOCATIONS, ONPREM_POOL, SEEDED_POLICY,
-    THIRD_PARTY_ACP, UNVALIDATED_LOCATIONS,
+    location, tags, FOREIGN_LOCATION, INVALID_LOCATION, LICENCE_GROUP, LOCATIONS, ONPREM_POOL,
+    SEEDED_POLICY, THIRD_PARTY_ACP, UNVALIDATED_LOCATIONS,
 };
 pub use tenant::{SimError, SimTenant, OPERATOR_NAME};

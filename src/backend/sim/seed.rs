@@ -11,7 +11,8 @@ use super::model::{EventKind, Meta, NumberRecord, PortOrder, Scheduled, Timeline
 use super::rng::Key;
 use super::tenant::{guid, number_key, to_bytes, user_key, SimTenant, OPERATOR_NAME};
 use crate::backend::{
-    ConferencingView, Homing, LocationView, NumberType, NumberView, OnPremUserView, UserView,
+    AddressMode, ConferencingView, Homing, LicenceAssignment, LocationView, NumberType, NumberView,
+    OnPremUserView, UserView,
 };
 use crate::clock::Timestamp;
 
@@ -42,6 +43,10 @@ pub const THIRD_PARTY_ACP: &str = "PGi";
 
 /// Registrar pool of the seeded Skype for Business Server deployment.
 pub const ONPREM_POOL: &str = "sfbpool01.contoso.com";
+
+/// Display name of the group seeded group-licensed users inherit their
+/// licences from.
+pub const LICENCE_GROUP: &str = "Teams Phone Users";
 
 /// Seeded facts about a user, as listed in [`super::UserState::tags`] and
 /// searched by [`SimTenant::users_tagged`].
@@ -245,6 +250,7 @@ fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<Num
         dir_synced: true,
         hosted_voicemail: true,
         account_type: "User".into(),
+        licence_assignments: Vec::new(),
     };
     let mut user = UserRecord {
         index: i,
@@ -262,6 +268,7 @@ fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<Num
         retired_conference_ids: Vec::new(),
         conference_resets: 0,
         group_licensed,
+        licence_assignments: Vec::new(),
         contacts_lost: false,
         moved_at: None,
         tags: Vec::new(),
@@ -277,6 +284,7 @@ fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<Num
         pstn_partner_name: None,
         iso_country_code: "US".into(),
         location_update_supported: true,
+        address_mode: AddressMode::TenantAssigns.as_str().into(),
     };
     let mut number_rec = NumberRecord {
         row: Timeline::new(None),
@@ -381,12 +389,14 @@ fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<Num
             if mode < 0.6 {
                 tags.push(tags::OC_OPERATOR_ASSIGNED.to_string());
                 row.location_id = location.clone();
+                row.address_mode = AddressMode::OperatorAssigns.as_str().into();
             } else if mode < 0.9 {
                 tags.push(tags::OC_TENANT_ASSIGNS.to_string());
             } else {
                 tags.push(tags::OC_LOCKED.to_string());
                 row.location_id = location.clone();
                 row.location_update_supported = false;
+                row.address_mode = AddressMode::OperatorLocked.as_str().into();
             }
             let t = draw("oc-target");
             user.oc_location_id = if t.unit() < 0.05 {
@@ -402,9 +412,18 @@ fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<Num
     if user.group_licensed && !tags.iter().any(|t| t == tags::GROUP_LICENSED) {
         tags.push(tags::GROUP_LICENSED.to_string());
     }
-    view.licences = licences.clone();
-    view.feature_types = features(&licences);
-    user.licences = licences;
+    let paths = licences
+        .iter()
+        .map(|sku| {
+            if user.group_licensed {
+                LicenceAssignment::via_group(sku, LICENCE_GROUP)
+            } else {
+                LicenceAssignment::direct(sku)
+            }
+        })
+        .collect();
+    user.set_licence_paths(paths);
+    user.show_licences(&mut view);
     user.cloud = Timeline::new(view);
     user.tags = tags;
     if with_number {

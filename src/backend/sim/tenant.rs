@@ -24,10 +24,10 @@ use super::model::{
     Scheduled, SimStats, StoredOutage, UserRecord, UserState,
 };
 use super::rng::Key;
-use super::seed::{conference_id, features, location, seed};
+use super::seed::{conference_id, location, seed, LICENCE_GROUP};
 use crate::backend::{
-    BackendError, ErrorKind, Homing, NumberType, NumberView, Operation, OperationKind,
-    PortOrderView, Tenant,
+    AddressMode, BackendError, ErrorKind, Homing, LicenceAssignment, NumberType, NumberView,
+    Operation, OperationKind, PortOrderView, Tenant,
 };
 use crate::clock::{SharedClock, Timestamp};
 
@@ -322,6 +322,7 @@ impl SimTenant {
             onprem: rec.onprem.clone(),
             conferencing: rec.conferencing.truth().clone(),
             group_licensed: rec.group_licensed,
+            licence_assignments: rec.licence_paths(),
             contacts_lost: rec.contacts_lost,
             tags: rec.tags.clone(),
         }))
@@ -396,6 +397,24 @@ impl SimTenant {
             path: PathBuf::from("<subjects csv>"),
             source,
         })?;
+        Ok(())
+    }
+
+    /// Change a stored user record in place (tests set up states no
+    /// operation can reach).
+    #[cfg(test)]
+    pub(crate) fn edit_user(
+        &self,
+        upn: &str,
+        f: impl FnOnce(&mut UserRecord),
+    ) -> Result<(), SimError> {
+        let key = user_key(upn);
+        let _mem = self.shared.lock();
+        if let Some(mut rec) = self.shared.load::<UserRecord>(&key)? {
+            f(&mut rec);
+            self.shared
+                .commit(vec![(key.into_bytes(), to_bytes(&rec))], None)?;
+        }
         Ok(())
     }
 
@@ -826,14 +845,17 @@ impl Shared {
                     rec.cloud.push(ev.at, ev.visible_at, s);
                 }
                 EventKind::LicencesArrive { skus } => {
+                    // Group-based licensing: each SKU arrives through the group.
+                    let mut paths = rec.licence_paths();
                     for sku in skus {
-                        if !rec.licences.contains(&sku) {
-                            rec.licences.push(sku);
+                        let path = LicenceAssignment::via_group(&sku, LICENCE_GROUP);
+                        if !paths.contains(&path) {
+                            paths.push(path);
                         }
                     }
+                    rec.set_licence_paths(paths);
                     let mut s = rec.cloud.truth().clone();
-                    s.licences = rec.licences.clone();
-                    s.feature_types = features(&rec.licences);
+                    rec.show_licences(&mut s);
                     if s.interpreted_user_type == "HybridOnpremSfBUserNeedsProvisioning" {
                         s.interpreted_user_type = "HybridOnpremSfBUser".into();
                     }
@@ -892,6 +914,7 @@ impl Shared {
                             pstn_partner_name: Some(partner),
                             iso_country_code: "US".into(),
                             location_update_supported: true,
+                            address_mode: AddressMode::TenantAssigns.as_str().into(),
                         };
                         rec.row.push(ev.at, ev.visible_at, Some(row));
                     } else {
@@ -912,6 +935,7 @@ impl Shared {
                             pstn_partner_name: None,
                             iso_country_code: "US".into(),
                             location_update_supported: true,
+                            address_mode: AddressMode::TenantAssigns.as_str().into(),
                         };
                         rec.row.push(ev.at, ev.visible_at, Some(row));
                     }
@@ -1181,6 +1205,7 @@ impl Effects<'_> {
                     pstn_partner_name: None,
                     iso_country_code: "US".into(),
                     location_update_supported: true,
+                    address_mode: AddressMode::TenantAssigns.as_str().into(),
                 }
             }
             _ => return Err(self.not_in_tenant(&number)),
@@ -1266,16 +1291,34 @@ impl Effects<'_> {
         if !self.has(sku) {
             return Ok(json!({}));
         }
-        if self.user.group_licensed {
+        let paths = self.user.licence_paths();
+        let direct = paths.iter().any(|p| p.sku == sku && !p.is_group());
+        let inherited = paths.iter().any(|p| p.sku == sku && p.is_group());
+        if !direct {
+            // Only a group path: the licence cannot be removed per user.
             return Err(BackendError::new(
                 ErrorKind::Precondition,
-                "User license is inherited from a group membership",
+                "User license is inherited from a group membership and it cannot be removed \
+                 directly from the user.",
             ));
         }
         let now = self.now;
         let truth = self.user.cloud.truth().clone();
         let visible_at = self.next_visible("remove_licence");
-        self.user.licences.retain(|l| l != sku);
+        self.user.set_licence_paths(
+            paths
+                .into_iter()
+                .filter(|p| p.sku != sku || p.is_group())
+                .collect(),
+        );
+        if inherited {
+            // The group still grants the SKU: only the direct path goes.
+            let mut s = truth;
+            self.user.show_licences(&mut s);
+            self.user.cloud.push(now, visible_at, s);
+            self.user_dirty = true;
+            return Ok(json!({}));
+        }
         let calling_plan = sku.starts_with("MCOPSTN");
         let phone_system = sku == "MCOEV";
         let mut lost = None;
@@ -1307,8 +1350,7 @@ impl Effects<'_> {
             }
         }
         let mut s = truth;
-        s.licences = self.user.licences.clone();
-        s.feature_types = features(&s.licences);
+        self.user.show_licences(&mut s);
         if let Some(number) = &lost {
             if s.line_uri.as_deref() == Some(number.as_str()) {
                 s.line_uri = None;
