@@ -693,6 +693,55 @@ pub struct UserView {
     /// `User`, `SfBOnPremUser`, `IneligibleUser`, `ResourceAccount`, `Guest`.
     #[serde(default = "default_account_type")]
     pub account_type: String,
+    /// How each licence reaches the user (Graph `licenseAssignmentStates`): one
+    /// entry per assignment path, so a SKU assigned directly and inherited from
+    /// a group appears twice. A SKU with only `group` paths cannot be removed
+    /// per user ("User license is inherited from a group membership"). Lags
+    /// like the other fields.
+    #[serde(default)]
+    pub licence_assignments: Vec<LicenceAssignment>,
+}
+
+/// One path by which a user holds a licence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenceAssignment {
+    /// SKU / plan name (`MCOPSTN1`, `MCOEV`, …), as in [`UserView::licences`].
+    pub sku: String,
+    /// [`LicenceAssignment::DIRECT`] or [`LicenceAssignment::GROUP`].
+    pub assigned_via: String,
+    /// Display name of the group the licence is inherited from (`group` only).
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+impl LicenceAssignment {
+    /// Assigned to the user directly (removable per user).
+    pub const DIRECT: &'static str = "direct";
+    /// Inherited from a group membership (group-based licensing).
+    pub const GROUP: &'static str = "group";
+
+    /// A direct assignment of `sku`.
+    pub fn direct(sku: &str) -> LicenceAssignment {
+        LicenceAssignment {
+            sku: sku.to_string(),
+            assigned_via: Self::DIRECT.into(),
+            group: None,
+        }
+    }
+
+    /// An assignment of `sku` inherited from `group`.
+    pub fn via_group(sku: &str, group: &str) -> LicenceAssignment {
+        LicenceAssignment {
+            sku: sku.to_string(),
+            assigned_via: Self::GROUP.into(),
+            group: Some(group.to_string()),
+        }
+    }
+
+    /// Whether this path is a group membership.
+    pub fn is_group(&self) -> bool {
+        self.assigned_via == Self::GROUP
+    }
 }
 
 fn default_account_type() -> String {
@@ -716,8 +765,58 @@ pub enum Homing {
     OnPremises,
 }
 
+/// Who sets the emergency address of an Operator Connect number, as the
+/// operator chose at upload (DOMAIN 3.2). Numbers of other types are
+/// [`AddressMode::TenantAssigns`]: the tenant's admins set their locations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressMode {
+    /// The operator set the address at upload; the tenant may change it.
+    OperatorAssigns,
+    /// Uploaded without an address; the tenant assigns it.
+    TenantAssigns,
+    /// The operator set the address and only the operator can change it
+    /// (`location_update_supported` is false).
+    OperatorLocked,
+}
+
+impl AddressMode {
+    /// Every mode, in the order of DOMAIN 3.2.
+    pub const ALL: [AddressMode; 3] = [
+        AddressMode::OperatorAssigns,
+        AddressMode::TenantAssigns,
+        AddressMode::OperatorLocked,
+    ];
+
+    /// Snake-case name, as in [`NumberView::address_mode`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressMode::OperatorAssigns => "operator_assigns",
+            AddressMode::TenantAssigns => "tenant_assigns",
+            AddressMode::OperatorLocked => "operator_locked",
+        }
+    }
+
+    /// Parse [`NumberView::address_mode`].
+    pub fn parse(s: &str) -> Option<AddressMode> {
+        AddressMode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// Whether the operator set the address at upload.
+    pub fn operator_sets_address(self) -> bool {
+        self != AddressMode::TenantAssigns
+    }
+}
+
+impl fmt::Display for AddressMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What `get_number` returns, after `Get-CsPhoneNumberAssignment`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "NumberViewWire")]
 pub struct NumberView {
     /// E.164 with `+`.
     pub telephone_number: String,
@@ -742,6 +841,71 @@ pub struct NumberView {
     /// when the operator locked the emergency address).
     #[serde(default = "default_true")]
     pub location_update_supported: bool,
+    /// Who sets the emergency address ([`AddressMode`] name):
+    /// `operator_assigns`, `tenant_assigns` or `operator_locked`. Rows stored
+    /// before the field existed read as `operator_locked` when
+    /// `location_update_supported` is false, else `operator_assigns` for an
+    /// Operator Connect number that has a `location_id`, else `tenant_assigns`.
+    pub address_mode: String,
+}
+
+/// [`NumberView`] as stored or sent, `address_mode` possibly absent (older data).
+#[derive(Deserialize)]
+struct NumberViewWire {
+    telephone_number: String,
+    number_type: NumberType,
+    activation_state: String,
+    pstn_assignment_status: String,
+    assigned_pstn_target_id: Option<String>,
+    location_id: Option<String>,
+    number_source: String,
+    pstn_partner_name: Option<String>,
+    #[serde(default = "default_country")]
+    iso_country_code: String,
+    #[serde(default = "default_true")]
+    location_update_supported: bool,
+    #[serde(default)]
+    address_mode: Option<String>,
+}
+
+impl From<NumberViewWire> for NumberView {
+    fn from(w: NumberViewWire) -> NumberView {
+        let address_mode = w.address_mode.unwrap_or_else(|| {
+            let mode = if !w.location_update_supported {
+                AddressMode::OperatorLocked
+            } else if w.number_type == NumberType::OperatorConnect && w.location_id.is_some() {
+                AddressMode::OperatorAssigns
+            } else {
+                AddressMode::TenantAssigns
+            };
+            mode.as_str().to_string()
+        });
+        NumberView {
+            telephone_number: w.telephone_number,
+            number_type: w.number_type,
+            activation_state: w.activation_state,
+            pstn_assignment_status: w.pstn_assignment_status,
+            assigned_pstn_target_id: w.assigned_pstn_target_id,
+            location_id: w.location_id,
+            number_source: w.number_source,
+            pstn_partner_name: w.pstn_partner_name,
+            iso_country_code: w.iso_country_code,
+            location_update_supported: w.location_update_supported,
+            address_mode,
+        }
+    }
+}
+
+impl NumberView {
+    /// [`NumberView::address_mode`] parsed; an unknown name counts as
+    /// `operator_locked` when the location cannot be updated, else `tenant_assigns`.
+    pub fn mode(&self) -> AddressMode {
+        AddressMode::parse(&self.address_mode).unwrap_or(if self.location_update_supported {
+            AddressMode::TenantAssigns
+        } else {
+            AddressMode::OperatorLocked
+        })
+    }
 }
 
 /// What `get_onprem_user` returns: the Skype for Business Server object of a

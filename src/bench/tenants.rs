@@ -161,6 +161,9 @@ impl ScaleTenant {
             dir_synced: true,
             hosted_voicemail: true,
             account_type: "User".into(),
+            licence_assignments: ["Teams", "MCOEV", "MCOProfessional", "MCOMEETADD"]
+                .map(crate::backend::LicenceAssignment::direct)
+                .to_vec(),
         };
         serde_json::to_value(view).unwrap_or(Value::Null)
     }

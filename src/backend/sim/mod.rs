@@ -19,6 +19,8 @@
 
 mod config;
 #[cfg(test)]
+mod fidelity_tests;
+#[cfg(test)]
 mod flow_tests;
 mod model;
 mod rng;
@@ -28,12 +30,12 @@ mod tenant;
 mod tests;
 
 pub use config::{
-    FaultConfig, FocConfig, LatencyConfig, LicenceDelayConfig, PortConfig, Profile, SimConfig,
-    UploadDelayConfig,
+    AddressModeShares, FaultConfig, FocConfig, LatencyConfig, LicenceDelayConfig, OperatorConfig,
+    PortConfig, Profile, SimConfig, UploadDelayConfig,
 };
 pub use model::{AuditEntry, AuditOutcome, OutageRecord, OutboxEntry, SimStats, UserState};
 pub use seed::{
-    location, tags, FOREIGN_LOCATION, INVALID_LOCATION, LOCATIONS, ONPREM_POOL, SEEDED_POLICY,
-    THIRD_PARTY_ACP, UNVALIDATED_LOCATIONS,
+    location, tags, FOREIGN_LOCATION, INVALID_LOCATION, LICENCE_GROUP, LOCATIONS, ONPREM_POOL,
+    SEEDED_POLICY, THIRD_PARTY_ACP, UNVALIDATED_LOCATIONS,
 };
 pub use tenant::{SimError, SimTenant, OPERATOR_NAME};

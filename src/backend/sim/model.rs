@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Profile;
 use crate::backend::{
-    ConferencingView, ErrorKind, NumberView, OnPremUserView, OperationKind, UserView,
+    AddressMode, ConferencingView, ErrorKind, LicenceAssignment, NumberView, OnPremUserView,
+    OperationKind, UserView,
 };
 use crate::clock::Timestamp;
 
@@ -106,6 +107,13 @@ pub(crate) enum EventKind {
     OperatorUpload {
         /// Operator name.
         partner: String,
+        /// Emergency-address mode of the upload (absent in events stored
+        /// before modes: `tenant_assigns`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address_mode: Option<AddressMode>,
+        /// Location the operator sets (operator modes only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location_id: Option<String>,
     },
     /// Directory sync copies a new msRTCSIP-Line of this user to the cloud.
     UserDirSyncLine {
@@ -193,6 +201,11 @@ pub(crate) struct UserRecord {
     /// Licences come from a group (cannot be removed per user).
     #[serde(default)]
     pub group_licensed: bool,
+    /// How each licence reaches the user, one entry per path (truth; the view
+    /// shows it with lag). Empty in records stored before paths existed: then
+    /// derived from `licences` and `group_licensed` (see `licence_paths`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub licence_assignments: Vec<LicenceAssignment>,
     /// Moved with `-Force`: contacts and meetings were not migrated.
     #[serde(default)]
     pub contacts_lost: bool,
@@ -202,6 +215,46 @@ pub(crate) struct UserRecord {
     /// Seeded facts (see [`crate::backend::sim::tags`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+}
+
+impl UserRecord {
+    /// The user's licence paths; records stored before paths existed get one
+    /// per licence, via the seed's licensing group when `group_licensed`.
+    pub fn licence_paths(&self) -> Vec<LicenceAssignment> {
+        if !self.licence_assignments.is_empty() || self.licences.is_empty() {
+            return self.licence_assignments.clone();
+        }
+        self.licences
+            .iter()
+            .map(|sku| {
+                if self.group_licensed {
+                    LicenceAssignment::via_group(sku, super::seed::LICENCE_GROUP)
+                } else {
+                    LicenceAssignment::direct(sku)
+                }
+            })
+            .collect()
+    }
+
+    /// Replace the licence paths and recompute `licences` (each SKU once, in
+    /// path order).
+    pub fn set_licence_paths(&mut self, paths: Vec<LicenceAssignment>) {
+        let mut skus: Vec<String> = Vec::new();
+        for p in &paths {
+            if !skus.contains(&p.sku) {
+                skus.push(p.sku.clone());
+            }
+        }
+        self.licences = skus;
+        self.licence_assignments = paths;
+    }
+
+    /// Copy the licence truth into a user view (licences, paths, features).
+    pub fn show_licences(&self, s: &mut UserView) {
+        s.licences = self.licences.clone();
+        s.licence_assignments = self.licence_paths();
+        s.feature_types = super::seed::features(&self.licences);
+    }
 }
 
 fn no_conferencing() -> Timeline<Option<ConferencingView>> {
@@ -250,6 +303,10 @@ pub(crate) struct NumberRecord {
     /// Operator that will upload this number as Operator Connect once its
     /// Direct Routing representation left the tenant.
     pub operator: Option<String>,
+    /// Location the operator references when it sets the address at upload
+    /// (the seeded user's); see `seed::operator_location`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_location: Option<String>,
     /// Whether the operator upload was already scheduled or done.
     #[serde(default)]
     pub upload_scheduled: bool,
@@ -365,6 +422,8 @@ pub struct UserState {
     pub conferencing: Option<ConferencingView>,
     /// Licences come from a group membership (cannot be removed per user).
     pub group_licensed: bool,
+    /// How each licence reaches the user, one entry per path (truth).
+    pub licence_assignments: Vec<LicenceAssignment>,
     /// Moved with `-Force`: contacts and meetings were NOT migrated.
     pub contacts_lost: bool,
     /// Seeded facts (see [`crate::backend::sim::tags`]).
