@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, Stopwatch};
+use crate::engine::budget::OutageBudget;
 use crate::engine::executor::{Place, Progress};
 use crate::engine::instance::PHASE_NAMES;
 use crate::report::table::{human_duration, Table};
@@ -26,6 +27,7 @@ impl Display {
         wf: Arc<Workflow>,
         progress: Arc<Progress>,
         clock: SharedClock,
+        budget: Option<Arc<OutageBudget>>,
     ) -> Display {
         if json || !std::io::stderr().is_terminal() {
             return Display { task: None };
@@ -41,7 +43,10 @@ impl Display {
                     _ = &mut rx => break,
                     _ = tick.tick() => {}
                 }
-                let text = frame(&wf, &progress, watch.elapsed(), clock.now().since(v0));
+                let mut text = frame(&wf, &progress, watch.elapsed(), clock.now().since(v0));
+                if let Some(b) = &budget {
+                    text.push_str(&budget_line(b));
+                }
                 let mut err = std::io::stderr().lock();
                 if drawn > 0 {
                     let _ = write!(err, "\x1b[{drawn}A\x1b[J");
@@ -118,4 +123,19 @@ fn frame(wf: &Workflow, progress: &Progress, real: Duration, virt: Duration) -> 
         out.push_str(&t.render());
     }
     out
+}
+
+/// `out of service now: 18 of 20 · 30 held` (and the breaker, when open).
+fn budget_line(b: &OutageBudget) -> String {
+    let max = b.max().map_or(String::new(), |m| format!(" of {m}"));
+    let held = match b.held() {
+        0 => String::new(),
+        n => format!(" · {n} held"),
+    };
+    let paused = if b.paused() {
+        " · PAUSED by the circuit breaker (stop_after_failures)"
+    } else {
+        ""
+    };
+    format!("out of service now: {}{max}{held}{paused}\n", b.holding())
 }

@@ -419,8 +419,13 @@ async fn drive(
     });
     let watch = Stopwatch::start();
     let virtual_start = clock.now();
-    let display =
-        progress::Display::start(app.json, workflow.clone(), progress.clone(), clock.clone());
+    let display = progress::Display::start(
+        app.json,
+        workflow.clone(),
+        progress.clone(),
+        clock.clone(),
+        driver.budget.clone(),
+    );
     let end = driver.drive(stop_rx).await;
     display.stop().await;
     signals.abort();

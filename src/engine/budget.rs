@@ -175,6 +175,11 @@ impl OutageBudget {
         self.lock().held.len()
     }
 
+    /// `max_out_of_service`, if set.
+    pub fn max(&self) -> Option<u32> {
+        self.max
+    }
+
     /// Whether the breaker is open.
     pub fn paused(&self) -> bool {
         self.lock().open.is_some()
