@@ -299,7 +299,11 @@ fn cp_to_oc_migrates_unassigning_before_the_licence_and_refuses_group_licences_u
     let (seed, users) = (21, 80);
     let cfg = cp_cfg(seed, users, 0.3, (3600, 3 * 3600));
     let s = seeded(&cfg);
-    let plain = s.pick(5, None, &[tags::GROUP_LICENSED, tags::PORT_ERROR]);
+    let plain = s.pick(
+        5,
+        None,
+        &[tags::GROUP_LICENSED, tags::PORT_ERROR, tags::NOT_TEAMS_ONLY],
+    );
     let group = s.pick(2, Some(tags::GROUP_LICENSED), &[tags::PORT_ERROR]);
     let port_err = s.pick(2, Some(tags::PORT_ERROR), &[tags::GROUP_LICENSED]);
     let csv = lab.path("cp.csv");
@@ -445,7 +449,11 @@ fn cp_to_oc_port_wait_accepts_the_port_completed_signal() {
     // Port orders complete 20 to 25 days out: only the signal ends the wait.
     let cfg = cp_cfg(seed, users, 0.0, (20 * 86_400, 25 * 86_400));
     let s = seeded(&cfg);
-    let subjects = s.pick(3, None, &[tags::GROUP_LICENSED, tags::PORT_ERROR]);
+    let subjects = s.pick(
+        3,
+        None,
+        &[tags::GROUP_LICENSED, tags::PORT_ERROR, tags::NOT_TEAMS_ONLY],
+    );
     assert_eq!(subjects.len(), 3);
     let csv = lab.path("cp.csv");
     s.csv(&csv, &subjects);
@@ -1785,7 +1793,11 @@ fn plan_does_not_refuse_calling_plan_subjects_at_their_port_check() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let cfg = cp_cfg(seed, users, 0.0, (2 * 3600, 8 * 3600));
     let s = seeded(&cfg);
-    let subjects = s.pick(3, None, &[tags::GROUP_LICENSED, tags::PORT_ERROR]);
+    let subjects = s.pick(
+        3,
+        None,
+        &[tags::GROUP_LICENSED, tags::PORT_ERROR, tags::NOT_TEAMS_ONLY],
+    );
     let sub_csv = lab.path("sub.csv");
     s.csv(&sub_csv, &subjects);
     let rf = lab.run_file(

@@ -32,8 +32,12 @@ pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
     };
     let committer = Committer::start(store.clone(), true);
     let all: Vec<&spec::runfile::Subject> = loaded.subjects.iter().collect();
-    let (record, clock) =
-        create_run(&*store, &committer, &loaded, file, &all, NewRun::default()).await?;
+    // A named simulated tenant's clock goes on where its last run left it.
+    let opts = NewRun {
+        virtual_start: super::simcmd::run_start(app, &loaded, None)?,
+        ..NewRun::default()
+    };
+    let (record, clock) = create_run(&*store, &committer, &loaded, file, &all, opts).await?;
     if !app.json {
         println!("{}", started_line(&record));
     }

@@ -446,6 +446,7 @@ async fn cli_text(
         "show" => super::inspect::show_text(&*d.store, &q.run, &q.subject, q.json),
         "sim-log" | "sim-outages" => super::simcmd::sim_text(
             &d.app,
+            Some(&*d.store),
             command.trim_start_matches("sim-"),
             &q.tenant,
             (!q.subject.is_empty()).then_some(q.subject.as_str()),
@@ -765,7 +766,7 @@ pub(super) async fn launch_run_file(
         super::runs::NewRun {
             label,
             id,
-            virtual_start: Some(d.clock.now()),
+            virtual_start: super::simcmd::run_start(&d.app, &loaded, Some(d.clock.now()))?,
         },
     )
     .await?;

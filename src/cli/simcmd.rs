@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use super::{exit, print_json, App, CliError};
 use crate::backend::sim::{SimConfig, SimTenant};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::report::table::{human_duration, Table};
+use crate::spec::runfile::{BackendConfig, RunFile};
+use crate::store::Store;
 
 use super::SimCommand;
 
@@ -86,7 +88,7 @@ fn read_text(app: &App, what: &str, tenant: &str, user: Option<&str>) -> Result<
         ) {
             Ok(r) => r,
             Err(e) if e.message.contains("does not answer") => {
-                return sim_text(app, what, tenant, user, app.json)
+                return sim_text(app, None, what, tenant, user, app.json)
             }
             Err(e) => return Err(e),
         };
@@ -95,18 +97,21 @@ fn read_text(app: &App, what: &str, tenant: &str, user: Option<&str>) -> Result<
             _ => Err(super::client::daemon_error(status, &v)),
         };
     }
-    sim_text(app, what, tenant, user, app.json)
+    sim_text(app, None, what, tenant, user, app.json)
 }
 
-/// What `sim log` (`what = "log"`) or `sim outages` prints.
+/// What `sim log` (`what = "log"`) or `sim outages` prints. `tenant` is a
+/// tenant name or a run id; `store` resolves run ids on named tenants (opened
+/// from `app` when `None`).
 pub fn sim_text(
     app: &App,
+    store: Option<&dyn Store>,
     what: &str,
     tenant: &str,
     user: Option<&str>,
     json: bool,
 ) -> Result<String, CliError> {
-    let sim = open_existing(app, tenant)?;
+    let sim = open_existing(app, store, tenant)?;
     let pretty = |v: serde_json::Value| {
         serde_json::to_string_pretty(&v).unwrap_or_else(|_| "null".into()) + "\n"
     };
@@ -155,9 +160,19 @@ pub fn sim_text(
     Ok(t.render())
 }
 
-/// Open a tenant by name, or the per-run tenant of a run id.
-fn open_existing(app: &App, tenant: &str) -> Result<Arc<SimTenant>, CliError> {
-    let dir = app.sim_dir(tenant);
+/// Open a tenant by name, or the tenant of a run id (its own, or the named
+/// tenant its run file uses).
+fn open_existing(
+    app: &App,
+    store: Option<&dyn Store>,
+    tenant: &str,
+) -> Result<Arc<SimTenant>, CliError> {
+    let mut dir = app.sim_dir(tenant);
+    if !dir.exists() {
+        if let Some(name) = run_tenant(app, store, tenant)? {
+            dir = app.sim_dir(&name);
+        }
+    }
     if !dir.exists() {
         return Err(CliError::input(format!("no simulated tenant {tenant:?} in {}", app.state.join("sim").display()))
             .hint("name a run id (runs get their own tenant) or a tenant created with `portflow sim init --name`"));
@@ -165,4 +180,62 @@ fn open_existing(app: &App, tenant: &str) -> Result<Arc<SimTenant>, CliError> {
     // Reading the log needs no config: an existing tenant keeps its own seed and users.
     // A run of this process may hold it: share its handle.
     super::runs::open_sim(&dir, &SimConfig::default(), Arc::new(SystemClock))
+}
+
+/// The named simulated tenant the stored run `id` uses (`backend: {kind: sim,
+/// tenant: NAME}`), `None` when there is no such run or it has its own tenant.
+fn run_tenant(app: &App, store: Option<&dyn Store>, id: &str) -> Result<Option<String>, CliError> {
+    let opened;
+    let store: &dyn Store = match store {
+        Some(s) => s,
+        None => {
+            // No state store (none yet, or another process holds it): no run to resolve.
+            let Ok(s) = app.open_store() else {
+                return Ok(None);
+            };
+            opened = s;
+            &opened
+        }
+    };
+    let Some(record) = crate::store::records::get_run(store, id)? else {
+        return Ok(None);
+    };
+    let file: RunFile = serde_yaml::from_str(&record.run_text).map_err(|e| {
+        CliError::runtime(format!(
+            "the run file stored with run {id} no longer parses: {e}"
+        ))
+    })?;
+    Ok(match file.backend {
+        BackendConfig::Sim(cfg) => cfg.tenant,
+    })
+}
+
+/// The virtual instant a new run of `loaded` starts at: `base` (the wall
+/// clock when `None`), or later, the instant its named simulated tenant
+/// reached, so a time-scaled run sees the tenant as the previous run left it.
+/// `base` unchanged for unscaled runs, per-run tenants and new tenants.
+pub(super) fn run_start(
+    app: &App,
+    loaded: &crate::spec::LoadedRun,
+    base: Option<Timestamp>,
+) -> Result<Option<Timestamp>, CliError> {
+    if loaded.file.time_scale == 1.0 {
+        return Ok(base);
+    }
+    let Some((cfg, name)) = (match &loaded.file.backend {
+        BackendConfig::Sim(cfg) => cfg.tenant.as_ref().map(|n| (cfg, n)),
+    }) else {
+        return Ok(base);
+    };
+    let dir = app.sim_dir(name);
+    if !dir.exists() {
+        return Ok(base);
+    }
+    // The handle closes when dropped here unless a run of this process holds it.
+    let reached = super::runs::open_sim(&dir, cfg, Arc::new(SystemClock))?.reached();
+    let start = base.unwrap_or_else(|| SystemClock.now());
+    Ok(match reached {
+        Some(r) if r > start => Some(r),
+        _ => base,
+    })
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::AddressMode;
 use crate::spec::model::duration;
 
 /// Simulator knobs.
@@ -53,6 +54,10 @@ pub struct SimConfig {
     /// `on_premises`; drawn per user at seeding).
     #[serde(default)]
     pub licence_delay: LicenceDelayConfig,
+    /// The operator that uploads Operator Connect numbers, and how it sets
+    /// their emergency addresses.
+    #[serde(default)]
+    pub operator: OperatorConfig,
     /// Name of a shared simulated tenant (`<state>/sim/<name>`); by default each
     /// run gets a fresh tenant of its own, named after the run id.
     #[serde(default)]
@@ -73,6 +78,7 @@ impl Default for SimConfig {
             max_concurrent_moves: default_max_concurrent_moves(),
             licence_delay: LicenceDelayConfig::default(),
             manual: Vec::new(),
+            operator: OperatorConfig::default(),
             tenant: None,
         }
     }
@@ -125,6 +131,119 @@ impl Profile {
             Profile::OnPremises => "on_premises",
             Profile::OperatorConnect => "operator_connect",
         }
+    }
+}
+
+/// The simulated Operator Connect operator.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Operator name (`PstnPartnerName`; default `Contoso Telecom`). Applies
+    /// to numbers seeded or uploaded after the change.
+    #[serde(default = "default_operator_name")]
+    pub name: String,
+    /// Shares of the emergency-address modes the operator uploads numbers
+    /// with, drawn per number from the seed. Default: every upload
+    /// `tenant_assigns` in the migration profiles, 60/30/10 in
+    /// `operator_connect`.
+    #[serde(default)]
+    pub address_modes: Option<AddressModeShares>,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> OperatorConfig {
+        OperatorConfig {
+            name: default_operator_name(),
+            address_modes: None,
+        }
+    }
+}
+
+impl OperatorConfig {
+    /// The shares in force for a tenant of `profile`.
+    pub fn shares(&self, profile: Profile) -> AddressModeShares {
+        self.address_modes.unwrap_or(match profile {
+            Profile::OperatorConnect => AddressModeShares {
+                operator_assigns: 0.6,
+                tenant_assigns: 0.3,
+                operator_locked: 0.1,
+            },
+            _ => AddressModeShares {
+                operator_assigns: 0.0,
+                tenant_assigns: 1.0,
+                operator_locked: 0.0,
+            },
+        })
+    }
+}
+
+/// Relative weights of the three emergency-address modes (DOMAIN 3.2): each
+/// at least 0, their sum above 0 (they need not add up to 1).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "AddressModeSharesWire")]
+pub struct AddressModeShares {
+    /// The operator sets the address; the tenant may change it.
+    pub operator_assigns: f64,
+    /// Uploaded without an address; the tenant assigns it.
+    pub tenant_assigns: f64,
+    /// The operator sets and locks the address.
+    pub operator_locked: f64,
+}
+
+impl AddressModeShares {
+    /// The mode a uniform draw `u` in `[0, 1)` falls on.
+    pub fn pick(&self, u: f64) -> AddressMode {
+        let total = self.operator_assigns + self.tenant_assigns + self.operator_locked;
+        let x = u * total;
+        if x < self.operator_assigns {
+            AddressMode::OperatorAssigns
+        } else if x < self.operator_assigns + self.tenant_assigns || self.operator_locked <= 0.0 {
+            AddressMode::TenantAssigns
+        } else {
+            AddressMode::OperatorLocked
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressModeSharesWire {
+    #[serde(default, deserialize_with = "share")]
+    operator_assigns: f64,
+    #[serde(default, deserialize_with = "share")]
+    tenant_assigns: f64,
+    #[serde(default, deserialize_with = "share")]
+    operator_locked: f64,
+}
+
+impl TryFrom<AddressModeSharesWire> for AddressModeShares {
+    type Error = String;
+    fn try_from(w: AddressModeSharesWire) -> Result<AddressModeShares, String> {
+        if w.operator_assigns + w.tenant_assigns + w.operator_locked > 0.0 {
+            Ok(AddressModeShares {
+                operator_assigns: w.operator_assigns,
+                tenant_assigns: w.tenant_assigns,
+                operator_locked: w.operator_locked,
+            })
+        } else {
+            Err(
+                "address_modes: the shares of operator_assigns, tenant_assigns and \
+                 operator_locked add up to 0; give at least one a share above 0"
+                    .into(),
+            )
+        }
+    }
+}
+
+/// A share: a finite number, at least 0.
+fn share<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "a share must be a number of at least 0, got {v}"
+        )))
     }
 }
 
@@ -258,6 +377,9 @@ pub struct FaultConfig {
     pub throttle_limit: Option<u32>,
 }
 
+fn default_operator_name() -> String {
+    super::tenant::OPERATOR_NAME.to_string()
+}
 fn default_seed() -> u64 {
     42
 }
@@ -349,5 +471,54 @@ mod tests {
         assert!(bad.is_err());
         let bad: Result<SimConfig, _> = serde_yaml::from_str("latency: {mn: 1s}\n");
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn operator_block_parses_and_rejects_bad_shares_at_their_position() {
+        let c: Result<SimConfig, _> = serde_yaml::from_str(
+            "operator:\n  name: Fabrikam\n  address_modes: {operator_assigns: 6, tenant_assigns: 3, operator_locked: 1}\n",
+        );
+        let c = c.unwrap_or_default();
+        assert_eq!(c.operator.name, "Fabrikam");
+        let s = c.operator.shares(Profile::DirectRouting);
+        assert_eq!(s.pick(0.0), AddressMode::OperatorAssigns);
+        assert_eq!(s.pick(0.65), AddressMode::TenantAssigns);
+        assert_eq!(s.pick(0.95), AddressMode::OperatorLocked);
+        // Defaults: all tenant-assigns in migrations, 60/30/10 for operator_connect.
+        let d = SimConfig::default().operator;
+        assert_eq!(d.name, "Contoso Telecom");
+        assert_eq!(
+            d.shares(Profile::CallingPlans).pick(0.0),
+            AddressMode::TenantAssigns
+        );
+        assert_eq!(
+            d.shares(Profile::CallingPlans).pick(0.999),
+            AddressMode::TenantAssigns
+        );
+        let oc = d.shares(Profile::OperatorConnect);
+        assert_eq!(oc.pick(0.59), AddressMode::OperatorAssigns);
+        assert_eq!(oc.pick(0.61), AddressMode::TenantAssigns);
+        assert_eq!(oc.pick(0.91), AddressMode::OperatorLocked);
+        // One mode only.
+        let only: Result<SimConfig, _> =
+            serde_yaml::from_str("operator: {address_modes: {operator_locked: 1}}\n");
+        let only = only
+            .unwrap_or_default()
+            .operator
+            .shares(Profile::DirectRouting);
+        assert_eq!(only.pick(0.0), AddressMode::OperatorLocked);
+
+        let err = |text: &str| match serde_yaml::from_str::<SimConfig>(text) {
+            Ok(c) => panic!("accepted {c:?}"),
+            Err(e) => e.to_string(),
+        };
+        let e = err("seed: 1\noperator:\n  address_modes:\n    operator_assigns: -0.5\n");
+        assert!(e.contains("at least 0") && e.contains("line 4"), "{e}");
+        let e = err("operator:\n  address_modes: {operator_assigns: 0, tenant_assigns: 0}\n");
+        assert!(e.contains("add up to 0") && e.contains("line 2"), "{e}");
+        let e = err("operator: {address_modes: {tenant: 1}}\n");
+        assert!(e.contains("unknown field"), "{e}");
+        let e = err("operator: {nme: x}\n");
+        assert!(e.contains("unknown field"), "{e}");
     }
 }

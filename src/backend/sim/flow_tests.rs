@@ -796,8 +796,7 @@ fn number_location_rules() {
     precondition(exec(&t, set_location(&n, "loc-nowhere")), "is not found");
     precondition(
         exec(&t, set_location(&number_of(&locked[0]), LOCATIONS[1])),
-        "The emergency address of this number is managed by your operator. Contact your \
-         operator to change it.",
+        "Contact your operator to change the emergency address for this number.",
     );
     let (kind, _) = err_kind(exec(&t, set_location("+19995550000", LOCATIONS[1])));
     assert_eq!(kind, ErrorKind::NotFound);

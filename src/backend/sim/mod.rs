@@ -30,8 +30,8 @@ mod tenant;
 mod tests;
 
 pub use config::{
-    FaultConfig, FocConfig, LatencyConfig, LicenceDelayConfig, PortConfig, Profile, SimConfig,
-    UploadDelayConfig,
+    AddressModeShares, FaultConfig, FocConfig, LatencyConfig, LicenceDelayConfig, OperatorConfig,
+    PortConfig, Profile, SimConfig, UploadDelayConfig,
 };
 pub use model::{AuditEntry, AuditOutcome, OutageRecord, OutboxEntry, SimStats, UserState};
 pub use seed::{

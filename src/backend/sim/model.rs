@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Profile;
 use crate::backend::{
-    ConferencingView, ErrorKind, LicenceAssignment, NumberView, OnPremUserView, OperationKind,
-    UserView,
+    AddressMode, ConferencingView, ErrorKind, LicenceAssignment, NumberView, OnPremUserView,
+    OperationKind, UserView,
 };
 use crate::clock::Timestamp;
 
@@ -107,6 +107,13 @@ pub(crate) enum EventKind {
     OperatorUpload {
         /// Operator name.
         partner: String,
+        /// Emergency-address mode of the upload (absent in events stored
+        /// before modes: `tenant_assigns`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address_mode: Option<AddressMode>,
+        /// Location the operator sets (operator modes only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location_id: Option<String>,
     },
     /// Directory sync copies a new msRTCSIP-Line of this user to the cloud.
     UserDirSyncLine {
@@ -296,6 +303,10 @@ pub(crate) struct NumberRecord {
     /// Operator that will upload this number as Operator Connect once its
     /// Direct Routing representation left the tenant.
     pub operator: Option<String>,
+    /// Location the operator references when it sets the address at upload
+    /// (the seeded user's); see `seed::operator_location`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_location: Option<String>,
     /// Whether the operator upload was already scheduled or done.
     #[serde(default)]
     pub upload_scheduled: bool,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::config::{Profile, SimConfig};
 use super::model::{EventKind, Meta, NumberRecord, PortOrder, Scheduled, Timeline, UserRecord};
 use super::rng::Key;
-use super::tenant::{guid, number_key, to_bytes, user_key, SimTenant, OPERATOR_NAME};
+use super::tenant::{guid, number_key, to_bytes, user_key, SimTenant};
 use crate::backend::{
     AddressMode, ConferencingView, Homing, LicenceAssignment, LocationView, NumberType, NumberView,
     OnPremUserView, UserView,
@@ -73,6 +73,9 @@ pub mod tags {
     pub const OC_LOCKED: &str = "oc_locked";
     /// `operator_connect`: the exported target location is not validated.
     pub const TARGET_NOT_VALIDATED: &str = "target_not_validated";
+    /// `calling_plans`: homed online but in Islands mode, not TeamsOnly, so
+    /// an Operator Connect (or Calling Plan) number is refused.
+    pub const NOT_TEAMS_ONLY: &str = "not_teams_only";
 }
 
 /// (id, civic address id, description, country, validation status).
@@ -139,6 +142,68 @@ const PORT_ERRORS: &[&str] = &[
     "Billing telephone number (BTN) mismatch",
     "The losing carrier reports a pending service order on the account",
 ];
+
+/// Canadian area codes: `+1` numbers with one of these are `CA`, every other
+/// `+1` number `US` (other NANP countries are not modelled).
+const CA_AREA_CODES: &[&str] = &[
+    "204", "226", "236", "249", "250", "257", "263", "289", "306", "343", "354", "365", "367",
+    "368", "382", "403", "416", "418", "428", "431", "437", "438", "450", "468", "474", "506",
+    "514", "519", "548", "579", "581", "584", "587", "604", "613", "639", "647", "672", "683",
+    "705", "709", "742", "753", "778", "780", "782", "807", "819", "825", "867", "873", "879",
+    "902", "905",
+];
+
+/// Country calling codes the simulator knows, longest first where they share
+/// digits: (prefix without `+`, ISO 3166 alpha-2).
+const COUNTRY_CODES: &[(&str, &str)] = &[
+    ("353", "IE"),
+    ("44", "GB"),
+    ("33", "FR"),
+    ("49", "DE"),
+    ("31", "NL"),
+    ("61", "AU"),
+];
+
+/// Country of an E.164 number (with or without `+`), from its calling code:
+/// `+1` is `CA` for Canadian area codes and `US` otherwise; `+44` `GB`,
+/// `+353` `IE`, `+33` `FR`, `+49` `DE`, `+31` `NL`, `+61` `AU`. `None` for
+/// any other prefix (the simulator cannot tell).
+pub fn country_of(e164: &str) -> Option<&'static str> {
+    let digits = e164.trim().trim_start_matches('+');
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if let Some(rest) = digits.strip_prefix('1') {
+        let area = rest.get(..3)?;
+        return Some(if CA_AREA_CODES.contains(&area) {
+            "CA"
+        } else {
+            "US"
+        });
+    }
+    COUNTRY_CODES
+        .iter()
+        .find(|(p, _)| digits.starts_with(p) && digits.len() > p.len())
+        .map(|(_, c)| *c)
+}
+
+/// The location an operator references when it sets a number's emergency
+/// address at upload: `preferred` (the seeded user's) if it exists, is
+/// validated and is in `country`, else the first validated location of the
+/// catalog in `country`; `None` when the tenant has none there.
+pub(crate) fn operator_location(country: &str, preferred: Option<&str>) -> Option<String> {
+    let usable = |l: &LocationView| l.validation_status == "Validated" && l.country == country;
+    preferred
+        .and_then(location)
+        .filter(usable)
+        .or_else(|| {
+            CATALOG
+                .iter()
+                .filter_map(|(id, ..)| location(id))
+                .find(usable)
+        })
+        .map(|l| l.location_id)
+}
 
 /// Licence SKU → feature type shown by `Get-CsOnlineUser`.
 pub(crate) fn features(licences: &[String]) -> Vec<String> {
@@ -282,7 +347,7 @@ fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<Num
         location_id: None,
         number_source: "Online".into(),
         pstn_partner_name: None,
-        iso_country_code: "US".into(),
+        iso_country_code: country_of(&number).unwrap_or("US").into(),
         location_update_supported: true,
         address_mode: AddressMode::TenantAssigns.as_str().into(),
     };
@@ -290,11 +355,13 @@ fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<Num
         row: Timeline::new(None),
         telephone_number: number.clone(),
         operator: None,
+        operator_location: location.clone(),
         upload_scheduled: false,
         scheduled: Vec::new(),
         port: None,
         seq: 0,
     };
+    let operator_name = &config.operator.name;
 
     let mut with_number = true;
     match meta.profile {
@@ -305,13 +372,20 @@ fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<Num
             if on_prem {
                 row.number_source = "OnPremises".into();
             }
-            number_rec.operator = Some(OPERATOR_NAME.into());
+            number_rec.operator = Some(operator_name.clone());
         }
         Profile::CallingPlans => {
             row.number_type = NumberType::CallingPlan;
             row.pstn_partner_name = Some("Microsoft".into());
             row.location_id = location.clone();
-            number_rec.operator = Some(OPERATOR_NAME.into());
+            number_rec.operator = Some(operator_name.clone());
+            if draw("cp-islands").unit() < NOT_TEAMS_ONLY_SHARE {
+                // Homed online, never upgraded: Islands.
+                tags.push(tags::NOT_TEAMS_ONLY.to_string());
+                view.teams_upgrade_effective_mode = "Islands".into();
+                // UNCERTAIN: the InterpretedUserType of an online Islands user.
+                view.interpreted_user_type = "DirSyncEnabledOnlineSfBUser".into();
+            }
             let port = port_order(config, meta, i);
             if port.error.is_some() {
                 tags.push(tags::PORT_ERROR.to_string());
@@ -384,20 +458,27 @@ fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<Num
         }
         Profile::OperatorConnect => {
             row.number_type = NumberType::OperatorConnect;
-            row.pstn_partner_name = Some(OPERATOR_NAME.into());
-            let mode = draw("oc-mode").unit();
-            if mode < 0.6 {
-                tags.push(tags::OC_OPERATOR_ASSIGNED.to_string());
-                row.location_id = location.clone();
-                row.address_mode = AddressMode::OperatorAssigns.as_str().into();
-            } else if mode < 0.9 {
-                tags.push(tags::OC_TENANT_ASSIGNS.to_string());
-            } else {
-                tags.push(tags::OC_LOCKED.to_string());
-                row.location_id = location.clone();
-                row.location_update_supported = false;
-                row.address_mode = AddressMode::OperatorLocked.as_str().into();
+            row.pstn_partner_name = Some(operator_name.clone());
+            let shares = config.operator.shares(meta.profile);
+            let mut mode = shares.pick(draw("oc-mode").unit());
+            let address = operator_location(&row.iso_country_code, location.as_deref());
+            if address.is_none() {
+                // No address in the country to reference: uploaded without one.
+                mode = AddressMode::TenantAssigns;
             }
+            tags.push(
+                match mode {
+                    AddressMode::OperatorAssigns => tags::OC_OPERATOR_ASSIGNED,
+                    AddressMode::TenantAssigns => tags::OC_TENANT_ASSIGNS,
+                    AddressMode::OperatorLocked => tags::OC_LOCKED,
+                }
+                .to_string(),
+            );
+            if mode.operator_sets_address() {
+                row.location_id = address;
+            }
+            row.location_update_supported = mode != AddressMode::OperatorLocked;
+            row.address_mode = mode.as_str().into();
             let t = draw("oc-target");
             user.oc_location_id = if t.unit() < 0.05 {
                 tags.push(tags::TARGET_NOT_VALIDATED.to_string());
@@ -436,6 +517,9 @@ fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<Num
 
 /// Share of Direct Routing users whose number is set in on-premises AD.
 const ON_PREM_SHARE: f64 = 0.3;
+
+/// Share of `calling_plans` users left in Islands mode.
+const NOT_TEAMS_ONLY_SHARE: f64 = 0.04;
 
 /// The port-out order of user `i`'s Calling Plan number, created with the
 /// tenant. The last 24 h before the FOC date are `TransferPending`, or the

@@ -24,7 +24,7 @@ use super::model::{
     Scheduled, SimStats, StoredOutage, UserRecord, UserState,
 };
 use super::rng::Key;
-use super::seed::{conference_id, location, seed, LICENCE_GROUP};
+use super::seed::{conference_id, country_of, location, operator_location, seed, LICENCE_GROUP};
 use crate::backend::{
     AddressMode, BackendError, ErrorKind, Homing, LicenceAssignment, NumberType, NumberView,
     Operation, OperationKind, PortOrderView, Tenant,
@@ -39,8 +39,16 @@ Active Directory and synchronized to the cloud. To manage this user's telephone 
 cloud, first clear the phone number in the on-premises directory and synchronize the change to \
 the cloud.";
 
+/// An operator-locked number refuses a location change. Text from DOMAIN 1.3
+/// (caught by the TeamsFunctions module; exact service wording UNCERTAIN).
+const OPERATOR_LOCKED_MESSAGE: &str =
+    "Contact your operator to change the emergency address for this number.";
+
 /// Key of the list of moves in progress.
 const MOVES_KEY: &str = "moves";
+
+/// Key of the latest virtual instant any operation ran at.
+const REACHED_KEY: &str = "reached";
 
 /// The view of a port order at `now`.
 fn port_view(p: &super::model::PortOrder, number: &str, now: Timestamp) -> PortOrderView {
@@ -134,6 +142,14 @@ struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        // Observations move the reached instant in memory only: keep it now.
+        // Best effort (nothing to report to in a drop); actions stored theirs.
+        let mem = self.mem.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = mem.reached.filter(|r| Some(*r) > mem.reached_stored) {
+            if self.db.insert(REACHED_KEY, to_bytes(&r)).is_ok() && self.db.flush().is_ok() {
+                let _ = self.db_file.sync_all();
+            }
+        }
         crate::store::sled_store::closed(&self.dir);
     }
 }
@@ -142,6 +158,11 @@ impl Drop for Shared {
 struct Mem {
     next_audit: u64,
     next_outbox: u64,
+    /// Latest virtual instant an operation ran at (persisted with actions,
+    /// and when the handle closes).
+    reached: Option<Timestamp>,
+    /// The instant last written to the store.
+    reached_stored: Option<Timestamp>,
     calls_per_key: HashMap<String, u64>,
     bucket: Option<(f64, Timestamp)>,
     stats: SimStats,
@@ -187,7 +208,8 @@ impl SimTenant {
         let meta = match db.get("meta").map_err(storage)? {
             Some(bytes) => parse::<Meta>("meta", &bytes)?,
             None => {
-                let (meta, batch) = seed(config, clock.now());
+                let (meta, mut batch) = seed(config, clock.now());
+                batch.insert(REACHED_KEY, to_bytes(&meta.created_at));
                 db.apply_batch(batch).map_err(storage)?;
                 db.flush().map_err(storage)?;
                 db_file.sync_all().map_err(|source| SimError::Io {
@@ -207,6 +229,15 @@ impl SimTenant {
             Some(Err(e)) => return Err(storage(e)),
             None => 1,
         };
+        // Tenants stored before the instant was kept: the last audited call.
+        let reached = match db.get(REACHED_KEY).map_err(storage)? {
+            Some(bytes) => Some(parse::<Timestamp>(REACHED_KEY, &bytes)?),
+            None => match db.scan_prefix("a/").next_back() {
+                Some(Ok((k, v))) => Some(parse::<AuditEntry>(&String::from_utf8_lossy(&k), &v)?.at),
+                Some(Err(e)) => return Err(storage(e)),
+                None => None,
+            },
+        };
         Ok(SimTenant {
             shared: Arc::new(Shared {
                 db,
@@ -218,12 +249,29 @@ impl SimTenant {
                 mem: Mutex::new(Mem {
                     next_audit,
                     next_outbox,
+                    reached,
+                    reached_stored: reached,
                     calls_per_key: HashMap::new(),
                     bucket: None,
                     stats: SimStats::default(),
                 }),
             }),
         })
+    }
+
+    /// The latest virtual instant any operation on this tenant ran at, across
+    /// every run and process that used it (`None`: never used). Runs that
+    /// share a named tenant start their clocks here.
+    pub fn reached(&self) -> Option<Timestamp> {
+        self.shared.lock().reached
+    }
+
+    /// The tenant's present for reports: its clock, or the instant it
+    /// reached when that is later (a handle opened on the wall clock after a
+    /// time-scaled run).
+    fn report_now(&self) -> Timestamp {
+        let now = self.shared.clock.now();
+        self.reached().map_or(now, |r| r.max(now))
     }
 
     /// The tenant id used in error messages (a GUID derived from the seed).
@@ -273,9 +321,10 @@ impl SimTenant {
         Ok(out)
     }
 
-    /// Outages of users' numbers, by user in seeding order, oldest first.
+    /// Outages of users' numbers, by user in seeding order, oldest first, as
+    /// of [`SimTenant::reached`] when that is later than the tenant's clock.
     pub fn outages(&self) -> Result<Vec<OutageRecord>, SimError> {
-        let now = self.shared.clock.now();
+        let now = self.report_now();
         let mut users = Vec::new();
         for item in self.shared.db.scan_prefix("u/") {
             let (k, v) = item.map_err(|e| self.shared.storage(e))?;
@@ -502,6 +551,7 @@ impl Shared {
             ));
         }
         let mut mem = self.lock();
+        mem.reached = Some(mem.reached.map_or(now, |r| r.max(now)));
         *mem.stats.calls.entry(info.name.to_string()).or_insert(0) += 1;
         let key = op_key(op);
         let gated = self.gate(&mut mem, key, now);
@@ -530,6 +580,9 @@ impl Shared {
             };
             writes.push((outbox_key(seq), to_bytes(&entry)));
         }
+        if let Some(r) = mem.reached {
+            writes.push((REACHED_KEY.as_bytes().to_vec(), to_bytes(&r)));
+        }
         let seq = mem.next_audit;
         let entry = AuditEntry {
             seq,
@@ -547,6 +600,7 @@ impl Shared {
             },
         };
         self.commit(writes, Some((seq, &entry))).map_err(fatal)?;
+        mem.reached_stored = mem.reached;
         mem.next_audit += 1;
         mem.next_outbox += mails.len() as u64;
         result
@@ -754,15 +808,15 @@ impl Shared {
         let Some(row) = rec.row.truth().clone() else {
             return Ok(Err(not_found()));
         };
-        if let Err(e) = self.check_location(location_id, &row.iso_country_code, number) {
-            return Ok(Err(e));
-        }
-        if !row.location_update_supported {
+        // A locked address refuses any change, valid location or not.
+        if row.mode() == AddressMode::OperatorLocked {
             return Ok(Err(BackendError::new(
                 ErrorKind::Precondition,
-                "The emergency address of this number is managed by your operator. \
-                 Contact your operator to change it.",
+                OPERATOR_LOCKED_MESSAGE,
             )));
+        }
+        if let Err(e) = self.check_location(location_id, &row.iso_country_code, number) {
+            return Ok(Err(e));
         }
         if row.location_id.as_deref() == Some(location_id) {
             return Ok(Ok((json!({}), Vec::new(), Vec::new())));
@@ -901,20 +955,25 @@ impl Shared {
                         self.dr_left(rec, ev.at);
                     }
                 }
-                EventKind::OperatorUpload { partner } => {
+                EventKind::OperatorUpload {
+                    partner,
+                    address_mode,
+                    location_id,
+                } => {
                     if let Some(number) = rec.number_if_absent() {
+                        let mode = address_mode.unwrap_or(AddressMode::TenantAssigns);
                         let row = NumberView {
+                            iso_country_code: country_of(&number).unwrap_or("US").into(),
                             telephone_number: number,
                             number_type: NumberType::OperatorConnect,
                             activation_state: "Activated".into(),
                             pstn_assignment_status: "Unassigned".into(),
                             assigned_pstn_target_id: None,
-                            location_id: None,
+                            location_id: location_id.filter(|_| mode.operator_sets_address()),
                             number_source: "Online".into(),
                             pstn_partner_name: Some(partner),
-                            iso_country_code: "US".into(),
-                            location_update_supported: true,
-                            address_mode: AddressMode::TenantAssigns.as_str().into(),
+                            location_update_supported: mode != AddressMode::OperatorLocked,
+                            address_mode: mode.as_str().into(),
                         };
                         rec.row.push(ev.at, ev.visible_at, Some(row));
                     } else {
@@ -933,7 +992,9 @@ impl Shared {
                             location_id: None,
                             number_source: "OnPremises".into(),
                             pstn_partner_name: None,
-                            iso_country_code: "US".into(),
+                            iso_country_code: country_of(&rec.telephone_number)
+                                .unwrap_or("US")
+                                .into(),
                             location_update_supported: true,
                             address_mode: AddressMode::TenantAssigns.as_str().into(),
                         };
@@ -963,23 +1024,43 @@ impl Shared {
     /// The Direct Routing representation of the number leaves (or left) the
     /// tenant at `at`: schedule the operator's upload, once. The instant is
     /// stored with the record, so a restart (even with other knobs) keeps it.
+    ///
+    /// The address mode and the location the operator sets are drawn here
+    /// too (per number, from the seed and the `operator` knobs) and stored
+    /// with the event.
     fn dr_left(&self, rec: &mut NumberRecord, at: Timestamp) {
-        let Some(partner) = rec.operator.clone() else {
-            return;
-        };
-        if rec.upload_scheduled {
+        if rec.operator.is_none() || rec.upload_scheduled {
             return;
         }
+        let operator = &self.config.operator;
+        let key = Key::new(self.config.seed);
         let d = &self.config.operator_upload_delay;
-        let delay = Key::new(self.config.seed)
+        let delay = key
             .str("upload")
             .str(&rec.telephone_number)
             .between(d.min, d.max);
+        let mut mode = operator
+            .shares(self.meta.profile)
+            .pick(key.str("address-mode").str(&rec.telephone_number).unit());
+        let location_id = if mode.operator_sets_address() {
+            let country = country_of(&rec.telephone_number).unwrap_or("US");
+            operator_location(country, rec.operator_location.as_deref())
+        } else {
+            None
+        };
+        if location_id.is_none() {
+            // No validated address in the number's country to reference.
+            mode = AddressMode::TenantAssigns;
+        }
         let when = at.plus(delay);
         rec.scheduled.push(Scheduled {
             at: when,
             visible_at: when,
-            kind: EventKind::OperatorUpload { partner },
+            kind: EventKind::OperatorUpload {
+                partner: operator.name.clone(),
+                address_mode: Some(mode),
+                location_id,
+            },
         });
         rec.upload_scheduled = true;
     }
@@ -1033,8 +1114,13 @@ impl Effects<'_> {
     }
 
     fn start_outage(&mut self, number: &str) {
-        if self.user.outages.last().is_some_and(|o| o.end.is_none()) {
-            return;
+        let now = self.now;
+        if let Some(o) = self.user.outages.last_mut() {
+            // Still out, or its end (a restore not yet in service) is undone.
+            if o.end.is_none_or(|e| e > now) {
+                o.end = None;
+                return;
+            }
         }
         self.user.outages.push(StoredOutage {
             number: number.to_string(),
@@ -1183,11 +1269,15 @@ impl Effects<'_> {
             // Direct Routing numbers need no upload: assigning one creates its row
             // (how a rollback gives a user their Direct Routing number back).
             None if number_type == NumberType::DirectRouting => {
+                let Some(country) = country_of(&number) else {
+                    return Err(unknown_country(&number));
+                };
                 if let Some((_, rec)) = self.number.as_mut() {
                     rec.get_or_insert_with(|| NumberRecord {
                         telephone_number: number.clone(),
                         row: super::model::Timeline::new(None),
                         operator: None,
+                        operator_location: None,
                         upload_scheduled: false,
                         scheduled: Vec::new(),
                         port: None,
@@ -1203,7 +1293,7 @@ impl Effects<'_> {
                     location_id: None,
                     number_source: "Online".into(),
                     pstn_partner_name: None,
-                    iso_country_code: "US".into(),
+                    iso_country_code: country.into(),
                     location_update_supported: true,
                     address_mode: AddressMode::TenantAssigns.as_str().into(),
                 }
@@ -1225,6 +1315,32 @@ impl Effects<'_> {
         if truth.on_prem_line_uri.is_some() {
             return Err(BackendError::new(ErrorKind::Precondition, ON_PREM_MESSAGE));
         }
+        if truth.homed == Homing::OnPremises {
+            // UNCERTAIN: wording; the rule is DOMAIN 1.6/1.8 (move first).
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "User '{}' is homed in Skype for Business Server on-premises and cannot be \
+                     assigned an online '{number_type}' number; move the user to Teams first \
+                     (Move-CsUser)",
+                    truth.upn
+                ),
+            ));
+        }
+        if number_type != NumberType::DirectRouting
+            && truth.teams_upgrade_effective_mode != "TeamsOnly"
+        {
+            // UNCERTAIN: wording; the rule is DOMAIN 1.8 and operator-connect-plan.md.
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "User '{}' must be in TeamsOnly mode to be assigned a '{number_type}' \
+                     number (TeamsUpgradeEffectiveMode is '{}'); grant the UpgradeToTeams \
+                     policy first",
+                    truth.upn, truth.teams_upgrade_effective_mode
+                ),
+            ));
+        }
         let licensed = self.user.licences.iter().any(|l| l == "MCOEV")
             && (number_type != NumberType::CallingPlan
                 || self.user.licences.iter().any(|l| l.starts_with("MCOPSTN")));
@@ -1237,18 +1353,44 @@ impl Effects<'_> {
                 ),
             ));
         }
-        if let Some(loc) = location_id.as_deref() {
-            self.shared
-                .check_location(loc, &row.iso_country_code, &number)?;
-        } else if number_type == NumberType::OperatorConnect
-            && matches!(truth.usage_location.as_str(), "US" | "CA")
+        if truth.usage_location != row.iso_country_code {
+            // The rule: Learn "Manage phone numbers for users" (same
+            // country/region). UNCERTAIN: the service's wording.
+            return Err(BackendError::new(
+                ErrorKind::Precondition,
+                format!(
+                    "The usage location of user '{}' ({}) does not match the country of \
+                     telephone number '{number}' ({}); they must be the same country/region",
+                    truth.upn, truth.usage_location, row.iso_country_code
+                ),
+            ));
+        }
+        let location_id = match location_id {
+            Some(_) if row.mode() == AddressMode::OperatorLocked => {
+                return Err(BackendError::new(
+                    ErrorKind::Precondition,
+                    OPERATOR_LOCKED_MESSAGE,
+                ));
+            }
+            Some(loc) => {
+                self.shared
+                    .check_location(&loc, &row.iso_country_code, &number)?;
+                Some(loc)
+            }
+            // Without -LocationId the number keeps the address it has (the
+            // operator's, in the operator modes).
+            None => row.location_id.clone(),
+        };
+        if location_id.is_none()
+            && number_type == NumberType::OperatorConnect
+            && matches!(row.iso_country_code.as_str(), "US" | "CA")
         {
             return Err(BackendError::new(
                 ErrorKind::Precondition,
                 format!(
                     "An emergency LocationId is required to assign Operator Connect number \
                      '{number}' in country '{}'",
-                    truth.usage_location
+                    row.iso_country_code
                 ),
             ));
         }
@@ -1380,6 +1522,9 @@ impl Effects<'_> {
         let Some((number, _)) = self.number.clone() else {
             return Err(BackendError::new(ErrorKind::Fatal, "no number given"));
         };
+        if country_of(&number).is_none() {
+            return Err(unknown_country(&number));
+        }
         let done = match &op {
             Some(o) => o.enterprise_voice_enabled && o.line_uri.as_deref() == Some(number.as_str()),
             None => self.user.ad_line.as_deref() == Some(number.as_str()),
@@ -1410,6 +1555,7 @@ impl Effects<'_> {
                 telephone_number: number.clone(),
                 row: super::model::Timeline::new(None),
                 operator: None,
+                operator_location: None,
                 upload_scheduled: false,
                 scheduled: Vec::new(),
                 port: None,
@@ -1418,9 +1564,25 @@ impl Effects<'_> {
             rec.scheduled.push(Scheduled {
                 at: tick,
                 visible_at,
-                kind: EventKind::NumberDirSyncAdd { target_id },
+                kind: EventKind::NumberDirSyncAdd {
+                    target_id: target_id.clone(),
+                },
             });
             self.number_dirty = true;
+            // A rollback: the line is back in service once the sync brings
+            // the Direct Routing row back (not if the operator uploaded the
+            // number meanwhile). Replay the record to the tick to know.
+            let mut probe = rec.clone();
+            self.shared.advance_number(&mut probe, tick);
+            let restored = probe.row.truth().as_ref().is_some_and(|r| {
+                r.number_type == NumberType::DirectRouting
+                    && r.assigned_pstn_target_id.as_deref() == Some(target_id.as_str())
+            });
+            if restored {
+                if let Some(o) = self.user.outages.last_mut().filter(|o| o.end.is_none()) {
+                    o.end = Some(visible_at);
+                }
+            }
         }
         Ok(json!({}))
     }
@@ -1737,6 +1899,17 @@ fn op_key(op: &Operation) -> &str {
         (None, None, Operation::GetLocation { location_id }) => location_id,
         _ => "",
     }
+}
+
+/// A number whose country the simulator cannot tell (see `seed::country_of`).
+fn unknown_country(number: &str) -> BackendError {
+    BackendError::new(
+        ErrorKind::Precondition,
+        format!(
+            "simulated tenant: cannot tell the country of telephone number '{number}' \
+             (known: +1 US/CA, +44 GB, +353 IE, +33 FR, +49 DE, +31 NL, +61 AU)"
+        ),
+    )
 }
 
 fn user_not_found(upn: &str) -> BackendError {
