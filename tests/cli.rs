@@ -245,3 +245,64 @@ fn outage_steps_wait_for_the_porting_window() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("window:"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_readme_validate_example_passes_on_the_repository_without_warnings() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut files = Vec::new();
+    for dir in ["workflows", "examples"] {
+        let mut found: Vec<_> = std::fs::read_dir(repo().join(dir))
+            .expect("read dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    let o = run(portflow(&tmp.path().join("state"))
+        .arg("validate")
+        .args(&files));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("schedules.yaml: ok"), "{}", stdout(&o));
+}
+
+#[test]
+fn warnings_are_printed_by_validate_plan_and_run_without_changing_the_exit_code() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let wf = tmp.path().join("late-check.yaml");
+    write(
+        &wf,
+        "name: late-check\nversion: 1\nsubject: user\ninputs:\n  user: {type: upn}\n  number: {type: e164}\nsteps:\n  - id: remove\n    action:\n      op: remove_number\n      args: {user: '${inputs.user}', number: '${inputs.number}', number_type: DirectRouting}\n    wait:\n      observe: {op: get_user, args: {user: '${inputs.user}'}}\n      until: obs.line_uri == null\n      timeout: 24h\n  - id: late\n    check: {require: inputs.user != null, message: no user}\n",
+    );
+    let rf = tmp.path().join("run.yaml");
+    write(
+        &rf,
+        "workflow: late-check.yaml\nbackend: {kind: sim, seed: 5, users: 3, latency: {tail_rate: 0}}\nsubjects:\n  - {user: user0002@contoso.com, number: '+14250000002'}\ntime_scale: 20000\n",
+    );
+    let warning = "late-check.yaml:17:5: this check could run before `remove`, which takes the number out of service";
+    for (args, code) in [
+        (vec!["validate".to_string(), wf.display().to_string()], 0),
+        (vec!["validate".to_string(), rf.display().to_string()], 0),
+        (vec!["plan".to_string(), rf.display().to_string()], 0),
+        (vec!["run".to_string(), rf.display().to_string()], 0),
+    ] {
+        let o = run(portflow(&state).args(&args));
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line per warning: {err}");
+        assert!(lines[0].ends_with(warning), "{args:?}: {err}");
+    }
+    // In JSON, validate lists it too.
+    let o = run(portflow(&state).args(["--json", "validate"]).arg(&wf));
+    let v = json(&o);
+    assert!(
+        v[0]["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.ends_with(warning)),
+        "{v}"
+    );
+}

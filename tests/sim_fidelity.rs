@@ -46,11 +46,13 @@ impl Lab {
         extra: &str,
     ) -> String {
         let path = self.path(name);
+        // The simulated operator leaves addresses to the tenant (ignored by
+        // workflows without an `address_mode` input).
         write(
             &path,
             &format!(
                 "workflow: {workflow}\nbackend:\n  kind: sim\n{backend}subjects: {{csv: {}}}\n\
-                 concurrency: 50\n{extra}",
+                 concurrency: 50\noperator: {{address_mode: tenant_assigns}}\n{extra}",
                 csv.display()
             ),
         );

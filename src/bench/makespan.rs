@@ -261,6 +261,8 @@ pub fn measure(opts: &MakespanOpts) -> Result<Figures, BenchError> {
                 json!(loc)
             };
             m.insert("location_id".into(), loc);
+            // The simulated operator leaves the address to the tenant.
+            m.insert("address_mode".into(), json!("tenant_assigns"));
             m
         };
         let count = n.min(rows.len() as u32);

@@ -532,6 +532,8 @@ fn create(dir: &Path, instances: u32, concurrency: usize) -> Result<(), BenchErr
                 m.insert("user".into(), json!(scale_upn(i)));
                 m.insert("number".into(), json!(scale_number(i)));
                 m.insert("location_id".into(), Value::Null);
+                // The operator sets the address: no location to read or give.
+                m.insert("address_mode".into(), json!("operator_assigns"));
                 m
             },
             scale_upn,

@@ -167,6 +167,38 @@ impl ScaleTenant {
         };
         serde_json::to_value(view).unwrap_or(Value::Null)
     }
+
+    fn number_view(&self, number: &str) -> Value {
+        let Some(i) = number
+            .strip_prefix("+1425")
+            .and_then(|d| d.parse::<u32>().ok())
+        else {
+            return Value::Null;
+        };
+        let upn = scale_upn(i);
+        let removed = self
+            .removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&upn);
+        if removed {
+            return Value::Null;
+        }
+        let user = self.user_view(&upn);
+        json!({
+            "telephone_number": number,
+            "number_type": "DirectRouting",
+            "activation_state": "Activated",
+            "pstn_assignment_status": "UserAssigned",
+            "assigned_pstn_target_id": user["id"],
+            "location_id": null,
+            "number_source": "Online",
+            "pstn_partner_name": null,
+            "iso_country_code": "US",
+            "location_update_supported": true,
+            "address_mode": "tenant_assigns",
+        })
+    }
 }
 
 #[async_trait]
@@ -191,8 +223,9 @@ impl Tenant for ScaleTenant {
                     .insert(user.clone());
                 json!({})
             }
-            // The number left the tenant and the operator has not uploaded it yet.
-            Operation::GetNumber { .. } => Value::Null,
+            // The user's Direct Routing number until it is removed; then it
+            // left the tenant and the operator has not uploaded it yet.
+            Operation::GetNumber { number } => self.number_view(number),
             _ => json!({}),
         })
     }

@@ -585,8 +585,14 @@ fn validate(app: &App, files: &[PathBuf]) -> Result<u8, CliError> {
     let mut report = Vec::new();
     for f in files {
         match spec::validate_file(f, &app.search_dirs()) {
-            Ok(kind) => {
-                report.push(serde_json::json!({"file": f, "kind": format!("{kind:?}"), "ok": true}))
+            Ok((kind, warnings)) => {
+                print_warnings(&warnings);
+                report.push(serde_json::json!({
+                    "file": f,
+                    "kind": format!("{kind:?}"),
+                    "ok": true,
+                    "warnings": warnings.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                }))
             }
             Err(e) => {
                 report.push(serde_json::json!({"file": f, "ok": false, "problems": e.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>()}));
@@ -605,6 +611,13 @@ fn validate(app: &App, files: &[PathBuf]) -> Result<u8, CliError> {
         Ok(exit::OK)
     } else {
         Err(CliError::input(problems.join("\n")))
+    }
+}
+
+/// Spec warnings on stderr, one line each; they never change the exit code.
+pub(crate) fn print_warnings(warnings: &[spec::Diagnostic]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
 }
 

@@ -88,14 +88,15 @@ async fn plan_subject(
     let mut predicted = false;
     for step in &wf.steps {
         let ctx = context(&inputs, &outputs, &name);
-        // An expression is only known now if every step it reads was observed here.
+        // An expression is known now if every step it reads was observed here:
+        // inputs, and reads made before any change, are what the run will see
+        // too, even past a change (observations are only made before one).
         let known = |e: &crate::spec::expr::Expr| {
-            !predicted
-                && e.paths().iter().all(|p| {
-                    p.first().map(String::as_str) != Some("steps")
-                        || (p.get(1).is_some_and(|id| outputs.contains_key(id))
-                            && p.get(2).map(String::as_str) != Some("observed"))
-                })
+            e.paths().iter().all(|p| {
+                p.first().map(String::as_str) != Some("steps")
+                    || (p.get(1).is_some_and(|id| outputs.contains_key(id))
+                        && p.get(2).map(String::as_str) != Some("observed"))
+            })
         };
         let mut push = |will: &str, detail: String| {
             plan.steps.push(PlannedStep {
@@ -226,6 +227,11 @@ async fn plan_subject(
 }
 
 pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
+    // Warnings go to our stderr, wherever the plan is made; load errors are
+    // reported by the plan itself.
+    if let Ok(loaded) = spec::load_run(file, &app.search_dirs()) {
+        super::print_warnings(&loaded.warnings());
+    }
     // A daemon holds the simulated tenants its runs use: ask it to plan.
     if super::client::has_daemon(app) {
         match super::remote::plan(app, file) {

@@ -25,6 +25,7 @@ const CREATE_CHUNK: usize = 5000;
 
 pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
     let loaded = spec::load_run(file, &app.search_dirs())?;
+    super::print_warnings(&loaded.warnings());
     let store: Arc<SledStore> = match app.open_store() {
         Ok(s) => Arc::new(s),
         Err(e) => return super::remote::run(app, e, file).await,

@@ -800,6 +800,10 @@ pub(super) async fn launch_run_file(
         )));
     }
     let loaded = crate::spec::load_run(file, &d.app.search_dirs())?;
+    // Scheduled waves have no terminal: the journal gets the warnings.
+    for w in loaded.warnings() {
+        tracing::warn!(warning = %w, "workflow warning");
+    }
     let picked: Vec<&crate::spec::runfile::Subject> = match wave {
         None => loaded.subjects.iter().collect(),
         Some(n) => super::scheduler::next_wave(&*d.store, &loaded, n)?,

@@ -28,7 +28,10 @@
 //!   is false.
 //! - `&&`/`||` short-circuit; their operands must be booleans (`null` counts as false).
 //! - Functions: `len(x)`, `empty(x)`, `lower(s)`, `upper(s)`, `starts_with(s, p)`,
-//!   `ends_with(s, p)`, `contains(x, y)` (same as `y in x`).
+//!   `ends_with(s, p)`, `contains(x, y)` (same as `y in x`), and over lists of
+//!   objects `where(list, field, value)` (the objects whose `field` equals
+//!   `value`) and `pluck(list, field)` (each object's `field`); both read a
+//!   `null` list as empty.
 //!
 //! Hostile input cannot exhaust the stack: sources are limited to
 //! [`MAX_LEN`] bytes and nesting to [`MAX_DEPTH`] levels.
@@ -156,6 +159,74 @@ impl Expr {
         let mut out = Vec::new();
         collect_refs(&self.root, &mut out);
         out
+    }
+
+    /// Text literals an input is compared with (`inputs.x == 'a'`, `'a' != inputs.x`,
+    /// `inputs.x in ['a', 'b']`), as (input name, literal, offset of `inputs`), so
+    /// that a misspelt value of an input with declared `values` is caught at load.
+    pub fn input_literals(&self) -> Vec<(String, String, usize)> {
+        let mut out = Vec::new();
+        collect_input_literals(&self.root, &mut out);
+        out
+    }
+}
+
+/// `inputs.<name>` as (name, offset), if `node` is exactly that.
+fn as_input(node: &Node) -> Option<(&str, usize)> {
+    match node {
+        Node::Access(base, chain) => match (base.as_ref(), chain.as_slice()) {
+            (Node::Var(root, offset), [Access::Field(name)]) if root == "inputs" => {
+                Some((name, *offset))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn collect_input_literals(node: &Node, out: &mut Vec<(String, String, usize)>) {
+    match node {
+        Node::Cmp(op, a, b) => {
+            let text = |n: &Node| match n {
+                Node::Lit(Value::String(s)) => vec![s.clone()],
+                _ => Vec::new(),
+            };
+            let found = match op {
+                CmpOp::Eq | CmpOp::Ne => as_input(a)
+                    .map(|i| (i, text(b)))
+                    .or_else(|| as_input(b).map(|i| (i, text(a)))),
+                CmpOp::In => as_input(a).map(|i| {
+                    let lits = match b.as_ref() {
+                        Node::List(items) => items.iter().flat_map(text).collect(),
+                        _ => Vec::new(),
+                    };
+                    (i, lits)
+                }),
+                _ => None,
+            };
+            if let Some(((name, offset), lits)) = found {
+                for l in lits {
+                    out.push((name.to_string(), l, offset));
+                }
+            }
+            collect_input_literals(a, out);
+            collect_input_literals(b, out);
+        }
+        Node::List(items) | Node::And(items) | Node::Or(items) | Node::Call(_, items) => {
+            for i in items {
+                collect_input_literals(i, out);
+            }
+        }
+        Node::Not(inner) => collect_input_literals(inner, out),
+        Node::Access(base, chain) => {
+            collect_input_literals(base, out);
+            for a in chain {
+                if let Access::Index(i) = a {
+                    collect_input_literals(i, out);
+                }
+            }
+        }
+        Node::Lit(_) | Node::Var(..) => {}
     }
 }
 
@@ -425,6 +496,8 @@ enum Func {
     StartsWith,
     EndsWith,
     Contains,
+    Where,
+    Pluck,
 }
 
 impl Func {
@@ -437,6 +510,8 @@ impl Func {
             "starts_with" => (Func::StartsWith, 2),
             "ends_with" => (Func::EndsWith, 2),
             "contains" => (Func::Contains, 2),
+            "where" => (Func::Where, 3),
+            "pluck" => (Func::Pluck, 2),
             _ => return None,
         })
     }
@@ -449,11 +524,13 @@ impl Func {
             Func::StartsWith => "starts_with",
             Func::EndsWith => "ends_with",
             Func::Contains => "contains",
+            Func::Where => "where",
+            Func::Pluck => "pluck",
         }
     }
 }
 
-const FUNCTIONS: &str = "len, empty, lower, upper, starts_with, ends_with, contains";
+const FUNCTIONS: &str = "len, empty, lower, upper, starts_with, ends_with, contains, where, pluck";
 
 #[derive(Clone, Debug, PartialEq)]
 enum Access {
@@ -1000,6 +1077,29 @@ fn call(f: Func, args: &[Value]) -> Result<Value, EvalError> {
             _ => Value::Bool(false),
         },
         Func::Contains => Value::Bool(contains(&args[0], &args[1])?),
+        Func::Where | Func::Pluck => {
+            let items: &[Value] = match &args[0] {
+                Value::Null => &[],
+                Value::Array(a) => a,
+                other => return Err(bad(other)),
+            };
+            let Some(field) = text(&args[1])? else {
+                return Err(bad(&args[1]));
+            };
+            let get = |v: &Value| match v {
+                Value::Object(m) => m.get(&field).cloned().unwrap_or(Value::Null),
+                _ => Value::Null,
+            };
+            Value::Array(if f == Func::Where {
+                items
+                    .iter()
+                    .filter(|v| equal(&get(v), &args[2]))
+                    .cloned()
+                    .collect()
+            } else {
+                items.iter().map(get).collect()
+            })
+        }
     })
 }
 
@@ -1157,6 +1257,40 @@ mod tests {
     }
 
     #[test]
+    fn list_of_object_functions() {
+        let c = json!({"la": [
+            {"sku": "MCOEV", "assigned_via": "direct", "group": null},
+            {"sku": "MCOPSTN1", "assigned_via": "group", "group": "CP users"},
+            {"sku": "MCOPSTN1", "assigned_via": "direct", "group": null},
+            "not an object"
+        ]});
+        let ev = |src: &str| {
+            Expr::parse(src)
+                .unwrap_or_else(|e| panic!("{src}: {e}"))
+                .eval(&c)
+        };
+        assert_eq!(
+            ev("pluck(where(la, 'sku', 'MCOPSTN1'), 'assigned_via')"),
+            Ok(json!(["group", "direct"]))
+        );
+        assert_eq!(
+            ev("pluck(where(where(la, 'sku', 'MCOPSTN1'), 'assigned_via', 'group'), 'group')"),
+            Ok(json!(["CP users"]))
+        );
+        assert_eq!(ev("empty(where(la, 'sku', 'MCOPSTN2'))"), Ok(json!(true)));
+        assert_eq!(ev("len(where(la, 'group', null))"), Ok(json!(3)));
+        assert_eq!(ev("where(nothing, 'sku', 'x')"), Ok(json!([])));
+        assert_eq!(ev("pluck(nothing, 'sku')"), Ok(json!([])));
+        assert!(
+            matches!(ev("where('abc', 'sku', 'x')"), Err(EvalError(m)) if m.contains("`where`"))
+        );
+        assert!(matches!(ev("pluck(la, 1)"), Err(EvalError(m)) if m.contains("`pluck`")));
+        assert!(
+            Expr::parse("where(la, 'sku')").is_err_and(|e| e.message.contains("takes 3 arguments"))
+        );
+    }
+
+    #[test]
     fn eval_bool_rules() {
         let c = ctx();
         let p = |s: &str| Expr::parse(s).unwrap_or_else(|e| panic!("{e}"));
@@ -1241,6 +1375,27 @@ mod tests {
         assert_eq!(r[0].offset, 0);
         assert_eq!(r[1].offset, 49);
         assert_eq!(Expr::parse("1 == 2").map(|e| e.paths()), Ok(vec![]));
+    }
+
+    #[test]
+    fn literals_compared_with_inputs() {
+        let e = Expr::parse(
+            "inputs.mode == 'a' || 'b' != inputs.mode || inputs.mode in ['c', 1] \
+             || !(inputs.other == 'd') || inputs.mode.x == 'no' || obs.y == 'no'",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let lits: Vec<(String, String)> = e
+            .input_literals()
+            .into_iter()
+            .map(|(n, l, _)| (n, l))
+            .collect();
+        let want: Vec<(String, String)> =
+            [("mode", "a"), ("mode", "b"), ("mode", "c"), ("other", "d")]
+                .iter()
+                .map(|(n, l)| (n.to_string(), l.to_string()))
+                .collect();
+        assert_eq!(lits, want);
+        assert_eq!(e.input_literals()[0].2, 0);
     }
 
     #[test]

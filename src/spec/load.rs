@@ -16,7 +16,7 @@ use super::model::Workflow;
 use super::runfile::{RunFile, Subject};
 use super::subjects::load_subjects;
 use super::template::Template;
-use super::validate::validate_workflow;
+use super::validate::{outage_warnings, validate_workflow};
 
 /// A parsed and validated workflow, with the text it came from.
 #[derive(Clone, Debug)]
@@ -29,6 +29,8 @@ pub struct LoadedWorkflow {
     pub hash: String,
     /// Where it came from: a path, or `builtin:<name>.yaml`.
     pub origin: String,
+    /// Problems that do not stop it from running (see [`outage_warnings`]).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// A parsed and validated run file, with its workflow and subjects.
@@ -48,6 +50,16 @@ pub struct LoadedRun {
     pub subjects: Vec<Subject>,
 }
 
+impl LoadedRun {
+    /// Warnings of the workflow and of the `then:` workflows, in order.
+    pub fn warnings(&self) -> Vec<Diagnostic> {
+        std::iter::once(&self.workflow)
+            .chain(&self.then)
+            .flat_map(|w| w.warnings.iter().cloned())
+            .collect()
+    }
+}
+
 /// What kind of spec file a file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpecKind {
@@ -55,6 +67,8 @@ pub enum SpecKind {
     Workflow,
     /// A run file (has top-level `subjects`).
     RunFile,
+    /// A schedule file (top-level `schedules`, or one schedule with `launch`).
+    Schedules,
 }
 
 /// SHA-256 of `text` as lowercase hex.
@@ -279,11 +293,14 @@ pub fn parse_workflow(text: &str, origin: &str) -> Result<LoadedWorkflow, SpecEr
     };
     diags.extend(validate_workflow(&workflow, &map, origin));
     SpecError::check(diags)?;
+    let mut warnings = outage_warnings(&workflow, &map, origin);
+    warnings.sort();
     Ok(LoadedWorkflow {
         workflow,
         hash: sha256_hex(text),
         text: text.to_string(),
         origin: origin.to_string(),
+        warnings,
     })
 }
 
@@ -476,7 +493,14 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
             Some(_) => {}
         }
     }
-    let (subjects, sd) = load_subjects(&file.subjects, &workflow.workflow, &map, &origin, &run_dir);
+    let (subjects, sd) = load_subjects(
+        &file.subjects,
+        &workflow.workflow,
+        file.operator.as_ref(),
+        &map,
+        &origin,
+        &run_dir,
+    );
     diags.extend(sd);
     SpecError::check(diags)?;
     Ok(LoadedRun {
@@ -539,22 +563,31 @@ fn compose_problems(main: &Workflow, before: &[LoadedWorkflow], next: &Workflow)
     out
 }
 
-/// Validate a workflow or run file, deciding by its top-level keys (`steps` →
-/// workflow, `subjects` → run file).
-pub fn validate_file(path: &Path, search_dirs: &[PathBuf]) -> Result<SpecKind, SpecError> {
+/// Validate a workflow, run file or schedule file, deciding by its top-level
+/// keys (`steps` → workflow, `subjects` → run file, `schedules` or `launch` →
+/// schedule file). Returns its kind and its warnings.
+pub fn validate_file(
+    path: &Path,
+    search_dirs: &[PathBuf],
+) -> Result<(SpecKind, Vec<Diagnostic>), SpecError> {
     let text = read(path)?;
     let origin = path.display().to_string();
     let (map, _) = position_map(&text, &origin)?;
-    if map.top_keys.iter().any(|k| k == "steps") {
-        parse_workflow(&text, &origin).map(|_| SpecKind::Workflow)
-    } else if map.top_keys.iter().any(|k| k == "subjects") {
-        load_run(path, search_dirs).map(|_| SpecKind::RunFile)
+    let has = |k: &str| map.top_keys.iter().any(|t| t == k);
+    if has("steps") {
+        parse_workflow(&text, &origin).map(|w| (SpecKind::Workflow, w.warnings))
+    } else if has("subjects") {
+        load_run(path, search_dirs).map(|r| (SpecKind::RunFile, r.warnings()))
+    } else if has("schedules") || has("launch") {
+        super::schedules::load_schedules(path, search_dirs)
+            .map(|_| (SpecKind::Schedules, Vec::new()))
     } else {
         Err(SpecError::one(Diagnostic::new(
             origin,
             1,
             1,
-            "cannot tell what this file is: a workflow has `steps`, a run file has `subjects`",
+            "cannot tell what this file is: a workflow has `steps`, a run file has `subjects`, \
+             a schedule file has `schedules`",
         )))
     }
 }

@@ -224,6 +224,11 @@ pub struct InputSpec {
     /// What it is.
     #[serde(default)]
     pub description: Option<String>,
+    /// The only values accepted (e.g. an address mode): anything else is
+    /// refused when the run file loads, and a condition comparing the input
+    /// with any other text is refused when the workflow loads.
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
 }
 
 /// One step: optional condition, gate, action and wait, in that order.

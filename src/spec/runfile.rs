@@ -6,6 +6,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::backend::sim::SimConfig;
+use crate::backend::AddressMode;
 
 /// A run file (`examples/*.yaml`) as written by the user.
 #[derive(Clone, Debug, Deserialize)]
@@ -54,6 +55,30 @@ pub struct RunFile {
     /// (e.g. `[send-conferencing-info]`); their inputs come from the same subject.
     #[serde(default)]
     pub then: Vec<String>,
+    /// The operator the numbers go to, and who sets their emergency address.
+    /// Before the upload the Operator Connect number does not exist, so its
+    /// mode cannot be read: the run declares it.
+    #[serde(default)]
+    pub operator: Option<OperatorSpec>,
+}
+
+/// `operator:` of a run file. Fills the workflow inputs `address_mode` and
+/// `operator` of every subject whose row does not give them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSpec {
+    /// The operator's name, for messages (input `operator`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Who sets the emergency address of the uploaded numbers (input `address_mode`).
+    pub address_mode: AddressMode,
+}
+
+impl OperatorSpec {
+    /// Workflow input filled from `address_mode`.
+    pub const MODE_INPUT: &'static str = "address_mode";
+    /// Workflow input filled from `name`.
+    pub const NAME_INPUT: &'static str = "operator";
 }
 
 fn default_concurrency() -> usize {

@@ -10,12 +10,28 @@ use indexmap::IndexMap;
 use super::diag::Diagnostic;
 use super::locate::{join_index, join_key, PosMap};
 use super::model::{InputType, Workflow};
-use super::runfile::{Subject, SubjectsSpec};
-use super::validate::check_input_value;
+use super::runfile::{OperatorSpec, Subject, SubjectsSpec};
+use super::validate::{check_input_value, check_input_values};
+
+/// A value the run file's `operator:` gives every subject that lacks it.
+struct Fill {
+    value: String,
+    /// Where it is written in the run file, for messages.
+    line: usize,
+    col: usize,
+}
 
 /// Collects subjects and checks keys, types, required inputs and uniqueness.
 struct Collector<'a> {
     wf: &'a Workflow,
+    /// Input name → the value `operator:` fills it with.
+    fills: IndexMap<&'static str, Fill>,
+    /// The workflow needs `address_mode` and the run file has no `operator:`.
+    needs_operator: bool,
+    /// Some subject lacks `address_mode` and `operator:` does not give it.
+    mode_missing: bool,
+    /// The run file, as shown in messages.
+    run_file: String,
     /// Subject key (normalized) → origin line.
     seen: HashMap<String, usize>,
     subjects: Vec<Subject>,
@@ -31,25 +47,44 @@ trait Cells {
 }
 
 impl Collector<'_> {
-    fn add(&mut self, inputs: IndexMap<String, String>, cells: &dyn Cells) {
+    fn add(&mut self, mut inputs: IndexMap<String, String>, cells: &dyn Cells) {
         let mut ok = true;
+        // A row's own value wins over the run file's `operator:`.
+        let mut filled = Vec::new();
+        for (name, fill) in &self.fills {
+            if !inputs.contains_key(*name) {
+                inputs.insert(name.to_string(), fill.value.clone());
+                filled.push(*name);
+            }
+        }
         for (name, spec) in &self.wf.inputs {
+            let (file, (l, c)) = match self.fills.get(name.as_str()) {
+                Some(f) if filled.contains(&name.as_str()) => {
+                    (self.run_file.as_str(), (f.line, f.col))
+                }
+                _ => (cells.file(), cells.value_pos(name)),
+            };
             match inputs.get(name) {
                 None if !spec.optional => {
-                    let (l, c) = cells.value_pos(name);
-                    self.out.push(Diagnostic::new(
-                        cells.file(),
-                        l,
-                        c,
-                        format!("missing value for required input `{name}`"),
-                    ));
+                    if self.needs_operator && name == OperatorSpec::MODE_INPUT {
+                        // Said once for the run, not once per subject.
+                        self.mode_missing = true;
+                    } else {
+                        self.out.push(Diagnostic::new(
+                            file,
+                            l,
+                            c,
+                            format!("missing value for required input `{name}`"),
+                        ));
+                    }
                     ok = false;
                 }
                 None => {}
                 Some(v) => {
-                    if let Err(msg) = check_input_value(spec.ty, name, v) {
-                        let (l, c) = cells.value_pos(name);
-                        self.out.push(Diagnostic::new(cells.file(), l, c, msg));
+                    let checked = check_input_value(spec.ty, name, v)
+                        .and_then(|()| check_input_values(spec, name, v));
+                    if let Err(msg) = checked {
+                        self.out.push(Diagnostic::new(file, l, c, msg));
                         ok = false;
                     }
                 }
@@ -122,16 +157,52 @@ impl Cells for CsvCells<'_> {
 }
 
 /// Load and check the subjects of a run file. `run_file` is the run file as
-/// shown in messages, `run_dir` the directory CSV paths are relative to.
+/// shown in messages, `run_dir` the directory CSV paths are relative to;
+/// `operator` (the run file's `operator:`) fills the inputs `address_mode` and
+/// `operator` of subjects that do not give them.
 pub fn load_subjects(
     spec: &SubjectsSpec,
     wf: &Workflow,
+    operator: Option<&OperatorSpec>,
     run_map: &PosMap,
     run_file: &str,
     run_dir: &Path,
 ) -> (Vec<Subject>, Vec<Diagnostic>) {
+    let mut fills = IndexMap::new();
+    if let Some(op) = operator {
+        let mut fill = |input: &'static str, value: &str, path: &str| {
+            if wf.inputs.contains_key(input) {
+                let p = run_map.at(path);
+                fills.insert(
+                    input,
+                    Fill {
+                        value: value.to_string(),
+                        line: p.line,
+                        col: p.col,
+                    },
+                );
+            }
+        };
+        fill(
+            OperatorSpec::MODE_INPUT,
+            op.address_mode.as_str(),
+            "operator.address_mode",
+        );
+        if let Some(name) = op.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            fill(OperatorSpec::NAME_INPUT, name, "operator.name");
+        }
+    }
+    let needs_operator = operator.is_none()
+        && wf
+            .inputs
+            .get(OperatorSpec::MODE_INPUT)
+            .is_some_and(|i| !i.optional);
     let mut c = Collector {
         wf,
+        fills,
+        needs_operator,
+        mode_missing: false,
+        run_file: run_file.to_string(),
         seen: HashMap::new(),
         subjects: Vec::new(),
         out: Vec::new(),
@@ -192,6 +263,22 @@ pub fn load_subjects(
                 },
             }
         }
+    }
+    if c.mode_missing {
+        let p = run_map.key_at("workflow");
+        c.out.push(Diagnostic::new(
+            run_file,
+            p.line,
+            p.col,
+            format!(
+                "workflow `{}` needs the operator's emergency-address mode and the run file \
+                 does not declare it; portflow will not guess it. Add `operator: {{name: <operator>, \
+                 address_mode: <mode>}}` with the mode the operator confirms: operator_assigns \
+                 (it sets the address, you may change it), tenant_assigns (you set it) or \
+                 operator_locked (it sets and locks it); or give each subject an `address_mode`",
+                wf.name
+            ),
+        ));
     }
     if c.out.is_empty() && c.subjects.is_empty() {
         let p = run_map.at("subjects");
@@ -280,7 +367,14 @@ fn load_csv(c: &mut Collector<'_>, text: &str, file: &str) {
                 }
             }
             for (name, spec) in &c.wf.inputs {
-                if !spec.optional && !fields.contains(&name.as_str()) {
+                if !spec.optional
+                    && !fields.contains(&name.as_str())
+                    && !c.fills.contains_key(name.as_str())
+                {
+                    if c.needs_operator && name == OperatorSpec::MODE_INPUT {
+                        c.mode_missing = true;
+                        continue;
+                    }
                     c.out.push(Diagnostic::new(
                         file,
                         line,

@@ -86,16 +86,33 @@ fn shipped_workflow_validates() {
             "operator-coordinated",
             "inspect",
             "check-teams-only",
+            "check-homed-online",
             "check-phone-system",
             "check-number",
+            "inspect-number",
+            "check-number-in-tenant",
+            "check-number-type",
+            "check-number-owner",
+            "check-usage-location",
+            "check-no-location",
+            "check-location-given",
+            "inspect-location",
+            "check-location",
+            "check-location-validated",
+            "check-location-country",
             "clear-onprem-line-uri",
             "remove-dr-number",
             "remove-voice-routing-policy",
             "wait-operator-upload",
+            "check-address-mode",
             "assign-oc-number",
+            "assign-oc-number-operator-address",
             "verify-user",
         ]
     );
+    assert!(w.warnings.is_empty(), "{:?}", w.warnings);
+    let verify = &w.workflow.steps[w.workflow.step_index("verify-user").unwrap_or(0)];
+    assert!(verify.restores_service);
     assert_eq!(w.workflow.subject, "user");
     // The built-in copy is the same text.
     for name in builtin::names() {
@@ -129,6 +146,25 @@ fn shipped_workflow_conditions_behave() {
     assert_eq!(when("remove-dr-number", &onprem), Ok(false));
     assert_eq!(when("clear-onprem-line-uri", &online), Ok(false));
     assert_eq!(when("remove-dr-number", &online), Ok(true));
+    // One of the two assignments, by the declared address mode.
+    for (mode, with_location) in [
+        ("tenant_assigns", true),
+        ("operator_assigns", false),
+        ("operator_locked", false),
+    ] {
+        let ctx = json!({"inputs": {"address_mode": mode}});
+        assert_eq!(when("assign-oc-number", &ctx), Ok(with_location), "{mode}");
+        assert_eq!(
+            when("assign-oc-number-operator-address", &ctx),
+            Ok(!with_location),
+            "{mode}"
+        );
+    }
+    let without = step("assign-oc-number-operator-address");
+    assert!(without
+        .action
+        .as_ref()
+        .is_some_and(|a| !a.args.contains_key("location_id")));
     let assign = step("assign-oc-number");
     let args = &assign
         .action
@@ -166,9 +202,15 @@ fn shipped_example_validates() {
         run.workflow.workflow.name,
         "direct-routing-to-operator-connect"
     );
-    assert_eq!(validate_file(&p, &[]), Ok(SpecKind::RunFile));
+    assert_eq!(
+        validate_file(&p, &[]).map(|(k, _)| k),
+        Ok(SpecKind::RunFile)
+    );
     let wf = root().join("workflows/direct-routing-to-operator-connect.yaml");
-    assert_eq!(validate_file(&wf, &[]), Ok(SpecKind::Workflow));
+    assert_eq!(
+        validate_file(&wf, &[]),
+        Ok((SpecKind::Workflow, Vec::new()))
+    );
 }
 
 #[test]
@@ -609,7 +651,10 @@ fn validate_file_decides_by_keys() {
         .unwrap_or_default();
     assert!(e.contains(":1:1: cannot tell what this file is"), "{e}");
     let p = d.write("w.yaml", BASE);
-    assert_eq!(validate_file(&p, &[]), Ok(SpecKind::Workflow));
+    assert_eq!(
+        validate_file(&p, &[]).map(|(k, _)| k),
+        Ok(SpecKind::Workflow)
+    );
 }
 
 #[test]
@@ -687,7 +732,9 @@ fn only_observations_a_later_expression_reads_are_kept() {
     };
     let dr = load("direct-routing-to-operator-connect").workflow;
     assert!(!dr.reads_observed("remove-dr-number"));
-    assert!(!dr.reads_observed("wait-operator-upload"));
+    // The address mode the operator uploaded with is checked.
+    assert!(dr.reads_observed("wait-operator-upload"));
+    assert!(!dr.reads_observed("verify-user"));
     let cp = load("calling-plans-to-operator-connect").workflow;
     assert!(cp.reads_observed("wait-port"));
     // `steps.x` whole, or `steps[…]` with a computed index, may read any observation.
@@ -727,6 +774,7 @@ fn outputs_are_trimmed_to_the_fields_later_steps_read() {
     assert_eq!(
         fields,
         [
+            "hosting_provider",
             "id",
             "licences",
             "line_uri",
@@ -738,4 +786,295 @@ fn outputs_are_trimmed_to_the_fields_later_steps_read() {
     // Nothing to trim: kept as it is, nothing extra for the history.
     let (kept, whole) = wf.trim_output("remove-dr-number", serde_json::json!({}));
     assert_eq!((kept, whole), (serde_json::json!({}), None));
+}
+
+// ------------------------------------------------------------ outage warnings
+
+/// A workflow whose step 1 takes the number out of service, then `checks`.
+fn with_outage_then(checks: &str) -> String {
+    format!(
+        "\
+name: w
+version: 1
+subject: user
+inputs:
+  user: {{type: upn}}
+  number: {{type: e164}}
+steps:
+  - id: inspect
+    action: {{op: get_user, args: {{user: '${{inputs.user}}'}}}}
+  - id: remove
+    action:
+      op: remove_number
+      args: {{user: '${{inputs.user}}', number: '${{inputs.number}}', number_type: DirectRouting}}
+    wait:
+      observe: {{op: get_user, args: {{user: '${{inputs.user}}'}}}}
+      until: obs.line_uri == null
+      timeout: 24h
+  - id: policy
+    action: {{op: grant_voice_routing_policy, args: {{user: '${{inputs.user}}', policy: null}}}}
+{checks}"
+    )
+}
+
+fn warnings_of(text: &str) -> Vec<String> {
+    parse_workflow(text, "w.yaml")
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .warnings
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
+}
+
+#[test]
+fn a_check_that_could_run_before_the_outage_is_warned_about() {
+    // Reads an observation made before the outage, and only inputs: both warned,
+    // at the `check` key.
+    let text = with_outage_then(
+        "  - id: late
+    check:
+      require: \"'MCOEV' in steps.inspect.output.licences\"
+      message: no Phone System
+  - id: late-input
+    when: inputs.number != null
+    check: {require: \"inputs.user != null\", message: no user}
+",
+    );
+    assert_eq!(
+        warnings_of(&text),
+        vec![
+            "w.yaml:21:5: this check could run before `remove`, which takes the number out of service",
+            "w.yaml:26:5: this check could run before `remove`, which takes the number out of service",
+        ]
+    );
+    // Its message counts too: reading the outage step's data is depending on it.
+    let msg = with_outage_then(
+        "  - id: late
+    check:
+      require: inputs.user != null
+      message: ${steps.remove.observed.line_uri}
+",
+    );
+    assert!(warnings_of(&msg).is_empty());
+}
+
+#[test]
+fn checks_that_depend_on_the_outage_or_later_steps_are_not_warned_about() {
+    for checks in [
+        // The outage step's own observation.
+        "  - id: c\n    check: {require: steps.remove.observed.line_uri == null, message: m}\n",
+        // A later step's output.
+        "  - id: c\n    check: {require: steps.policy.output != null, message: m}\n",
+        // Its condition reads a later step.
+        "  - id: c\n    when: steps.policy.output != null\n    check: {require: inputs.user != null, message: m}\n",
+        // A computed step: could be any.
+        "  - id: c\n    check: {require: \"steps[inputs.user] == null\", message: m}\n",
+    ] {
+        let text = with_outage_then(checks);
+        assert!(warnings_of(&text).is_empty(), "{checks}");
+    }
+    // Before the outage: nothing to say; and without an outage step at all.
+    assert!(warnings_of(BASE).is_empty());
+    let early = BASE.replacen(
+        "  - id: remove\n",
+        "  - id: early\n    check: {require: inputs.user != null, message: m}\n  - id: remove\n",
+        1,
+    );
+    assert!(warnings_of(&early).is_empty());
+}
+
+#[test]
+fn the_warning_names_the_first_outage_step_the_check_does_not_need() {
+    // Two outage steps; the check reads the first one's data: the second is named.
+    let text = with_outage_then(
+        "  - id: clear
+    action: {op: clear_onprem_line_uri, args: {user: '${inputs.user}'}}
+  - id: c
+    check: {require: steps.remove.observed.line_uri == null, message: m}
+",
+    );
+    let w = warnings_of(&text);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("before `clear`"), "{w:?}");
+}
+
+#[test]
+fn shipped_workflows_have_no_warnings() {
+    for name in builtin::names() {
+        let text = builtin::workflow_text(name).unwrap_or_default();
+        let w = parse_workflow(text, &builtin::origin(name)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(w.warnings.is_empty(), "{name}: {:?}", w.warnings);
+    }
+}
+
+#[test]
+fn validate_file_returns_warnings_and_knows_schedule_files() {
+    let d = Dir::new();
+    let text =
+        with_outage_then("  - id: c\n    check: {require: inputs.user != null, message: m}\n");
+    let p = d.write("w.yaml", &text);
+    let (kind, warnings) = validate_file(&p, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kind, SpecKind::Workflow);
+    assert_eq!(warnings.len(), 1);
+    let p = root().join("examples/schedules.yaml");
+    assert_eq!(
+        validate_file(&p, &[]).map(|(k, _)| k),
+        Ok(SpecKind::Schedules)
+    );
+}
+
+// ------------------------------------------------------------ inputs with values
+
+#[test]
+fn input_values_are_checked_in_the_workflow() {
+    let with_mode = |decl: &str, cond: &str| {
+        BASE.replacen(
+            "  loc: {type: string, optional: true}\n",
+            &format!("  loc: {{type: string, optional: true}}\n  mode: {decl}\n"),
+            1,
+        )
+        .replacen(
+            "    when: steps.inspect.output.line_uri != null\n",
+            &format!("    when: {cond}\n"),
+            1,
+        )
+    };
+    let good = with_mode("{type: string, values: [a, b]}", "inputs.mode == 'a'");
+    assert!(errs(&good).is_empty(), "{:?}", errs(&good));
+    // A misspelt value: at `inputs` in the condition.
+    let typo = with_mode("{type: string, values: [a, b]}", "\"inputs.mode != 'c'\"");
+    expect(
+        &errs(&typo),
+        16,
+        12,
+        "compared with \"c\": `c` is not a value of input `mode` (one of: a, b)",
+    );
+    let list = with_mode(
+        "{type: string, values: [a, b]}",
+        "\"inputs.mode in ['a', 'x']\"",
+    );
+    expect(&errs(&list), 16, 12, "`x` is not a value of input `mode`");
+    let typed = with_mode("{type: upn, values: [a]}", "inputs.mode == 'a'");
+    expect(&errs(&typed), 8, 29, "`values` applies to string inputs");
+    let twice = with_mode("{type: string, values: [a, a]}", "inputs.mode == 'a'");
+    expect(&errs(&twice), 8, 36, "listed twice");
+}
+
+// ------------------------------------------------------------ operator:
+
+/// BASE with an `address_mode` input (required, with values).
+fn base_with_mode() -> String {
+    BASE.replacen(
+        "  loc: {type: string, optional: true}\n",
+        "  loc: {type: string, optional: true}\n  address_mode: {type: string, values: [operator_assigns, tenant_assigns, operator_locked]}\n  operator: {type: string, optional: true}\n",
+        1,
+    )
+}
+
+fn run_with_mode(run: &str, csv: &str) -> (Dir, Result<LoadedRun, Vec<Diagnostic>>) {
+    let d = Dir::new();
+    d.write("demo.yaml", &base_with_mode());
+    d.write("users.csv", csv);
+    let p = d.write("run.yaml", run);
+    let r = load_run(&p, &[]).map_err(|e| e.diagnostics);
+    (d, r)
+}
+
+#[test]
+fn operator_fills_the_address_mode_and_a_row_overrides_it() {
+    let run = format!("{RUN}operator: {{name: Contoso Telecom, address_mode: operator_locked}}\n");
+    let csv = "user,number,loc,address_mode\n\
+               a@contoso.com,+14255550100,,\n\
+               b@contoso.com,+14255550101,,tenant_assigns\n";
+    let (_d, r) = run_with_mode(&run, csv);
+    let r = r.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(r.subjects[0].inputs["address_mode"], "operator_locked");
+    assert_eq!(r.subjects[0].inputs["operator"], "Contoso Telecom");
+    assert_eq!(r.subjects[1].inputs["address_mode"], "tenant_assigns");
+    // The CSV needs no column for what `operator:` gives; inline rows neither.
+    let (_d, r) = run_with_mode(&run, CSV);
+    let r = r.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(r
+        .subjects
+        .iter()
+        .all(|s| s.inputs["address_mode"] == "operator_locked"));
+    let inline = "workflow: demo.yaml\n\
+                  operator: {address_mode: tenant_assigns}\n\
+                  subjects:\n  - {user: a@contoso.com, number: '+14255550100'}\n  - {user: b@contoso.com, number: '+14255550101', address_mode: operator_assigns}\n";
+    let (_d, r) = run_with_mode(inline, CSV);
+    let r = r.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(r.subjects[0].inputs["address_mode"], "tenant_assigns");
+    assert!(!r.subjects[0].inputs.contains_key("operator"));
+    assert_eq!(r.subjects[1].inputs["address_mode"], "operator_assigns");
+}
+
+#[test]
+fn bad_operator_declarations_point_at_the_problem() {
+    let errs_of = |run: &str, csv: &str| match run_with_mode(run, csv).1 {
+        Ok(_) => panic!("loaded:\n{run}\n{csv}"),
+        Err(d) => d,
+    };
+    // An unknown mode in the run file, at its value.
+    let d = errs_of(
+        &format!("{RUN}operator:\n  name: Contoso\n  address_mode: tenant_assign\n"),
+        CSV,
+    );
+    expect_in(&d, "run.yaml", 7, 17, "unknown variant `tenant_assign`");
+    // An unknown key of `operator:`.
+    let d = errs_of(
+        &format!("{RUN}operator: {{address_mode: tenant_assigns, mode: x}}\n"),
+        CSV,
+    );
+    expect_in(&d, "run.yaml", 5, 42, "unknown field `mode`");
+    // A mode is required in the block.
+    let d = errs_of(&format!("{RUN}operator: {{name: Contoso}}\n"), CSV);
+    expect_in(&d, "run.yaml", 5, 11, "missing field `address_mode`");
+    // A row's own value is checked against the workflow's values, at its cell.
+    let d = errs_of(
+        &format!("{RUN}operator: {{address_mode: tenant_assigns}}\n"),
+        "user,number,loc,address_mode\na@contoso.com,+14255550100,,locked\n",
+    );
+    expect_in(&d, "users.csv", 2, 29, "`locked` is not a value of input `address_mode` (one of: operator_assigns, tenant_assigns, operator_locked)");
+}
+
+#[test]
+fn a_run_without_operator_is_refused_once_with_what_to_add() {
+    let (_d, r) = run_with_mode(RUN, CSV);
+    let d = r.err().unwrap_or_default();
+    assert_eq!(d.len(), 1, "{d:?}");
+    expect_in(
+        &d,
+        "run.yaml",
+        1,
+        1,
+        "needs the operator's emergency-address mode",
+    );
+    assert!(
+        d[0].message
+            .contains("operator: {name: <operator>, address_mode: <mode>}"),
+        "{}",
+        d[0]
+    );
+    // Rows that all give it need no `operator:`; a row that does not is named.
+    let csv = "user,number,loc,address_mode\n\
+               a@contoso.com,+14255550100,,tenant_assigns\n\
+               b@contoso.com,+14255550101,,\n";
+    let (_d, r) = run_with_mode(RUN, csv);
+    let d = r.err().unwrap_or_default();
+    expect_in(
+        &d,
+        "run.yaml",
+        1,
+        1,
+        "needs the operator's emergency-address mode",
+    );
+    let all = "user,number,loc,address_mode\na@contoso.com,+14255550100,,tenant_assigns\n";
+    let (_d, r) = run_with_mode(RUN, all);
+    assert!(r.is_ok(), "{r:?}");
+    // A workflow without `address_mode` ignores `operator:`.
+    let (_d, diags) = run_errs(
+        &format!("{RUN}operator: {{address_mode: tenant_assigns}}\n"),
+        CSV,
+    );
+    assert!(diags.is_empty(), "{diags:?}");
 }

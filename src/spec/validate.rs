@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::diag::Diagnostic;
 use super::expr::Expr;
-use super::locate::{join_key, PosMap};
-use super::model::{ActionSpec, InputType, WaitSpec, Workflow};
+use super::locate::{join_index, join_key, PosMap};
+use super::model::{ActionSpec, InputSpec, InputType, WaitSpec, Workflow};
 use super::template::Template;
 use crate::backend::{NumberType, OperationKind, ParamType};
 
@@ -83,6 +83,17 @@ pub fn check_input_value(ty: InputType, name: &str, value: &str) -> Result<(), S
     }
 }
 
+/// Check a literal value against an input's declared `values`; `Err` has the message.
+pub fn check_input_values(spec: &InputSpec, name: &str, value: &str) -> Result<(), String> {
+    match &spec.values {
+        Some(values) if !values.iter().any(|v| v == value) => Err(format!(
+            "`{value}` is not a value of input `{name}` (one of: {})",
+            values.join(", ")
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn fmt_dur(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
@@ -121,6 +132,20 @@ impl Checker<'_> {
                 let p = self.map.at_offset(path, base + r.offset);
                 self.out
                     .push(Diagnostic::new(self.file, p.line, p.col, msg));
+            }
+        }
+        // A misspelt value would make the condition silently false for everyone.
+        for (name, lit, offset) in expr.input_literals() {
+            if let Some(spec) = self.wf.inputs.get(&name) {
+                if let Err(msg) = check_input_values(spec, &name, &lit) {
+                    let p = self.map.at_offset(path, base + offset);
+                    self.out.push(Diagnostic::new(
+                        self.file,
+                        p.line,
+                        p.col,
+                        format!("compared with {lit:?}: {msg}"),
+                    ));
+                }
             }
         }
     }
@@ -374,12 +399,32 @@ pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnos
     if wf.name.trim().is_empty() {
         c.at("name", "the workflow name must not be empty");
     }
-    for name in wf.inputs.keys() {
+    for (name, spec) in &wf.inputs {
         if !is_input_name(name) {
             c.at_key(
                 &join_key("inputs", name),
                 format!("input name `{name}` must match [A-Za-z_][A-Za-z0-9_-]*"),
             );
+        }
+        if let Some(values) = &spec.values {
+            let vp = join_key(&join_key("inputs", name), "values");
+            if spec.ty != InputType::String {
+                c.at(
+                    &vp,
+                    format!("`values` applies to string inputs; `{name}` is {}", spec.ty),
+                );
+            }
+            if values.is_empty() {
+                c.at(&vp, format!("input `{name}` lists no values"));
+            }
+            for (i, v) in values.iter().enumerate() {
+                if v.trim().is_empty() || values[..i].contains(v) {
+                    c.at(
+                        &join_index(&vp, i),
+                        format!("value {v:?} of input `{name}` is empty or listed twice"),
+                    );
+                }
+            }
         }
     }
     match wf.inputs.get(&wf.subject) {
@@ -542,6 +587,60 @@ pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnos
         }
     }
     c.out
+}
+
+/// Warnings (not errors) about a valid workflow: a `check` placed after a step
+/// that takes the number out of service although it reads nothing that step or
+/// a later one produces. Refused there, the subject is already out of service;
+/// refused before it, nothing would have changed.
+pub fn outage_warnings(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnostic> {
+    let outages: Vec<usize> = wf
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.action.as_ref().is_some_and(|a| a.op.info().outage))
+        .map(|(i, _)| i)
+        .collect();
+    let mut out = Vec::new();
+    for (c, step) in wf.steps.iter().enumerate() {
+        let Some(check) = &step.check else { continue };
+        let mut exprs: Vec<&Expr> = vec![&check.require];
+        exprs.extend(step.when.iter());
+        exprs.extend(check.message.exprs());
+        // One past the last step it reads (0: only inputs); a computed
+        // `steps[…]` may read any step, so it never warns.
+        let mut first_free = 0;
+        let mut reads_any = false;
+        for e in exprs {
+            for p in e.paths() {
+                match (p.first().map(String::as_str), p.get(1)) {
+                    (Some("steps"), Some(id)) => {
+                        if let Some(i) = wf.step_index(id) {
+                            first_free = first_free.max(i + 1);
+                        }
+                    }
+                    (Some("steps"), None) => reads_any = true,
+                    _ => {}
+                }
+            }
+        }
+        if reads_any {
+            continue;
+        }
+        if let Some(&o) = outages.iter().find(|&&o| o >= first_free && o < c) {
+            let p = map.key_at(&join_key(&format!("steps[{c}]"), "check"));
+            out.push(Diagnostic::new(
+                file,
+                p.line,
+                p.col,
+                format!(
+                    "this check could run before `{}`, which takes the number out of service",
+                    wf.steps[o].id
+                ),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

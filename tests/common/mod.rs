@@ -85,6 +85,7 @@ pub fn write_run_file(
          subjects: {{csv: {}}}\n\
          concurrency: 50\n\
          approvals: [operator-coordinated]\n\
+         operator: {{name: Contoso Telecom, address_mode: tenant_assigns}}\n\
          time_scale: {scale}\n",
         csv.display()
     );
