@@ -44,9 +44,15 @@ impl SlotView {
                 ..
             }
         );
+        // A rollback after a failure counts from its start: the failure is known then.
         let failed_at = match status {
             Status::Failed { step, .. } | Status::NeedsAttention { step, .. } => Some(step),
-            Status::RolledBack { step, error } if !error.starts_with("cancelled:") => Some(step),
+            Status::RolledBack { step, error }
+            | Status::Compensating {
+                failed_step: step,
+                error,
+                ..
+            } if !error.starts_with("cancelled:") => Some(step),
             _ => None,
         };
         let failure = failed_at.is_some_and(|s| went_down || at_outage(s));
@@ -234,5 +240,123 @@ impl OutageGate for OutageBudget {
         }
         g.holders.insert(idx);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::instance::Phase;
+
+    fn wf() -> Workflow {
+        let text = r#"
+name: t
+version: 1
+subject: user
+inputs: {user: {type: upn}, number: {type: e164}}
+steps:
+  - id: inspect
+    action: {op: get_user, args: {user: "${inputs.user}"}}
+  - id: remove
+    action:
+      op: remove_number
+      args: {user: "${inputs.user}", number: "${inputs.number}", number_type: DirectRouting}
+  - id: verify
+    restores_service: true
+    check: {require: "true", message: x}
+"#;
+        match serde_yaml::from_str(text) {
+            Ok(w) => w,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn who_holds_a_place_and_who_counts_as_a_failure() {
+        let w = wf();
+        let acting = |step| Status::Running {
+            step,
+            phase: Phase::Acting {
+                attempt: 1,
+                key: "k".into(),
+                throttled: 0,
+            },
+        };
+        assert!(
+            SlotView::of(&w, &acting(1), false, false).holds,
+            "acting at the outage step"
+        );
+        assert!(
+            !SlotView::of(&w, &acting(0), false, false).holds,
+            "a read holds nothing"
+        );
+        assert!(SlotView::of(&w, &acting(0), true, true).holds, "down holds");
+        let failed = |step| Status::Failed {
+            step,
+            error: "x".into(),
+        };
+        assert!(
+            !SlotView::of(&w, &failed(0), false, false).failure,
+            "refused before: harmless"
+        );
+        assert!(
+            SlotView::of(&w, &failed(1), false, false).failure,
+            "at the outage step"
+        );
+        assert!(
+            SlotView::of(&w, &failed(2), true, true).failure,
+            "after going down"
+        );
+        let rolling = |error: &str| Status::Compensating {
+            step: 1,
+            phase: Phase::Ready,
+            failed_step: 2,
+            error: error.into(),
+            remaining: vec![],
+        };
+        assert!(SlotView::of(&w, &rolling("timed out"), true, true).failure);
+        assert!(!SlotView::of(&w, &rolling("cancelled: ops"), true, true).failure);
+        let rolled = Status::RolledBack {
+            step: 2,
+            error: "cancelled: ops".into(),
+        };
+        assert!(
+            !SlotView::of(&w, &rolled, false, true).failure,
+            "a cancel is no failure"
+        );
+    }
+
+    #[test]
+    fn the_breaker_opens_at_the_threshold_net_of_accepted_failures() {
+        let b = OutageBudget::new(Some(2), Some(2), &Breaker::default());
+        let fail = SlotView {
+            holds: false,
+            held: false,
+            failure: true,
+        };
+        let held = SlotView {
+            holds: false,
+            held: true,
+            failure: false,
+        };
+        let now = Timestamp(0);
+        assert!(b.observe(1, fail, now).is_none());
+        b.observe(5, held, now);
+        let trip = b.observe(2, fail, now);
+        assert!(matches!(
+            trip,
+            Some(Trip {
+                failures: 2,
+                threshold: 2,
+                ..
+            })
+        ));
+        assert!(b.admit(9).is_err(), "paused");
+        assert!(b.wakeable().is_empty(), "nobody wakes while paused");
+        b.resume(2);
+        assert!(b.admit(9).is_ok());
+        assert_eq!(b.wakeable(), vec![5], "one place left of 2");
+        assert!(b.observe(3, fail, now).is_none(), "1 new failure of 2");
+        assert!(b.observe(4, fail, now).is_some(), "2 new: open again");
     }
 }

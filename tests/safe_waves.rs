@@ -1,0 +1,256 @@
+//! Safe waves end to end on the shipped Direct Routing → Operator Connect
+//! workflow: the out-of-service budget holds, who is down is visible everywhere,
+//! and failures after an outage open the circuit breaker.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// Peak number of subjects out of service at once, from `outages --json` spans
+/// (open ones have no end).
+fn peak_from_spans(v: &serde_json::Value) -> i64 {
+    let ms = |s: &serde_json::Value| {
+        s.as_str()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+    };
+    let mut edges: Vec<(i64, i64)> = Vec::new();
+    for e in v["ended"].as_array().into_iter().flatten() {
+        if let (Some(a), Some(b)) = (ms(&e["start"]), ms(&e["end"])) {
+            edges.push((a, 1));
+            edges.push((b, -1));
+        }
+    }
+    for e in v["down"].as_array().into_iter().flatten() {
+        if let Some(a) = ms(&e["start"]) {
+            edges.push((a, 1));
+        }
+    }
+    edges.sort();
+    let (mut n, mut peak) = (0, 0);
+    for (_, d) in edges {
+        n += d;
+        peak = peak.max(n);
+    }
+    peak
+}
+
+/// `portflow --state state --workflows wf_dir args…` (the workflow copies in
+/// `wf_dir` replace the shipped ones), retried while the store is still locked.
+fn pfw(state: &Path, wf_dir: &Path, args: &[&str]) -> std::process::Output {
+    let t0 = std::time::Instant::now();
+    loop {
+        let o = run(std::process::Command::new(bin())
+            .arg("--state")
+            .arg(state)
+            .arg("--workflows")
+            .arg(wf_dir)
+            .args(args)
+            .env_remove("PORTFLOW_STATE")
+            .env("PORTFLOW_LOG", "error"));
+        if o.status.code() != Some(4) || t0.elapsed() > std::time::Duration::from_secs(10) {
+            return o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The shipped example with its CSV path made absolute and time sped up.
+fn example_copy(dir: &Path, scale: u32) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("examples/dr-to-oc.yaml")).expect("example");
+    let csv = repo().join("examples/dr-to-oc-users.csv");
+    let text = text
+        .replace(
+            "csv: dr-to-oc-users.csv",
+            &format!("csv: {}", csv.display()),
+        )
+        .replace("time_scale: 600", &format!("time_scale: {scale}"));
+    assert!(text.contains("max_out_of_service: 20"), "{text}");
+    let path = dir.join("dr-to-oc.yaml");
+    write(&path, &text);
+    path
+}
+
+#[test]
+fn the_dr_to_oc_example_never_has_more_than_20_out_of_service() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let rf = example_copy(tmp.path(), 6000);
+    let o = pf(&state, &["--json", "run", rf.to_str().expect("utf-8")]);
+    let v = json(&o);
+    assert_eq!(o.status.code(), Some(0), "{v}");
+    assert_eq!(v["states"]["succeeded"], 200, "{v}");
+    let id = v["run"].as_str().expect("run id").to_string();
+    let (code, out) = pf_json(&state, &["outages", &id]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["down"].as_array().map(Vec::len), Some(0), "{out}");
+    assert_eq!(out["ended"].as_array().map(Vec::len), Some(200), "{out}");
+    let peak = peak_from_spans(&out);
+    eprintln!("peak out of service at once: {peak}");
+    assert!(peak <= 20, "peak {peak} > max_out_of_service 20");
+    assert_eq!(
+        peak, 20,
+        "200 users wanted to go at once: the budget was full"
+    );
+    assert!(
+        out["summary"]["peak"]["count"]
+            .as_i64()
+            .is_some_and(|p| p <= 20),
+        "{out}"
+    );
+    // Those beyond the budget waited in the held phase.
+    let insts = instances_with_events(&state, &id);
+    let held = insts
+        .values()
+        .filter(|(_, ev)| {
+            ev.iter()
+                .any(|e| matches!(e.kind, portflow::engine::instance::EventKind::Held { .. }))
+        })
+        .count();
+    assert!(held >= 150, "held: {held}");
+}
+
+/// The shipped DR → OC workflow with its operator-upload wait cut to 3 hours,
+/// and a run file whose operator never uploads.
+fn never_uploaded(dir: &Path, extra: &str) -> (PathBuf, PathBuf) {
+    let wf_dir = dir.join("wf");
+    std::fs::create_dir_all(&wf_dir).expect("mkdir");
+    let text =
+        std::fs::read_to_string(repo().join("workflows/direct-routing-to-operator-connect.yaml"))
+            .expect("workflow");
+    assert!(text.contains("timeout: 14d"));
+    write(
+        &wf_dir.join("direct-routing-to-operator-connect.yaml"),
+        &text.replace("timeout: 14d", "timeout: 3h"),
+    );
+    let state = dir.join("state");
+    let csv = dir.join("subjects.csv");
+    export_subjects(&state, 5, 10, &csv);
+    let rf = dir.join("wave.yaml");
+    write(
+        &rf,
+        &format!(
+            "workflow: direct-routing-to-operator-connect\n\
+             backend:\n  kind: sim\n  seed: 5\n  users: 10\n  latency: {{tail_rate: 0}}\n  dirsync_interval: 10m\n  operator_upload_delay: {{min: 30d, max: 31d}}\n\
+             operator: {{address_mode: tenant_assigns}}\n\
+             subjects: {{csv: {}}}\n\
+             approvals: [operator-coordinated]\n\
+             max_out_of_service: 4\n\
+             time_scale: 6000\n{extra}",
+            csv.display()
+        ),
+    );
+    (wf_dir, rf)
+}
+
+#[test]
+fn subjects_stuck_out_of_service_show_everywhere_and_hold_the_budget() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let (wf_dir, rf) = never_uploaded(tmp.path(), "on_failure: stop\n");
+    let o = pfw(&state, &wf_dir, &["run", rf.to_str().expect("utf-8")]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(3), "{text}{}", stderr(&o));
+    assert!(
+        text.contains("6 instance(s) held before an outage step"),
+        "the stuck ones keep the budget full: {text}"
+    );
+    let id = only_run_id(&state).expect("run");
+
+    let out = json(&pfw(&state, &wf_dir, &["--json", "outages", &id]));
+    let down = out["down"].as_array().cloned().unwrap_or_default();
+    assert_eq!(down.len(), 4, "{out}");
+    assert!(
+        down.iter()
+            .all(|d| d["state"] == "failed" && d["stuck"] == true),
+        "{out}"
+    );
+    assert!(
+        down.iter()
+            .all(|d| d["duration_s"].as_f64().is_some_and(|s| s >= 3.0 * 3600.0)),
+        "down for at least the 3 h wait, at the run's clock: {out}"
+    );
+    assert!(
+        down.iter()
+            .all(|d| d["duration_s"].as_f64().is_some_and(|s| s < 12.0 * 86400.0)),
+        "the 3 h copy of the workflow ran, not the 14 d one: {out}"
+    );
+
+    let o = pf(&state, &["status", &id]);
+    assert!(
+        stdout(&o).contains("out of service now: 4"),
+        "{}",
+        stdout(&o)
+    );
+    let user = down[0]["subject"].as_str().expect("subject").to_string();
+    let o = pf(&state, &["show", &id, &user]);
+    assert!(
+        stdout(&o).contains("out of service since"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The tenant's own view agrees, at its own clock: 4 ongoing, not "0 ms".
+    let o = pf(&state, &["--json", "sim", "outages", &id]);
+    let v = json(&o);
+    let list = v.as_array().cloned().unwrap_or_default();
+    let ongoing: Vec<&serde_json::Value> = list.iter().filter(|o| o["end"].is_null()).collect();
+    assert_eq!(ongoing.len(), 4, "{v}");
+    assert!(
+        ongoing.iter().all(|o| o["duration_ms"]
+            .as_u64()
+            .is_some_and(|d| d >= 3 * 3600 * 1000)),
+        "{v}"
+    );
+}
+
+#[test]
+fn failures_after_going_out_of_service_open_the_breaker() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    // The workflow's own policy rolls back: the numbers come back, the failures count.
+    let (wf_dir, rf) = never_uploaded(tmp.path(), "stop_after_failures: 3\n");
+    let o = pfw(&state, &wf_dir, &["run", rf.to_str().expect("utf-8")]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(3), "{text}{}", stderr(&o));
+    assert!(
+        text.contains("circuit breaker paused new outages"),
+        "{text}"
+    );
+    let id = only_run_id(&state).expect("run");
+    let record = run_record(&state, &id);
+    let trip = record.breaker.tripped.expect("tripped");
+    assert!(trip.failures >= 3 && trip.threshold == 3, "{trip:?}");
+
+    let o = pf(&state, &["status", &id]);
+    assert!(stdout(&o).contains("paused"), "{}", stdout(&o));
+    let out = json(&pfw(&state, &wf_dir, &["--json", "outages", &id]));
+    assert_eq!(
+        out["down"].as_array().map(Vec::len),
+        Some(0),
+        "rolled back: {out}"
+    );
+    let ended = out["ended"].as_array().cloned().unwrap_or_default();
+    assert_eq!(ended.len(), 4, "{out}");
+    assert!(
+        ended.iter().all(|e| e["restored_by"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("(undo)"))),
+        "{out}"
+    );
+    let insts = instances_with_events(&state, &id);
+    let held = insts
+        .values()
+        .filter(|(i, _)| i.status.name() == "held")
+        .count();
+    assert_eq!(held, 6, "nobody else was taken out of service");
+    // The tenant agrees: 4 outages, all ended (on-premises rollbacks too).
+    let o = pf(&state, &["--json", "sim", "outages", &id]);
+    let v = json(&o);
+    let list = v.as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 4, "{v}");
+    assert!(list.iter().all(|o| !o["end"].is_null()), "{v}");
+}
