@@ -30,6 +30,7 @@ fn outage_run(tmp: &Path, state: &Path) -> (String, Vec<String>) {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let id = json(&o)["run"].as_str().expect("run id").to_string();
     let mut subjects = Vec::new();
+    let upload = step_index(&step_ids(state, &id), "wait-operator-upload");
     edit_run(state, &id, |record, insts| {
         record.clock = Some(frozen_clock(T));
         record.breaker.tripped = Some(Trip {
@@ -44,7 +45,7 @@ fn outage_run(tmp: &Path, state: &Path) -> (String, Vec<String>) {
             })
         };
         insts[0].status = Status::Running {
-            step: 8,
+            step: upload,
             phase: Phase::Waiting {
                 started: Timestamp(T - 80 * MIN),
                 deadline: Timestamp(T + 600 * MIN),

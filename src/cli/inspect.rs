@@ -696,7 +696,7 @@ pub fn render_sim_report(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::outages::tests::{inst, instances, record, span, MIN, T};
+    use crate::cli::outages::tests::{inst, instances, record, span, step_of, MIN, T};
     use crate::engine::run::Trip;
     use crate::store::memory::MemoryStore;
     use crate::store::Batch;
@@ -804,7 +804,13 @@ mod tests {
     #[test]
     fn held_instances_are_counted_per_step_like_other_phases() {
         let r = record("r1");
-        let store = store_with(&r, &[inst("r1", 0, held(6)), inst("r1", 1, held(6))]);
+        let store = store_with(
+            &r,
+            &[
+                inst("r1", 0, held(step_of("remove-dr-number"))),
+                inst("r1", 1, held(step_of("remove-dr-number"))),
+            ],
+        );
         let text = ok(status_text(&store, Some("r1"), false));
         assert!(text.contains("2 subjects: 2 held"), "{text}");
         // The phase table: its header, then the row of the step where they are held.
@@ -827,14 +833,21 @@ mod tests {
         assert_eq!(col(row, "ready").as_deref(), Some(""), "{text}");
         let v: Value =
             serde_json::from_str(&ok(status_text(&store, Some("r1"), true))).unwrap_or(Value::Null);
-        assert_eq!(v["steps"][6]["step"], "remove-dr-number");
-        assert_eq!(v["steps"][6]["counts"]["held"], 2, "{v}");
+        assert_eq!(
+            v["steps"][step_of("remove-dr-number")]["step"],
+            "remove-dr-number"
+        );
+        assert_eq!(
+            v["steps"][step_of("remove-dr-number")]["counts"]["held"],
+            2,
+            "{v}"
+        );
     }
 
     #[test]
     fn show_renders_held_outage_events_and_spans_readably() {
         let r = paused_run();
-        let mut i = inst("r1", 0, held(9));
+        let mut i = inst("r1", 0, held(step_of("assign-oc-number")));
         i.down = Some(crate::engine::instance::OpenOutage {
             since: Timestamp(T - 90 * MIN),
             step: "remove-dr-number".into(),

@@ -659,6 +659,16 @@ pub(crate) mod tests {
     pub(crate) const T: i64 = 1_893_456_000_000;
 
     /// A DR → OC run whose clock is nearly stopped at `T`, so durations are exact.
+    /// Index of a step of the shipped Direct Routing → Operator Connect workflow.
+    pub(crate) fn step_of(id: &str) -> usize {
+        let text = crate::spec::builtin::workflow_text("direct-routing-to-operator-connect")
+            .unwrap_or_default();
+        crate::spec::parse_workflow(text, "builtin")
+            .ok()
+            .and_then(|w| w.workflow.step_index(id))
+            .unwrap_or_else(|| panic!("no step {id}"))
+    }
+
     pub(crate) fn record(id: &str) -> RunRecord {
         let text = crate::spec::builtin::workflow_text("direct-routing-to-operator-connect")
             .unwrap_or_default();
@@ -720,7 +730,7 @@ pub(crate) mod tests {
     /// 2 succeeded after a 14-min outage; 3 never down.
     pub(crate) fn instances(run: &str) -> Vec<Instance> {
         let waiting = Status::Running {
-            step: 8,
+            step: step_of("wait-operator-upload"),
             phase: Phase::Waiting {
                 started: Timestamp(T - 80 * MIN),
                 deadline: Timestamp(T + 600 * MIN),
@@ -735,7 +745,7 @@ pub(crate) mod tests {
             run,
             1,
             Status::Failed {
-                step: 9,
+                step: step_of("assign-oc-number"),
                 error: "Service is unavailable".into(),
             },
         );

@@ -167,14 +167,14 @@ impl FailureLimit {
             match p.trim().parse::<f64>() {
                 Ok(v) if v > 0.0 && v <= 100.0 => Ok(FailureLimit::Percent(v)),
                 _ => Err(format!(
-                    "stop_after_failures: {s:?} is not a percentage between 0 and 100 (write e.g. 5%)"
+                    "{s:?} is not a percentage between 0 and 100 (write e.g. 5%)"
                 )),
             }
         } else {
             match t.parse::<u32>() {
                 Ok(n) if n >= 1 => Ok(FailureLimit::Count(n)),
                 _ => Err(format!(
-                    "stop_after_failures: {s:?} is not a whole number of failures of at least 1 or a percentage (write e.g. 3 or 5%)"
+                    "{s:?} is not a whole number of failures of at least 1 or a percentage (write e.g. 3 or 5%)"
                 )),
             }
         }
@@ -200,16 +200,44 @@ impl std::fmt::Display for FailureLimit {
 
 impl<'de> Deserialize<'de> for FailureLimit {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_yaml::Value::deserialize(d)?;
-        let s = match v {
-            serde_yaml::Value::Number(n) => n.to_string(),
-            serde_yaml::Value::String(s) => s,
-            _ => {
-                return Err(serde::de::Error::custom(
-                    "stop_after_failures: write a number of failures (3) or a percentage (5%)",
-                ))
+        // A visitor (not a Value) keeps the scalar's position in the error.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FailureLimit;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of failures (3) or a percentage (5%)")
             }
-        };
-        FailureLimit::parse(&s).map_err(serde::de::Error::custom)
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FailureLimit, E> {
+                FailureLimit::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FailureLimit, E> {
+                FailureLimit::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<FailureLimit, E> {
+                FailureLimit::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FailureLimit, E> {
+                FailureLimit::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureLimit;
+
+    #[test]
+    fn failure_limits_parse_and_scale_with_the_run() {
+        assert_eq!(FailureLimit::parse("3"), Ok(FailureLimit::Count(3)));
+        assert_eq!(FailureLimit::parse(" 5% "), Ok(FailureLimit::Percent(5.0)));
+        assert!(FailureLimit::parse("0").is_err());
+        assert!(FailureLimit::parse("0%").is_err());
+        assert!(FailureLimit::parse("101%").is_err());
+        assert_eq!(FailureLimit::Count(3).threshold(1000), 3);
+        assert_eq!(FailureLimit::Percent(5.0).threshold(200), 10);
+        assert_eq!(FailureLimit::Percent(5.0).threshold(30), 2, "rounded up");
+        assert_eq!(FailureLimit::Percent(0.1).threshold(10), 1, "at least 1");
     }
 }
