@@ -38,26 +38,6 @@ fn peak_from_spans(v: &serde_json::Value) -> i64 {
     peak
 }
 
-/// `portflow --state state --workflows wf_dir args…` (the workflow copies in
-/// `wf_dir` replace the shipped ones), retried while the store is still locked.
-fn pfw(state: &Path, wf_dir: &Path, args: &[&str]) -> std::process::Output {
-    let t0 = std::time::Instant::now();
-    loop {
-        let o = run(std::process::Command::new(bin())
-            .arg("--state")
-            .arg(state)
-            .arg("--workflows")
-            .arg(wf_dir)
-            .args(args)
-            .env_remove("PORTFLOW_STATE")
-            .env("PORTFLOW_LOG", "error"));
-        if o.status.code() != Some(4) || t0.elapsed() > std::time::Duration::from_secs(10) {
-            return o;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 /// The shipped example with its CSV path made absolute and time sped up.
 fn example_copy(dir: &Path, scale: u32) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("examples/dr-to-oc.yaml")).expect("example");
@@ -113,17 +93,15 @@ fn the_dr_to_oc_example_never_has_more_than_20_out_of_service() {
     assert!(held >= 150, "held: {held}");
 }
 
-/// The shipped DR → OC workflow with its operator-upload wait cut to 3 hours,
-/// and a run file whose operator never uploads.
-fn never_uploaded(dir: &Path, extra: &str) -> (PathBuf, PathBuf) {
-    let wf_dir = dir.join("wf");
-    std::fs::create_dir_all(&wf_dir).expect("mkdir");
+/// A run file of the shipped DR → OC workflow with its operator-upload wait
+/// cut to 3 hours (a copy, named by path), on a tenant whose operator never uploads.
+fn never_uploaded(dir: &Path, extra: &str) -> PathBuf {
     let text =
         std::fs::read_to_string(repo().join("workflows/direct-routing-to-operator-connect.yaml"))
             .expect("workflow");
     assert!(text.contains("timeout: 14d"));
     write(
-        &wf_dir.join("direct-routing-to-operator-connect.yaml"),
+        &dir.join("dr-short-upload.yaml"),
         &text.replace("timeout: 14d", "timeout: 3h"),
     );
     let state = dir.join("state");
@@ -133,7 +111,7 @@ fn never_uploaded(dir: &Path, extra: &str) -> (PathBuf, PathBuf) {
     write(
         &rf,
         &format!(
-            "workflow: direct-routing-to-operator-connect\n\
+            "workflow: dr-short-upload.yaml\n\
              backend:\n  kind: sim\n  seed: 5\n  users: 10\n  latency: {{tail_rate: 0}}\n  dirsync_interval: 10m\n  operator_upload_delay: {{min: 30d, max: 31d}}\n\
              operator: {{address_mode: tenant_assigns}}\n\
              subjects: {{csv: {}}}\n\
@@ -143,15 +121,15 @@ fn never_uploaded(dir: &Path, extra: &str) -> (PathBuf, PathBuf) {
             csv.display()
         ),
     );
-    (wf_dir, rf)
+    rf
 }
 
 #[test]
 fn subjects_stuck_out_of_service_show_everywhere_and_hold_the_budget() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = tmp.path().join("state");
-    let (wf_dir, rf) = never_uploaded(tmp.path(), "on_failure: stop\n");
-    let o = pfw(&state, &wf_dir, &["run", rf.to_str().expect("utf-8")]);
+    let rf = never_uploaded(tmp.path(), "on_failure: stop\n");
+    let o = pf(&state, &["run", rf.to_str().expect("utf-8")]);
     let text = stdout(&o);
     assert_eq!(o.status.code(), Some(3), "{text}{}", stderr(&o));
     assert!(
@@ -160,7 +138,7 @@ fn subjects_stuck_out_of_service_show_everywhere_and_hold_the_budget() {
     );
     let id = only_run_id(&state).expect("run");
 
-    let out = json(&pfw(&state, &wf_dir, &["--json", "outages", &id]));
+    let out = pf_json(&state, &["outages", &id]).1;
     let down = out["down"].as_array().cloned().unwrap_or_default();
     assert_eq!(down.len(), 4, "{out}");
     assert!(
@@ -212,8 +190,8 @@ fn failures_after_going_out_of_service_open_the_breaker() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = tmp.path().join("state");
     // The workflow's own policy rolls back: the numbers come back, the failures count.
-    let (wf_dir, rf) = never_uploaded(tmp.path(), "stop_after_failures: 3\n");
-    let o = pfw(&state, &wf_dir, &["run", rf.to_str().expect("utf-8")]);
+    let rf = never_uploaded(tmp.path(), "stop_after_failures: 3\n");
+    let o = pf(&state, &["run", rf.to_str().expect("utf-8")]);
     let text = stdout(&o);
     assert_eq!(o.status.code(), Some(3), "{text}{}", stderr(&o));
     assert!(
@@ -227,7 +205,7 @@ fn failures_after_going_out_of_service_open_the_breaker() {
 
     let o = pf(&state, &["status", &id]);
     assert!(stdout(&o).contains("paused"), "{}", stdout(&o));
-    let out = json(&pfw(&state, &wf_dir, &["--json", "outages", &id]));
+    let out = pf_json(&state, &["outages", &id]).1;
     assert_eq!(
         out["down"].as_array().map(Vec::len),
         Some(0),
@@ -265,4 +243,53 @@ fn failures_after_going_out_of_service_open_the_breaker() {
     let list = v.as_array().cloned().unwrap_or_default();
     assert_eq!(list.len(), ended.len(), "{v}");
     assert!(list.iter().all(|o| !o["end"].is_null()), "{v}");
+}
+
+#[test]
+fn the_daemon_pauses_on_the_breaker_and_continues_on_an_api_call() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let rf = never_uploaded(tmp.path(), "stop_after_failures: 3\n");
+    let daemon = start_daemon(&state, &[]);
+    let (addr, token) = (daemon.addr.clone(), daemon.token.clone());
+    let body = format!("{{\"run_file\": {:?}}}", rf.to_str().expect("utf-8"));
+    let (code, v) = http(&addr, "POST", "/api/runs", Some(&token), &body);
+    assert_eq!(code, 200, "{v}");
+    let id = v["run"].as_str().expect("run id").to_string();
+    let run_path = format!("/api/runs/{id}");
+    // The daemon keeps the run going; it pauses by itself.
+    let paused = wait_for(60, "the breaker to open", || {
+        let (_, v) = http(&addr, "GET", "/api/runs", Some(&token), "");
+        let run = v["runs"]
+            .as_array()?
+            .iter()
+            .find(|r| r["run"] == id.as_str())?
+            .clone();
+        run["paused"].is_object().then_some(run)
+    });
+    assert_eq!(paused["paused"]["threshold"], 3, "{paused}");
+    let (_, r) = http(&addr, "GET", &run_path, Some(&token), "");
+    assert_eq!(r["active"], true, "{r}");
+    let held_before = r["states"]["held"].as_u64().unwrap_or(0);
+    assert!(held_before >= 4, "{r}");
+
+    let (code, v) = http(
+        &addr,
+        "POST",
+        &format!("/api/runs/{id}/continue"),
+        Some(&token),
+        "{\"by\": \"night-lead\"}",
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(v["accepted"].as_u64().is_some_and(|n| n >= 3), "{v}");
+    // Held subjects go out of service again (and fail the same way).
+    wait_for(60, "held subjects to start again", || {
+        let (_, r) = http(&addr, "GET", &run_path, Some(&token), "");
+        let held = r["states"]["held"].as_u64().unwrap_or(0);
+        (held < held_before).then_some(())
+    });
+    assert_eq!(stop_daemon(daemon), Some(0));
+    let record = run_record(&state, &id);
+    assert_eq!(record.breaker.continued.len(), 1, "{:?}", record.breaker);
+    assert_eq!(record.breaker.continued[0].by, "night-lead");
 }
