@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use common::*;
 use portflow::backend::sim::{tags, Profile, SimConfig};
@@ -15,41 +14,19 @@ use portflow::backend::{NumberType, OperationKind};
 use portflow::engine::instance::{EventKind, Instance, Status};
 use serde_json::Value;
 
-/// A temporary directory with a state directory inside.
-struct Lab {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    state: PathBuf,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        Lab {
-            state: dir.join("state"),
-            dir,
-            _tmp: tmp,
-        }
-    }
-
-    /// Write `rows` (with the header) as `subjects.csv` and a run file
-    /// `run.yaml` for `workflow`: `backend` is the body of the sim block,
-    /// `extra` more top-level lines (the `operator:` declaration).
-    fn run_file(&self, workflow: &str, backend: &str, rows: &[String], extra: &str) -> String {
-        let csv = self.dir.join("subjects.csv");
-        write(&csv, &format!("{}\n", rows.join("\n")));
-        let path = self.dir.join("run.yaml");
-        write(
-            &path,
-            &format!(
-                "workflow: {workflow}\nbackend:\n  kind: sim\n{backend}subjects: {{csv: {}}}\n\
-                 concurrency: 50\ntime_scale: 20000\n{extra}",
-                csv.display()
-            ),
-        );
-        path.to_string_lossy().into_owned()
-    }
+/// Write `rows` (with the header) as `subjects.csv` and a run file `run.yaml`
+/// for `workflow` at time scale 20000: `backend` is the body of the sim block,
+/// `extra` more top-level lines (the `operator:` declaration).
+fn rows_run_file(lab: &Lab, workflow: &str, backend: &str, rows: &[String], extra: &str) -> String {
+    let csv = lab.path("subjects.csv");
+    write(&csv, &format!("{}\n", rows.join("\n")));
+    lab.run_file(
+        "run.yaml",
+        workflow,
+        backend,
+        &csv,
+        &format!("time_scale: 20000\n{extra}"),
+    )
 }
 
 /// The exported subject rows of a tenant seeded with `cfg` (header first), and
@@ -257,7 +234,8 @@ fn dr_to_oc_subjects_without_an_assignable_location_are_blocked_and_untouched() 
     let mut subjects = vec![rows[0].clone()];
     subjects.extend(plain.iter().cloned());
     subjects.extend(bad.iter().map(|(r, ..)| r.clone()));
-    let rf = lab.run_file(
+    let rf = rows_run_file(
+        &lab,
         "direct-routing-to-operator-connect",
         DR_BACKEND,
         &subjects,
@@ -320,7 +298,8 @@ fn dr_to_oc_subjects_without_an_assignable_location_are_blocked_and_untouched() 
 fn a_run_without_the_operator_declaration_is_refused_at_load_with_what_to_add() {
     let lab = Lab::new();
     let (rows, _) = seeded(&dr_cfg());
-    let rf = lab.run_file(
+    let rf = rows_run_file(
+        &lab,
         "direct-routing-to-operator-connect",
         DR_BACKEND,
         &rows[..4],
@@ -359,7 +338,8 @@ fn cp_cohort_is_refused_up_front(cohort: &str, other: &str, step: &str, needle: 
     let refused = pick(&rows, &tagged, 2, Some(cohort), &[other, tags::PORT_ERROR]);
     let mut subjects = vec![rows[0].clone()];
     subjects.extend(plain.iter().chain(&refused).cloned());
-    let rf = lab.run_file(
+    let rf = rows_run_file(
+        &lab,
         "calling-plans-to-operator-connect",
         CP_BACKEND,
         &subjects,
@@ -440,7 +420,8 @@ fn dr_to_oc_with_operator_mode(mode: &str) {
     let with_loc = rows[5].clone();
     subjects.push(with_loc.clone());
     let backend = format!("{DR_BACKEND}  operator: {{address_modes: {{{mode}: 1}}}}\n");
-    let rf = lab.run_file(
+    let rf = rows_run_file(
+        &lab,
         "direct-routing-to-operator-connect",
         &backend,
         &subjects,
@@ -521,7 +502,8 @@ fn a_mode_the_operator_did_not_use_stops_before_assigning() {
     let (rows, _) = seeded(&dr_cfg());
     let subjects: Vec<String> = rows[..5].to_vec();
     let backend = format!("{DR_BACKEND}  operator: {{address_modes: {{operator_locked: 1}}}}\n");
-    let rf = lab.run_file(
+    let rf = rows_run_file(
+        &lab,
         "direct-routing-to-operator-connect",
         &backend,
         &subjects,
@@ -603,7 +585,8 @@ fn a_row_naming_another_users_number_is_blocked_and_that_users_address_is_unchan
         .unwrap_or("loc-sea-01");
     let mixed = format!("{},{other_number},{new_loc}", user_of(&plain[0]));
     let subjects = vec![rows[0].clone(), mixed.clone(), plain[2].clone()];
-    let rf = lab.run_file(
+    let rf = rows_run_file(
+        &lab,
         "assign-emergency-location",
         "  profile: operator_connect\n  seed: 41\n  users: 100\n  latency: {tail_rate: 0}\n",
         &subjects,

@@ -6,59 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
 use portflow::backend::sim::{Profile, SimConfig, SimTenant, LOCATIONS};
 use portflow::clock::{Clock, SystemClock, Timestamp};
 use serde_json::Value;
-
-struct Lab {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    state: PathBuf,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let state = dir.join("state");
-        Lab {
-            _tmp: tmp,
-            dir,
-            state,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// A run file of `workflow` on the simulator with `backend` lines.
-    fn run_file(
-        &self,
-        name: &str,
-        workflow: &str,
-        backend: &str,
-        csv: &Path,
-        extra: &str,
-    ) -> String {
-        let path = self.path(name);
-        // The simulated operator leaves addresses to the tenant (ignored by
-        // workflows without an `address_mode` input).
-        write(
-            &path,
-            &format!(
-                "workflow: {workflow}\nbackend:\n  kind: sim\n{backend}subjects: {{csv: {}}}\n\
-                 concurrency: 50\noperator: {{address_mode: tenant_assigns}}\n{extra}",
-                csv.display()
-            ),
-        );
-        path.to_string_lossy().into_owned()
-    }
-}
 
 /// The exported subject rows (`user,number,location_id`) of a tenant seeded
 /// from `cfg`, with whether each user's number is set on-premises.
@@ -126,6 +80,10 @@ fn assert_all_ended(outages: &Value, expected: usize) {
 const DR_BACKEND: &str = "  latency: {tail_rate: 0}\n  dirsync_interval: 10m\n  \
                           operator_upload_delay: {min: 15m, max: 90m}\n";
 
+/// These runs' operator declaration: addresses are left to the tenant (ignored
+/// by workflows without an `address_mode` input).
+const OPERATOR: &str = "operator: {address_mode: tenant_assigns}\n";
+
 #[test]
 fn a_second_scaled_run_on_a_named_tenant_continues_where_the_first_left_it() {
     let lab = Lab::new();
@@ -153,7 +111,7 @@ fn a_second_scaled_run_on_a_named_tenant_continues_where_the_first_left_it() {
         "direct-routing-to-operator-connect",
         &format!("  tenant: waves\n{DR_BACKEND}"),
         &csv1,
-        "approvals: [operator-coordinated]\ntime_scale: 20000\n",
+        &format!("{OPERATOR}approvals: [operator-coordinated]\ntime_scale: 20000\n"),
     );
     let (code, doc) = pf_json(&lab.state, &["run", &rf1]);
     assert_eq!(code, 0, "{doc}");
@@ -199,7 +157,7 @@ fn a_second_scaled_run_on_a_named_tenant_continues_where_the_first_left_it() {
         "assign-emergency-location",
         &format!("  tenant: waves\n{DR_BACKEND}"),
         &csv2,
-        "time_scale: 20000\n",
+        &format!("{OPERATOR}time_scale: 20000\n"),
     );
     let (code, doc) = pf_json(&lab.state, &["run", &rf2]);
     assert_eq!(code, 0, "{doc}");
@@ -269,7 +227,7 @@ fn a_rolled_back_scaled_run_reports_every_outage_ended_on_premises_ones_included
              operator_upload_delay: {{min: 60d, max: 70d}}\n"
         ),
         &csv1,
-        "approvals: [operator-coordinated]\ntime_scale: 200000\n",
+        &format!("{OPERATOR}approvals: [operator-coordinated]\ntime_scale: 200000\n"),
     );
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "{doc}");

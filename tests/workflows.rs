@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -21,58 +21,6 @@ use serde_json::Value;
 
 // ---------------------------------------------------------------------------
 // Fixtures
-
-/// A temporary directory with a state directory inside.
-struct Lab {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    state: PathBuf,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let state = dir.join("state");
-        Lab {
-            _tmp: tmp,
-            dir,
-            state,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// A run file for the simulated tenant: `backend` is the indented body of
-    /// the `backend:` block after `kind: sim`, `extra` more top-level lines.
-    fn run_file(
-        &self,
-        name: &str,
-        workflow: &str,
-        backend: &str,
-        csv: &Path,
-        extra: &str,
-    ) -> PathBuf {
-        let path = self.path(name);
-        // The simulated operator leaves addresses to the tenant unless the
-        // test declares otherwise (ignored by workflows without `address_mode`).
-        let operator = if extra.contains("operator:") {
-            ""
-        } else {
-            "operator: {name: Contoso Telecom, address_mode: tenant_assigns}\n"
-        };
-        write(
-            &path,
-            &format!(
-                "workflow: {workflow}\nbackend:\n  kind: sim\n{backend}subjects: {{csv: {}}}\nconcurrency: 50\n{operator}{extra}",
-                csv.display()
-            ),
-        );
-        path
-    }
-}
 
 /// What a seeded tenant looks like before any run: exported subject rows,
 /// tags and conference ids per user.
@@ -315,9 +263,8 @@ fn cp_to_oc_migrates_unassigning_before_the_licence_and_refuses_group_licences_u
             "  profile: calling_plans\n  seed: {seed}\n  users: {users}\n  latency: {{tail_rate: 0}}\n  port: {{foc_after: {{min: 1h, max: 3h}}, error_rate: 0.3}}\n"
         ),
         &csv,
-        "approvals: [operator-coordinated]\ntime_scale: 20000\n",
+        &format!("{SIM_OPERATOR}approvals: [operator-coordinated]\ntime_scale: 20000\n"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "refusals end with exit 3: {doc}");
     assert_eq!(count(&doc, "succeeded"), plain.len() as u64, "{doc}");
@@ -464,9 +411,8 @@ fn cp_to_oc_port_wait_accepts_the_port_completed_signal() {
             "  profile: calling_plans\n  seed: {seed}\n  users: {users}\n  latency: {{tail_rate: 0}}\n  port: {{foc_after: {{min: 20d, max: 25d}}}}\n"
         ),
         &csv,
-        "approvals: [operator-coordinated]\ntime_scale: 20000\n",
+        &format!("{SIM_OPERATOR}approvals: [operator-coordinated]\ntime_scale: 20000\n"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     let id = drive_until(&lab, &["run", &rf], |e, steps| {
         e.values().all(|(i, _)| at_step(i, steps, "wait-port"))
     });
@@ -593,9 +539,8 @@ fn onprem_to_online_moves_users_refuses_each_cohort_and_forces_only_after_approv
         "onprem-to-online",
         &format!("  profile: on_premises\n  seed: {seed}\n  users: {users}\n  latency: {{tail_rate: 0}}\n"),
         &csv,
-        "time_scale: 50000\n",
+        &format!("{SIM_OPERATOR}time_scale: 50000\n"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "{doc}");
     assert_eq!(count(&doc, "succeeded"), plain.len() as u64, "{doc}");
@@ -757,9 +702,8 @@ fn emergency_locations_are_set_except_operator_locked_and_unvalidated_ones() {
         "assign-emergency-location",
         &format!("  profile: operator_connect\n  seed: {seed}\n  users: {users}\n  latency: {{tail_rate: 0}}\n"),
         &csv,
-        "time_scale: 20000\n",
+        &format!("{SIM_OPERATOR}time_scale: 20000\n"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     // A locked number that already has the asked-for location has nothing to change.
     let (locked_same, locked): (Vec<String>, Vec<String>) = locked
         .into_iter()
@@ -862,9 +806,8 @@ fn send_conferencing_info_mails_each_microsoft_user_once_and_refuses_the_others(
         "send-conferencing-info",
         &format!("  seed: {seed}\n  users: {users}\n"),
         &csv,
-        "time_scale: 6000\n",
+        &format!("{SIM_OPERATOR}time_scale: 6000\n"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "{doc}");
     assert_eq!(count(&doc, "succeeded"), plain.len() as u64, "{doc}");
@@ -919,10 +862,8 @@ fn dr_then_conferencing(lab: &Lab, seed: u64, users: u32, csv: &Path) -> String 
             "  seed: {seed}\n  users: {users}\n  latency: {{tail_rate: 0}}\n  dirsync_interval: 10m\n  operator_upload_delay: {{min: 15m, max: 90m}}\n"
         ),
         csv,
-        "then: [send-conferencing-info]\napprovals: [operator-coordinated]\ntime_scale: 20000\n",
+        &format!("{SIM_OPERATOR}then: [send-conferencing-info]\napprovals: [operator-coordinated]\ntime_scale: 20000\n"),
     )
-    .to_string_lossy()
-    .into_owned()
 }
 
 #[test]
@@ -1054,9 +995,8 @@ fn reset_conference_id_waits_for_approval_then_resets_once_and_refuses_third_par
         "reset-conference-id",
         &format!("  seed: {seed}\n  users: {users}\n  latency: {{tail_rate: 0}}\n"),
         &csv,
-        "time_scale: 6000\n",
+        &format!("{SIM_OPERATOR}time_scale: 6000\n"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "{doc}");
     assert_eq!(
@@ -1141,9 +1081,8 @@ fn reset_conference_id_as_a_manual_task_completes_on_the_done_signal() {
         "reset-conference-id",
         &format!("  seed: {seed}\n  users: {users}\n  latency: {{tail_rate: 0}}\n  manual: [reset_conference_id]\n"),
         &csv,
-        "approvals: [approve-reset]\ntime_scale: 6000\n",
+        &format!("{SIM_OPERATOR}approvals: [approve-reset]\ntime_scale: 6000\n"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "manual tasks wait for a person: {doc}");
     assert_eq!(count(&doc, "blocked"), 2, "{doc}");
@@ -1259,9 +1198,8 @@ fn dr_never_uploads(lab: &Lab, extra: &str) -> (i32, Value, Seeded, SimConfig) {
             "  seed: {seed}\n  users: {users}\n  latency: {{tail_rate: 0}}\n  dirsync_interval: 10m\n  operator_upload_delay: {{min: 60d, max: 70d}}\n"
         ),
         &csv,
-        &format!("approvals: [operator-coordinated]\ntime_scale: 200000\n{extra}"),
+        &format!("{SIM_OPERATOR}approvals: [operator-coordinated]\ntime_scale: 200000\n{extra}"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     (code, doc, s, cfg)
 }
@@ -1378,9 +1316,8 @@ fn cancel_with_rollback(lab: &Lab) -> (String, i32, Value, Seeded, SimConfig) {
             "  seed: {seed}\n  users: {users}\n  latency: {{tail_rate: 0}}\n  dirsync_interval: 10m\n  operator_upload_delay: {{min: 60d, max: 70d}}\n"
         ),
         &csv,
-        "approvals: [operator-coordinated]\ntime_scale: 20000\n",
+        &format!("{SIM_OPERATOR}approvals: [operator-coordinated]\ntime_scale: 20000\n"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     let id = drive_until(lab, &["run", &rf], |e, steps| {
         e.values()
             .all(|(i, _)| at_step(i, steps, "wait-operator-upload"))
@@ -1464,9 +1401,8 @@ fn retry_requeues_a_failed_instance_and_records_who_retried() {
         "send-conferencing-info",
         &format!("  seed: {seed}\n  users: {users}\n  faults: {{transient_rate: 1.0}}\n"),
         &csv,
-        "time_scale: 20000\n",
+        &format!("{SIM_OPERATOR}time_scale: 20000\n"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "{doc}");
     assert_eq!(count(&doc, "failed"), 2, "{doc}");
@@ -1548,9 +1484,8 @@ fn retry_from_the_first_step_never_sends_the_conferencing_email_twice() {
         "send-conferencing-info",
         &format!("  seed: {seed}\n  users: {users}\n  latency: {{tail_rate: 0}}\n"),
         &csv,
-        "then: [reset-conference-id]\ntime_scale: 6000\n",
+        &format!("{SIM_OPERATOR}then: [reset-conference-id]\ntime_scale: 6000\n"),
     );
-    let rf = rf.to_string_lossy().into_owned();
     // E-mails go out, then every instance stops at the unapproved reset gate.
     let (code, doc) = pf_json(&lab.state, &["run", &rf]);
     assert_eq!(code, 3, "still blocked when the command returns: {doc}");
@@ -1696,24 +1631,25 @@ fn plan_on_a_named_tenant_reports_branches_and_blockers_and_changes_nothing() {
     let bad = lab.path("bad.csv");
     write(&bad, &bad_text);
     let backend = "  tenant: lab\n";
-    let extra =
-        "then: [send-conferencing-info]\napprovals: [operator-coordinated]\ntime_scale: 600\n";
+    let extra = format!(
+        "{SIM_OPERATOR}then: [send-conferencing-info]\napprovals: [operator-coordinated]\ntime_scale: 600\n"
+    );
     let rf_good = lab.run_file(
         "good.yaml",
         "direct-routing-to-operator-connect",
         backend,
         &good,
-        extra,
+        &extra,
     );
     let rf_bad = lab.run_file(
         "bad.yaml",
         "direct-routing-to-operator-connect",
         backend,
         &bad,
-        extra,
+        &extra,
     );
 
-    let o = pf(&lab.state, &["plan", &rf_good.to_string_lossy()]);
+    let o = pf(&lab.state, &["plan", &rf_good]);
     let text = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{text}\n{}", stderr(&o));
     assert!(text.contains("nothing is changed"), "{text}");
@@ -1722,7 +1658,7 @@ fn plan_on_a_named_tenant_reports_branches_and_blockers_and_changes_nothing() {
         "the chained steps are planned: {text}"
     );
     assert!(text.contains("4 subject(s) ready, 0 blocked"), "{text}");
-    let (code, v) = pf_json(&lab.state, &["plan", &rf_good.to_string_lossy()]);
+    let (code, v) = pf_json(&lab.state, &["plan", &rf_good]);
     assert_eq!(code, 0, "{v}");
     for p in v["plans"].as_array().expect("plans") {
         let will_run: Vec<&str> = p["steps"]
@@ -1738,7 +1674,7 @@ fn plan_on_a_named_tenant_reports_branches_and_blockers_and_changes_nothing() {
         );
     }
 
-    let (code, v) = pf_json(&lab.state, &["plan", &rf_bad.to_string_lossy()]);
+    let (code, v) = pf_json(&lab.state, &["plan", &rf_bad]);
     assert_eq!(code, 3, "a blocked subject makes exit 3: {v}");
     assert_eq!(v["blocked"], 1, "{v}");
     let blocked = v["plans"]
@@ -1751,7 +1687,7 @@ fn plan_on_a_named_tenant_reports_branches_and_blockers_and_changes_nothing() {
         blocked["blockers"].to_string().contains("check-number"),
         "{blocked}"
     );
-    let o = pf(&lab.state, &["plan", &rf_bad.to_string_lossy()]);
+    let o = pf(&lab.state, &["plan", &rf_bad]);
     assert_eq!(o.status.code(), Some(3));
     assert!(
         stdout(&o).contains("3 subject(s) ready, 1 blocked"),
@@ -1808,9 +1744,9 @@ fn plan_does_not_refuse_calling_plan_subjects_at_their_port_check() {
         "calling-plans-to-operator-connect",
         "  tenant: lab\n",
         &sub_csv,
-        "approvals: [operator-coordinated]\ntime_scale: 600\n",
+        &format!("{SIM_OPERATOR}approvals: [operator-coordinated]\ntime_scale: 600\n"),
     );
-    let (code, v) = pf_json(&lab.state, &["plan", &rf.to_string_lossy()]);
+    let (code, v) = pf_json(&lab.state, &["plan", &rf]);
     assert!(!v["plans"].to_string().contains("REFUSED"), "{v}");
     assert_eq!(v["blocked"], 0, "{v}");
     assert_eq!(code, 0, "{v}");
@@ -1861,9 +1797,9 @@ fn rolled_back_run(lab: &Lab) -> (i32, Value) {
         &wf.to_string_lossy(),
         "  seed: 1\n  users: 5\n  latency: {tail_rate: 0}\n",
         &csv,
-        "time_scale: 20000\n",
+        &format!("{SIM_OPERATOR}time_scale: 20000\n"),
     );
-    pf_json(&lab.state, &["run", &rf.to_string_lossy()])
+    pf_json(&lab.state, &["run", &rf])
 }
 
 #[test]

@@ -122,6 +122,61 @@ impl Rng {
     }
 }
 
+/// A temporary directory with a state directory inside; removed on drop.
+pub struct Lab {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    /// The state directory (`<dir>/state`, not created).
+    pub state: PathBuf,
+}
+
+impl Lab {
+    /// A fresh temporary directory.
+    pub fn new() -> Lab {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let state = dir.join("state");
+        Lab {
+            _tmp: tmp,
+            dir,
+            state,
+        }
+    }
+
+    /// `name` inside the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Write a run file `name` of `workflow` on the simulated tenant and return
+    /// its path as text: `backend` is the indented body of the `backend:`
+    /// block after `kind: sim`, `extra` more top-level lines, written as given
+    /// (the operator declaration included, e.g. [`SIM_OPERATOR`]).
+    pub fn run_file(
+        &self,
+        name: &str,
+        workflow: &str,
+        backend: &str,
+        csv: &Path,
+        extra: &str,
+    ) -> String {
+        let path = self.path(name);
+        write(
+            &path,
+            &format!(
+                "workflow: {workflow}\nbackend:\n  kind: sim\n{backend}subjects: {{csv: {}}}\n\
+                 concurrency: 50\n{extra}",
+                csv.display()
+            ),
+        );
+        path.to_string_lossy().into_owned()
+    }
+}
+
+/// A run file's operator declaration: the simulated operator leaves addresses
+/// to the tenant (ignored by workflows without an `address_mode` input).
+pub const SIM_OPERATOR: &str = "operator: {name: Contoso Telecom, address_mode: tenant_assigns}\n";
+
 // ---------------------------------------------------------------------------
 // Helpers for the per-workflow integration tests (tests/workflows.rs,
 // tests/crash_conferencing.rs).
