@@ -52,6 +52,7 @@ fn outage_run(tmp: &Path, state: &Path) -> (String, Vec<String>) {
                 next_poll: Timestamp(T + MIN),
                 polls: 4,
                 last_error: None,
+                overdue_since: None,
             },
         };
         insts[0].down = down(90);

@@ -737,6 +737,7 @@ pub(crate) mod tests {
                 next_poll: Timestamp(T + MIN),
                 polls: 3,
                 last_error: None,
+                overdue_since: None,
             },
         };
         let mut a = inst(run, 0, waiting);

@@ -295,6 +295,10 @@ pub enum Phase {
         /// Last error from a poll, if the last poll failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_error: Option<String>,
+        /// First failed poll after the deadline: the wait keeps trying for a
+        /// fresh observation from then on, for a bounded time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        overdue_since: Option<Timestamp>,
     },
 }
 

@@ -235,6 +235,13 @@ pub trait WindowCalendar: Send + Sync + std::fmt::Debug {
 /// Longest run of throttle responses before an attempt counts as failed.
 const MAX_THROTTLES: u32 = 50;
 
+/// How long after its deadline a wait whose polls fail keeps trying to get one
+/// fresh observation before it times out on the errors.
+const DEADLINE_GRACE: Duration = Duration::from_secs(3600);
+
+/// Poll interval after the deadline while polls fail (or Retry-After, if longer).
+const DEADLINE_RETRY: Duration = Duration::from_secs(30);
+
 /// Signal that completes a manual task.
 pub const DONE_SIGNAL: &str = "done";
 
@@ -851,6 +858,7 @@ impl<'a> Builder<'a> {
                 next_poll,
                 polls: 0,
                 last_error: None,
+                overdue_since: None,
             },
             Some(next_poll),
         );
@@ -908,6 +916,7 @@ impl<'a> Builder<'a> {
             started,
             deadline,
             polls,
+            overdue_since,
             ..
         } = phase
         else {
@@ -954,7 +963,12 @@ impl<'a> Builder<'a> {
                 last_error = Some(e.to_string());
             }
         }
-        if now >= deadline {
+        // A wait is judged on an observation taken at or after its deadline: a
+        // failed poll there (throttled, unavailable) is retried for a while.
+        let past = now >= deadline;
+        let overdue_since = (past && last_error.is_some()).then(|| overdue_since.unwrap_or(now));
+        let unjudged = overdue_since.is_some_and(|t| now < t.plus(DEADLINE_GRACE));
+        if past && !unjudged {
             let waited = now.since(started);
             let last = self
                 .inst
@@ -980,7 +994,12 @@ impl<'a> Builder<'a> {
                 return WAIT_TIMEOUT_CONTINUE;
             }
             let seen = last.map_or_else(|| "nothing".to_string(), |v| v.to_string());
-            let err = last_error.map_or(String::new(), |e| format!("; last poll error: {e}"));
+            let err = last_error.map_or(String::new(), |e| {
+                format!(
+                    "; no poll succeeded in the {} after the deadline, last poll error: {e}",
+                    humantime::format_duration(DEADLINE_GRACE)
+                )
+            });
             let msg = format!(
                 "timed out after {} waiting for `{}` ({polls} polls); last observed: {seen}{err}",
                 humantime::format_duration(Duration::from_secs(waited.as_secs())),
@@ -993,12 +1012,16 @@ impl<'a> Builder<'a> {
                 _ => WAIT_TIMEOUT_FAIL,
             };
         }
-        let mut next = now.plus(Self::poll_interval(wait, polls));
+        let mut next = if past {
+            now.plus(DEADLINE_RETRY)
+        } else {
+            now.plus(Self::poll_interval(wait, polls))
+        };
         if let Some(ra) = throttle_wait {
             next = next.max(now.plus(ra));
         }
         // One last look exactly at the deadline.
-        let next = next.min(deadline);
+        let next = if past { next } else { next.min(deadline) };
         self.set_phase(
             idx,
             Phase::Waiting {
@@ -1007,6 +1030,7 @@ impl<'a> Builder<'a> {
                 next_poll: next,
                 polls,
                 last_error,
+                overdue_since,
             },
             Some(next),
         );

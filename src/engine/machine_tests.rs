@@ -404,7 +404,12 @@ fn wait_timeout_can_continue() {
     assert_eq!(s.phase(), (4, "waiting"));
     s.advance(Duration::from_secs(3 * 3600));
     s.feed(Input::Tick);
+    // A failed poll past the deadline decides nothing; a fresh observation does.
     let t = s.feed(Input::ObserveErr(err(ErrorKind::Transient)));
+    assert_eq!(t.rule, machine::WAIT_AGAIN);
+    s.advance(Duration::from_secs(30));
+    s.feed(Input::Tick);
+    let t = s.feed(Input::Observed(json!({"number_type": "DirectRouting"})));
     assert_eq!(t.rule, machine::WAIT_TIMEOUT_CONTINUE);
     assert_eq!(s.inst.status, Status::Succeeded);
 }
@@ -1127,5 +1132,62 @@ fn undoing_the_step_that_took_the_number_down_ends_the_outage() {
     assert_eq!(
         s.inst.outages.last().map(|o| o.restored_by.as_str()),
         Some("remove (undo)")
+    );
+}
+
+#[test]
+fn a_wait_past_its_deadline_is_judged_on_a_fresh_observation() {
+    let mut s = Sim::new(&["approve-first"]);
+    s.feed(Input::Tick);
+    s.feed(Input::ActionOk(user(Some("+14250000001"), None)));
+    s.feed(Input::ActionOk(json!({})));
+    assert_eq!(s.phase(), (3, "waiting"));
+    // A long stop: the process comes back a day and an hour later.
+    s.advance(Duration::from_secs(25 * 3600));
+    s.feed(Input::Tick);
+    let throttled = BackendError::new(ErrorKind::Throttled, "Too Many Requests")
+        .with_retry_after(Duration::from_secs(45));
+    let t = s.feed(Input::ObserveErr(throttled.clone()));
+    assert_eq!(
+        t.rule,
+        machine::WAIT_AGAIN,
+        "a failed poll past the deadline decides nothing"
+    );
+    assert_eq!(
+        s.inst.due,
+        Some(s.now.plus(Duration::from_secs(45))),
+        "Retry-After honoured"
+    );
+    s.advance(Duration::from_secs(45));
+    s.feed(Input::Tick);
+    let t = s.feed(Input::Observed(user(None, None)));
+    assert_eq!(
+        t.rule,
+        machine::WAIT_MET,
+        "the change had landed during the stop"
+    );
+
+    // Polls that keep failing after the deadline time out after the grace.
+    let mut s = Sim::new(&["approve-first"]);
+    s.feed(Input::Tick);
+    s.feed(Input::ActionOk(user(Some("+14250000001"), None)));
+    s.feed(Input::ActionOk(json!({})));
+    s.advance(Duration::from_secs(24 * 3600));
+    let mut rule = "";
+    for _ in 0..200 {
+        s.feed(Input::Tick);
+        rule = s.feed(Input::ObserveErr(err(ErrorKind::Transient))).rule;
+        if rule != machine::WAIT_AGAIN {
+            break;
+        }
+        s.advance(Duration::from_secs(30));
+    }
+    assert_eq!(rule, machine::WAIT_TIMEOUT_FAIL);
+    let Status::Failed { error, .. } = &s.inst.status else {
+        panic!("{:?}", s.inst.status)
+    };
+    assert!(
+        error.contains("no poll succeeded in the 1h after the deadline"),
+        "{error}"
     );
 }
