@@ -158,3 +158,60 @@ fn sigkill_during_conferencing_mails_and_resets_never_sends_twice() {
         refused.len()
     );
 }
+
+/// A rate-limited wave: most workers wait for the limiter at any instant. A
+/// kill must leave needs-attention only for a call really in flight (at most
+/// one per kill at this rate), never for one still waiting its turn.
+#[test]
+fn sigkill_while_calls_wait_for_the_rate_limiter_leaves_them_not_in_doubt() {
+    let crash_seed = std::env::var("PORTFLOW_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()) ^ 0x1a7e);
+    eprintln!("crash seed: {crash_seed}");
+    let mut rng = Rng(crash_seed);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("users.csv");
+    let users: Vec<String> = (1..=80)
+        .map(portflow::backend::sim::SimTenant::upn)
+        .collect();
+    write(&csv, &format!("user\n{}\n", users.join("\n")));
+    let run_file = tmp.path().join("conf.yaml");
+    write(
+        &run_file,
+        &format!(
+            "workflow: send-conferencing-info\n\
+             backend:\n  kind: sim\n  seed: {SEED}\n  users: 80\n  latency: {{min: 1s, typical_max: 2s, tail_rate: 0}}\n\
+             subjects: {{csv: {}}}\n\
+             concurrency: 20\n\
+             rate_limit: 40\n\
+             time_scale: 1\n",
+            csv.display()
+        ),
+    );
+    let kills = 4;
+    let id = kill_and_resume(&state, &run_file, kills, &mut rng, (300, 900));
+    let (_, doc) = pf_json(&state, &["resume", &id]);
+    assert_eq!(doc["end"], "Finished", "{doc}");
+    let engine = instances_with_events(&state, &id);
+    let cfg = sim_cfg(Profile::DirectRouting, SEED, 80);
+    let sim = open_run_tenant(&state, &id, &id, &cfg);
+    let mut sent: BTreeMap<String, usize> = BTreeMap::new();
+    for m in sim.outbox().expect("outbox") {
+        *sent.entry(m.user.clone()).or_insert(0) += 1;
+    }
+    let attention = engine
+        .values()
+        .filter(|(i, _)| matches!(i.status, Status::NeedsAttention { .. }))
+        .count();
+    eprintln!("{kills} kills; {attention} need attention");
+    assert!(
+        sent.values().all(|n| *n <= 1),
+        "an e-mail sent twice: {sent:?}"
+    );
+    assert!(
+        attention <= kills as usize,
+        "{attention} in doubt after {kills} kills: intents were recorded for calls waiting their turn"
+    );
+}

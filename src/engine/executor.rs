@@ -468,8 +468,13 @@ impl Driver {
             .ok_or_else(|| EngineError::Missing(key.clone()))?;
         let mut input = Input::Tick;
         loop {
-            let ctx = self.ctx();
-            let t = machine::transition(ctx, &inst, input);
+            let mut t = machine::transition(self.ctx(), &inst, input.clone());
+            if matches!(t.effect, Some(Effect::Invoke(_))) && self.limiter.is_some() {
+                // Wait for the call's turn before its intent is recorded: a stop
+                // while waiting must not leave an intent for a call never made.
+                self.pace().await;
+                t = machine::transition(self.ctx(), &inst, input);
+            }
             self.persist(&inst, &t).await?;
             inst = t.next;
             self.progress.set(idx, Place::of(&inst));
@@ -477,7 +482,9 @@ impl Driver {
             input = match t.effect {
                 None => return Ok((idx, Place::of(&inst), inst.due)),
                 Some(Effect::Invoke(op)) => {
-                    self.pace().await;
+                    if self.limiter.is_none() {
+                        self.progress.calls.fetch_add(1, Ordering::Relaxed);
+                    }
                     let answer = self.tenant.execute(&op).await;
                     count_call(&op, CallKind::Action, &answer);
                     match answer {

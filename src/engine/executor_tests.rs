@@ -598,3 +598,120 @@ async fn the_breaker_pauses_new_outages_durably_until_continued() {
     assert_eq!(b.continued.len(), 1);
     assert!(*t.max_down.lock().unwrap_or_else(|p| p.into_inner()) <= 2);
 }
+
+const MAIL_WF: &str = r#"
+name: t
+version: 1
+subject: user
+inputs: {user: {type: upn}, number: {type: e164}}
+steps:
+  - id: mail
+    action: {op: send_conferencing_info, args: {user: "${inputs.user}"}}
+"#;
+
+/// Counts the conferencing e-mails each user was sent.
+struct Outbox {
+    sent: Mutex<HashMap<String, u32>>,
+}
+
+#[async_trait]
+impl Tenant for Outbox {
+    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+        if let Operation::SendConferencingInfo { user } = op {
+            *self
+                .sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(user.clone())
+                .or_insert(0) += 1;
+        }
+        Ok(json!({}))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_waiting_for_the_rate_limiter_leaves_no_intent_in_doubt() {
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let committer = Committer::start(store.clone(), true);
+    seed_run(&*store, &committer, 6, clock.now()).await;
+    let outbox = Arc::new(Outbox {
+        sent: Mutex::new(HashMap::new()),
+    });
+    let make = || {
+        let wf: Workflow = match serde_yaml::from_str(MAIL_WF) {
+            Ok(w) => w,
+            Err(e) => panic!("{e}"),
+        };
+        Arc::new(Driver {
+            store: store.clone(),
+            committer: committer.clone(),
+            clock: clock.clone(),
+            tenant: outbox.clone(),
+            run_id: "run".into(),
+            workflow: Arc::new(wf),
+            approvals: vec![],
+            on_failure: None,
+            manual_ops: vec![],
+            window: None,
+            concurrency: 4,
+            // One call a minute on a clock that does not move: after the first
+            // call every worker waits for the limiter.
+            limiter: Some(Arc::new(super::limiter::RateLimiter::new(
+                clock.clone(),
+                1.0 / 60.0,
+            ))),
+            budget: None,
+            progress: Arc::new(Progress::default()),
+        })
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(make().drive(stop_rx));
+    let t0 = std::time::Instant::now();
+    while outbox
+        .sent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_empty()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no first e-mail");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = stop_tx.send(true);
+    let end = task.await;
+    assert!(matches!(end, Ok(Ok(DriveEnd::Stopped))), "{end:?}");
+    let insts = records::list_instances(&*store, "run").unwrap_or_default();
+    let acting = insts
+        .iter()
+        .filter(|i| {
+            matches!(
+                &i.status,
+                Status::Running {
+                    phase: super::instance::Phase::Acting { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        acting, 0,
+        "no intent is recorded for a call still waiting its turn"
+    );
+    // Resume: everyone gets exactly one e-mail, nobody needs a person.
+    let end = drive_with_time(make(), clock.clone()).await;
+    assert!(matches!(end, Ok(DriveEnd::Finished)), "{end:?}");
+    let insts = records::list_instances(&*store, "run").unwrap_or_default();
+    assert!(
+        insts.iter().all(|i| i.status == Status::Succeeded),
+        "{:?}",
+        insts.iter().map(|i| i.status.name()).collect::<Vec<_>>()
+    );
+    let sent = outbox
+        .sent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    assert_eq!(sent.len(), 6);
+    assert!(sent.values().all(|n| *n == 1), "{sent:?}");
+}
