@@ -209,11 +209,11 @@ impl Driver {
             while workers.len() < limit {
                 match heap.peek() {
                     Some(Reverse((due, _))) if *due <= now => {
-                        if let Some(Reverse((_, idx))) = heap.pop() {
+                        if let Some(Reverse((due, idx))) = heap.pop() {
                             // A stale duplicate entry: the worker reports the real due time.
                             if in_flight.insert(idx) {
                                 let me = self.clone();
-                                workers.spawn(async move { me.work(idx).await });
+                                workers.spawn(async move { me.work(idx, due).await });
                             }
                         }
                     }
@@ -458,14 +458,22 @@ impl Driver {
         Ok(t.next.due)
     }
 
-    /// Feed one instance until it waits or ends; returns its place and next due instant.
-    async fn work(&self, idx: u32) -> WorkResult {
+    /// Feed one instance until it waits or ends; returns its place and next due
+    /// instant. `fired` is the timer that woke it.
+    async fn work(&self, idx: u32, fired: Timestamp) -> WorkResult {
         let key = InstanceKey {
             run: self.run_id.clone(),
             idx,
         };
         let mut inst = records::get_instance(&*self.store, &key)?
             .ok_or_else(|| EngineError::Missing(key.clone()))?;
+        if inst.due != Some(fired) {
+            // A timer the snapshot does not know (left by a write that did not
+            // complete): drop it. This worker alone writes this instance.
+            let mut b = Batch::default();
+            b.delete(crate::store::keys::timer(fired.0, &key));
+            self.committer.commit_lazy(b)?;
+        }
         let mut input = Input::Tick;
         loop {
             let mut t = machine::transition(self.ctx(), &inst, input.clone());

@@ -715,3 +715,197 @@ async fn a_stop_while_waiting_for_the_rate_limiter_leaves_no_intent_in_doubt() {
     assert_eq!(sent.len(), 6);
     assert!(sent.values().all(|n| *n == 1), "{sent:?}");
 }
+
+const WRITES_WF: &str = r#"
+name: t
+version: 1
+subject: user
+inputs: {user: {type: upn}, number: {type: e164}}
+steps:
+  - id: remove
+    action:
+      op: remove_number
+      args: {user: "${inputs.user}", number: "${inputs.number}", number_type: DirectRouting}
+    wait:
+      observe: {op: get_user, args: {user: "${inputs.user}"}}
+      until: obs.line_uri == null
+      expected: 10m
+      timeout: 24h
+      poll: {initial: 1m, max: 5m}
+  - id: mail
+    action: {op: send_conferencing_info, args: {user: "${inputs.user}"}}
+  - id: restore
+    restores_service: true
+    action: {op: grant_voice_routing_policy, args: {user: "${inputs.user}"}}
+"#;
+
+/// Removals visible after 3 minutes; counts e-mails (not idempotent).
+struct WritesTenant {
+    clock: Arc<ManualClock>,
+    removed_at: Mutex<HashMap<String, Timestamp>>,
+    mails: Mutex<HashMap<String, u32>>,
+}
+
+#[async_trait]
+impl Tenant for WritesTenant {
+    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+        let now = self.clock.now();
+        match op {
+            Operation::RemoveNumber { user, .. } => {
+                self.removed_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(user.clone())
+                    .or_insert(now);
+                Ok(json!({}))
+            }
+            Operation::GetUser { user } => {
+                let at = self
+                    .removed_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(user)
+                    .copied();
+                let gone = at.is_some_and(|t| now >= t.plus(Duration::from_secs(180)));
+                Ok(json!({"line_uri": if gone { Value::Null } else { json!("+14250000001") }}))
+            }
+            Operation::SendConferencingInfo { user } => {
+                *self
+                    .mails
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(user.clone())
+                    .or_insert(0) += 1;
+                Ok(json!({}))
+            }
+            _ => Ok(json!({})),
+        }
+    }
+}
+
+/// One wave of 3 subjects on `store`; returns how it ended.
+async fn writes_wave(
+    store: Arc<dyn Store>,
+    clock: &Arc<ManualClock>,
+    tenant: &Arc<WritesTenant>,
+) -> Result<DriveEnd, EngineError> {
+    let committer = Committer::start(store.clone(), true);
+    let wf: Workflow = match serde_yaml::from_str(WRITES_WF) {
+        Ok(w) => w,
+        Err(e) => panic!("{e}"),
+    };
+    let d = Arc::new(Driver {
+        store,
+        committer,
+        clock: clock.clone(),
+        tenant: tenant.clone(),
+        run_id: "run".into(),
+        workflow: Arc::new(wf),
+        approvals: vec![],
+        on_failure: None,
+        manual_ops: vec![],
+        window: None,
+        // One worker: each durable transition is its own write, in a fixed order.
+        concurrency: 1,
+        limiter: None,
+        budget: Some(Arc::new(super::budget::OutageBudget::new(
+            Some(2),
+            None,
+            &Default::default(),
+        ))),
+        progress: Arc::new(Progress::default()),
+    });
+    drive_with_time(d, clock.clone()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_every_write_in_turn_recovers_with_every_promise_kept() {
+    // How many writes a healthy wave makes.
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let probe = Arc::new(FaultyStore::new(inner.clone()));
+    {
+        let c = Committer::start(probe.clone(), true);
+        seed_run(&*probe, &c, 3, clock.now()).await;
+    }
+    let base = probe.applies();
+    let t = Arc::new(WritesTenant {
+        clock: clock.clone(),
+        removed_at: Mutex::new(HashMap::new()),
+        mails: Mutex::new(HashMap::new()),
+    });
+    let end = writes_wave(probe.clone(), &clock, &t).await;
+    assert!(matches!(end, Ok(DriveEnd::Finished)), "{end:?}");
+    let writes = probe.applies() - base;
+    assert!(writes >= 15, "a wave of 3 makes many writes: {writes}");
+
+    let mut scenarios = 0;
+    for k in 1..=writes + 1 {
+        for (torn, sync) in [(0, false), (1, false), (0, true)] {
+            scenarios += 1;
+            let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+            let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let faulty = Arc::new(FaultyStore::new(inner.clone()));
+            {
+                let c = Committer::start(faulty.clone(), true);
+                seed_run(&*faulty, &c, 3, clock.now()).await;
+            }
+            if sync {
+                faulty.fail_sync_from(faulty.syncs() + k);
+            } else {
+                faulty.fail_apply_from(faulty.applies() + k, torn);
+            }
+            let t = Arc::new(WritesTenant {
+                clock: clock.clone(),
+                removed_at: Mutex::new(HashMap::new()),
+                mails: Mutex::new(HashMap::new()),
+            });
+            let first = writes_wave(faulty.clone(), &clock, &t).await;
+            assert!(
+                first.is_err() || k > writes,
+                "write {k}: the failure stops the run: {first:?}"
+            );
+            // Restart on what was stored, with a healthy store.
+            let end = writes_wave(inner.clone(), &clock, &t).await;
+            let what = format!("write {k} (torn {torn}, sync {sync})");
+            assert!(matches!(end, Ok(DriveEnd::Finished)), "{what}: {end:?}");
+            let mails = t.mails.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for i in records::list_instances(&*inner, "run").unwrap_or_default() {
+                let sent = mails.get(&i.subject).copied().unwrap_or(0);
+                assert!(sent <= 1, "{what}: {} mailed {sent} times", i.subject);
+                match &i.status {
+                    Status::Succeeded => {
+                        assert_eq!(sent, 1, "{what}: {}", i.subject);
+                        assert!(i.down.is_none() && i.outages.len() == 1, "{what}: {i:?}");
+                    }
+                    // The e-mail's call was in doubt when the store failed.
+                    Status::NeedsAttention { reason, .. } => {
+                        assert!(reason.contains("may or may not"), "{what}: {reason}");
+                    }
+                    other => panic!("{what}: {} ended {other:?}", i.subject),
+                }
+                let events = records::list_events(&*inner, &i.key()).unwrap_or_default();
+                let seqs: Vec<u32> = events.iter().map(|e| e.seq).collect();
+                assert_eq!(seqs, (0..i.seq).collect::<Vec<_>>(), "{what}: gap-free");
+                let terminal = events
+                    .iter()
+                    .filter(|e| {
+                        matches!(
+                            e.kind,
+                            super::instance::EventKind::Succeeded
+                                | super::instance::EventKind::NeedsAttention { .. }
+                                | super::instance::EventKind::Failed { .. }
+                        )
+                    })
+                    .count();
+                assert_eq!(terminal, 1, "{what}: {}: one terminal event", i.subject);
+            }
+            let timers = records::run_timers(&*inner, "run").unwrap_or_default();
+            assert!(
+                timers.is_empty(),
+                "{what}: timers left for ended instances: {timers:?}"
+            );
+        }
+    }
+    eprintln!("{scenarios} failure scenarios over {writes} writes");
+}
