@@ -3,12 +3,15 @@
 mod backup;
 mod bench;
 mod client;
+mod guard;
 mod inspect;
+mod logging;
 mod operate;
 mod outages;
 mod plan;
 mod progress;
 mod remote;
+mod runpath;
 mod runs;
 mod scan;
 mod schedule;
@@ -92,6 +95,15 @@ impl From<StoreError> for CliError {
             }
             _ => CliError::runtime(e.to_string()),
         }
+    }
+}
+
+impl From<crate::backend::sim::TenantNameError> for CliError {
+    fn from(e: crate::backend::sim::TenantNameError) -> CliError {
+        CliError::input(e.to_string()).hint(format!(
+            "a simulated tenant name is {}",
+            crate::backend::sim::TENANT_NAME_RULE
+        ))
     }
 }
 
@@ -393,8 +405,11 @@ impl App {
         dirs
     }
 
-    fn sim_dir(&self, tenant: &str) -> PathBuf {
-        self.state.join("sim").join(tenant)
+    /// Directory of the simulated tenant `tenant`; the name is checked first so
+    /// that it can never point outside `<state>/sim/`.
+    fn sim_dir(&self, tenant: &str) -> Result<PathBuf, CliError> {
+        crate::backend::sim::check_tenant_name(tenant)?;
+        Ok(self.state.join("sim").join(tenant))
     }
 }
 
@@ -431,7 +446,7 @@ pub fn main() -> ExitCode {
         Command::Serve { .. } => "warn,portflow=info",
         _ => "warn",
     };
-    init_logging(cli.log_format, default_level);
+    logging::init(cli.log_format, default_level);
     let app = App {
         state: cli.state.clone(),
         json: cli.json,
@@ -458,23 +473,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
-}
-
-fn init_logging(format: LogFormat, default_level: &str) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("PORTFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder
-            // No colour codes in the journal or a log file.
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder.json().with_current_span(false).try_init(),
-    };
 }
 
 async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {

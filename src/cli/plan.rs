@@ -15,7 +15,7 @@ use crate::clock::{SharedClock, SystemClock, Timestamp};
 use crate::report::table::{human_duration, Table};
 use crate::spec::model::{ActionSpec, Workflow};
 use crate::spec::runfile::{BackendConfig, Subject};
-use crate::spec::{self, compose};
+use crate::spec::{self, compose, LoadedRun};
 
 /// What one step will do for one subject.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -227,11 +227,11 @@ async fn plan_subject(
 }
 
 pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
-    // Warnings go to our stderr, wherever the plan is made; load errors are
-    // reported by the plan itself.
-    if let Ok(loaded) = spec::load_run(file, &app.search_dirs()) {
-        super::print_warnings(&loaded.warnings());
-    }
+    // Loaded here, as the user, wherever the plan is made: warnings go to our
+    // stderr and load errors come in full (the daemon's answer withholds what
+    // other files say).
+    let loaded = spec::load_run(file, &app.search_dirs())?;
+    super::print_warnings(&loaded.warnings());
     // A daemon holds the simulated tenants its runs use: ask it to plan.
     if super::client::has_daemon(app) {
         match super::remote::plan(app, file) {
@@ -239,24 +239,23 @@ pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
             other => return other,
         }
     }
-    let (text, code) = plan_text(app, file).await?;
+    let (text, code) = plan_loaded(app, &loaded).await?;
     print!("{text}");
     Ok(code)
 }
 
-/// What `plan` prints, and its exit code.
-pub async fn plan_text(app: &App, file: &Path) -> Result<(String, u8), CliError> {
+/// What `plan` prints for a loaded run file, and its exit code.
+pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8), CliError> {
     use std::fmt::Write;
     let mut out = String::new();
-    let loaded = spec::load_run(file, &app.search_dirs())?;
     let then: Vec<Workflow> = loaded.then.iter().map(|w| w.workflow.clone()).collect();
     let wf = compose(&loaded.workflow.workflow, &then);
     let clock: SharedClock = Arc::new(SystemClock);
     let (tenant, note, scratch) = match &loaded.file.backend {
         BackendConfig::Sim(cfg) => match &cfg.tenant {
             Some(name) => {
-                let dir = app.sim_dir(name);
-                if !dir.exists() {
+                let dir = app.sim_dir(name)?;
+                if !super::simcmd::is_tenant(&dir) {
                     return Err(CliError::input(format!(
                         "simulated tenant {name:?} does not exist in {}",
                         app.state.join("sim").display()

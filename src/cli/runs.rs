@@ -279,7 +279,7 @@ fn open_backend(
     match &file.backend {
         BackendConfig::Sim(cfg) => {
             let name = cfg.tenant.clone().unwrap_or_else(|| record.id.clone());
-            let dir = app.sim_dir(&name);
+            let dir = app.sim_dir(&name)?;
             let sim = open_sim(&dir, cfg, clock)?;
             Ok((sim.clone(), Some(sim)))
         }

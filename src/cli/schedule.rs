@@ -114,6 +114,12 @@ pub(super) async fn add(
     for spec in specs {
         spec.validate()
             .map_err(|e| CliError::input(format!("schedule {:?}: {e}", spec.name)))?;
+        // The daemon reads the run file at each fire, by the API's rule.
+        let (Launch::RunFile { path } | Launch::NextWave { run_file: path, .. }) = &spec.launch;
+        super::runpath::check(path).map_err(|e| {
+            CliError::input(format!("schedule {:?}: {e}", spec.name))
+                .hint("name a run file ending in .yaml or .yml")
+        })?;
         let rec = match records::get_schedule(store, &spec.name)? {
             Some(_) if !replace => {
                 return Err(

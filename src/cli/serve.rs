@@ -1,7 +1,8 @@
 //! `portflow serve`: the daemon. It owns the state directory, resumes every
 //! unfinished run at start, and answers a local JSON API (runs, instances,
 //! approve / signal / cancel / retry) guarded by a token it writes, mode 0600,
-//! to `<state>/daemon.json`. SIGTERM or Ctrl-C stops it cleanly.
+//! to `<state>/daemon.json` and checks in [`super::guard`] before any handler.
+//! SIGTERM or Ctrl-C stops it cleanly.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -9,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -66,21 +67,90 @@ fn random_token() -> Result<String, CliError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Write `daemon.json` readable by its owner only (it holds the token).
-fn write_daemon_file(path: &std::path::Path, doc: &Value) -> Result<(), CliError> {
+/// Why `daemon.json` could not be written. Never carries the token.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonFileError {
+    /// A stale `daemon.json.tmp` (or a link by that name) cannot be removed.
+    #[error("cannot remove the stale {}: {source}", path.display())]
+    RemoveStale {
+        /// The tmp file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Creating, writing or syncing the new tmp file failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The tmp file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Moving it over `daemon.json` failed.
+    #[error("cannot replace {}: {source}", path.display())]
+    Replace {
+        /// `daemon.json`.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<DaemonFileError> for CliError {
+    fn from(e: DaemonFileError) -> CliError {
+        CliError::runtime(e.to_string())
+            .hint("the daemon writes its address and token there: check the state directory's owner and permissions")
+    }
+}
+
+/// Write `daemon.json` readable by its owner only (it holds the token), through
+/// a tmp file that is always new: created exclusively, mode 0600, never through
+/// a link, so a stale file's mode or a planted link cannot expose the token.
+fn write_daemon_file(path: &std::path::Path, doc: &Value) -> Result<(), DaemonFileError> {
     use std::io::Write;
     #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = path.with_extension("json.tmp");
+    // unlink removes a link itself, never its target.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(DaemonFileError::RemoveStale { path: tmp, source }),
+    }
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    // O_CREAT|O_EXCL: a file planted since the unlink makes this fail instead.
+    opts.write(true).create_new(true);
     #[cfg(unix)]
-    opts.mode(0o600);
-    let err = |e: std::io::Error| CliError::runtime(format!("{}: {e}", path.display()));
-    let mut f = opts.open(&tmp).map_err(err)?;
-    f.write_all(doc.to_string().as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    opts.mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    let write_err = |source| DaemonFileError::Write {
+        path: tmp.clone(),
+        source,
+    };
+    let mut f = opts.open(&tmp).map_err(write_err)?;
+    let written = (|| {
+        // The umask only narrows 0600, but say it exactly.
+        #[cfg(unix)]
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(doc.to_string().as_bytes())?;
+        f.sync_all()
+    })()
+    .map_err(write_err)
+    // rename replaces a link at `path` itself; it never writes through it.
+    .and_then(|()| {
+        std::fs::rename(&tmp, path).map_err(|source| DaemonFileError::Replace {
+            path: path.to_path_buf(),
+            source,
+        })
+    });
+    if written.is_err() {
+        // No token left behind in a file nobody will use.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Run the daemon until SIGTERM / Ctrl-C.
@@ -172,6 +242,11 @@ pub async fn serve(
             post(super::scheduler::operate),
         )
         .merge(super::web::routes())
+        // Outermost: the token (and a cookie write's origin) before any extractor.
+        .layer(axum::middleware::from_fn_with_state(
+            daemon.clone(),
+            super::guard::guard,
+        ))
         .with_state(daemon.clone());
     let mut stop_http = daemon.stop.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -290,11 +365,6 @@ pub(super) fn start_driver(daemon: &Shared, record: RunRecord) -> Result<(), Cli
     Ok(())
 }
 
-/// Whether a request carries the daemon's token.
-pub(super) fn authorized_headers(daemon: &Daemon, headers: &HeaderMap) -> bool {
-    authorized(daemon, headers)
-}
-
 /// `succeeded: 4, failed: 1` for the log line of a finished run.
 fn state_counts(d: &Daemon, run: &str) -> String {
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
@@ -303,28 +373,6 @@ fn state_counts(d: &Daemon, run: &str) -> String {
     }
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
     parts.join(", ")
-}
-
-/// The bearer token, or else the status page's cookie, is the daemon's token.
-pub(super) fn authorized(daemon: &Daemon, headers: &HeaderMap) -> bool {
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match bearer.or_else(|| super::web::cookie_token(headers)) {
-        Some(given) => token_matches(&daemon.token, given),
-        None => false,
-    }
-}
-
-/// Compare in constant time in the token's length.
-pub(super) fn token_matches(token: &str, given: &str) -> bool {
-    given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -340,13 +388,6 @@ fn error_with_hint(status: StatusCode, e: CliError) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn unauthorized() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong token: send `Authorization: Bearer <token>` from <state>/daemon.json",
-    )
-}
-
 fn cli_error(e: CliError) -> Response {
     let status = match e.code {
         exit::INPUT => StatusCode::NOT_FOUND,
@@ -355,10 +396,7 @@ fn cli_error(e: CliError) -> Response {
     error_with_hint(status, e)
 }
 
-async fn list_runs(State(d): State<Shared>, headers: HeaderMap) -> Response {
-    if !authorized(&d, &headers) {
-        return unauthorized();
-    }
+async fn list_runs(State(d): State<Shared>) -> Response {
     let result = (|| -> Result<Value, CliError> {
         let mut out = Vec::new();
         for r in records::list_runs(&*d.store)? {
@@ -380,14 +418,7 @@ async fn list_runs(State(d): State<Shared>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn show_run(
-    State(d): State<Shared>,
-    headers: HeaderMap,
-    UrlPath(run): UrlPath<String>,
-) -> Response {
-    if !authorized(&d, &headers) {
-        return unauthorized();
-    }
+async fn show_run(State(d): State<Shared>, UrlPath(run): UrlPath<String>) -> Response {
     let result = (|| -> Result<Value, CliError> {
         let r = load_run(&*d.store, &run)?;
         let wf = super::runs::pinned_workflow(&r)?;
@@ -406,12 +437,8 @@ async fn show_run(
 
 async fn show_instance(
     State(d): State<Shared>,
-    headers: HeaderMap,
     UrlPath((run, subject)): UrlPath<(String, String)>,
 ) -> Response {
-    if !authorized(&d, &headers) {
-        return unauthorized();
-    }
     let result = (|| -> Result<Value, CliError> {
         let r = load_run(&*d.store, &run)?;
         let idx = records::find_subject(&*d.store, &run, &subject)?
@@ -454,13 +481,9 @@ struct CliQuery {
 
 async fn cli_text(
     State(d): State<Shared>,
-    headers: HeaderMap,
     UrlPath(command): UrlPath<String>,
     axum::extract::Query(q): axum::extract::Query<CliQuery>,
 ) -> Response {
-    if !authorized(&d, &headers) {
-        return unauthorized();
-    }
     let run = (!q.run.is_empty()).then_some(q.run.as_str());
     let out = match command.as_str() {
         "status" => super::inspect::status_text(&*d.store, run, q.json),
@@ -519,13 +542,9 @@ struct OperateBody {
 
 async fn operate(
     State(d): State<Shared>,
-    headers: HeaderMap,
     UrlPath((run, verb)): UrlPath<(String, String)>,
     body: Option<Json<OperateBody>>,
 ) -> Response {
-    if !authorized(&d, &headers) {
-        return unauthorized();
-    }
     let body = body.map(|Json(b)| b).unwrap_or_default();
     if verb == "continue" {
         return match continue_run(&d, &run, body.by.as_deref().unwrap_or("api")).await {
@@ -747,14 +766,7 @@ fn input_error(e: CliError) -> Response {
 }
 
 /// `POST /api/runs {"run_file": "/abs/path.yaml"}`: store a run and drive it.
-async fn start_run(
-    State(d): State<Shared>,
-    headers: HeaderMap,
-    body: Option<Json<RunFileBody>>,
-) -> Response {
-    if !authorized(&d, &headers) {
-        return unauthorized();
-    }
+async fn start_run(State(d): State<Shared>, body: Option<Json<RunFileBody>>) -> Response {
     let Some(Json(body)) = body else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -793,13 +805,7 @@ pub(super) async fn launch_run_file(
     label: Option<String>,
     id: Option<String>,
 ) -> Result<Launched, CliError> {
-    if !file.is_absolute() {
-        return Err(CliError::input(format!(
-            "{}: the daemon needs an absolute run file path",
-            file.display()
-        )));
-    }
-    let loaded = crate::spec::load_run(file, &d.app.search_dirs())?;
+    let loaded = super::runpath::load(file, &d.app.search_dirs())?;
     // Scheduled waves have no terminal: the journal gets the warnings.
     for w in loaded.warnings() {
         tracing::warn!(warning = %w, "workflow warning");
@@ -829,14 +835,7 @@ pub(super) async fn launch_run_file(
 }
 
 /// `POST /api/cli/plan {"run_file": "/abs/path.yaml", "json": false}`: what `plan` prints.
-async fn plan_text(
-    State(d): State<Shared>,
-    headers: HeaderMap,
-    body: Option<Json<RunFileBody>>,
-) -> Response {
-    if !authorized(&d, &headers) {
-        return unauthorized();
-    }
+async fn plan_text(State(d): State<Shared>, body: Option<Json<RunFileBody>>) -> Response {
     let Some(Json(body)) = body else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -848,7 +847,11 @@ async fn plan_text(
         json: body.json,
         workflow_dirs: d.app.workflow_dirs.clone(),
     };
-    match super::plan::plan_text(&app, &body.run_file).await {
+    let planned = match super::runpath::load(&body.run_file, &app.search_dirs()) {
+        Ok(loaded) => super::plan::plan_loaded(&app, &loaded).await,
+        Err(e) => Err(e),
+    };
+    match planned {
         Ok((text, code)) => Json(json!({"output": text, "code": code})).into_response(),
         Err(e) => input_error(e),
     }
@@ -864,14 +867,7 @@ struct BackupBody {
 
 /// `POST /api/backup {"dest": "/backups/portflow-2026-11-23"}`: a consistent copy
 /// of the state directory while runs go on (their writes wait for the copy).
-async fn backup(
-    State(d): State<Shared>,
-    headers: HeaderMap,
-    body: Option<Json<BackupBody>>,
-) -> Response {
-    if !authorized(&d, &headers) {
-        return unauthorized();
-    }
+async fn backup(State(d): State<Shared>, body: Option<Json<BackupBody>>) -> Response {
     let Some(Json(body)) = body else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -897,14 +893,7 @@ async fn backup(
 }
 
 /// `GET /api/runs/{run}/outages`: what `outages --json` prints.
-async fn run_outages(
-    State(d): State<Shared>,
-    headers: HeaderMap,
-    UrlPath(run): UrlPath<String>,
-) -> Response {
-    if !authorized(&d, &headers) {
-        return unauthorized();
-    }
+async fn run_outages(State(d): State<Shared>, UrlPath(run): UrlPath<String>) -> Response {
     let result =
         load_run(&*d.store, &run).and_then(|r| super::outages::OutageReport::load(&*d.store, &r));
     match result {
@@ -950,13 +939,9 @@ fn default_page() -> usize {
 /// run's instances (subject, state, step, next due instant), in subject order.
 async fn list_instances(
     State(d): State<Shared>,
-    headers: HeaderMap,
     UrlPath(run): UrlPath<String>,
     axum::extract::Query(q): axum::extract::Query<InstancesQuery>,
 ) -> Response {
-    if !authorized(&d, &headers) {
-        return unauthorized();
-    }
     let result = (|| -> Result<Value, CliError> {
         let r = load_run(&*d.store, &run)?;
         let wf = super::runs::pinned_workflow(&r)?;

@@ -28,7 +28,7 @@ pub fn sim(app: &App, cmd: SimCommand) -> Result<u8, CliError> {
                     .hint("direct_routing, calling_plans, on_premises or operator_connect")
             })?;
             let name = name.unwrap_or_else(|| format!("seed-{seed}"));
-            let dir = app.sim_dir(&name);
+            let dir = app.sim_dir(&name)?;
             let cfg = SimConfig {
                 seed,
                 users,
@@ -161,25 +161,32 @@ pub fn sim_text(
 }
 
 /// Open a tenant by name, or the tenant of a run id (its own, or the named
-/// tenant its run file uses).
+/// tenant its run file uses). Only an existing tenant is opened: reading must
+/// never create one.
 fn open_existing(
     app: &App,
     store: Option<&dyn Store>,
     tenant: &str,
 ) -> Result<Arc<SimTenant>, CliError> {
-    let mut dir = app.sim_dir(tenant);
-    if !dir.exists() {
+    let mut dir = app.sim_dir(tenant)?;
+    if !is_tenant(&dir) {
         if let Some(name) = run_tenant(app, store, tenant)? {
-            dir = app.sim_dir(&name);
+            dir = app.sim_dir(&name)?;
         }
     }
-    if !dir.exists() {
+    if !is_tenant(&dir) {
         return Err(CliError::input(format!("no simulated tenant {tenant:?} in {}", app.state.join("sim").display()))
             .hint("name a run id (runs get their own tenant) or a tenant created with `portflow sim init --name`"));
     }
     // Reading the log needs no config: an existing tenant keeps its own seed and users.
     // A run of this process may hold it: share its handle.
     super::runs::open_sim(&dir, &SimConfig::default(), Arc::new(SystemClock))
+}
+
+/// Whether `dir` holds a simulated tenant: sled's data file is there. A bare
+/// directory is not one (opening it would seed a tenant).
+pub(super) fn is_tenant(dir: &std::path::Path) -> bool {
+    dir.join("db").is_file()
 }
 
 /// The named simulated tenant the stored run `id` uses (`backend: {kind: sim,
@@ -189,7 +196,11 @@ fn run_tenant(app: &App, store: Option<&dyn Store>, id: &str) -> Result<Option<S
     let store: &dyn Store = match store {
         Some(s) => s,
         None => {
-            // No state store (none yet, or another process holds it): no run to resolve.
+            // No state store (none yet, or another process holds it): no run to
+            // resolve. Opening a missing one would create it.
+            if !app.engine_dir().join("db").is_file() {
+                return Ok(None);
+            }
             let Ok(s) = app.open_store() else {
                 return Ok(None);
             };
@@ -227,8 +238,8 @@ pub(super) fn run_start(
     }) else {
         return Ok(base);
     };
-    let dir = app.sim_dir(name);
-    if !dir.exists() {
+    let dir = app.sim_dir(name)?;
+    if !is_tenant(&dir) {
         return Ok(base);
     }
     // The handle closes when dropped here unless a run of this process holds it.

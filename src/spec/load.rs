@@ -384,6 +384,23 @@ pub fn resolve_workflow(
 /// file's directory, then in `search_dirs`, then built in) and its subjects.
 pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecError> {
     let text = read(path)?;
+    load_run_text(path, text, search_dirs)
+}
+
+/// Whether `text` has the shape of a run file: a YAML mapping with top-level
+/// `workflow` and `subjects`. Decides nothing else about it.
+pub fn is_run_file_text(text: &str) -> bool {
+    PosMap::build(text).is_ok_and(|m| {
+        m.top_keys.iter().any(|k| k == "workflow") && m.top_keys.iter().any(|k| k == "subjects")
+    })
+}
+
+/// [`load_run`] of `text`, already read from `path`.
+pub fn load_run_text(
+    path: &Path,
+    text: String,
+    search_dirs: &[PathBuf],
+) -> Result<LoadedRun, SpecError> {
     let origin = path.display().to_string();
     let (map, mut diags) = position_map(&text, &origin)?;
     let file: RunFile = match serde_yaml::from_str(&text) {
@@ -429,6 +446,19 @@ pub fn load_run(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, SpecE
     if let Some(w) = &file.window {
         if let Err(e) = w.compile() {
             diags.push(diag(&origin, map.at("window"), format!("window: {e}")));
+        }
+    }
+    let super::runfile::BackendConfig::Sim(sim) = &file.backend;
+    if let Some(name) = &sim.tenant {
+        if let Err(e) = crate::backend::sim::check_tenant_name(name) {
+            diags.push(diag(
+                &origin,
+                map.at("backend.tenant"),
+                format!(
+                    "backend.tenant: {e} (a tenant name is {})",
+                    crate::backend::sim::TENANT_NAME_RULE
+                ),
+            ));
         }
     }
     let run_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();

@@ -21,8 +21,8 @@ mod tests;
 
 pub use diag::{Diagnostic, SpecError};
 pub use load::{
-    compose, load_run, load_workflow, parse_workflow, resolve_workflow, validate_file, LoadedRun,
-    LoadedWorkflow, SpecKind,
+    compose, is_run_file_text, load_run, load_run_text, load_workflow, parse_workflow,
+    resolve_workflow, validate_file, LoadedRun, LoadedWorkflow, SpecKind,
 };
 pub use schedules::load_schedules;
 pub use validate::{is_e164, is_upn};

@@ -23,6 +23,7 @@ mod fidelity_tests;
 #[cfg(test)]
 mod flow_tests;
 mod model;
+mod name;
 mod rng;
 mod seed;
 mod tenant;
@@ -34,6 +35,7 @@ pub use config::{
     PortConfig, Profile, SimConfig, UploadDelayConfig,
 };
 pub use model::{AuditEntry, AuditOutcome, OutageRecord, OutboxEntry, SimStats, UserState};
+pub use name::{check_tenant_name, TenantNameError, MAX_TENANT_NAME, TENANT_NAME_RULE};
 pub use seed::{
     location, tags, FOREIGN_LOCATION, INVALID_LOCATION, LICENCE_GROUP, LOCATIONS, ONPREM_POOL,
     SEEDED_POLICY, THIRD_PARTY_ACP, UNVALIDATED_LOCATIONS,
