@@ -598,11 +598,13 @@ pub fn show_text(
             e.seq.to_string(),
             e.at.rfc3339(),
             event_name(e),
-            event_details(e),
+            super::logging::escape_controls(&event_details(e)),
         ]);
     }
     out.push_str(&t.render());
-    Ok(out)
+    // Histories hold operator text (`--by`, reasons): no escape bytes reach the terminal.
+    let safe: Vec<String> = out.lines().map(super::logging::escape_controls).collect();
+    Ok(safe.join("\n") + "\n")
 }
 
 fn event_name(e: &Event) -> String {
@@ -842,6 +844,28 @@ mod tests {
             2,
             "{v}"
         );
+    }
+
+    #[test]
+    fn show_writes_no_control_bytes_from_operator_text() {
+        let r = record("r1");
+        let i = inst("r1", 0, Status::Cancelled);
+        let store = store_with(&r, std::slice::from_ref(&i));
+        let events = [Event {
+            seq: 0,
+            at: Timestamp(T),
+            kind: EventKind::Cancelled {
+                reason: "bye\u{1b}[2J\nforged line".into(),
+            },
+        }];
+        let mut b = Batch::default();
+        let mut next = i.clone();
+        next.seq = 1;
+        records::put_replaced_instance(&mut b, &i, &next, &events);
+        assert!(store.apply(&b).is_ok());
+        let text = ok(show_text(&store, "r1", "user0000@contoso.com", false));
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(text.contains("bye\\u{1b}[2J\\nforged line"), "{text}");
     }
 
     #[test]
