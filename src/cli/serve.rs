@@ -177,6 +177,8 @@ pub async fn serve(
     let address = listener
         .local_addr()
         .map_err(|e| CliError::runtime(e.to_string()))?;
+    // Listen for SIGTERM before anyone can find the daemon and ask it to stop.
+    let stop_signals = super::runs::StopSignals::install();
     let daemon_file = app.state.join(DAEMON_FILE);
     write_daemon_file(
         &daemon_file,
@@ -253,7 +255,7 @@ pub async fn serve(
         let _ = stop_http.wait_for(|s| *s).await;
     });
     let signals = tokio::spawn(async move {
-        super::runs::wait_for_stop_signal().await;
+        stop_signals.wait().await;
         let _ = stop_tx.send(true);
     });
     let served = server.await;
