@@ -118,6 +118,7 @@ pub async fn serve(
             state: app.state.clone(),
             json: app.json,
             workflow_dirs: app.workflow_dirs.clone(),
+            min_free: app.min_free,
         },
         store: store.clone(),
         committer: committer.clone(),
@@ -847,6 +848,7 @@ async fn plan_text(
         state: d.app.state.clone(),
         json: body.json,
         workflow_dirs: d.app.workflow_dirs.clone(),
+        min_free: d.app.min_free,
     };
     match super::plan::plan_text(&app, &body.run_file).await {
         Ok((text, code)) => Json(json!({"output": text, "code": code})).into_response(),
