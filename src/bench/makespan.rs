@@ -239,6 +239,7 @@ pub fn measure(opts: &MakespanOpts) -> Result<Figures, BenchError> {
             f64::from(opts.rate.max(1)),
         ))),
         budget: None,
+        space: None,
         progress: Arc::new(Progress::default()),
     });
 

@@ -473,6 +473,7 @@ fn driver(
         concurrency,
         limiter: None,
         budget: None,
+        space: None,
         progress: Arc::new(Progress::default()),
     }))
 }

@@ -201,6 +201,7 @@ pub async fn wave(
         concurrency: opts.concurrency,
         limiter: None,
         budget: None,
+        space: None,
         progress: Arc::new(Progress::default()),
     });
     let stats = committer.stats();

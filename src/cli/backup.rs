@@ -44,11 +44,19 @@ pub(super) fn backup_into(app: &App, store: &SledStore, dest: &Path) -> Result<V
     names.sort();
     for name in names {
         let dir = sim_root.join(&name);
-        let copied = super::runs::open_sim(&dir, &SimConfig::default(), Arc::new(SystemClock))
-            .and_then(|sim| {
-                sim.backup_to(&dest.join("sim").join(&name))
-                    .map_err(|e| CliError::runtime(e.to_string()))
-            });
+        // Never seeds: an empty tenant directory is reported, not filled.
+        let copied =
+            super::runs::open_existing_sim(&dir, &SimConfig::default(), Arc::new(SystemClock))
+                .map_err(|e| match e {
+                    super::runs::OpenSim::Missing(why) => {
+                        CliError::runtime(format!("its store {why}"))
+                    }
+                    super::runs::OpenSim::Other(e) => e,
+                })
+                .and_then(|sim| {
+                    sim.backup_to(&dest.join("sim").join(&name))
+                        .map_err(|e| CliError::runtime(e.to_string()))
+                });
         sims.push(match copied {
             Ok(keys) => json!({"tenant": name, "keys": keys}),
             Err(e) => json!({"tenant": name, "skipped": e.message}),

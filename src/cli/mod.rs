@@ -18,6 +18,7 @@ mod schedule;
 mod scheduler;
 mod serve;
 mod simcmd;
+mod verify;
 mod web;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,9 @@ pub mod exit {
     pub const FAILED: u8 = 3;
     /// The state directory is locked by another process.
     pub const LOCKED: u8 = 4;
+    /// A store in the state directory is damaged (will not open, lost writes,
+    /// a record fails its checksum) or a simulated tenant's state is gone.
+    pub const DAMAGED: u8 = 5;
     /// Stopped by Ctrl-C / SIGTERM; resumable.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -77,23 +81,74 @@ impl CliError {
     }
 }
 
+/// How to recover a damaged state directory.
+pub(crate) const RESTORE_HINT: &str = "restore the state directory from a `portflow backup` \
+     (docs/operations.md, \"When a store fails\")";
+
+/// What to do about a damaged store.
+pub(crate) const DAMAGED_HINT: &str = "`portflow verify` shows what is damaged; restore the state \
+     directory from a `portflow backup` (docs/operations.md, \"When a store fails\")";
+
+/// What to do about a full disk.
+pub(crate) const NO_SPACE_HINT: &str = "everything confirmed before the failure is stored; free \
+     space on that file system (keep more than --min-free), then `portflow resume`";
+
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> CliError {
-        match &e {
+        let message = e.to_string();
+        match e.root() {
             StoreError::Locked(p) => CliError {
                 code: exit::LOCKED,
-                message: e.to_string(),
+                message,
                 hint: Some(format!(
                     "another portflow (a `run`, `resume` or `serve`) is using {}; wait for it, stop it with Ctrl-C, or use another --state",
                     p.display()
                 )),
             },
-            StoreError::Damaged { .. } | StoreError::TooNew { .. } | StoreError::Corrupt { .. } => {
-                CliError::runtime(e.to_string()).hint(
-                    "nothing was changed; restore the state directory from a backup (docs/operations.md) or use an up-to-date portflow",
-                )
+            StoreError::TooNew { .. } => CliError::runtime(message)
+                .hint("nothing was changed; use the portflow version that wrote it, or a newer one"),
+            StoreError::NoSpace { .. } => CliError::runtime(message).hint(NO_SPACE_HINT),
+            root if e.is_damage() => {
+                let hint = match root {
+                    StoreError::Damaged {
+                        path,
+                        damage: crate::store::Damage::LostWrites { .. },
+                    } => format!(
+                        "{DAMAGED_HINT}; to go on from what the store still holds instead, delete {}",
+                        path.join(crate::store::sled_store::MARK_FILE).display()
+                    ),
+                    _ => DAMAGED_HINT.to_string(),
+                };
+                CliError {
+                    code: exit::DAMAGED,
+                    message,
+                    hint: Some(hint),
+                }
             }
-            _ => CliError::runtime(e.to_string()),
+            _ => CliError::runtime(message),
+        }
+    }
+}
+
+impl CliError {
+    /// A simulated tenant that cannot be used: damaged or gone (exit 5), a
+    /// full disk, or another failure.
+    pub(crate) fn sim(dir: &Path, e: crate::backend::sim::SimError) -> CliError {
+        use crate::backend::sim::SimError;
+        if let SimError::Store(inner) = e {
+            return inner.into();
+        }
+        let message = format!("simulated tenant {}: {e}", dir.display());
+        if e.is_no_space() {
+            CliError::runtime(message).hint(NO_SPACE_HINT)
+        } else if matches!(e, SimError::Missing { .. }) || e.is_damage() {
+            CliError {
+                code: exit::DAMAGED,
+                message,
+                hint: Some(DAMAGED_HINT.to_string()),
+            }
+        } else {
+            CliError::runtime(message)
         }
     }
 }
@@ -135,12 +190,20 @@ pub struct Cli {
     /// Extra directory to look up workflows by name (before ./workflows and the built-in set).
     #[arg(long = "workflows", global = true, env = "PORTFLOW_WORKFLOWS")]
     pub workflow_dirs: Vec<PathBuf>,
+    /// Hold subjects before an outage step while the disk holding the state
+    /// directory has less free space than this (`256MiB`, `1GiB`; `0` turns it off).
+    #[arg(long, global = true, env = "PORTFLOW_MIN_FREE", default_value = "256MiB", value_parser = parse_min_free)]
+    pub min_free: u64,
     /// Log format on stderr: text, or json (one object per line, for log shippers).
     #[arg(long, global = true, env = "PORTFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_min_free(s: &str) -> Result<u64, String> {
+    crate::engine::space::parse_size(s)
 }
 
 /// How log lines are written (`--log-format`).
@@ -287,6 +350,10 @@ pub enum Command {
         /// Destination directory (must not exist).
         dest: PathBuf,
     },
+    /// Check the state directory without changing it: every store opens, every
+    /// record decodes and its checksum holds, runs, instances, events and timers
+    /// agree. Exit 0 when sound, 3 when something is damaged.
+    Verify,
     /// Schedules: when the daemon starts runs and waves.
     Schedule {
         /// What to do.
@@ -387,6 +454,8 @@ pub struct App {
     pub json: bool,
     /// Workflow search path.
     pub workflow_dirs: Vec<PathBuf>,
+    /// `--min-free`, in bytes (0: no free-space guard).
+    pub min_free: u64,
 }
 
 impl App {
@@ -444,13 +513,15 @@ pub fn main() -> ExitCode {
     // The daemon reports its runs at info level; other commands print their own output.
     let default_level = match cli.command {
         Command::Serve { .. } => "warn,portflow=info",
-        _ => "warn",
+        // sled's own error lines repeat what the command's one error line says.
+        _ => "warn,sled=off",
     };
     logging::init(cli.log_format, default_level);
     let app = App {
         state: cli.state.clone(),
         json: cli.json,
         workflow_dirs: cli.workflow_dirs.clone(),
+        min_free: cli.min_free,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -547,6 +618,7 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
         }
         Command::Schedule { command } => schedule::command(app, command).await,
         Command::Backup { dest } => backup::backup(app, &dest).await,
+        Command::Verify => verify::verify(app),
         Command::Sim { command } => simcmd::sim(app, command),
         Command::Bench { command } => bench::bench(app, command).await,
     }

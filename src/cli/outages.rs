@@ -56,16 +56,13 @@ pub fn for_each_head(
     let mut err = None;
     store.scan_prefix(
         &keys::instance_prefix(run),
-        &mut |k, v| match serde_json::from_slice::<Head>(v) {
+        &mut |k, v| match crate::store::records::decode::<Head>(k, v) {
             Ok(h) => {
                 f(h);
                 true
             }
             Err(e) => {
-                err = Some(StoreError::Corrupt {
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    reason: e.to_string(),
-                });
+                err = Some(e);
                 false
             }
         },

@@ -272,6 +272,7 @@ type Backend = (Arc<dyn Tenant>, Option<Arc<SimTenant>>);
 /// The tenant of a run (and the simulator handle, when simulated).
 fn open_backend(
     app: &App,
+    store: &dyn Store,
     record: &RunRecord,
     file: &RunFile,
     clock: SharedClock,
@@ -279,11 +280,102 @@ fn open_backend(
     match &file.backend {
         BackendConfig::Sim(cfg) => {
             let name = cfg.tenant.clone().unwrap_or_else(|| record.id.clone());
-            let dir = app.sim_dir(&name)?;
-            let sim = open_sim(&dir, cfg, clock)?;
+            let sim = open_used_sim(app, store, &name, &record.id, cfg, clock)?;
             Ok((sim.clone(), Some(sim)))
         }
     }
+}
+
+/// Open simulated tenant `name` for run `run`. The first run to use a tenant
+/// records its identity in the engine store (durably, before any call);
+/// from then on it must be there and be the same tenant: a missing or
+/// re-seeded one is refused instead of seeded anew, as a real tenant would
+/// not forget its state.
+fn open_used_sim(
+    app: &App,
+    store: &dyn Store,
+    name: &str,
+    run: &str,
+    cfg: &crate::backend::sim::SimConfig,
+    clock: SharedClock,
+) -> Result<Arc<SimTenant>, CliError> {
+    let dir = app.sim_dir(name)?;
+    let Some(used) = records::get_tenant_use(store, name)? else {
+        let sim = open_sim(&dir, cfg, clock)?;
+        let mut b = Batch::default();
+        records::put_tenant_use(
+            &mut b,
+            &records::TenantUse {
+                name: name.to_string(),
+                tenant_id: sim.tenant_id().to_string(),
+                created_at: sim.created_at(),
+                first_run: run.to_string(),
+            },
+        );
+        store.apply(&b)?;
+        store.sync()?;
+        return Ok(sim);
+    };
+    let gone = |why: String| CliError {
+        code: exit::DAMAGED,
+        message: format!(
+            "simulated tenant {name:?} ({}) {why}; run {} used it first (seeded {}), and portflow \
+             will not seed a new one in its place: a real tenant does not forget its state",
+            dir.display(),
+            used.first_run,
+            used.created_at.rfc3339()
+        ),
+        hint: Some(format!(
+            "restore the state directory from a `portflow backup` (it holds sim/{name}); \
+             `portflow verify` checks the rest"
+        )),
+    };
+    let sim = match open_existing_sim(&dir, cfg, clock) {
+        Ok(sim) => sim,
+        Err(OpenSim::Missing(why)) => return Err(gone(why.to_string())),
+        Err(OpenSim::Other(e)) => return Err(e),
+    };
+    if sim.tenant_id() != used.tenant_id || sim.created_at() != used.created_at {
+        return Err(gone(format!(
+            "is another tenant now (seeded {})",
+            sim.created_at().rfc3339()
+        )));
+    }
+    Ok(sim)
+}
+
+/// Why [`open_existing_sim`] failed.
+pub(super) enum OpenSim {
+    /// No state: the directory is gone or its store is empty.
+    Missing(&'static str),
+    /// Anything else.
+    Other(CliError),
+}
+
+/// [`open_sim`] for a tenant that must exist: never seeds.
+pub(super) fn open_existing_sim(
+    dir: &Path,
+    cfg: &crate::backend::sim::SimConfig,
+    clock: SharedClock,
+) -> Result<Arc<SimTenant>, OpenSim> {
+    let mut open = OPEN_SIMS.lock().unwrap_or_else(|p| p.into_inner());
+    open.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(sim) = open
+        .iter()
+        .find(|(d, _)| d == dir)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(sim);
+    }
+    let sim = match SimTenant::open_existing(dir, cfg, clock) {
+        Ok(s) => Arc::new(s),
+        Err(crate::backend::sim::SimError::Missing { why, .. }) => {
+            return Err(OpenSim::Missing(why))
+        }
+        Err(e) => return Err(OpenSim::Other(CliError::sim(dir, e))),
+    };
+    open.push((dir.to_path_buf(), Arc::downgrade(&sim)));
+    Ok(sim)
 }
 
 /// Simulated tenants open in this process, by directory: runs that share a
@@ -307,8 +399,7 @@ pub(super) fn open_sim(
     {
         return Ok(sim);
     }
-    let sim = SimTenant::open(dir, cfg, clock)
-        .map_err(|e| CliError::runtime(format!("simulated tenant {}: {e}", dir.display())))?;
+    let sim = SimTenant::open(dir, cfg, clock).map_err(|e| CliError::sim(dir, e))?;
     let sim = Arc::new(sim);
     open.push((dir.to_path_buf(), Arc::downgrade(&sim)));
     Ok(sim)
@@ -334,7 +425,7 @@ pub(super) fn prepare(
 ) -> Result<Prepared, CliError> {
     let file = stored_run_file(record)?;
     let workflow = Arc::new(pinned_workflow(record)?);
-    let (tenant, sim) = open_backend(app, record, &file, clock.clone())?;
+    let (tenant, sim) = open_backend(app, &*store, record, &file, clock.clone())?;
     let manual_ops: Vec<crate::backend::OperationKind> = crate::backend::OperationKind::ALL
         .iter()
         .copied()
@@ -363,6 +454,20 @@ pub(super) fn prepare(
             &record.breaker,
         ))
     });
+    // The guard measures where this run writes: the engine store and its tenant.
+    // Also with `--min-free 0`, so subjects an earlier session held for space go on.
+    let space = {
+        let mut dirs = vec![app.engine_dir()];
+        match &file.backend {
+            BackendConfig::Sim(cfg) => {
+                dirs.push(app.sim_dir(cfg.tenant.as_deref().unwrap_or(&record.id))?)
+            }
+        }
+        Some(Arc::new(crate::engine::space::SpaceGuard::new(
+            dirs,
+            app.min_free,
+        )))
+    };
     let driver = Arc::new(Driver {
         store,
         committer,
@@ -377,6 +482,7 @@ pub(super) fn prepare(
         concurrency: file.concurrency,
         limiter,
         budget,
+        space,
         progress: Arc::new(Progress::default()),
     });
     Ok(Prepared {
@@ -413,6 +519,7 @@ async fn drive(
         clock.clone(),
     )?;
     let progress = driver.progress.clone();
+    let space = driver.space.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = tokio::spawn(async move {
         wait_for_stop_signal().await;
@@ -489,7 +596,17 @@ async fn drive(
                         record.id, record.id
                     );
                 }
-                if held > 0 {
+                let space_held = space.as_ref().map_or(0, |g| g.held());
+                if space_held > 0 {
+                    println!(
+                        "{space_held} instance(s) held before an outage step: the disk holding {} has less \
+                         than {} free (--min-free); free some space, then portflow resume {}",
+                        app.state.display(),
+                        crate::engine::space::human_bytes(app.min_free),
+                        record.id
+                    );
+                }
+                if held > space_held {
                     match &record.breaker.tripped {
                         Some(t) => println!(
                             "{held} instance(s) held: the circuit breaker paused new outages after {} failure(s) \

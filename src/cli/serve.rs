@@ -190,6 +190,7 @@ pub async fn serve(
             state: app.state.clone(),
             json: app.json,
             workflow_dirs: app.workflow_dirs.clone(),
+            min_free: app.min_free,
         },
         store: store.clone(),
         committer: committer.clone(),
@@ -848,6 +849,7 @@ async fn plan_text(State(d): State<Shared>, body: Option<Json<RunFileBody>>) -> 
         state: d.app.state.clone(),
         json: body.json,
         workflow_dirs: d.app.workflow_dirs.clone(),
+        min_free: d.app.min_free,
     };
     let planned = match super::runpath::load(&body.run_file, &app.search_dirs()) {
         Ok(loaded) => super::plan::plan_loaded(&app, &loaded).await,

@@ -35,9 +35,8 @@ pub fn sim(app: &App, cmd: SimCommand) -> Result<u8, CliError> {
                 profile,
                 ..SimConfig::default()
             };
-            let sim = SimTenant::open(&dir, &cfg, Arc::new(SystemClock)).map_err(|e| {
-                CliError::runtime(format!("simulated tenant {}: {e}", dir.display()))
-            })?;
+            let sim = SimTenant::open(&dir, &cfg, Arc::new(SystemClock))
+                .map_err(|e| CliError::sim(&dir, e))?;
             if let Some(path) = &export {
                 let f = std::fs::File::create(path)
                     .map_err(|e| CliError::runtime(format!("{}: {e}", path.display())))?;
@@ -179,8 +178,17 @@ fn open_existing(
             .hint("name a run id (runs get their own tenant) or a tenant created with `portflow sim init --name`"));
     }
     // Reading the log needs no config: an existing tenant keeps its own seed and users.
-    // A run of this process may hold it: share its handle.
-    super::runs::open_sim(&dir, &SimConfig::default(), Arc::new(SystemClock))
+    // A run of this process may hold it: share its handle. Never seeds.
+    super::runs::open_existing_sim(&dir, &SimConfig::default(), Arc::new(SystemClock)).map_err(
+        |e| match e {
+            super::runs::OpenSim::Missing(why) => CliError {
+                code: super::exit::DAMAGED,
+                message: format!("simulated tenant {}: its store {why}", dir.display()),
+                hint: Some(super::RESTORE_HINT.to_string()),
+            },
+            super::runs::OpenSim::Other(e) => e,
+        },
+    )
 }
 
 /// Whether `dir` holds a simulated tenant: sled's data file is there. A bare

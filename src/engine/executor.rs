@@ -19,6 +19,7 @@ use super::budget::{OutageBudget, SlotView};
 use super::instance::{Instance, Status};
 use super::limiter::RateLimiter;
 use super::machine::{self, Ctx, Effect, Input, Persist};
+use super::space::Gates;
 use crate::backend::{BackendError, Operation, OperationKind, Tenant};
 use crate::clock::{SharedClock, Timestamp};
 use crate::metrics::{self, CallKind};
@@ -116,6 +117,9 @@ pub enum DriveEnd {
     Stopped,
 }
 
+/// How often instances held for low disk space look again.
+const SPACE_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What a worker hands back: instance index, where it is now, when it is due next.
 type WorkResult = Result<(u32, Place, Option<Timestamp>), EngineError>;
 
@@ -157,6 +161,8 @@ pub struct Driver {
     pub limiter: Option<Arc<RateLimiter>>,
     /// The run's out-of-service budget and breaker, when the run file sets one.
     pub budget: Option<Arc<OutageBudget>>,
+    /// The free-space guard (`--min-free`), asked before the budget.
+    pub space: Option<Arc<super::space::SpaceGuard>>,
     /// Live counts.
     pub progress: Arc<Progress>,
 }
@@ -206,6 +212,11 @@ impl Driver {
         let limit = self.concurrency.max(1);
         loop {
             let now = self.clock.now();
+            if let Some(space) = &self.space {
+                for idx in space.wakeable() {
+                    heap.push(Reverse((now, idx)));
+                }
+            }
             while workers.len() < limit {
                 match heap.peek() {
                     Some(Reverse((due, _))) if *due <= now => {
@@ -284,6 +295,15 @@ impl Driver {
                 _ = wake_opt(self.budget.as_deref()), if self.budget.is_some() => {
                     if let Some(budget) = &self.budget {
                         self.wake_held(budget, &mut heap);
+                    }
+                }
+                // Free space is real, not the run's clock: look again every few seconds.
+                _ = tokio::time::sleep(SPACE_RECHECK), if self.space.as_ref().is_some_and(|g| g.held() > 0) => {
+                    if let Some(space) = &self.space {
+                        let now = self.clock.now();
+                        for idx in space.wakeable() {
+                            heap.push(Reverse((now, idx)));
+                        }
                     }
                 }
                 Some(res) = workers.join_next(), if !workers.is_empty() => {
@@ -408,22 +428,45 @@ impl Driver {
             places
                 .entry(*idx)
                 .or_insert_with(|| Place::of_status(status));
+            // Held for space before a restart: the guard wakes them when there is room.
+            if let (
+                Some(space),
+                Status::Running {
+                    phase: super::instance::Phase::Held { reason },
+                    ..
+                },
+            ) = (&self.space, status)
+            {
+                if reason.starts_with(super::space::REASON_PREFIX) {
+                    space.note_held(*idx);
+                }
+            }
         }
         Ok(())
     }
 
+    /// The gates asked before an outage step.
+    fn gates(&self) -> Gates<'_> {
+        Gates {
+            space: self.space.as_deref(),
+            budget: self
+                .budget
+                .as_deref()
+                .map(|b| b as &dyn super::machine::OutageGate),
+        }
+    }
+
     /// The transition context at this instant.
-    fn ctx(&self) -> Ctx<'_> {
+    fn ctx<'a>(&'a self, gates: &'a Gates<'a>) -> Ctx<'a> {
         Ctx {
             wf: &self.workflow,
             run_approvals: &self.approvals,
             on_failure: self.on_failure,
             manual_ops: &self.manual_ops,
             window: self.window.as_deref(),
-            outages: self
-                .budget
-                .as_deref()
-                .map(|b| b as &dyn super::machine::OutageGate),
+            outages: gates
+                .any()
+                .then_some(gates as &dyn super::machine::OutageGate),
             now: self.clock.now(),
         }
     }
@@ -445,7 +488,8 @@ impl Driver {
                 return Err(e.into());
             }
         };
-        let ctx = self.ctx();
+        let gates = self.gates();
+        let ctx = self.ctx(&gates);
         let t = machine::transition(ctx, &inst, m.input);
         // Operator inputs carry no effect: they make the instance due instead.
         if let Err(e) = self.persist(&inst, &t).await {
@@ -475,13 +519,14 @@ impl Driver {
             self.committer.commit_lazy(b)?;
         }
         let mut input = Input::Tick;
+        let gates = self.gates();
         loop {
-            let mut t = machine::transition(self.ctx(), &inst, input.clone());
+            let mut t = machine::transition(self.ctx(&gates), &inst, input.clone());
             if matches!(t.effect, Some(Effect::Invoke(_))) && self.limiter.is_some() {
                 // Wait for the call's turn before its intent is recorded: a stop
                 // while waiting must not leave an intent for a call never made.
                 self.pace().await;
-                t = machine::transition(self.ctx(), &inst, input);
+                t = machine::transition(self.ctx(&gates), &inst, input);
             }
             self.persist(&inst, &t).await?;
             inst = t.next;

@@ -127,6 +127,7 @@ fn driver(
         concurrency: 4,
         limiter: None,
         budget: None,
+        space: None,
         progress: Arc::new(Progress::default()),
     })
 }
@@ -293,6 +294,7 @@ async fn operator_inputs_reach_a_running_driver_through_its_inbox() {
         concurrency: 4,
         limiter: None,
         budget: None,
+        space: None,
         progress: Arc::new(Progress::default()),
     };
     d.concurrency = 2;
@@ -446,6 +448,7 @@ fn budget_driver(
         budget: Some(Arc::new(super::budget::OutageBudget::new(
             max, threshold, &breaker,
         ))),
+        space: None,
         progress: Arc::new(Progress::default()),
     })
 }
@@ -662,6 +665,7 @@ async fn a_stop_while_waiting_for_the_rate_limiter_leaves_no_intent_in_doubt() {
                 1.0 / 60.0,
             ))),
             budget: None,
+            space: None,
             progress: Arc::new(Progress::default()),
         })
     };
@@ -813,6 +817,7 @@ async fn writes_wave(
             None,
             &Default::default(),
         ))),
+        space: None,
         progress: Arc::new(Progress::default()),
     });
     drive_with_time(d, clock.clone()).await
@@ -914,4 +919,111 @@ async fn a_failure_at_every_write_in_turn_recovers_with_every_promise_kept() {
     }
     eprintln!("{scenarios} failure scenarios over {writes} writes; {stopped} stopped the run");
     assert!(stopped >= 2 * (writes as usize - 2), "{stopped}");
+}
+
+/// Free space the test sets.
+#[derive(Debug, Default)]
+struct FakeDisk(std::sync::atomic::AtomicU64);
+
+impl super::space::FreeSpace for FakeDisk {
+    fn free(&self, _: &std::path::Path) -> std::io::Result<u64> {
+        Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+fn with_space(d: Arc<Driver>, disk: &Arc<FakeDisk>) -> Arc<Driver> {
+    let mut d = match Arc::try_unwrap(d) {
+        Ok(d) => d,
+        Err(_) => panic!("a fresh driver has one owner"),
+    };
+    d.budget = None;
+    d.space = Some(Arc::new(super::space::SpaceGuard::with_probe(
+        vec!["/state/engine".into()],
+        1 << 20,
+        disk.clone(),
+    )));
+    Arc::new(d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_disk_space_holds_outage_steps_and_a_daemon_lets_them_go_when_space_is_back() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let committer = Committer::start(store.clone(), true);
+    seed_run(&*store, &committer, 4, clock.now()).await;
+    put_record(&*store, &committer, 4).await;
+    let t = outage_tenant(&clock, &[]);
+    let disk = Arc::new(FakeDisk::default());
+    let make = || {
+        with_space(
+            budget_driver(
+                store.clone(),
+                committer.clone(),
+                clock.clone(),
+                t.clone(),
+                None,
+                None,
+                4,
+            ),
+            &disk,
+        )
+    };
+    let end = drive_with_time(make(), clock.clone()).await;
+    assert!(
+        matches!(end, Ok(DriveEnd::Idle { held: 4, .. })),
+        "a full disk holds everyone before the outage step: {end:?}"
+    );
+    assert!(t
+        .removed_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_empty());
+    let reason = records::list_instances(&*store, "run")
+        .unwrap_or_default()
+        .iter()
+        .find_map(|i| match &i.status {
+            Status::Running {
+                phase: super::instance::Phase::Held { reason },
+                ..
+            } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(reason.starts_with(super::space::REASON_PREFIX), "{reason}");
+
+    // A restarted daemon (its inbox stays open) finds them held and lets them
+    // go by itself once there is room.
+    let d = make();
+    let (stop_tx, stop) = watch::channel(false);
+    let (_inbox, rx) = tokio::sync::mpsc::channel(4);
+    let task = tokio::spawn(d.clone().drive_with_inbox(stop, Some(rx)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    disk.0.store(1 << 30, SeqCst);
+    let t0 = std::time::Instant::now();
+    loop {
+        let done = records::list_instances(&*store, "run")
+            .unwrap_or_default()
+            .iter()
+            .all(|i| i.status == Status::Succeeded);
+        if done {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "held subjects did not go on"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        clock.advance(Duration::from_secs(60));
+    }
+    let _ = stop_tx.send(true);
+    let end = task.await;
+    assert!(
+        matches!(end, Ok(Ok(DriveEnd::Finished | DriveEnd::Stopped))),
+        "{end:?}"
+    );
+    assert_eq!(
+        t.removed_at.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        4
+    );
 }

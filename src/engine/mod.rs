@@ -7,6 +7,7 @@ pub mod instance;
 pub mod limiter;
 pub mod machine;
 pub mod run;
+pub mod space;
 
 #[cfg(test)]
 mod machine_tests;

@@ -17,7 +17,7 @@ use super::{Batch, Store, StoreError};
 
 struct Request {
     batch: Batch,
-    ack: Option<oneshot::Sender<Result<(), String>>>,
+    ack: Option<oneshot::Sender<Result<(), Arc<StoreError>>>>,
     queued: crate::clock::Stopwatch,
 }
 
@@ -96,7 +96,7 @@ impl Committer {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => Err(StoreError::Io(e)),
+            Ok(Err(e)) => Err(StoreError::Commit(e)),
             Err(_) => Err(StoreError::Closed),
         }
     }
@@ -125,22 +125,25 @@ impl Committer {
 }
 
 /// The first write or sync failure; after it nothing more is acknowledged.
-type Failed = Arc<Mutex<Option<String>>>;
+type Failed = Arc<Mutex<Option<Arc<StoreError>>>>;
 
-fn failure(failed: &Failed) -> Option<String> {
+fn failure(failed: &Failed) -> Option<Arc<StoreError>> {
     failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-fn fail(failed: &Failed, msg: &str) {
-    tracing::error!("commit failed: {msg}");
+/// Record `e` as the failure (the first one stays) and return it shared.
+fn fail(failed: &Failed, e: StoreError) -> Arc<StoreError> {
+    // The caller reports it (the command's error, the daemon's driver log).
+    tracing::debug!("commit failed: {e}");
     failed
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(|| msg.to_string());
+        .get_or_insert_with(|| Arc::new(e))
+        .clone()
 }
 
 /// A group applied (or refused) on its way to the sync thread.
-type Applied = (Vec<Request>, Result<(), String>);
+type Applied = (Vec<Request>, Result<(), Arc<StoreError>>);
 
 /// The commit thread. In group mode it applies each group as one batch and
 /// hands it to a sync thread, so the next group is applied while the last one
@@ -184,11 +187,7 @@ fn run(store: Arc<dyn Store>, rx: mpsc::Receiver<Request>, stats: Arc<CommitStat
                 stats
                     .bytes
                     .fetch_add(merged.bytes() as u64, Ordering::Relaxed);
-                res.map_err(|e| {
-                    let msg = e.to_string();
-                    fail(&failed, &msg);
-                    msg
-                })
+                res.map_err(|e| fail(&failed, e))
             }
         };
         if syncer.is_some() {
@@ -224,21 +223,17 @@ fn sync_loop(
     }
 }
 
-fn sync(store: &dyn Store, stats: &CommitStats, failed: &Failed) -> Result<(), String> {
+fn sync(store: &dyn Store, stats: &CommitStats, failed: &Failed) -> Result<(), Arc<StoreError>> {
     let t0 = crate::clock::Stopwatch::start();
     let res = store.sync();
     stats
         .write_micros
         .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
     stats.groups.fetch_add(1, Ordering::Relaxed);
-    res.map_err(|e| {
-        let msg = e.to_string();
-        fail(failed, &msg);
-        msg
-    })
+    res.map_err(|e| fail(failed, e))
 }
 
-fn acknowledge(stats: &CommitStats, reqs: Vec<Request>, result: &Result<(), String>) {
+fn acknowledge(stats: &CommitStats, reqs: Vec<Request>, result: &Result<(), Arc<StoreError>>) {
     stats
         .requests
         .fetch_add(reqs.len() as u64, Ordering::Relaxed);
@@ -289,5 +284,24 @@ mod tests {
         // Later commits fail too, even though syncs would now be attempted again.
         assert!(c.barrier().await.is_err());
         assert_eq!(faulty.syncs(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_keeps_its_type_through_the_commit_thread() {
+        let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+        faulty.as_full_disk();
+        faulty.fail_apply_from(1, 0);
+        let c = Committer::start(faulty, true);
+        let mut b = Batch::default();
+        b.put(b"a".to_vec(), b"1".to_vec());
+        let err = c.commit(b).await.err();
+        assert!(
+            matches!(
+                err.as_ref().map(StoreError::root),
+                Some(StoreError::NoSpace { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_some_and(|e| e.to_string().contains("No space left on device")));
     }
 }

@@ -17,6 +17,8 @@ pub struct FaultyStore {
     tear_ops: AtomicU64,
     /// Fail every sync from this call number on (1-based; 0 = never).
     fail_sync_from: AtomicU64,
+    /// Injected failures are a full disk (ENOSPC) rather than a generic failure.
+    no_space: std::sync::atomic::AtomicBool,
 }
 
 impl FaultyStore {
@@ -29,6 +31,23 @@ impl FaultyStore {
             fail_apply_from: AtomicU64::new(0),
             tear_ops: AtomicU64::new(0),
             fail_sync_from: AtomicU64::new(0),
+            no_space: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Make injected failures look like a full disk.
+    pub fn as_full_disk(&self) {
+        self.no_space.store(true, Ordering::SeqCst);
+    }
+
+    fn injected(&self, what: &'static str) -> StoreError {
+        if self.no_space.load(Ordering::SeqCst) {
+            StoreError::NoSpace {
+                path: std::path::PathBuf::from("(fault store)"),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            }
+        } else {
+            StoreError::Injected(what)
         }
     }
 
@@ -76,7 +95,7 @@ impl Store for FaultyStore {
                 };
                 self.inner.apply(&part)?;
             }
-            return Err(StoreError::Io("injected apply failure".into()));
+            return Err(self.injected("apply"));
         }
         self.inner.apply(batch)
     }
@@ -84,7 +103,7 @@ impl Store for FaultyStore {
         let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
         let from = self.fail_sync_from.load(Ordering::SeqCst);
         if from != 0 && n >= from {
-            return Err(StoreError::Io("injected sync failure".into()));
+            return Err(self.injected("sync"));
         }
         self.inner.sync()
     }

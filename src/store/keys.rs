@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! m/schema                         schema version
+//! m/commit                         commit counter (see `sled_store::CommitMark`)
 //! r/<run>                          run record
 //! i/<run>/<idx>                    instance snapshot
 //! e/<run>/<idx>/<seq>              events of one transition, from seq on (append-only):
@@ -9,6 +10,7 @@
 //! s/<run>/<subject>                subject → idx
 //! t/<due ms>/<run>/<idx>           timer index (due instant, instance)
 //! c/<name>                         schedule (spec and firing state)
+//! u/<tenant>                       a simulated tenant runs have used: its identity
 //! ```
 //! Numbers are zero-padded decimal so byte order is numeric order; run ids never
 //! contain `/`.
@@ -84,6 +86,14 @@ pub fn schedule(name: &str) -> Vec<u8> {
 
 /// Prefix of all schedules.
 pub const SCHEDULE_PREFIX: &[u8] = b"c/";
+
+/// Key of a simulated tenant's use record.
+pub fn tenant_use(name: &str) -> Vec<u8> {
+    format!("u/{name}").into_bytes()
+}
+
+/// Prefix of all tenant use records.
+pub const TENANT_USE_PREFIX: &[u8] = b"u/";
 
 /// Prefix of a run's subject index entries.
 pub fn subject_prefix(run: &str) -> Vec<u8> {

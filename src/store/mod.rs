@@ -7,18 +7,23 @@
 
 pub mod commit;
 pub mod fault;
+pub mod integrity;
 pub mod keys;
 pub mod latency;
 pub mod memory;
 pub mod records;
 pub mod sled_store;
+pub mod verify;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Current on-disk schema version. 2: a transition's events share one record
-/// (an array when there are several). Version 1 stores are read as they are and
-/// marked 2 on open, so an older portflow refuses them instead of misreading.
-pub const SCHEMA_VERSION: u32 = 2;
+/// (an array when there are several). 3: records carry a checksum
+/// ([`integrity`]). Older stores are read as they are (unchecked records stay
+/// readable) and marked 3 on open, so an older portflow refuses them instead of
+/// misreading.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -26,25 +31,53 @@ pub enum StoreError {
     /// Another process holds the state directory.
     #[error("state directory {0} is in use by another portflow process")]
     Locked(PathBuf),
-    /// The store is damaged or not a portflow store.
-    #[error("state store {path} cannot be used: {reason}")]
+    /// The store will not open, or holds something it must not.
+    #[error("state store {} is damaged: {damage}", path.display())]
     Damaged {
         /// Directory.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        #[source]
+        damage: Damage,
     },
     /// Written by a newer portflow.
-    #[error("state store {path} has schema version {found}; this portflow understands up to {SCHEMA_VERSION}")]
+    #[error("state store {} has schema version {found}; this portflow understands up to {SCHEMA_VERSION}", path.display())]
     TooNew {
         /// Directory.
         path: PathBuf,
         /// Version found.
         found: u32,
     },
-    /// An I/O or engine error.
-    #[error("storage error: {0}")]
-    Io(String),
+    /// The file system holding the store is full (or over quota).
+    #[error("the disk holding {} is full: {source}", path.display())]
+    NoSpace {
+        /// Directory.
+        path: PathBuf,
+        /// The failed write.
+        #[source]
+        source: std::io::Error,
+    },
+    /// sled failed.
+    #[error("state store {}: {source}", path.display())]
+    Engine {
+        /// Directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: sled::Error,
+    },
+    /// A file operation failed.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// File or directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A failure injected by [`fault::FaultyStore`].
+    #[error("injected failure: {0}")]
+    Injected(&'static str),
     /// A record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt {
@@ -53,9 +86,130 @@ pub enum StoreError {
         /// Decoder message.
         reason: String,
     },
+    /// A record's checksum does not match its bytes.
+    #[error("record {key} is damaged: its checksum does not match (stored {stored:08x}, computed {computed:08x})")]
+    Checksum {
+        /// Key of the record.
+        key: String,
+        /// Checksum stored with it.
+        stored: u32,
+        /// Checksum of what was read.
+        computed: u32,
+    },
+    /// A write failed earlier; the commit thread acknowledges nothing after it.
+    #[error("{0}")]
+    Commit(#[source] Arc<StoreError>),
     /// The commit thread has stopped.
     #[error("the commit thread has stopped")]
     Closed,
+}
+
+/// What is wrong with a damaged store.
+#[derive(Debug, thiserror::Error)]
+pub enum Damage {
+    /// sled reports corrupted data (at open, or reading a page).
+    #[error("{}", unreadable(.0))]
+    Unreadable(#[source] sled::Error),
+    /// sled panicked while opening it (a truncated or overwritten data file).
+    #[error("sled failed while opening it ({0}); its data file is truncated or overwritten")]
+    Panicked(String),
+    /// sled opened it, but without writes that had been confirmed durable:
+    /// its recovery stopped early at damaged data, or the data file lost its end.
+    #[error(
+        "it has lost writes it had confirmed as durable (it ends at commit {found}, \
+         commit {confirmed} was confirmed)"
+    )]
+    LostWrites {
+        /// Last commit found in the store.
+        found: u64,
+        /// Last commit confirmed durable (from the commit mark file).
+        confirmed: u64,
+    },
+    /// Not a portflow store, or an unreadable schema version.
+    #[error("{0}")]
+    Foreign(String),
+}
+
+/// sled's corruption error in words (its own text ends in "backtrace ()").
+fn unreadable(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Corruption { at: Some(at), .. } => {
+            format!("sled finds corrupted data in it (at {at:?})")
+        }
+        sled::Error::Corruption { at: None, .. } => {
+            "sled finds corrupted data in it (a damaged snapshot or log)".into()
+        }
+        other => format!("sled cannot read it: {other}"),
+    }
+}
+
+impl StoreError {
+    /// The failure itself, past the commit thread's wrapper.
+    pub fn root(&self) -> &StoreError {
+        match self {
+            StoreError::Commit(inner) => inner.root(),
+            other => other,
+        }
+    }
+
+    /// True when the store is damaged (restoring a backup is the way out).
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self.root(),
+            StoreError::Damaged { .. } | StoreError::Corrupt { .. } | StoreError::Checksum { .. }
+        )
+    }
+
+    /// The error for a sled failure on the store in `path`: a full disk and
+    /// corrupted data are told apart from other failures.
+    pub fn from_sled(path: &std::path::Path, e: sled::Error) -> StoreError {
+        if let sled::Error::Io(io) = &e {
+            if is_no_space(io) {
+                // sled keeps only the kind (and the OS error as text): say it plainly.
+                let code = if io.kind() == std::io::ErrorKind::QuotaExceeded {
+                    libc::EDQUOT
+                } else {
+                    io.raw_os_error().unwrap_or(libc::ENOSPC)
+                };
+                return StoreError::NoSpace {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::from_raw_os_error(code),
+                };
+            }
+        }
+        if matches!(e, sled::Error::Corruption { .. }) {
+            return StoreError::Damaged {
+                path: path.to_path_buf(),
+                damage: Damage::Unreadable(e),
+            };
+        }
+        StoreError::Engine {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+
+    /// The error for a failed file operation on `path`.
+    pub fn from_io(path: &std::path::Path, e: std::io::Error) -> StoreError {
+        if is_no_space(&e) {
+            StoreError::NoSpace {
+                path: path.to_path_buf(),
+                source: e,
+            }
+        } else {
+            StoreError::File {
+                path: path.to_path_buf(),
+                source: e,
+            }
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT (sled wraps the OS error, keeping its kind).
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// An atomic group of writes (`None` deletes).
@@ -118,7 +272,7 @@ pub fn check_schema(store: &dyn Store, path: &std::path::Path) -> Result<(), Sto
             let s = String::from_utf8_lossy(&v);
             let found: u32 = s.trim().parse().map_err(|_| StoreError::Damaged {
                 path: path.to_path_buf(),
-                reason: format!("unreadable schema version {s:?}"),
+                damage: Damage::Foreign(format!("unreadable schema version {s:?}")),
             })?;
             if found > SCHEMA_VERSION {
                 return Err(StoreError::TooNew {
@@ -146,7 +300,9 @@ pub fn check_schema(store: &dyn Store, path: &std::path::Path) -> Result<(), Sto
             if any {
                 return Err(StoreError::Damaged {
                     path: path.to_path_buf(),
-                    reason: "it holds data but no schema version (not a portflow store?)".into(),
+                    damage: Damage::Foreign(
+                        "it holds data but no schema version (not a portflow store?)".into(),
+                    ),
                 });
             }
             let mut b = Batch::default();

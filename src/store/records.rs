@@ -1,22 +1,55 @@
 //! Typed reads and writes of runs, instances, events and timers.
 
 use super::keys::{self, InstanceKey};
-use super::{Batch, Store, StoreError};
+use super::{integrity, Batch, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::engine::instance::{Event, Instance};
 use crate::engine::machine::Transition;
 use crate::engine::run::RunRecord;
 
-fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    // Our own types always serialize; an empty value would be caught on decode.
-    serde_json::to_vec(v).unwrap_or_default()
+/// Put `v` under `key`, sealed with its checksum.
+fn put<T: serde::Serialize>(b: &mut Batch, key: Vec<u8>, v: &T) {
+    // Our own types always serialize; an empty payload would be caught on decode.
+    let json = serde_json::to_vec(v).unwrap_or_default();
+    let sealed = integrity::seal(&key, &json);
+    b.put(key, sealed);
 }
 
-fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+/// Decode a stored record, verifying its checksum (records written before
+/// checksums are read unchecked).
+pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let (json, _) = integrity::open(key, bytes)?;
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
     })
+}
+
+/// Decode one event record: one event, or (schema 2) the array of one transition's events.
+pub fn decode_events(key: &[u8], bytes: &[u8]) -> Result<Vec<Event>, StoreError> {
+    let (json, _) = integrity::open(key, bytes)?;
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    };
+    if json.first() == Some(&b'[') {
+        serde_json::from_slice(json).map_err(corrupt)
+    } else {
+        serde_json::from_slice::<Event>(json)
+            .map(|e| vec![e])
+            .map_err(corrupt)
+    }
+}
+
+/// Decode a subject index value (the instance index, as text).
+pub fn decode_subject_index(key: &[u8], bytes: &[u8]) -> Result<u32, StoreError> {
+    let (text, _) = integrity::open(key, bytes)?;
+    String::from_utf8_lossy(text)
+        .parse()
+        .map_err(|_| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: "not an index".into(),
+        })
 }
 
 /// Decode every record under `prefix`, in key order; stops at the first bad one.
@@ -41,7 +74,7 @@ fn decode_all<T: serde::de::DeserializeOwned>(
 
 /// Add a run record to a batch.
 pub fn put_run(b: &mut Batch, run: &RunRecord) {
-    b.put(keys::run(&run.id), encode(run));
+    put(b, keys::run(&run.id), run);
 }
 
 /// Read one run.
@@ -58,11 +91,10 @@ pub fn list_runs(store: &dyn Store) -> Result<Vec<RunRecord>, StoreError> {
 /// Add a new instance (snapshot, subject index, timer) to a batch.
 pub fn put_new_instance(b: &mut Batch, inst: &Instance) {
     let key = inst.key();
-    b.put(keys::instance(&key), encode(inst));
-    b.put(
-        keys::subject(&inst.run, &inst.subject),
-        inst.idx.to_string().into_bytes(),
-    );
+    put(b, keys::instance(&key), inst);
+    let subject = keys::subject(&inst.run, &inst.subject);
+    let idx = integrity::seal(&subject, inst.idx.to_string().as_bytes());
+    b.put(subject, idx);
     if let Some(due) = inst.due {
         b.put(keys::timer(due.0, &key), Vec::new());
     }
@@ -74,8 +106,8 @@ pub fn put_new_instance(b: &mut Batch, inst: &Instance) {
 fn put_events(b: &mut Batch, key: &InstanceKey, events: &[Event]) {
     match events {
         [] => {}
-        [one] => b.put(keys::event(key, one.seq), encode(one)),
-        many => b.put(keys::event(key, many[0].seq), encode(&many)),
+        [one] => put(b, keys::event(key, one.seq), one),
+        many => put(b, keys::event(key, many[0].seq), &many),
     }
 }
 
@@ -83,7 +115,7 @@ fn put_events(b: &mut Batch, key: &InstanceKey, events: &[Event]) {
 pub fn put_transition(b: &mut Batch, old: &Instance, t: &Transition) {
     let key = old.key();
     put_events(b, &key, &t.events);
-    b.put(keys::instance(&key), encode(&t.next));
+    put(b, keys::instance(&key), &t.next);
     if old.due != t.next.due {
         if let Some(d) = old.due {
             b.delete(keys::timer(d.0, &key));
@@ -98,7 +130,7 @@ pub fn put_transition(b: &mut Batch, old: &Instance, t: &Transition) {
 pub fn put_replaced_instance(b: &mut Batch, old: &Instance, new: &Instance, events: &[Event]) {
     let key = old.key();
     put_events(b, &key, events);
-    b.put(keys::instance(&key), encode(new));
+    put(b, keys::instance(&key), new);
     if let Some(d) = old.due {
         b.delete(keys::timer(d.0, &key));
     }
@@ -174,14 +206,9 @@ pub fn list_outage_heads(store: &dyn Store, run: &str) -> Result<Vec<OutageHead>
 pub fn list_events(store: &dyn Store, key: &InstanceKey) -> Result<Vec<Event>, StoreError> {
     let mut out = Vec::new();
     let mut err = None;
-    store.scan_prefix(&keys::event_prefix(key), &mut |k, v| {
-        // A record holds one event, or (schema 2) the array of one transition's events.
-        let decoded = if v.first() == Some(&b'[') {
-            decode::<Vec<Event>>(k, v)
-        } else {
-            decode::<Event>(k, v).map(|e| vec![e])
-        };
-        match decoded {
+    store.scan_prefix(
+        &keys::event_prefix(key),
+        &mut |k, v| match decode_events(k, v) {
             Ok(evs) => {
                 out.extend(evs);
                 true
@@ -190,8 +217,8 @@ pub fn list_events(store: &dyn Store, key: &InstanceKey) -> Result<Vec<Event>, S
                 err = Some(e);
                 false
             }
-        }
-    })?;
+        },
+    )?;
     err.map_or(Ok(out), Err)
 }
 
@@ -204,13 +231,7 @@ pub fn find_subject(
     let k = keys::subject(run, subject);
     match store.get(&k)? {
         None => Ok(None),
-        Some(v) => String::from_utf8_lossy(&v)
-            .parse()
-            .map(Some)
-            .map_err(|_| StoreError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                reason: "not an index".into(),
-            }),
+        Some(v) => decode_subject_index(&k, &v).map(Some),
     }
 }
 
@@ -230,7 +251,7 @@ pub fn run_timers(store: &dyn Store, run: &str) -> Result<Vec<(Timestamp, u32)>,
 
 /// Add a schedule to a batch.
 pub fn put_schedule(b: &mut Batch, s: &crate::schedule::ScheduleRecord) {
-    b.put(keys::schedule(&s.spec.name), encode(s));
+    put(b, keys::schedule(&s.spec.name), s);
 }
 
 /// Read one schedule.
@@ -247,6 +268,36 @@ pub fn list_schedules(
     store: &dyn Store,
 ) -> Result<Vec<crate::schedule::ScheduleRecord>, StoreError> {
     decode_all(store, keys::SCHEDULE_PREFIX)
+}
+
+/// A simulated tenant some run has used: enough to recognise it again, so
+/// that a tenant whose state vanished is never silently seeded anew.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TenantUse {
+    /// Tenant directory name (`sim/<name>`).
+    pub name: String,
+    /// The tenant's id.
+    pub tenant_id: String,
+    /// When it was seeded (its virtual clock); a re-seeded tenant differs here.
+    pub created_at: Timestamp,
+    /// The run that used it first.
+    pub first_run: String,
+}
+
+/// Add a tenant use record to a batch.
+pub fn put_tenant_use(b: &mut Batch, u: &TenantUse) {
+    put(b, keys::tenant_use(&u.name), u);
+}
+
+/// The use record of tenant `name`, if a run has used it.
+pub fn get_tenant_use(store: &dyn Store, name: &str) -> Result<Option<TenantUse>, StoreError> {
+    let key = keys::tenant_use(name);
+    store.get(&key)?.map(|v| decode(&key, &v)).transpose()
+}
+
+/// Every tenant use record, by name.
+pub fn list_tenant_uses(store: &dyn Store) -> Result<Vec<TenantUse>, StoreError> {
+    decode_all(store, keys::TENANT_USE_PREFIX)
 }
 
 /// Deletes of everything stored under `run` except its run record: what a crash
@@ -319,8 +370,12 @@ mod tests {
             idx: 3,
         };
         let mut b = Batch::default();
-        // Schema 1: one record per event; schema 2: one record per transition.
-        b.put(keys::event(&key, 0), encode(&ev(0)));
+        // Schema 1: one record per event, unsealed; schema 2: one record per
+        // transition; schema 3: sealed.
+        b.put(
+            keys::event(&key, 0),
+            serde_json::to_vec(&ev(0)).unwrap_or_default(),
+        );
         put_events(&mut b, &key, &[ev(1), ev(2)]);
         put_events(&mut b, &key, &[ev(3)]);
         put_events(&mut b, &key, &[]);

@@ -40,4 +40,4 @@ pub use seed::{
     location, tags, FOREIGN_LOCATION, INVALID_LOCATION, LICENCE_GROUP, LOCATIONS, ONPREM_POOL,
     SEEDED_POLICY, THIRD_PARTY_ACP, UNVALIDATED_LOCATIONS,
 };
-pub use tenant::{SimError, SimTenant, OPERATOR_NAME};
+pub use tenant::{SimError, SimTenant, TenantCheck, OPERATOR_NAME};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::config::{Profile, SimConfig};
 use super::model::{EventKind, Meta, NumberRecord, PortOrder, Scheduled, Timeline, UserRecord};
 use super::rng::Key;
-use super::tenant::{guid, number_key, to_bytes, user_key, SimTenant};
+use super::tenant::{guid, number_key, sealed, user_key, SimTenant};
 use crate::backend::{
     AddressMode, ConferencingView, Homing, LicenceAssignment, LocationView, NumberType, NumberView,
     OnPremUserView, UserView,
@@ -239,12 +239,16 @@ pub(crate) fn seed(config: &SimConfig, now: Timestamp) -> (Meta, sled::Batch) {
     let mut batch = sled::Batch::default();
     for i in 1..=config.users {
         let (u, n) = seed_user(config, &meta, i);
-        batch.insert(user_key(&u.cloud.base.upn).into_bytes(), to_bytes(&u));
+        let key = user_key(&u.cloud.base.upn);
+        let value = sealed(&key, &u);
+        batch.insert(key.into_bytes(), value);
         if let Some(n) = n {
-            batch.insert(number_key(&n.telephone_number).into_bytes(), to_bytes(&n));
+            let key = number_key(&n.telephone_number);
+            let value = sealed(&key, &n);
+            batch.insert(key.into_bytes(), value);
         }
     }
-    batch.insert("meta", to_bytes(&meta));
+    batch.insert("meta", sealed("meta", &meta));
     (meta, batch)
 }
 

@@ -30,6 +30,9 @@ use crate::backend::{
     Operation, OperationKind, PortOrderView, Tenant,
 };
 use crate::clock::{SharedClock, Timestamp};
+use crate::store::integrity;
+use crate::store::sled_store::CommitMark;
+use crate::store::StoreError;
 
 /// Name of the operator that uploads migrated numbers.
 pub const OPERATOR_NAME: &str = "Contoso Telecom";
@@ -113,6 +116,55 @@ pub enum SimError {
     /// Writing the subjects CSV failed.
     #[error("writing subjects CSV: {0}")]
     Csv(#[from] csv::Error),
+    /// The store will not open, lost writes, or a record fails its checksum.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A tenant that must exist (runs used it) has no state.
+    #[error("simulated tenant store {} {why}", path.display())]
+    Missing {
+        /// The store directory.
+        path: PathBuf,
+        /// What was found instead.
+        why: &'static str,
+    },
+}
+
+impl SimError {
+    /// The file system holding the store is full.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            SimError::Storage {
+                source: sled::Error::Io(e),
+                ..
+            }
+            | SimError::Io { source: e, .. } => crate::store::is_no_space(e),
+            SimError::Store(e) => matches!(e.root(), StoreError::NoSpace { .. }),
+            _ => false,
+        }
+    }
+
+    /// The store is damaged (restoring a backup is the way out).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            SimError::Corrupt { .. } => true,
+            SimError::Storage { source, .. } => matches!(source, sled::Error::Corruption { .. }),
+            SimError::Store(e) => e.is_damage(),
+            _ => false,
+        }
+    }
+}
+
+/// What [`SimTenant::check_records`] found: (key, problem) pairs.
+#[derive(Debug, Default)]
+pub struct TenantCheck {
+    /// Records read.
+    pub records: u64,
+    /// Of which written before checksums (read unchecked).
+    pub unchecked: u64,
+    /// Damage.
+    pub damage: Vec<(String, String)>,
+    /// Harmless findings.
+    pub notes: Vec<(String, String)>,
 }
 
 /// The simulated tenant. Cheap to share: clone the handle or put it in an `Arc`.
@@ -133,6 +185,7 @@ impl std::fmt::Debug for SimTenant {
 struct Shared {
     db: sled::Db,
     db_file: File,
+    mark: CommitMark,
     dir: PathBuf,
     config: SimConfig,
     clock: SharedClock,
@@ -146,8 +199,15 @@ impl Drop for Shared {
         // Best effort (nothing to report to in a drop); actions stored theirs.
         let mem = self.mem.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = mem.reached.filter(|r| Some(*r) > mem.reached_stored) {
-            if self.db.insert(REACHED_KEY, to_bytes(&r)).is_ok() && self.db.flush().is_ok() {
-                let _ = self.db_file.sync_all();
+            let mut batch = sled::Batch::default();
+            batch.insert(REACHED_KEY, sealed(REACHED_KEY, &r));
+            let n = self.mark.stamp(&mut batch);
+            if self.db.apply_batch(batch).is_ok()
+                && self.db.flush().is_ok()
+                && self.db_file.sync_all().is_ok()
+            {
+                self.mark.applied(n);
+                self.mark.confirm(n);
             }
         }
         crate::store::sled_store::closed(&self.dir);
@@ -190,12 +250,41 @@ impl SimTenant {
     /// An existing tenant is used as is: only the latency, sync, upload and
     /// fault knobs of `config` apply to it.
     pub fn open(dir: &Path, config: &SimConfig, clock: SharedClock) -> Result<SimTenant, SimError> {
+        SimTenant::open_with(dir, config, clock, true)
+    }
+
+    /// Open a tenant that must already exist (runs have used it): a missing
+    /// directory or an empty store is [`SimError::Missing`], never a new seed.
+    /// A real tenant does not forget its state.
+    pub fn open_existing(
+        dir: &Path,
+        config: &SimConfig,
+        clock: SharedClock,
+    ) -> Result<SimTenant, SimError> {
+        if !dir.join("db").exists() {
+            return Err(SimError::Missing {
+                path: dir.to_path_buf(),
+                why: "is gone",
+            });
+        }
+        SimTenant::open_with(dir, config, clock, false)
+    }
+
+    fn open_with(
+        dir: &Path,
+        config: &SimConfig,
+        clock: SharedClock,
+        seed_if_empty: bool,
+    ) -> Result<SimTenant, SimError> {
         std::fs::create_dir_all(dir).map_err(|source| SimError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        let db = crate::store::sled_store::open_db(dir, 64 * 1024 * 1024)
-            .map_err(|e| open_error(dir, e))?;
+        let db = crate::store::sled_store::open_db(dir, 64 * 1024 * 1024).map_err(|e| match e {
+            StoreError::Locked(path) => SimError::InUse { path },
+            other => SimError::Store(other),
+        })?;
+        let mark = CommitMark::check(dir, &db)?;
         let db_path = dir.join("db");
         let db_file = File::open(&db_path).map_err(|source| SimError::Io {
             path: db_path,
@@ -207,15 +296,24 @@ impl SimTenant {
         };
         let meta = match db.get("meta").map_err(storage)? {
             Some(bytes) => parse::<Meta>("meta", &bytes)?,
+            None if !seed_if_empty => {
+                return Err(SimError::Missing {
+                    path: dir.to_path_buf(),
+                    why: "is empty (its data is gone)",
+                })
+            }
             None => {
                 let (meta, mut batch) = seed(config, clock.now());
-                batch.insert(REACHED_KEY, to_bytes(&meta.created_at));
+                batch.insert(REACHED_KEY, sealed(REACHED_KEY, &meta.created_at));
+                let n = mark.stamp(&mut batch);
                 db.apply_batch(batch).map_err(storage)?;
+                mark.applied(n);
                 db.flush().map_err(storage)?;
                 db_file.sync_all().map_err(|source| SimError::Io {
                     path: dir.join("db"),
                     source,
                 })?;
+                mark.confirm(n);
                 meta
             }
         };
@@ -233,7 +331,7 @@ impl SimTenant {
         let reached = match db.get(REACHED_KEY).map_err(storage)? {
             Some(bytes) => Some(parse::<Timestamp>(REACHED_KEY, &bytes)?),
             None => match db.scan_prefix("a/").next_back() {
-                Some(Ok((k, v))) => Some(parse::<AuditEntry>(&String::from_utf8_lossy(&k), &v)?.at),
+                Some(Ok((k, v))) => Some(parse::<AuditEntry>(&k, &v)?.at),
                 Some(Err(e)) => return Err(storage(e)),
                 None => None,
             },
@@ -242,6 +340,7 @@ impl SimTenant {
             shared: Arc::new(Shared {
                 db,
                 db_file,
+                mark,
                 dir: dir.to_path_buf(),
                 config: config.clone(),
                 clock,
@@ -277,6 +376,88 @@ impl SimTenant {
     /// The tenant id used in error messages (a GUID derived from the seed).
     pub fn tenant_id(&self) -> &str {
         &self.shared.meta.tenant_id
+    }
+
+    /// Check every stored record (`portflow verify`): its checksum holds and
+    /// it decodes as what its key says; the audit log and the outbox number
+    /// their entries from 1 without a gap; the metadata is there.
+    pub fn check_records(&self) -> TenantCheck {
+        let mut c = TenantCheck::default();
+        let (mut audit, mut outbox, mut meta) = (0u64, 0u64, false);
+        for item in self.shared.db.iter() {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => {
+                    c.damage.push((
+                        "(scan)".into(),
+                        format!("the store cannot be read further: {e}"),
+                    ));
+                    break;
+                }
+            };
+            c.records += 1;
+            let shown = match &k[..k.len().min(2)] {
+                b"a/" | b"o/" => {
+                    format!("{}{}", String::from_utf8_lossy(&k[..2]), audit_seq_of(&k))
+                }
+                _ => String::from_utf8_lossy(&k).into_owned(),
+            };
+            if k.as_ref() == crate::store::sled_store::COMMIT_KEY {
+                continue;
+            }
+            match integrity::open(&k, &v) {
+                Ok((_, integrity::Seal::Legacy)) => c.unchecked += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    c.damage.push((shown, e.to_string()));
+                    continue;
+                }
+            }
+            let decoded = match &k[..k.len().min(2)] {
+                b"u/" => parse::<UserRecord>(&k, &v).map(drop),
+                b"n/" => parse::<NumberRecord>(&k, &v).map(drop),
+                b"a/" => parse::<AuditEntry>(&k, &v).map(|e| {
+                    audit += 1;
+                    if e.seq != audit {
+                        c.damage
+                            .push((shown.clone(), format!("audit entry {audit} is missing")));
+                        audit = e.seq;
+                    }
+                }),
+                b"o/" => parse::<OutboxEntry>(&k, &v).map(|e| {
+                    outbox += 1;
+                    if e.seq != outbox {
+                        c.damage
+                            .push((shown.clone(), format!("outbox entry {outbox} is missing")));
+                        outbox = e.seq;
+                    }
+                }),
+                _ => match k.as_ref() {
+                    b"meta" => parse::<Meta>(&k, &v).map(|_| meta = true),
+                    b"moves" => parse::<Vec<ActiveMove>>(&k, &v).map(drop),
+                    b"reached" => parse::<Timestamp>(&k, &v).map(drop),
+                    _ => {
+                        c.notes
+                            .push((shown.clone(), "a key the simulator does not write".into()));
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = decoded {
+                c.damage.push((shown, e.to_string()));
+            }
+        }
+        if !meta {
+            c.damage
+                .push(("meta".into(), "the tenant's metadata is missing".into()));
+        }
+        c
+    }
+
+    /// The virtual instant the tenant was seeded: with the tenant id, what
+    /// tells this tenant from another seeded from the same seed.
+    pub fn created_at(&self) -> Timestamp {
+        self.shared.meta.created_at
     }
 
     /// Number of seeded users.
@@ -316,7 +497,7 @@ impl SimTenant {
         let mut out = Vec::new();
         for item in self.shared.db.scan_prefix("a/") {
             let (k, v) = item.map_err(|e| self.shared.storage(e))?;
-            out.push(parse::<AuditEntry>(&String::from_utf8_lossy(&k), &v)?);
+            out.push(parse::<AuditEntry>(&k, &v)?);
         }
         Ok(out)
     }
@@ -328,7 +509,7 @@ impl SimTenant {
         let mut users = Vec::new();
         for item in self.shared.db.scan_prefix("u/") {
             let (k, v) = item.map_err(|e| self.shared.storage(e))?;
-            let mut rec = parse::<UserRecord>(&String::from_utf8_lossy(&k), &v)?;
+            let mut rec = parse::<UserRecord>(&k, &v)?;
             self.shared.advance_user(&mut rec, now);
             if !rec.outages.is_empty() {
                 users.push(rec);
@@ -398,7 +579,7 @@ impl SimTenant {
         let mut out = Vec::new();
         for item in self.shared.db.scan_prefix("o/") {
             let (k, v) = item.map_err(|e| self.shared.storage(e))?;
-            out.push(parse::<OutboxEntry>(&String::from_utf8_lossy(&k), &v)?);
+            out.push(parse::<OutboxEntry>(&k, &v)?);
         }
         Ok(out)
     }
@@ -518,22 +699,31 @@ impl Shared {
         }
     }
 
-    /// Apply `writes` and the audit entry atomically, then make them durable.
+    /// Apply `writes` (JSON payloads, sealed here with their keys) and the
+    /// audit entry atomically, then make them durable.
     fn commit(&self, writes: Writes, audit: Option<(u64, &AuditEntry)>) -> Result<(), SimError> {
         let mut batch = sled::Batch::default();
         for (k, v) in writes {
+            let v = integrity::seal(&k, &v);
             batch.insert(k, v);
         }
         if let Some((seq, entry)) = audit {
-            batch.insert(audit_key(seq), to_bytes(entry));
+            let key = audit_key(seq);
+            let v = sealed(&key, entry);
+            batch.insert(key, v);
         }
+        // Callers hold the `mem` lock, so stamps are in order.
+        let n = self.mark.stamp(&mut batch);
         self.db.apply_batch(batch).map_err(|e| self.storage(e))?;
+        self.mark.applied(n);
         self.db.flush().map_err(|e| self.storage(e))?;
         // sled's flush does not fsync on Linux.
         self.db_file.sync_all().map_err(|source| SimError::Io {
             path: self.dir.join("db"),
             source,
-        })
+        })?;
+        self.mark.confirm(n);
+        Ok(())
     }
 
     fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
@@ -1802,24 +1992,6 @@ pub(crate) fn guid(k: Key) -> String {
     )
 }
 
-fn open_error(dir: &Path, e: sled::Error) -> SimError {
-    if let sled::Error::Io(io_err) = &e {
-        let text = io_err.to_string();
-        if io_err.kind() == io::ErrorKind::WouldBlock
-            || text.contains("could not acquire lock")
-            || text.contains("WouldBlock")
-        {
-            return SimError::InUse {
-                path: dir.to_path_buf(),
-            };
-        }
-    }
-    SimError::Storage {
-        path: dir.to_path_buf(),
-        source: e,
-    }
-}
-
 pub(crate) fn user_key(upn: &str) -> String {
     format!("u/{}", upn.to_ascii_lowercase())
 }
@@ -1924,14 +2096,33 @@ fn throttled() -> BackendError {
 }
 
 fn fatal(e: SimError) -> BackendError {
-    BackendError::new(ErrorKind::Fatal, format!("simulated tenant: {e}"))
+    // A full disk under the simulator is the service failing for a while, not
+    // a reason to fail the subject: the call is retried after a pause.
+    let kind = if e.is_no_space() {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::Fatal
+    };
+    BackendError::new(kind, format!("simulated tenant: {e}"))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, SimError> {
-    serde_json::from_slice(bytes).map_err(|source| SimError::Corrupt {
-        key: key.to_string(),
+/// Decode a stored record, verifying its checksum (records written before
+/// checksums are read unchecked).
+fn parse<T: serde::de::DeserializeOwned>(
+    key: impl AsRef<[u8]>,
+    bytes: &[u8],
+) -> Result<T, SimError> {
+    let key = key.as_ref();
+    let (json, _) = integrity::open(key, bytes)?;
+    serde_json::from_slice(json).map_err(|source| SimError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
         source,
     })
+}
+
+/// The stored form of `v` under `key` (JSON sealed with its checksum).
+pub(crate) fn sealed<T: serde::Serialize>(key: impl AsRef<[u8]>, v: &T) -> Vec<u8> {
+    integrity::seal(key.as_ref(), &to_bytes(v))
 }
 
 pub(crate) fn to_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
