@@ -207,6 +207,9 @@ impl Driver {
         let mut workers: JoinSet<WorkResult> = JoinSet::new();
         // A worker owns its instance; inputs for it wait until it is done.
         let mut in_flight: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        // Instances due again while a worker still held them (a held one woken
+        // as it reported back): they run once more when the worker is done.
+        let mut again: std::collections::HashSet<u32> = std::collections::HashSet::new();
         let mut parked: HashMap<u32, Vec<Inbound>> = HashMap::new();
         let mut stop_alive = true;
         let limit = self.concurrency.max(1);
@@ -225,6 +228,8 @@ impl Driver {
                             if in_flight.insert(idx) {
                                 let me = self.clone();
                                 workers.spawn(async move { me.work(idx, due).await });
+                            } else {
+                                again.insert(idx);
                             }
                         }
                     }
@@ -313,6 +318,9 @@ impl Driver {
                             self.progress.set(idx, place);
                             if let Some(d) = due {
                                 heap.push(Reverse((d, idx)));
+                            }
+                            if again.remove(&idx) {
+                                heap.push(Reverse((self.clock.now(), idx)));
                             }
                             if let Some(budget) = &self.budget {
                                 self.wake_held(budget, &mut heap);
