@@ -82,10 +82,12 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new() -> Result<Scratch, CliError> {
         let base = std::env::temp_dir();
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = base.join(format!("portflow-verify-{}-{stamp}", std::process::id()));
+        // Named by pid and the first free number (no clock read outside the clock module).
+        let pid = std::process::id();
+        let dir = (0u32..)
+            .map(|n| base.join(format!("portflow-verify-{pid}-{n}")))
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| base.join(format!("portflow-verify-{pid}")));
         std::fs::create_dir_all(&dir).map_err(|e| {
             CliError::runtime(format!(
                 "cannot create a scratch directory {}: {e}",

@@ -311,10 +311,11 @@ pub fn set_aside_unfinished_snapshots(dir: &Path) -> std::io::Result<Vec<(PathBu
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let to = aside.join(format!("{name}.{stamp}"));
+        // Numbered, not timestamped: the store never reads the clock.
+        let to = (1u32..)
+            .map(|n| aside.join(format!("{name}.{n}")))
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| aside.join(name.clone()));
         std::fs::rename(&snap.path, &to)?;
         moved.push((snap.path, to));
     }
