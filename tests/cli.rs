@@ -306,3 +306,71 @@ fn warnings_are_printed_by_validate_plan_and_run_without_changing_the_exit_code(
         "{v}"
     );
 }
+
+#[test]
+fn plan_creates_nothing_in_the_state_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let rf = tmp.path().join("run.yaml");
+    write(
+        &rf,
+        "workflow: direct-routing-to-operator-connect\nbackend: {kind: sim, seed: 5, users: 3}\n\
+         operator: {address_mode: tenant_assigns}\n\
+         subjects:\n  - {user: user0002@contoso.com, number: '+14250000002', location_id: loc-1}\n",
+    );
+    let o = run(portflow(&state).arg("plan").arg(&rf));
+    assert!(stdout(&o).contains("nothing is changed"), "{}", stderr(&o));
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "plan created {left:?}");
+}
+
+#[test]
+fn validate_and_plan_read_a_run_file_with_a_byte_order_mark_alike() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    for f in ["dr-to-oc.yaml", "dr-to-oc-users.csv"] {
+        let text = std::fs::read_to_string(repo().join("examples").join(f)).expect("example");
+        write(&tmp.path().join(f), &format!("\u{feff}{text}"));
+    }
+    let rf = tmp.path().join("dr-to-oc.yaml");
+    let o = run(portflow(&state).arg("validate").arg(&rf));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(portflow(&state).arg("plan").arg(&rf));
+    assert!(
+        stdout(&o).contains("60 subject(s)"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn absurd_sizes_are_refused_before_anything_is_seeded() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let rf = tmp.path().join("run.yaml");
+    write(
+        &rf,
+        "workflow: direct-routing-to-operator-connect\nbackend: {kind: sim, users: 4294967295}\n\
+         operator: {address_mode: tenant_assigns}\n\
+         subjects:\n  - {user: user0002@contoso.com, number: '+14250000002', location_id: loc-1}\n",
+    );
+    for cmd in ["validate", "plan", "run"] {
+        let t0 = std::time::Instant::now();
+        let o = run(portflow(&state).arg(cmd).arg(&rf));
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("run.yaml:2:29: users: at most 100000 simulated users"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{cmd}");
+    }
+    let o = run(portflow(&state).args(["sim", "init", "--users", "4294967295"]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(portflow(&state).args(["sim", "init", "--name", "../escape"]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!state.join("sim").exists() && !tmp.path().join("escape").exists());
+}

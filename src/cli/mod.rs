@@ -420,8 +420,9 @@ pub enum SimCommand {
         /// Seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Users.
-        #[arg(long, default_value_t = 200)]
+        /// Users (at most 100,000).
+        #[arg(long, default_value_t = 200,
+              value_parser = clap::value_parser!(u32).range(..=i64::from(crate::spec::limits::MAX_USERS)))]
         users: u32,
         /// Which migration the tenant is set up for: direct_routing, calling_plans,
         /// on_premises, operator_connect.

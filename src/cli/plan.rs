@@ -266,14 +266,12 @@ pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8), 
                 (sim, format!("simulated tenant {name:?}"), None)
             }
             None => {
-                // Each run gets a fresh tenant from the seed: plan against an identical scratch one.
-                let dir = app
-                    .state
-                    .join("sim")
-                    .join(format!(".plan-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&dir);
-                let sim = SimTenant::open(&dir, cfg, clock.clone()).map_err(|e| {
-                    CliError::runtime(format!("simulated tenant {}: {e}", dir.display()))
+                // Each run gets a fresh tenant from the seed: plan against an
+                // identical scratch one, outside the state directory (a plan
+                // creates nothing there).
+                let scratch = Scratch::new();
+                let sim = SimTenant::open(&scratch.0, cfg, clock.clone()).map_err(|e| {
+                    CliError::runtime(format!("simulated tenant {}: {e}", scratch.0.display()))
                 })?;
                 (
                     Arc::new(sim),
@@ -281,7 +279,7 @@ pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8), 
                         "a fresh simulated tenant (seed {}, {} users), as the run will get",
                         cfg.seed, cfg.users
                     ),
-                    Some(dir),
+                    Some(scratch),
                 )
             }
         },
@@ -292,10 +290,9 @@ pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8), 
         plans.push(plan_subject(&wf, &loaded.file.approvals, &*tenant, subject, &wf.subject).await);
     }
     let stats = tenant.stats();
+    // The tenant closes its store before its directory goes.
     drop(tenant);
-    if let Some(dir) = scratch {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    drop(scratch);
     let blocked: Vec<&SubjectPlan> = plans.iter().filter(|p| !p.blockers.is_empty()).collect();
     let mut grouped: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for p in &blocked {
@@ -382,6 +379,28 @@ pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8), 
         exit::FAILED
     };
     Ok((out, code))
+}
+
+/// A scratch directory in the system's temporary directory, removed on drop
+/// (errors included).
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        // Unique per process and per plan: the daemon plans concurrently.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("portflow-plan-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn pretty(v: &serde_json::Value) -> String {

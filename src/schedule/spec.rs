@@ -10,6 +10,7 @@ use super::{
     decide_overlap, missed_fires, CatchUp, CronSchedule, Overlap, OverlapDecision, ScheduleError,
 };
 use crate::clock::Timestamp;
+use crate::spec::limits::{human_duration, MAX_SPAN, MAX_SUBJECTS};
 
 /// One scheduled launch, as written in a config file:
 ///
@@ -174,6 +175,12 @@ impl ScheduleSpec {
         if self.catch_up.max_age.is_zero() {
             return Err(spec_err("catch_up.max_age must be longer than zero"));
         }
+        if self.catch_up.max_age > MAX_SPAN {
+            return Err(spec_err(&format!(
+                "catch_up.max_age must be at most {}",
+                human_duration(MAX_SPAN)
+            )));
+        }
         match &self.launch {
             Launch::RunFile { path } if path.as_os_str().is_empty() => {
                 return Err(spec_err("launch.run_file is empty"))
@@ -183,6 +190,11 @@ impl ScheduleSpec {
             }
             Launch::NextWave { size: 0, .. } => {
                 return Err(spec_err("launch.next_wave.size must be at least 1"))
+            }
+            Launch::NextWave { size, .. } if *size > MAX_SUBJECTS => {
+                return Err(spec_err(&format!(
+                    "launch.next_wave.size must be at most {MAX_SUBJECTS} (a run's most subjects)"
+                )))
             }
             _ => {}
         }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{CronSchedule, ScheduleError};
 use crate::clock::Timestamp;
+use crate::spec::limits::{human_duration, MAX_SPAN};
 
 /// A recurring porting window: it opens at each fire time of `start` and stays
 /// open for `duration` of **elapsed** time.
@@ -23,10 +24,19 @@ pub struct Window {
 
 impl Window {
     /// Parse a window from a cron expression, a humantime duration (`4h`,
-    /// `1h30m`, `2 days`) and an IANA time zone. A zero duration is an error.
+    /// `1h30m`, `2 days`) and an IANA time zone. A zero duration, or one
+    /// longer than [`MAX_SPAN`], is an error.
     pub fn parse(cron: &str, duration: &str, tz: &str) -> Result<Window, ScheduleError> {
         let start = CronSchedule::parse(cron, tz)?;
-        let duration = parse_duration("window duration", duration)?;
+        let text = duration;
+        let duration = parse_duration("window duration", text)?;
+        if duration > MAX_SPAN {
+            return Err(ScheduleError::Duration {
+                what: "window duration",
+                text: text.to_string(),
+                reason: format!("must be at most {}", human_duration(MAX_SPAN)),
+            });
+        }
         Ok(Window { start, duration })
     }
 

@@ -8,7 +8,7 @@
 //! or      := and (("||" | "or") and)*
 //! and     := not (("&&" | "and") not)*
 //! not     := ("!" | "not") not | cmp
-//! cmp     := postfix (("==" | "!=" | "<" | "<=" | ">" | ">=" | "in") postfix)?
+//! cmp     := postfix (("==" | "!=" | "<" | "<=" | ">" | ">=" | "in" | "not in" | "!in") postfix)?
 //! postfix := primary ("." ident | "[" expr "]")*
 //! primary := null | true | false | number | string | "[" (expr ("," expr)*)? "]"
 //!          | ident "(" args ")" | ident | "(" expr ")"
@@ -25,7 +25,7 @@
 //! - `<`, `<=`, `>`, `>=` compare number with number or string with string;
 //!   anything else is an [`EvalError`].
 //! - `x in y`: element of a list, substring of a string, key of an object; `x in null`
-//!   is false.
+//!   is false. `x not in y` (or `x !in y`) is `!(x in y)`.
 //! - `&&`/`||` short-circuit; their operands must be booleans (`null` counts as false).
 //! - Functions: `len(x)`, `empty(x)`, `lower(s)`, `upper(s)`, `starts_with(s, p)`,
 //!   `ends_with(s, p)`, `contains(x, y)` (same as `y in x`), and over lists of
@@ -115,9 +115,20 @@ impl Expr {
         let root = p.expr()?;
         let t = p.peek();
         if t.tok != Tok::Eof {
+            // `!` and `not` are one token: name the one written.
+            let what = match t.tok {
+                Tok::Not if src[t.offset..].starts_with("not") => {
+                    "`not` (it negates what follows it; write `x not in y` or `not (x == y)`)"
+                        .to_string()
+                }
+                Tok::Not => {
+                    "`!` (it negates what follows it; write `x !in y` or `!(x == y)`)".to_string()
+                }
+                ref other => other.to_string(),
+            };
             return Err(ExprError::new(
                 t.offset,
-                format!("unexpected {} after the end of the expression", t.tok),
+                format!("unexpected {what} after the end of the expression"),
             ));
         }
         Ok(Expr {
@@ -648,8 +659,22 @@ impl Parser {
         self.cmp()
     }
 
+    /// Whether the next tokens are `not in` / `!in`.
+    fn at_not_in(&self) -> bool {
+        self.peek().tok == Tok::Not
+            && self
+                .tokens
+                .get(self.pos + 1)
+                .is_some_and(|t| t.tok == Tok::In)
+    }
+
     fn cmp(&mut self) -> Result<Node, ExprError> {
         let left = self.postfix()?;
+        // `x not in y` is `!(x in y)`, as in Python.
+        let negated = self.at_not_in();
+        if negated {
+            self.bump();
+        }
         let op = match self.peek().tok {
             Tok::Eq => CmpOp::Eq,
             Tok::Ne => CmpOp::Ne,
@@ -666,13 +691,19 @@ impl Parser {
         if matches!(
             t.tok,
             Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge | Tok::In
-        ) {
+        ) || self.at_not_in()
+        {
             return Err(ExprError::new(
                 t.offset,
                 "comparisons cannot be chained; use parentheses and `&&`",
             ));
         }
-        Ok(Node::Cmp(op, Box::new(left), Box::new(right)))
+        let cmp = Node::Cmp(op, Box::new(left), Box::new(right));
+        Ok(if negated {
+            Node::Not(Box::new(cmp))
+        } else {
+            cmp
+        })
     }
 
     fn postfix(&mut self) -> Result<Node, ExprError> {

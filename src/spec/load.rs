@@ -11,9 +11,11 @@ use sha2::{Digest, Sha256};
 use super::builtin;
 use super::diag::{Diagnostic, SpecError};
 use super::expr::Expr;
+use super::limits::{MAX_THEN, MAX_YAML_BYTES, MAX_YAML_DEPTH};
 use super::locate::{is_under, join_key, Pos, PosMap, Style};
 use super::model::Workflow;
 use super::runfile::{RunFile, Subject};
+use super::source::{read_text, yaml_text};
 use super::subjects::load_subjects;
 use super::template::Template;
 use super::validate::{outage_warnings, validate_workflow};
@@ -77,23 +79,31 @@ pub fn sha256_hex(text: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Read a workflow, run or schedule file (see [`read_text`]).
 pub(super) fn read(path: &Path) -> Result<String, SpecError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        SpecError::one(Diagnostic::file(
-            path.display().to_string(),
-            format!("cannot read: {e}"),
-        ))
-    })
+    read_text(path, MAX_YAML_BYTES, "file")
 }
 
 pub(super) fn diag(file: &str, p: Pos, msg: impl Into<String>) -> Diagnostic {
     Diagnostic::new(file, p.line, p.col, msg)
 }
 
-/// Build the position map; a syntax error or duplicate keys become diagnostics.
-pub(super) fn position_map(text: &str, file: &str) -> Result<(PosMap, Vec<Diagnostic>), SpecError> {
-    let map = PosMap::build(text)
-        .map_err(|(p, msg)| SpecError::one(diag(file, p, format!("invalid YAML: {msg}"))))?;
+/// Check `text` and build its position map. Returns the text serde must parse
+/// (without a byte-order mark), the map, and duplicate keys as diagnostics.
+pub(super) fn position_map<'a>(
+    text: &'a str,
+    file: &str,
+) -> Result<(&'a str, PosMap, Vec<Diagnostic>), SpecError> {
+    let text = yaml_text(text, file)?;
+    let map = PosMap::build(text).map_err(|(p, msg)| {
+        // yaml-rust2's own limit on nested flow collections (255) says only this.
+        let msg = if msg == "recursion limit exceeded" {
+            format!("nested more than {MAX_YAML_DEPTH} levels deep")
+        } else {
+            msg
+        };
+        SpecError::one(diag(file, p, format!("invalid YAML: {msg}")))
+    })?;
     let dups = map
         .duplicates
         .iter()
@@ -105,7 +115,7 @@ pub(super) fn position_map(text: &str, file: &str) -> Result<(PosMap, Vec<Diagno
             )
         })
         .collect();
-    Ok((map, dups))
+    Ok((text, map, dups))
 }
 
 /// Strip serde_yaml's ` at line N column M` / ` at position N` suffix.
@@ -283,8 +293,8 @@ fn is_quoted(map: &PosMap, path: &str) -> bool {
 
 /// Parse and validate a workflow from text; `origin` names it in diagnostics.
 pub fn parse_workflow(text: &str, origin: &str) -> Result<LoadedWorkflow, SpecError> {
-    let (map, mut diags) = position_map(text, origin)?;
-    let workflow: Workflow = match serde_yaml::from_str(text) {
+    let (body, map, mut diags) = position_map(text, origin)?;
+    let workflow: Workflow = match serde_yaml::from_str(body) {
         Ok(w) => w,
         Err(e) => {
             diags.extend(serde_diag(&e, &map, origin));
@@ -402,51 +412,20 @@ pub fn load_run_text(
     search_dirs: &[PathBuf],
 ) -> Result<LoadedRun, SpecError> {
     let origin = path.display().to_string();
-    let (map, mut diags) = position_map(&text, &origin)?;
-    let file: RunFile = match serde_yaml::from_str(&text) {
+    let (body, map, mut diags) = position_map(&text, &origin)?;
+    let file: RunFile = match serde_yaml::from_str(body) {
         Ok(f) => f,
         Err(e) => {
             diags.extend(serde_diag(&e, &map, &origin));
             return Err(fail(diags, &origin));
         }
     };
-    if file.concurrency < 1 {
-        diags.push(diag(
-            &origin,
-            map.at("concurrency"),
-            "concurrency must be at least 1",
-        ));
+    for (path, msg) in file.problems() {
+        diags.push(diag(&origin, map.at(&path), msg));
     }
-    if !(file.time_scale > 0.0 && file.time_scale.is_finite()) {
-        diags.push(diag(
-            &origin,
-            map.at("time_scale"),
-            format!(
-                "time_scale must be a positive number, got {}",
-                file.time_scale
-            ),
-        ));
-    }
-    if file.max_out_of_service == Some(0) {
-        diags.push(diag(
-            &origin,
-            map.at("max_out_of_service"),
-            "max_out_of_service must be at least 1 (leave it out for no limit)",
-        ));
-    }
-    if let Some(r) = file.rate_limit {
-        if !(r > 0.0 && r.is_finite()) {
-            diags.push(diag(
-                &origin,
-                map.at("rate_limit"),
-                format!("rate_limit must be a positive number of calls per second, got {r}"),
-            ));
-        }
-    }
-    if let Some(w) = &file.window {
-        if let Err(e) = w.compile() {
-            diags.push(diag(&origin, map.at("window"), format!("window: {e}")));
-        }
+    if file.then.len() > MAX_THEN {
+        // Not one of them is loaded.
+        return Err(fail(diags, &origin));
     }
     let super::runfile::BackendConfig::Sim(sim) = &file.backend;
     if let Some(name) = &sim.tenant {
@@ -602,7 +581,7 @@ pub fn validate_file(
 ) -> Result<(SpecKind, Vec<Diagnostic>), SpecError> {
     let text = read(path)?;
     let origin = path.display().to_string();
-    let (map, _) = position_map(&text, &origin)?;
+    let (_, map, _) = position_map(&text, &origin)?;
     let has = |k: &str| map.top_keys.iter().any(|t| t == k);
     if has("steps") {
         parse_workflow(&text, &origin).map(|w| (SpecKind::Workflow, w.warnings))

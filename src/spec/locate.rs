@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+use super::limits::MAX_YAML_DEPTH;
+
 /// A 1-based line and column (columns count characters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Pos {
@@ -109,6 +111,10 @@ struct Builder {
     stack: Vec<Frame>,
     /// Depth of a complex key being skipped.
     skipping: usize,
+    /// Documents started so far.
+    documents: usize,
+    /// The first reason to refuse the text; later events are ignored.
+    refused: Option<(Pos, String)>,
 }
 
 impl Builder {
@@ -171,6 +177,32 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = Pos::from_marker(mark);
+        if self.refused.is_some() {
+            return;
+        }
+        match ev {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    self.refused = Some((
+                        pos,
+                        "a second YAML document (after `---`): a spec file holds one".into(),
+                    ));
+                    return;
+                }
+            }
+            // The nesting serde sees is bounded here, before serde parses.
+            Event::MappingStart(..) | Event::SequenceStart(..)
+                if self.stack.len() + self.skipping >= MAX_YAML_DEPTH =>
+            {
+                self.refused = Some((
+                    pos,
+                    format!("nested more than {MAX_YAML_DEPTH} levels deep"),
+                ));
+                return;
+            }
+            _ => {}
+        }
         if self.skipping > 0 {
             match ev {
                 Event::MappingStart(..) | Event::SequenceStart(..) => self.skipping += 1,
@@ -245,7 +277,9 @@ impl MarkedEventReceiver for Builder {
 }
 
 impl PosMap {
-    /// Build the map of `text`. A YAML syntax error yields its position and message.
+    /// Build the map of `text`. A YAML syntax error, nesting deeper than
+    /// [`MAX_YAML_DEPTH`] or a second document yields its position and message.
+    /// `text` must have been through [`super::source::yaml_text`].
     pub fn build(text: &str) -> Result<PosMap, (Pos, String)> {
         let mut b = Builder {
             map: PosMap {
@@ -254,11 +288,17 @@ impl PosMap {
             },
             stack: Vec::new(),
             skipping: 0,
+            documents: 0,
+            refused: None,
         };
         let mut parser = Parser::new_from_str(text);
-        parser
-            .load(&mut b, false)
-            .map_err(|e| (Pos::from_marker(*e.marker()), e.info().to_string()))?;
+        // Every document is read: serde would parse a second one in full
+        // just to refuse it.
+        let parsed = parser.load(&mut b, true);
+        if let Some(r) = b.refused {
+            return Err(r);
+        }
+        parsed.map_err(|e| (Pos::from_marker(*e.marker()), e.info().to_string()))?;
         Ok(b.map)
     }
 

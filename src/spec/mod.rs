@@ -3,19 +3,24 @@
 //! Pipeline: [`locate`] (a position map of the YAML) → serde into [`model`] /
 //! [`runfile`] → [`validate`] (cross-field rules) → [`subjects`] (inline or CSV),
 //! with every problem reported as a [`Diagnostic`] `file:line:col: message`.
+//! Every file is read by [`source`] and every size bounded by [`limits`].
 
 pub mod builtin;
 pub mod diag;
 pub mod expr;
+pub mod limits;
 pub mod load;
 pub mod locate;
 pub mod model;
 pub mod runfile;
 pub mod schedules;
+pub mod source;
 pub mod subjects;
 pub mod template;
 pub mod validate;
 
+#[cfg(test)]
+mod input_tests;
 #[cfg(test)]
 mod tests;
 

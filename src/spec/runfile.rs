@@ -81,6 +81,84 @@ impl OperatorSpec {
     pub const NAME_INPUT: &'static str = "operator";
 }
 
+impl RunFile {
+    /// Values out of bounds (see [`crate::spec::limits`]), as (path, message):
+    /// the path names the node, as serde_yaml writes paths.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        use crate::spec::limits::*;
+        let mut out = Vec::new();
+        let mut bad = |path: &str, msg: String| out.push((path.to_string(), msg));
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            bad(
+                "concurrency",
+                format!(
+                    "concurrency must be between 1 and {MAX_CONCURRENCY}, got {}",
+                    self.concurrency
+                ),
+            );
+        }
+        if !(MIN_TIME_SCALE..=MAX_TIME_SCALE).contains(&self.time_scale) {
+            bad(
+                "time_scale",
+                format!(
+                    "time_scale must be between {MIN_TIME_SCALE} and {MAX_TIME_SCALE} \
+                     (virtual seconds per real second), got {}",
+                    self.time_scale
+                ),
+            );
+        }
+        if self.max_out_of_service == Some(0) {
+            bad(
+                "max_out_of_service",
+                "max_out_of_service must be at least 1 (leave it out for no limit)".into(),
+            );
+        }
+        if let Some(r) = self.rate_limit {
+            if !(MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(&r) {
+                bad(
+                    "rate_limit",
+                    format!(
+                        "rate_limit must be between {MIN_RATE_LIMIT} and {MAX_RATE_LIMIT} \
+                         calls per second, got {r}"
+                    ),
+                );
+            }
+        }
+        if let Some(w) = &self.window {
+            if let Err(e) = w.compile() {
+                let at = match e {
+                    crate::schedule::ScheduleError::Duration { .. } => "window.duration",
+                    _ => "window",
+                };
+                bad(at, format!("window: {e}"));
+            }
+        }
+        if self.approvals.len() > MAX_STEPS {
+            bad(
+                "approvals",
+                format!(
+                    "approvals: {} gates; at most {MAX_STEPS}",
+                    self.approvals.len()
+                ),
+            );
+        }
+        if self.then.len() > MAX_THEN {
+            bad(
+                "then",
+                format!(
+                    "then: {} workflows chained; at most {MAX_THEN}",
+                    self.then.len()
+                ),
+            );
+        }
+        let BackendConfig::Sim(sim) = &self.backend;
+        for (path, msg) in sim.problems() {
+            out.push((format!("backend.{path}"), msg));
+        }
+        out
+    }
+}
+
 fn default_concurrency() -> usize {
     20
 }

@@ -11,11 +11,13 @@
 //! Every problem is reported as `file:line:col`; run file paths are resolved
 //! against the schedule file's directory and each run file must load.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::diag::{Diagnostic, SpecError};
+use super::limits::MAX_SCHEDULES;
 use super::load::{diag, fail, position_map, read, serde_diag};
 use super::locate::{join_index, join_key, PosMap, Style};
 use crate::schedule::{Launch, ScheduleError, ScheduleSpec};
@@ -33,12 +35,12 @@ pub fn load_schedules(
 ) -> Result<Vec<ScheduleSpec>, SpecError> {
     let text = read(path)?;
     let origin = path.display().to_string();
-    let (map, mut diags) = position_map(&text, &origin)?;
+    let (body, map, mut diags) = position_map(&text, &origin)?;
     let listed = map.top_keys.iter().any(|k| k == "schedules");
     let parsed: Result<Vec<ScheduleSpec>, serde_yaml::Error> = if listed {
-        serde_yaml::from_str::<ScheduleFile>(&text).map(|f| f.schedules)
+        serde_yaml::from_str::<ScheduleFile>(body).map(|f| f.schedules)
     } else {
-        serde_yaml::from_str::<ScheduleSpec>(&text).map(|s| vec![s])
+        serde_yaml::from_str::<ScheduleSpec>(body).map(|s| vec![s])
     };
     let mut specs = match parsed {
         Ok(s) => s,
@@ -54,9 +56,22 @@ pub fn load_schedules(
             "no schedules in the list",
         ));
     }
+    if specs.len() > MAX_SCHEDULES {
+        // Each would load its run file: refuse before loading any.
+        diags.push(diag(
+            &origin,
+            map.at("schedules"),
+            format!(
+                "{} schedules in one file; at most {MAX_SCHEDULES}",
+                specs.len()
+            ),
+        ));
+        return Err(fail(diags, &origin));
+    }
     let base = path.parent().unwrap_or(Path::new(""));
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
     let mut names: Vec<String> = Vec::new();
+    let mut checked: HashMap<PathBuf, Option<String>> = HashMap::new();
     for (i, spec) in specs.iter_mut().enumerate() {
         let at = if listed {
             join_index("schedules", i)
@@ -83,12 +98,16 @@ pub fn load_schedules(
         if file.is_relative() {
             *file = base.join(&*file);
         }
-        if let Err(e) = super::load_run(file, search_dirs) {
-            let first = e
-                .diagnostics
-                .first()
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| e.to_string());
+        // Schedules often share a run file (and its CSV list): load each once.
+        let loaded = checked.entry(file.clone()).or_insert_with(|| {
+            super::load_run(file, search_dirs).err().map(|e| {
+                e.diagnostics
+                    .first()
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| e.to_string())
+            })
+        });
+        if let Some(first) = loaded {
             diags.push(diag(
                 &origin,
                 map.at(&key),

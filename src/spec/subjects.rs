@@ -8,9 +8,13 @@ use std::path::Path;
 use indexmap::IndexMap;
 
 use super::diag::Diagnostic;
+use super::limits::{
+    MAX_CSV_BYTES, MAX_INPUTS, MAX_SUBJECTS, MAX_SUBJECT_PROBLEMS, MAX_VALUE_BYTES,
+};
 use super::locate::{join_index, join_key, PosMap};
 use super::model::{InputType, Workflow};
 use super::runfile::{OperatorSpec, Subject, SubjectsSpec};
+use super::source::read_text;
 use super::validate::{check_input_value, check_input_values};
 
 /// A value the run file's `operator:` gives every subject that lacks it.
@@ -47,6 +51,21 @@ trait Cells {
 }
 
 impl Collector<'_> {
+    /// Whether enough problems were found to stop reading subjects; says so
+    /// once, at `file:line`.
+    fn full(&mut self, file: &str, line: usize) -> bool {
+        if self.out.len() < MAX_SUBJECT_PROBLEMS {
+            return false;
+        }
+        self.out.push(Diagnostic::new(
+            file,
+            line,
+            1,
+            format!("stopped reading subjects here after {MAX_SUBJECT_PROBLEMS} problems"),
+        ));
+        true
+    }
+
     fn add(&mut self, mut inputs: IndexMap<String, String>, cells: &dyn Cells) {
         let mut ok = true;
         // A row's own value wins over the run file's `operator:`.
@@ -80,6 +99,18 @@ impl Collector<'_> {
                     ok = false;
                 }
                 None => {}
+                Some(v) if v.len() > MAX_VALUE_BYTES => {
+                    self.out.push(Diagnostic::new(
+                        file,
+                        l,
+                        c,
+                        format!(
+                            "the value of input `{name}` is {} bytes long; at most {MAX_VALUE_BYTES}",
+                            v.len()
+                        ),
+                    ));
+                    ok = false;
+                }
                 Some(v) => {
                     let checked = check_input_value(spec.ty, name, v)
                         .and_then(|()| check_input_values(spec, name, v));
@@ -209,8 +240,24 @@ pub fn load_subjects(
     };
     match spec {
         SubjectsSpec::Inline(items) => {
+            if items.len() > MAX_SUBJECTS {
+                let p = run_map.at("subjects");
+                c.out.push(Diagnostic::new(
+                    run_file,
+                    p.line,
+                    p.col,
+                    format!(
+                        "{} subjects; a run takes at most {MAX_SUBJECTS} (split it into waves)",
+                        items.len()
+                    ),
+                ));
+                return (Vec::new(), c.out);
+            }
             for (i, item) in items.iter().enumerate() {
                 let path = join_index("subjects", i);
+                if c.full(run_file, run_map.at(&path).line) {
+                    break;
+                }
                 let mut inputs = IndexMap::new();
                 for (k, v) in item {
                     if !wf.inputs.contains_key(k) {
@@ -242,25 +289,26 @@ pub fn load_subjects(
         SubjectsSpec::Csv { csv } => {
             let full = run_dir.join(csv);
             let shown = full.display().to_string();
-            match std::fs::read(&full) {
+            match read_text(&full, MAX_CSV_BYTES, "CSV file") {
+                // Not being able to read it is said at `csv:`; what is wrong
+                // inside it, in it.
                 Err(e) => {
-                    let p = run_map.at("subjects.csv");
-                    c.out.push(Diagnostic::new(
-                        run_file,
-                        p.line,
-                        p.col,
-                        format!("cannot read CSV file {shown}: {e}"),
-                    ));
+                    for d in e.diagnostics {
+                        if d.line == 0 {
+                            let p = run_map.at("subjects.csv");
+                            let msg = d.message.replace("cannot read: ", "");
+                            c.out.push(Diagnostic::new(
+                                run_file,
+                                p.line,
+                                p.col,
+                                format!("cannot read CSV file {shown}: {msg}"),
+                            ));
+                        } else {
+                            c.out.push(d);
+                        }
+                    }
                 }
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Err(_) => c.out.push(Diagnostic::new(
-                        &shown,
-                        1,
-                        1,
-                        "the CSV file is not UTF-8 text",
-                    )),
-                    Ok(text) => load_csv(&mut c, &text, &shown),
-                },
+                Ok(text) => load_csv(&mut c, &text, &shown),
             }
         }
     }
@@ -300,6 +348,42 @@ fn input_list(wf: &Workflow) -> String {
         .join(", ")
 }
 
+/// The lines of a CSV text, broken where the csv crate ends records: at
+/// `\n`, `\r\n` and a lone `\r` (old Mac files), which its own line count
+/// misses.
+struct Lines<'a> {
+    text: &'a str,
+    /// Byte offset where each line starts.
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Lines<'a> {
+        let b = text.as_bytes();
+        let mut starts = vec![0];
+        for (i, &c) in b.iter().enumerate() {
+            let ends = c == b'\n' || (c == b'\r' && b.get(i + 1) != Some(&b'\n'));
+            if ends {
+                starts.push(i + 1);
+            }
+        }
+        Lines { text, starts }
+    }
+
+    /// The 1-based line holding byte `offset`, and that line without its break.
+    fn of(&self, offset: u64) -> (usize, &'a str) {
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        let idx = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        let start = self.starts[idx];
+        let end = self.starts.get(idx + 1).copied().unwrap_or(self.text.len());
+        let line = self.text.get(start..end).unwrap_or("");
+        (idx + 1, line.trim_end_matches(['\n', '\r']))
+    }
+}
+
 /// 1-based character column where each field of a raw CSV line starts.
 fn field_cols(line: &str) -> Vec<usize> {
     let mut cols = vec![1];
@@ -315,33 +399,56 @@ fn field_cols(line: &str) -> Vec<usize> {
 }
 
 fn load_csv(c: &mut Collector<'_>, text: &str, file: &str) {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = Lines::new(text);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(text.as_bytes());
     let mut header: Option<Vec<String>> = None;
+    let mut rows = 0;
     for rec in rdr.records() {
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(1, |p| p.line() as usize);
+                let line = e.position().map_or(1, |p| lines.of(p.byte()).0);
                 c.out
                     .push(Diagnostic::new(file, line, 1, format!("invalid CSV: {e}")));
                 return;
             }
         };
-        let line = rec.position().map_or(1, |p| p.line() as usize);
-        let raw = lines.get(line.saturating_sub(1)).copied().unwrap_or("");
+        let (line, raw) = rec.position().map_or((1, ""), |p| lines.of(p.byte()));
+        if c.full(file, line) {
+            return;
+        }
         let cols = field_cols(raw);
         let col = |i: usize| cols.get(i).copied().unwrap_or(1);
         let fields: Vec<&str> = rec.iter().map(str::trim).collect();
         if fields.iter().all(|f| f.is_empty()) {
             continue;
         }
+        if header.is_some() && rows == MAX_SUBJECTS {
+            c.out.push(Diagnostic::new(
+                file,
+                line,
+                1,
+                format!("more than {MAX_SUBJECTS} subjects; a run takes at most {MAX_SUBJECTS} (split it into waves)"),
+            ));
+            return;
+        }
         let Some(names) = &header else {
             // The header: every column an input, every required input a column.
+            if fields.len() > MAX_INPUTS {
+                c.out.push(Diagnostic::new(
+                    file,
+                    line,
+                    1,
+                    format!(
+                        "the header has {} columns; a workflow has at most {MAX_INPUTS} inputs",
+                        fields.len()
+                    ),
+                ));
+                return;
+            }
             let mut ok = true;
             let mut seen = HashMap::new();
             for (i, name) in fields.iter().enumerate() {
@@ -421,6 +528,7 @@ fn load_csv(c: &mut Collector<'_>, text: &str, file: &str) {
             line,
             cols: where_,
         };
+        rows += 1;
         c.add(inputs, &cells);
     }
     if header.is_none() {
@@ -436,6 +544,17 @@ fn load_csv(c: &mut Collector<'_>, text: &str, file: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_break_where_records_do() {
+        let l = Lines::new("a,b\r\nc\rd\n\ne");
+        assert_eq!(l.of(0), (1, "a,b"));
+        assert_eq!(l.of(5), (2, "c"));
+        assert_eq!(l.of(7), (3, "d"));
+        assert_eq!(l.of(9), (4, ""));
+        assert_eq!(l.of(10), (5, "e"));
+        assert_eq!(l.of(99), (5, "e"));
+    }
 
     #[test]
     fn columns_of_raw_lines() {

@@ -10,7 +10,7 @@ fn root() -> PathBuf {
 }
 
 /// A small valid workflow; line numbers matter to the tests below.
-const BASE: &str = "\
+pub(super) const BASE: &str = "\
 name: demo
 version: 1
 subject: user
@@ -40,7 +40,7 @@ steps:
       timeout: 24h
 ";
 
-fn errs(text: &str) -> Vec<Diagnostic> {
+pub(super) fn errs(text: &str) -> Vec<Diagnostic> {
     match parse_workflow(text, "w.yaml") {
         Ok(_) => Vec::new(),
         Err(e) => e.diagnostics,
@@ -48,12 +48,12 @@ fn errs(text: &str) -> Vec<Diagnostic> {
 }
 
 /// Replace `from` (which must occur) with `to` in BASE.
-fn base_with(from: &str, to: &str) -> String {
+pub(super) fn base_with(from: &str, to: &str) -> String {
     assert!(BASE.contains(from), "BASE lacks {from:?}");
     BASE.replacen(from, to, 1)
 }
 
-fn expect(diags: &[Diagnostic], line: usize, col: usize, msg: &str) {
+pub(super) fn expect(diags: &[Diagnostic], line: usize, col: usize, msg: &str) {
     assert!(
         diags
             .iter()
@@ -354,7 +354,7 @@ fn bad_workflows_point_at_the_problem() {
             "    retry: {attempts: 0}\n    when: steps",
             15,
             23,
-            "retry.attempts must be at least 1",
+            "retry.attempts must be between 1 and 100",
         ),
         // step ids
         (
@@ -456,33 +456,33 @@ fn io_errors_are_diagnostics() {
         .contains("no workflow named `no-such-workflow`")));
 }
 
-struct Dir(tempfile::TempDir);
+pub(super) struct Dir(pub(super) tempfile::TempDir);
 
 impl Dir {
-    fn new() -> Dir {
+    pub(super) fn new() -> Dir {
         Dir(tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")))
     }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(super) fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.0.path().join(name);
         std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
         p
     }
 }
 
-const RUN: &str = "\
+pub(super) const RUN: &str = "\
 workflow: demo.yaml
 subjects: {csv: users.csv}
 concurrency: 5
 approvals: []
 ";
 
-const CSV: &str = "\
+pub(super) const CSV: &str = "\
 user,number,loc
 a@contoso.com,+14255550100,
 b@contoso.com,+14255550101,loc-1
 ";
 
-fn run_errs(run: &str, csv: &str) -> (Dir, Vec<Diagnostic>) {
+pub(super) fn run_errs(run: &str, csv: &str) -> (Dir, Vec<Diagnostic>) {
     let d = Dir::new();
     d.write("demo.yaml", BASE);
     d.write("users.csv", csv);
@@ -494,7 +494,13 @@ fn run_errs(run: &str, csv: &str) -> (Dir, Vec<Diagnostic>) {
     (d, diags)
 }
 
-fn expect_in(diags: &[Diagnostic], file_suffix: &str, line: usize, col: usize, msg: &str) {
+pub(super) fn expect_in(
+    diags: &[Diagnostic],
+    file_suffix: &str,
+    line: usize,
+    col: usize,
+    msg: &str,
+) {
     assert!(
         diags.iter().any(|d| d.file.ends_with(file_suffix)
             && d.line == line
@@ -578,9 +584,9 @@ fn bad_csv_rows() {
 #[test]
 fn bad_run_files() {
     let cases: &[(&str, &str, usize, usize, &str)] = &[
-        ("concurrency: 5", "concurrency: 0", 3, 14, "concurrency must be at least 1"),
-        ("concurrency: 5", "concurrency: 5\ntime_scale: 0", 4, 13, "time_scale must be a positive"),
-        ("concurrency: 5", "concurrency: 5\nrate_limit: -1", 4, 13, "rate_limit must be a positive"),
+        ("concurrency: 5", "concurrency: 0", 3, 14, "concurrency must be between 1 and 1000"),
+        ("concurrency: 5", "concurrency: 5\ntime_scale: 0", 4, 13, "time_scale must be between 0.01 and 1000000"),
+        ("concurrency: 5", "concurrency: 5\nrate_limit: -1", 4, 13, "rate_limit must be between 0.01 and 10000"),
         ("concurrency: 5", "concurrency: 5\nmax_out_of_service: 0", 4, 21, "max_out_of_service must be at least 1"),
         ("concurrency: 5", "concurrency: 5\nmax_out_of_service: lots", 4, 21, "expected u32"),
         ("concurrency: 5", "concurrency: 5\nstop_after_failures: 0", 4, 22, "not a whole number of failures"),

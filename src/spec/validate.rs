@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::diag::Diagnostic;
 use super::expr::Expr;
+use super::limits::{human_duration, MAX_ATTEMPTS, MAX_BACKOFF, MAX_INPUTS, MAX_STEPS, MAX_VALUES};
 use super::locate::{join_index, join_key, PosMap};
-use super::model::{ActionSpec, InputSpec, InputType, WaitSpec, Workflow};
+use super::model::{ActionSpec, InputSpec, InputType, RetrySpec, WaitSpec, Workflow};
 use super::template::Template;
 use crate::backend::{NumberType, OperationKind, ParamType};
 
@@ -213,6 +214,16 @@ impl Checker<'_> {
                 "poll.initial must be at least 1s",
             );
         }
+        if w.poll.max > MAX_BACKOFF {
+            self.at(
+                &join_key(&pp, "max"),
+                format!(
+                    "poll.max ({}) is longer than {}",
+                    human_duration(w.poll.max),
+                    human_duration(MAX_BACKOFF)
+                ),
+            );
+        }
         if w.poll.initial > w.poll.max {
             self.at(
                 &join_key(&pp, "initial"),
@@ -220,6 +231,46 @@ impl Checker<'_> {
                     "poll.initial ({}) is longer than poll.max ({})",
                     fmt_dur(w.poll.initial),
                     fmt_dur(w.poll.max)
+                ),
+            );
+        }
+    }
+
+    fn check_retry(&mut self, r: &RetrySpec, rp: &str) {
+        if !(1..=MAX_ATTEMPTS).contains(&r.attempts) {
+            self.at(
+                &join_key(rp, "attempts"),
+                format!(
+                    "retry.attempts must be between 1 and {MAX_ATTEMPTS} (it counts the first attempt), got {}",
+                    r.attempts
+                ),
+            );
+        }
+        if r.initial > r.max {
+            self.at(
+                &join_key(rp, "initial"),
+                format!(
+                    "retry.initial ({}) is longer than retry.max ({})",
+                    fmt_dur(r.initial),
+                    fmt_dur(r.max)
+                ),
+            );
+        }
+        // The first repeat only: the list may be long.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(i) = r.on.iter().position(|k| !seen.insert(*k)) {
+            self.at(
+                &join_index(&join_key(rp, "on"), i),
+                format!("retry.on lists `{}` twice", r.on[i].as_str()),
+            );
+        }
+        if r.max > MAX_BACKOFF {
+            self.at(
+                &join_key(rp, "max"),
+                format!(
+                    "retry.max ({}) is longer than {}",
+                    human_duration(r.max),
+                    human_duration(MAX_BACKOFF)
                 ),
             );
         }
@@ -260,13 +311,17 @@ impl Checker<'_> {
                     },
                 }
             }
+            // The engine puts the subject's name (its `subject` input) in every context.
+            "subject" => path.get(1).map(|m| {
+                format!("`subject` is the subject's name, a text: it has no member `{m}`")
+            }),
             "obs" if scope.obs => None,
             "obs" => Some(format!(
                 "`obs` is only available in `wait.until`, not in {what}"
             )),
             other => Some(format!(
                 "unknown variable `{other}` (expressions read `inputs.…`, `steps.<id>.output`, \
-                 `steps.<id>.observed` and, in `wait.until`, `obs.…`)"
+                 `steps.<id>.observed`, `subject` and, in `wait.until`, `obs.…`)"
             )),
         }
     }
@@ -383,12 +438,13 @@ impl Checker<'_> {
 ///
 /// Rules: `name` non-empty; input names are identifiers; `subject` names a
 /// required input; step ids unique and `[a-z0-9][a-z0-9_-]*`; each step has a
-/// gate, an action or a wait; `retry.attempts ≥ 1` and `initial ≤ max`; waits
-/// observe an observation operation, `poll.factor ≥ 1`, `poll.initial ≤ poll.max`,
+/// gate, an action or a wait; `retry.attempts` in 1..=100, `initial ≤ max ≤ 24h`;
+/// waits observe an observation operation, `poll.factor` in 1..=100,
+/// `poll.initial ≤ poll.max ≤ 24h`,
 /// `expected ≤ timeout`, timeout within 1m..30d; action arguments match the
 /// operation catalog (no unknown, none missing, literals of the right type);
 /// every expression reads only declared inputs, earlier steps' `output` /
-/// `observed`, and `obs` inside `wait.until`.
+/// `observed`, `subject`, and `obs` inside `wait.until`.
 pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnostic> {
     let mut c = Checker {
         wf,
@@ -398,6 +454,28 @@ pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnos
     };
     if wf.name.trim().is_empty() {
         c.at("name", "the workflow name must not be empty");
+    }
+    // Checks below compare steps with steps and inputs with inputs: bound them first.
+    if wf.steps.len() > MAX_STEPS {
+        c.at(
+            "steps",
+            format!(
+                "{} steps; a workflow has at most {MAX_STEPS}",
+                wf.steps.len()
+            ),
+        );
+    }
+    if wf.inputs.len() > MAX_INPUTS {
+        c.at(
+            "inputs",
+            format!(
+                "{} inputs; a workflow has at most {MAX_INPUTS}",
+                wf.inputs.len()
+            ),
+        );
+    }
+    if !c.out.is_empty() {
+        return c.out;
     }
     for (name, spec) in &wf.inputs {
         if !is_input_name(name) {
@@ -416,6 +494,16 @@ pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnos
             }
             if values.is_empty() {
                 c.at(&vp, format!("input `{name}` lists no values"));
+            }
+            if values.len() > MAX_VALUES {
+                c.at(
+                    &vp,
+                    format!(
+                        "input `{name}` lists {} values; at most {MAX_VALUES}",
+                        values.len()
+                    ),
+                );
+                continue;
             }
             for (i, v) in values.iter().enumerate() {
                 if v.trim().is_empty() || values[..i].contains(v) {
@@ -550,6 +638,7 @@ pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnos
                 );
             }
             c.check_action(&comp.action(), &cp, &own);
+            c.check_retry(&comp.retry, &join_key(&cp, "retry"));
             if let Some(w) = &comp.wait {
                 c.check_wait(w, &join_key(&cp, "wait"), i + 1);
             }
@@ -558,22 +647,7 @@ pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnos
             c.check_action(a, &join_key(&sp, "action"), &plain);
         }
         let rp = join_key(&sp, "retry");
-        if step.retry.attempts < 1 {
-            c.at(
-                &join_key(&rp, "attempts"),
-                "retry.attempts must be at least 1 (it counts the first attempt)",
-            );
-        }
-        if step.retry.initial > step.retry.max {
-            c.at(
-                &join_key(&rp, "initial"),
-                format!(
-                    "retry.initial ({}) is longer than retry.max ({})",
-                    fmt_dur(step.retry.initial),
-                    fmt_dur(step.retry.max)
-                ),
-            );
-        }
+        c.check_retry(&step.retry, &rp);
         if let Some(w) = &step.wait {
             c.check_wait(w, &join_key(&sp, "wait"), i);
             if let Some(sig) = &w.signal {

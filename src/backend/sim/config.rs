@@ -105,6 +105,89 @@ impl SimConfig {
     }
 }
 
+impl SimConfig {
+    /// Knobs out of bounds (see [`crate::spec::limits`]), as (path below
+    /// `backend`, message). Each bound keeps seeding and delay draws finite.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        use crate::spec::limits::{human_duration, MAX_SIM_COUNT, MAX_SIM_DELAY, MAX_USERS};
+        let mut out = Vec::new();
+        if self.users > MAX_USERS {
+            out.push((
+                "users".into(),
+                format!(
+                    "users: at most {MAX_USERS} simulated users, got {}",
+                    self.users
+                ),
+            ));
+        }
+        let counts = [
+            ("max_concurrent_moves", Some(self.max_concurrent_moves)),
+            ("faults.throttle_limit", self.faults.throttle_limit),
+        ];
+        for (path, v) in counts {
+            if let Some(v) = v.filter(|v| !(1..=MAX_SIM_COUNT).contains(v)) {
+                out.push((
+                    path.into(),
+                    format!("{path} must be between 1 and {MAX_SIM_COUNT}, got {v}"),
+                ));
+            }
+        }
+        let rates = [
+            ("latency.tail_rate", self.latency.tail_rate),
+            ("port.error_rate", self.port.error_rate),
+            ("faults.transient_rate", self.faults.transient_rate),
+            ("faults.throttle_rate", self.faults.throttle_rate),
+        ];
+        for (path, v) in rates {
+            if !(0.0..=1.0).contains(&v) {
+                out.push((
+                    path.into(),
+                    format!("{path} is a probability between 0 and 1, got {v}"),
+                ));
+            }
+        }
+        let spans = [
+            ("latency.min", self.latency.min),
+            ("latency.typical_max", self.latency.typical_max),
+            ("latency.tail_max", self.latency.tail_max),
+            ("dirsync_interval", self.dirsync_interval),
+            ("operator_upload_delay.min", self.operator_upload_delay.min),
+            ("operator_upload_delay.max", self.operator_upload_delay.max),
+            ("port.foc_after.min", self.port.foc_after.min),
+            ("port.foc_after.max", self.port.foc_after.max),
+            ("licence_delay.min", self.licence_delay.min),
+            ("licence_delay.max", self.licence_delay.max),
+        ];
+        for (path, d) in spans {
+            if d > MAX_SIM_DELAY {
+                out.push((
+                    path.into(),
+                    format!(
+                        "{path}: {} is longer than {}",
+                        human_duration(d),
+                        human_duration(MAX_SIM_DELAY)
+                    ),
+                ));
+            }
+        }
+        if self.dirsync_interval < Duration::from_secs(1) {
+            out.push((
+                "dirsync_interval".into(),
+                "dirsync_interval must be at least 1s".into(),
+            ));
+        }
+        // The first repeat only: the list may be long.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(i) = self.manual.iter().position(|op| !seen.insert(*op)) {
+            out.push((
+                format!("manual[{i}]"),
+                format!("manual lists `{}` twice", self.manual[i]),
+            ));
+        }
+        out
+    }
+}
+
 /// The migration a seeded tenant is set up for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

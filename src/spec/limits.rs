@@ -1,0 +1,88 @@
+//! Bounds on every size a user can write, so that no input can make a load,
+//! a plan or a run take unbounded time or memory. Each is documented in
+//! `docs/workflows.md` and `docs/run-files.md`; exceeding one is an error at
+//! the value's `file:line:col`.
+
+use std::time::Duration;
+
+/// Largest workflow, run or schedule file read, in bytes (4 MiB).
+pub const MAX_YAML_BYTES: u64 = 4 << 20;
+/// Largest CSV subject list read, in bytes (64 MiB).
+pub const MAX_CSV_BYTES: u64 = 64 << 20;
+/// Deepest nesting of YAML mappings and lists (the shipped files use 7).
+pub const MAX_YAML_DEPTH: usize = 64;
+/// Most subjects in one run, inline or CSV (the scale measured in
+/// `docs/performance.md`); larger migrations go in waves.
+pub const MAX_SUBJECTS: usize = 100_000;
+/// Longest subject input value (a cell), in bytes.
+pub const MAX_VALUE_BYTES: usize = 1024;
+/// Most steps in one workflow (the largest shipped one has 28).
+pub const MAX_STEPS: usize = 200;
+/// Most inputs of one workflow (and columns of a CSV list).
+pub const MAX_INPUTS: usize = 64;
+/// Most `values` of one input.
+pub const MAX_VALUES: usize = 100;
+/// Problems reported about a run's subjects before portflow stops reading them.
+pub const MAX_SUBJECT_PROBLEMS: usize = 1000;
+/// Most workflows chained with `then:`.
+pub const MAX_THEN: usize = 8;
+/// Most schedules in one schedule file.
+pub const MAX_SCHEDULES: usize = 100;
+
+/// `concurrency`: at most this many instances acting at once.
+pub const MAX_CONCURRENCY: usize = 1000;
+/// `rate_limit`, calls per second: `[MIN_RATE_LIMIT, MAX_RATE_LIMIT]`.
+pub const MIN_RATE_LIMIT: f64 = 0.01;
+/// See [`MIN_RATE_LIMIT`].
+pub const MAX_RATE_LIMIT: f64 = 10_000.0;
+/// `time_scale`: `[MIN_TIME_SCALE, MAX_TIME_SCALE]`.
+pub const MIN_TIME_SCALE: f64 = 0.01;
+/// See [`MIN_TIME_SCALE`].
+pub const MAX_TIME_SCALE: f64 = 1_000_000.0;
+
+/// `retry.attempts`: at most this many (the first included).
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Longest `retry.initial` / `retry.max` and `poll.max`.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
+/// Longest porting window and schedule `catch_up.max_age`.
+pub const MAX_SPAN: Duration = Duration::from_secs(31 * 24 * 3600);
+/// Longest simulator delay or lag (an upload that never comes within a run
+/// is a test case); keeps every delay draw far from overflow.
+pub const MAX_SIM_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Simulator `users`: at most this many are seeded (100,000 take 13 s and
+/// 3 GB of memory to seed).
+pub const MAX_USERS: u32 = 100_000;
+/// Simulator `max_concurrent_moves` and `faults.throttle_limit`, at most.
+pub const MAX_SIM_COUNT: u32 = 100_000;
+
+/// Byte size as people read it (`4 MiB`, `1.5 KiB`, `300 bytes`).
+pub fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else if n >= MIB {
+        format!("{:.1} MiB", n as f64 / MIB as f64)
+    } else if n >= KIB && n % KIB == 0 {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// A duration the way users write one: `31d`, `24h`, `90s`; in whole days,
+/// hours, minutes or seconds when it is one, else as humantime prints it.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 || s == 0 {
+        return humantime::format_duration(d).to_string();
+    }
+    // `24h` reads better than `1d`.
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if s % len == 0 && (unit != "d" || s > 86_400) {
+            return format!("{}{unit}", s / len);
+        }
+    }
+    format!("{s}s")
+}
