@@ -322,7 +322,7 @@ fn the_api_reads_only_run_files_and_never_echoes_other_files() {
     let msg = v["error"].as_str().unwrap_or_default();
     assert!(
         msg.contains(&format!(
-            "{}:2:14: concurrency must be at least 1",
+            "{}:2:14: concurrency must be between 1 and 1000",
             broken.display()
         )),
         "{v}"

@@ -499,6 +499,7 @@ pub fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    sled_panics_are_damage();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -545,6 +546,26 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
+}
+
+/// sled panics on some damaged pages instead of returning an error. The
+/// engine store turns those into errors where it calls sled; any other call
+/// (the simulated tenant's store) ends the process here with the damage exit
+/// code and one line, not a panic message.
+fn sled_panics_are_damage() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let Some(at) = info.location().filter(|l| l.file().contains("sled-")) else {
+            return previous(info);
+        };
+        let file = at.file();
+        let short = file.find("sled-").map_or(file, |i| &file[i..]);
+        eprintln!(
+            "error: a store in the state directory is damaged: sled failed at {short}:{}\nhint: {DAMAGED_HINT}",
+            at.line()
+        );
+        std::process::exit(i32::from(exit::DAMAGED));
+    }));
 }
 
 async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {

@@ -192,7 +192,7 @@ mod tests {
         assert!(!e.message.contains("hunter2"), "{}", e.message);
         assert!(
             e.message.contains(&format!(
-                "{}:2:14: concurrency must be at least 1",
+                "{}:2:14: concurrency must be between 1 and 1000",
                 rf.display()
             )),
             "{}",

@@ -172,7 +172,7 @@ fn run_file_sizes_are_bounded_where_they_are_written() {
         (
             "backend: {kind: sim, tenant: ../../etc}",
             "../",
-            "must match",
+            "must start with a letter or digit",
         ),
     ];
     for (line, at, msg) in cases {

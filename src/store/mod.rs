@@ -113,6 +113,9 @@ pub enum Damage {
     /// sled panicked while opening it (a truncated or overwritten data file).
     #[error("sled failed while opening it ({0}); its data file is truncated or overwritten")]
     Panicked(String),
+    /// sled panicked reading or writing it (a damaged page found after open).
+    #[error("sled failed while using it ({0}); its data file is damaged")]
+    Failed(String),
     /// sled opened it, but without writes that had been confirmed durable:
     /// its recovery stopped early at damaged data, or the data file lost its end.
     #[error(

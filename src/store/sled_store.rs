@@ -516,13 +516,21 @@ impl SledStore {
     fn engine(&self, e: sled::Error) -> StoreError {
         StoreError::from_sled(&self.path, e)
     }
+
+    /// Run a sled call, turning its panic (sled panics on some damaged pages
+    /// instead of returning an error) into a damage report.
+    fn guard<T>(&self, f: impl FnOnce() -> T) -> Result<T, StoreError> {
+        catch_panic(f).map_err(|panic| StoreError::Damaged {
+            path: self.path.clone(),
+            damage: Damage::Failed(panic),
+        })
+    }
 }
 
 impl Store for SledStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .db
-            .get(key)
+            .guard(|| self.db.get(key))?
             .map_err(|e| self.engine(e))?
             .map(|v| v.to_vec()))
     }
@@ -532,7 +540,9 @@ impl Store for SledStore {
         prefix: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        for item in self.db.scan_prefix(prefix) {
+        let mut items = self.guard(|| self.db.scan_prefix(prefix))?;
+        // Only sled's part is guarded: a panic in `visit` is a bug, not damage.
+        while let Some(item) = self.guard(|| items.next())? {
             let (k, v) = item.map_err(|e| self.engine(e))?;
             if !visit(&k, &v) {
                 break;
@@ -551,7 +561,8 @@ impl Store for SledStore {
             }
         }
         let n = self.mark.stamp(&mut b);
-        self.db.apply_batch(b).map_err(|e| self.engine(e))?;
+        self.guard(|| self.db.apply_batch(b))?
+            .map_err(|e| self.engine(e))?;
         self.mark.applied(n);
         Ok(())
     }
@@ -560,7 +571,8 @@ impl Store for SledStore {
         // No `writes` lock: a backup needs whole batches, not synced ones, and
         // syncing must not hold up the next group's apply.
         let covered = self.mark.last_applied();
-        self.db.flush().map_err(|e| self.engine(e))?;
+        self.guard(|| self.db.flush())?
+            .map_err(|e| self.engine(e))?;
         if let Some(f) = &self.data_file {
             f.sync_all()
                 .map_err(|e| StoreError::from_io(&self.path.join("db"), e))?;

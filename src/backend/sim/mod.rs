@@ -31,8 +31,8 @@ mod tenant;
 mod tests;
 
 pub use config::{
-    AddressModeShares, FaultConfig, FocConfig, LatencyConfig, LicenceDelayConfig,
-    OperatorConfig, PortConfig, Profile, SimConfig, UploadDelayConfig,
+    AddressModeShares, FaultConfig, FocConfig, LatencyConfig, LicenceDelayConfig, OperatorConfig,
+    PortConfig, Profile, SimConfig, UploadDelayConfig,
 };
 pub use model::{AuditEntry, AuditOutcome, OutageRecord, OutboxEntry, SimStats, UserState};
 pub use name::{check_tenant_name, TenantNameError, MAX_TENANT_NAME, TENANT_NAME_RULE};
