@@ -3,10 +3,14 @@
 //! Pipeline: `spec` (parse → validate) → `engine` (pure state machine + executor)
 //! → `store` (sled, group commit) and `backend` (the tenant: simulator, Graph, PowerShell).
 
+pub mod api;
+pub mod app;
 pub mod backend;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod clock;
+pub mod daemon;
 pub mod engine;
 pub mod metrics;
 pub mod report;

@@ -5,8 +5,6 @@
 //! would forge a log line or drive the terminal, so every field is written
 //! with control characters escaped. The JSON format escapes them already.
 
-use std::fmt::Write;
-
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::format::{self, FormatFields};
 
@@ -45,37 +43,12 @@ pub(super) fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 
     .delimited(" ")
 }
 
-/// `s` with every control character (C0, DEL, C1) and the Unicode line and
-/// paragraph separators written as escapes, so it stays on one line.
-pub(super) fn escape_controls(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(super) use crate::report::escape::escape_controls;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
-
-    #[test]
-    fn control_characters_are_escaped() {
-        assert_eq!(escape_controls("plain text é"), "plain text é");
-        assert_eq!(
-            escape_controls("a\nb\rc\td\u{1b}[31me\u{7f}\u{85}\u{2028}\0"),
-            "a\\nb\\rc\\td\\u{1b}[31me\\u{7f}\\u{85}\\u{2028}\\u{0}"
-        );
-    }
 
     /// A writer the test reads back.
     #[derive(Clone, Default)]

@@ -1,4 +1,7 @@
-//! Human output: aligned tables and number formatting; a run's outcome and exit code.
+//! Human output: aligned tables and number formatting, escaping for one line;
+//! a run's outcome and the exit codes.
 
+pub mod escape;
+pub mod exit;
 pub mod outcome;
 pub mod table;

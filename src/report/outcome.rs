@@ -135,9 +135,9 @@ impl Outcome {
     /// The exit code (see the module docs).
     pub fn exit_code(&self) -> u8 {
         if self.all_succeeded() {
-            crate::cli::exit::OK
+            crate::report::exit::OK
         } else {
-            crate::cli::exit::FAILED
+            crate::report::exit::FAILED
         }
     }
 

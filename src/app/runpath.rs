@@ -12,7 +12,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::CliError;
 use crate::spec::{self, LoadedRun, SpecError};
 
 /// What the rule is, for hints and errors.
@@ -40,16 +39,18 @@ pub enum RunPathError {
     /// A directory, a device, a FIFO.
     #[error("{}: not a regular file", .0.display())]
     NotFile(PathBuf),
+    /// A run file with problems: its own diagnostics, and only the place of
+    /// those in other files.
+    #[error("{message}")]
+    Problems {
+        /// One line per diagnostic.
+        message: String,
+        /// What to do when some were withheld.
+        hint: Option<String>,
+    },
     /// Not a mapping with `workflow` and `subjects` (or not text at all).
     #[error("{}: not a run file (a run file is a YAML mapping with `workflow` and `subjects`)", .0.display())]
     NotRunFile(PathBuf),
-}
-
-impl From<RunPathError> for CliError {
-    fn from(e: RunPathError) -> CliError {
-        CliError::input(e.to_string())
-            .hint("pass the absolute path of a run file (.yaml or .yml); docs/operations.md says which paths the API reads")
-    }
 }
 
 /// Check the form of a path the API is given as a run file: absolute, `.yaml`
@@ -89,14 +90,14 @@ fn read(path: &Path) -> Result<String, RunPathError> {
 
 /// Load a run file for the API: [`check`] and the run file's shape first, then
 /// the usual load, with what other files say withheld (see the module docs).
-pub fn load(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, CliError> {
+pub fn load(path: &Path, search_dirs: &[PathBuf]) -> Result<LoadedRun, RunPathError> {
     let text = read(path)?;
     spec::load_run_text(path, text, search_dirs).map_err(|e| withhold_others(path, &e))
 }
 
 /// `e` as an error for the API: diagnostics in the run file as they are, those
 /// in any other file reduced to their place.
-fn withhold_others(path: &Path, e: &SpecError) -> CliError {
+fn withhold_others(path: &Path, e: &SpecError) -> RunPathError {
     let origin = path.display().to_string();
     let mut withheld = false;
     let lines: Vec<String> = e
@@ -115,13 +116,13 @@ fn withhold_others(path: &Path, e: &SpecError) -> CliError {
             format!("{place}: a problem in a file the run file uses (not shown through the API)")
         })
         .collect();
-    let err = CliError::input(lines.join("\n"));
-    if withheld {
-        err.hint(format!(
-            "run `portflow validate {origin}` as a user who can read those files to see the problems"
-        ))
-    } else {
-        err
+    RunPathError::Problems {
+        message: lines.join("\n"),
+        hint: withheld.then(|| {
+            format!(
+                "run `portflow validate {origin}` as a user who can read those files to see the problems"
+            )
+        }),
     }
 }
 
@@ -159,19 +160,15 @@ mod tests {
             let p = dir.path().join(name);
             std::fs::write(&p, text).expect("write");
             let e = load(&p, &[]).expect_err("refused");
-            assert!(
-                e.message.contains("not a run file"),
-                "{name}: {}",
-                e.message
-            );
-            assert!(!e.message.contains("hunter2") && !e.message.contains("root:x"));
+            assert!(e.to_string().contains("not a run file"), "{name}: {e}");
+            assert!(!e.to_string().contains("hunter2") && !e.to_string().contains("root:x"));
         }
         let e = load(dir.path(), &[]).expect_err("a directory");
-        assert!(e.message.contains("not a .yaml"), "{}", e.message);
+        assert!(e.to_string().contains("not a .yaml"), "{e}");
         let sub = dir.path().join("d.yaml");
         std::fs::create_dir(&sub).expect("mkdir");
         let e = load(&sub, &[]).expect_err("a directory");
-        assert!(e.message.contains("not a regular file"), "{}", e.message);
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     #[test]
@@ -189,23 +186,23 @@ mod tests {
         )
         .expect("write");
         let e = load(&rf, &[]).expect_err("invalid");
-        assert!(!e.message.contains("hunter2"), "{}", e.message);
+        assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(
-            e.message.contains(&format!(
+            e.to_string().contains(&format!(
                 "{}:2:14: concurrency must be between 1 and 1000",
                 rf.display()
             )),
-            "{}",
-            e.message
+            "{e}"
         );
         assert!(
-            e.message.contains(&format!(
+            e.to_string().contains(&format!(
                 "{}:1:1: a problem in a file the run file uses",
                 csv.display()
             )),
-            "{}",
-            e.message
+            "{e}"
         );
-        assert!(e.hint.is_some_and(|h| h.contains("portflow validate")));
+        assert!(crate::app::Error::from(e)
+            .hint_text()
+            .is_some_and(|h| h.contains("portflow validate")));
     }
 }

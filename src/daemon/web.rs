@@ -10,21 +10,19 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::guard::{authorized, token_matches};
-use super::outages::sort_down;
-use super::runs::run_clock;
-use super::scan::{self, RunScan};
-use super::serve::{run_scans, Shared};
-use super::CliError;
+use super::auth::{authorized, token_matches, COOKIE};
+use super::scan::{self, RunScan, TTL};
+use super::state::{Daemon, Shared};
+use crate::api::{LimitQuery, LoginForm, PageQuery};
+use crate::app::outages::sort_down;
+use crate::app::runs::run_clock;
+use crate::app::Result;
 use crate::engine::instance::Status;
+use crate::engine::run::RunRecord;
 use crate::metrics::{self, Family, MetricType};
 use crate::store::records;
-
-/// Name of the cookie that carries the token for the status page.
-pub const COOKIE: &str = "portflow_token";
 
 /// The status page and its sign-in form: HTML, CSS and JS in one file.
 const PAGE: &str = include_str!("status_page.html");
@@ -37,25 +35,6 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/metrics", get(metrics_text))
         .route("/api/attention", get(attention))
         .route("/api/out-of-service", get(out_of_service))
-}
-
-/// The token from the `portflow_token` cookie, unless the request comes from
-/// another site (a browser says so in `Sec-Fetch-Site`): a page on another port
-/// of this host is "same-site" for cookies, so SameSite alone is not enough.
-pub(super) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if !matches!(fetch_site, None | Some("same-origin") | Some("none")) {
-        return None;
-    }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE).then_some(value)
-        })
 }
 
 /// Headers every page answer carries: nothing cached, nothing framed, no referrer.
@@ -128,12 +107,6 @@ fn signed_in(token: &str) -> Response {
     resp
 }
 
-/// Query of `GET /`.
-#[derive(Debug, Deserialize)]
-struct PageQuery {
-    token: Option<String>,
-}
-
 async fn page(State(d): State<Shared>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
     if let Some(given) = q.token {
         // Trade the token in the address for a cookie, then drop it from the address.
@@ -149,13 +122,6 @@ async fn page(State(d): State<Shared>, headers: HeaderMap, Query(q): Query<PageQ
     }
 }
 
-/// Body of `POST /login` (the sign-in form).
-#[derive(Debug, Deserialize)]
-struct LoginForm {
-    #[serde(default)]
-    token: String,
-}
-
 async fn login(State(d): State<Shared>, Form(f): Form<LoginForm>) -> Response {
     if token_matches(&d.token, f.token.trim()) {
         signed_in(&d.token)
@@ -164,17 +130,9 @@ async fn login(State(d): State<Shared>, Form(f): Form<LoginForm>) -> Response {
     }
 }
 
-fn failed(e: CliError) -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"error": e.message})),
-    )
-        .into_response()
-}
-
 /// Families computed from the store (through the per-run cache) and the
 /// committer at scrape time.
-fn scraped(d: &Shared) -> Result<Vec<Family>, CliError> {
+fn scraped(d: &Shared) -> Result<Vec<Family>> {
     let runs = run_scans(d)?;
     let views: Vec<(&str, &RunScan)> = runs.iter().map(|(r, s)| (r.id.as_str(), &**s)).collect();
     let mut families = scan::families(&views);
@@ -200,7 +158,7 @@ fn scraped(d: &Shared) -> Result<Vec<Family>, CliError> {
 async fn metrics_text(State(d): State<Shared>) -> Response {
     let mut families = match scraped(&d) {
         Ok(f) => f,
-        Err(e) => return failed(e),
+        Err(e) => return e.into_response(),
     };
     families.extend(metrics::global().families());
     (
@@ -208,12 +166,6 @@ async fn metrics_text(State(d): State<Shared>) -> Response {
         metrics::encode(&families),
     )
         .into_response()
-}
-
-/// Query of `GET /api/attention`.
-#[derive(Debug, Deserialize)]
-struct AttentionQuery {
-    limit: Option<usize>,
 }
 
 /// States an operator has to act on.
@@ -226,7 +178,7 @@ fn needs_operator(s: &Status) -> Option<(usize, &str)> {
 }
 
 /// Instances that need an operator: newest run first, at most `limit` (default 50).
-fn attention_list(d: &Shared, limit: usize) -> Result<Value, CliError> {
+fn attention_list(d: &Shared, limit: usize) -> Result<Value> {
     let mut out = Vec::new();
     let mut total = 0usize;
     let mut runs = records::list_runs(&*d.store)?;
@@ -243,7 +195,7 @@ fn attention_list(d: &Shared, limit: usize) -> Result<Value, CliError> {
             }
             // Parse the pinned workflow only for runs that have such instances.
             let ids = steps.get_or_insert_with(|| {
-                super::runs::pinned_workflow(&r)
+                crate::app::runs::pinned_workflow(&r)
                     .map(|wf| wf.steps.iter().map(|s| s.id.clone()).collect())
                     .unwrap_or_default()
             });
@@ -259,23 +211,17 @@ fn attention_list(d: &Shared, limit: usize) -> Result<Value, CliError> {
     Ok(json!({"instances": out, "total": total, "truncated": total > out.len()}))
 }
 
-async fn attention(State(d): State<Shared>, Query(q): Query<AttentionQuery>) -> Response {
+async fn attention(State(d): State<Shared>, Query(q): Query<LimitQuery>) -> Response {
     let limit = q.limit.unwrap_or(50).min(1000);
     match attention_list(&d, limit) {
         Ok(v) => Json(v).into_response(),
-        Err(e) => failed(e),
+        Err(e) => e.into_response(),
     }
-}
-
-/// Query of `GET /api/out-of-service`.
-#[derive(Debug, Deserialize)]
-struct OutOfServiceQuery {
-    limit: Option<usize>,
 }
 
 /// Who is out of service now in every run: stopped instances first, then the
 /// longest down, at most `limit`; each duration at its own run's clock.
-fn out_of_service_list(d: &Shared, limit: usize) -> Result<Value, CliError> {
+fn out_of_service_list(d: &Shared, limit: usize) -> Result<Value> {
     let mut rows = Vec::new();
     let mut per_run = serde_json::Map::new();
     for (r, scan) in run_scans(d)? {
@@ -317,54 +263,32 @@ fn out_of_service_list(d: &Shared, limit: usize) -> Result<Value, CliError> {
     }))
 }
 
-async fn out_of_service(State(d): State<Shared>, Query(q): Query<OutOfServiceQuery>) -> Response {
+async fn out_of_service(State(d): State<Shared>, Query(q): Query<LimitQuery>) -> Response {
     let limit = q.limit.unwrap_or(50).min(1000);
     match out_of_service_list(&d, limit) {
         Ok(v) => Json(v).into_response(),
-        Err(e) => failed(e),
+        Err(e) => e.into_response(),
     }
+}
+
+/// Every stored run with its figures (cached, see [`super::scan`]), oldest first.
+pub(crate) fn run_scans(d: &Daemon) -> Result<Vec<(RunRecord, std::sync::Arc<RunScan>)>> {
+    let runs = records::list_runs(&*d.store)?;
+    let mut out = Vec::with_capacity(runs.len());
+    for r in runs {
+        let scan = d
+            .scans
+            .get(&*d.store, &r, d.drivers.is_active(&r.id), TTL)?;
+        out.push((r, scan));
+    }
+    d.scans
+        .retain(&out.iter().map(|(r, _)| r.id.as_str()).collect());
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn cookie_is_found_among_others() {
-        let h = headers(&[("cookie", "a=1; portflow_token=abc; b=2")]);
-        assert_eq!(cookie_token(&h), Some("abc"));
-        let h = headers(&[("cookie", "a=1"), ("cookie", "portflow_token=xyz")]);
-        assert_eq!(cookie_token(&h), Some("xyz"));
-        let h = headers(&[("cookie", "portflow_token_old=abc")]);
-        assert_eq!(cookie_token(&h), None);
-    }
-
-    #[test]
-    fn cookie_from_another_site_is_ignored() {
-        let h = headers(&[
-            ("cookie", "portflow_token=abc"),
-            ("sec-fetch-site", "same-site"),
-        ]);
-        assert_eq!(cookie_token(&h), None);
-        let h = headers(&[
-            ("cookie", "portflow_token=abc"),
-            ("sec-fetch-site", "cross-site"),
-        ]);
-        assert_eq!(cookie_token(&h), None);
-        let h = headers(&[
-            ("cookie", "portflow_token=abc"),
-            ("sec-fetch-site", "same-origin"),
-        ]);
-        assert_eq!(cookie_token(&h), Some("abc"));
-    }
 
     #[tokio::test]
     async fn page_messages_are_escaped_and_views_filled_in() {

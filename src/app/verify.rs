@@ -1,4 +1,4 @@
-//! `portflow verify`: check a state directory without changing it.
+//! `verify`: check a state directory without changing it.
 //!
 //! Opening a sled store writes to it (a new snapshot; a recovery that zeroes
 //! what it takes for a torn end), so each store is copied, under sled's own
@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{exit, print_json, App, CliError};
+use super::{json_text, App, Error, Result};
 use crate::backend::sim::{SimConfig, SimError, SimTenant};
 use crate::clock::SystemClock;
+use crate::report::exit;
 use crate::store::records::TenantUse;
 use crate::store::sled_store::{self, SledStore};
 use crate::store::verify::{check_engine, Finding};
@@ -80,7 +81,7 @@ impl Report {
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Result<Scratch, CliError> {
+    fn new() -> Result<Scratch> {
         let base = std::env::temp_dir();
         // Named by pid and the first free number (no clock read outside the clock module).
         let pid = std::process::id();
@@ -89,7 +90,7 @@ impl Scratch {
             .find(|p| !p.exists())
             .unwrap_or_else(|| base.join(format!("portflow-verify-{pid}")));
         std::fs::create_dir_all(&dir).map_err(|e| {
-            CliError::runtime(format!(
+            Error::runtime(format!(
                 "cannot create a scratch directory {}: {e}",
                 dir.display()
             ))
@@ -123,16 +124,12 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Copy the store in `dir` into the scratch directory, holding sled's lock so
 /// no process writes meanwhile; report its snapshot files on the way.
 /// `Ok(None)`: there is no store there.
-fn copy_store(
-    dir: &Path,
-    scratch: &Scratch,
-    report: &mut Report,
-) -> Result<Option<PathBuf>, CliError> {
+fn copy_store(dir: &Path, scratch: &Scratch, report: &mut Report) -> Result<Option<PathBuf>> {
     let lock = match sled_store::lock_store(dir) {
         Ok(Some(lock)) => lock,
         Ok(None) => return Ok(None),
         Err(e @ StoreError::Locked(_)) => {
-            return Err(CliError::from(e).hint(
+            return Err(Error::from(e).hint(
                 "stop the daemon or the run using it first, or verify a copy: \
                  `portflow backup DIR`, then `portflow --state DIR verify`",
             ))
@@ -161,7 +158,7 @@ fn copy_store(
     }
     let copy = scratch.0.join(report.name.replace('/', "_"));
     copy_tree(dir, &copy).map_err(|e| {
-        CliError::runtime(format!(
+        Error::runtime(format!(
             "cannot copy {} to {} to check it: {e}",
             dir.display(),
             copy.display()
@@ -172,7 +169,7 @@ fn copy_store(
     Ok(Some(copy))
 }
 
-fn verify_engine(dir: &Path, scratch: &Scratch) -> Result<(Report, Vec<TenantUse>), CliError> {
+fn verify_engine(dir: &Path, scratch: &Scratch) -> Result<(Report, Vec<TenantUse>)> {
     let mut r = Report::new("engine".into(), dir);
     let Some(copy) = copy_store(dir, scratch, &mut r)? else {
         r.note(
@@ -201,7 +198,7 @@ fn verify_engine(dir: &Path, scratch: &Scratch) -> Result<(Report, Vec<TenantUse
     Ok((r, c.tenants))
 }
 
-fn verify_sim(name: &str, dir: &Path, scratch: &Scratch) -> Result<Report, CliError> {
+fn verify_sim(name: &str, dir: &Path, scratch: &Scratch) -> Result<Report> {
     let mut r = Report::new(format!("sim/{name}"), dir);
     let Some(copy) = copy_store(dir, scratch, &mut r)? else {
         r.damage(
@@ -255,11 +252,12 @@ fn open_failure(e: &StoreError, copy: &Path, dir: &Path) -> String {
     text.replace(&copy.display().to_string(), &dir.display().to_string())
 }
 
-/// The `verify` command: exit 0 when every store is sound, 3 when something is damaged.
-pub fn verify(app: &App) -> Result<u8, CliError> {
+/// Check the state directory: what `verify` prints, and its exit code (0 when
+/// every store is sound, 3 when something is damaged).
+pub fn verify(app: &App) -> Result<(String, u8)> {
     if !app.state.is_dir() {
         return Err(
-            CliError::input(format!("no state directory at {}", app.state.display()))
+            Error::input(format!("no state directory at {}", app.state.display()))
                 .hint("point --state (or PORTFLOW_STATE) at it"),
         );
     }
@@ -314,28 +312,32 @@ pub fn verify(app: &App) -> Result<u8, CliError> {
         }
     }
     let damaged = reports.iter().filter(|r| !r.damage.is_empty()).count();
-    if app.json {
-        print_json(&json!({
+    let out = if app.json {
+        json_text(&json!({
             "state": app.state,
             "ok": damaged == 0,
             "stores": reports.iter().map(Report::to_json).collect::<Vec<_>>(),
-        }));
+        }))
     } else {
-        println!("state directory {}", app.state.display());
+        let mut out = format!("state directory {}\n", app.state.display());
         for r in &reports {
-            print!("{}", render(r));
+            out.push_str(&render(r));
         }
         if damaged == 0 {
-            println!("ok: {} store(s), nothing damaged", reports.len());
-        } else {
-            println!(
-                "DAMAGED: {damaged} of {} store(s); nothing was changed",
+            out.push_str(&format!(
+                "ok: {} store(s), nothing damaged\n",
                 reports.len()
-            );
-            println!("what to do: {}", super::RESTORE_HINT);
+            ));
+        } else {
+            out.push_str(&format!(
+                "DAMAGED: {damaged} of {} store(s); nothing was changed\n",
+                reports.len()
+            ));
+            out.push_str(&format!("what to do: {}\n", super::error::RESTORE_HINT));
         }
-    }
-    Ok(if damaged == 0 { exit::OK } else { exit::FAILED })
+        out
+    };
+    Ok((out, if damaged == 0 { exit::OK } else { exit::FAILED }))
 }
 
 fn render(r: &Report) -> String {

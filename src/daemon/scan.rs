@@ -11,19 +11,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::outages::{for_each_head, DownRow, Head};
-use super::runs::pinned_workflow;
+use crate::app::outages::{for_each_head, DownRow, Head};
+use crate::app::runs::pinned_workflow;
 use crate::clock::{Stopwatch, Timestamp};
 use crate::engine::run::RunRecord;
 use crate::metrics::{Family, Histogram, HistogramSnapshot, MetricType, OUTAGE_BUCKETS};
 use crate::store::{Store, StoreError};
 
 /// How stale the figures of a run in motion may be.
-pub(super) const TTL: Duration = Duration::from_secs(5);
+pub(crate) const TTL: Duration = Duration::from_secs(5);
 
 /// What one read of a run's instances found.
 #[derive(Debug)]
-pub(super) struct RunScan {
+pub(crate) struct RunScan {
     /// Instances per state name.
     pub counts: BTreeMap<&'static str, usize>,
     /// Out of service now (unsorted; durations are taken when shown).
@@ -72,7 +72,7 @@ struct Entry {
 
 /// The daemon's cache of [`RunScan`]s, by run id.
 #[derive(Default)]
-pub(super) struct ScanCache {
+pub(crate) struct ScanCache {
     entries: Mutex<HashMap<String, Entry>>,
     /// Bumped by every operator input; entries from before are read again.
     generation: AtomicU64,
@@ -128,7 +128,7 @@ impl ScanCache {
 
 /// `portflow_instances`, `portflow_out_of_service` and
 /// `portflow_outage_duration_seconds` from the runs' figures.
-pub(super) fn families(runs: &[(&str, &RunScan)]) -> Vec<Family> {
+pub(crate) fn families(runs: &[(&str, &RunScan)]) -> Vec<Family> {
     let mut instances = Family::new(
         "portflow_instances",
         "Instances per run and state, from the stored snapshots.",
@@ -160,7 +160,7 @@ pub(super) fn families(runs: &[(&str, &RunScan)]) -> Vec<Family> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::outages::tests::{instances, record, span, MIN, T};
+    use crate::app::outages::tests::{instances, record, span, MIN, T};
     use crate::engine::instance::Status;
     use crate::metrics::encode;
     use crate::store::memory::MemoryStore;
@@ -188,7 +188,7 @@ mod tests {
         let r1 = record("r1");
         put(&store, &r1, &instances("r1"));
         let r2 = record("r2");
-        let mut long = crate::cli::outages::tests::inst("r2", 0, Status::Succeeded);
+        let mut long = crate::app::outages::tests::inst("r2", 0, Status::Succeeded);
         long.outages = vec![span(2000, 25 * 60), span(100, 1)]; // 25 h, and 1 min
         put(&store, &r2, &[long]);
         let (s1, s2) = (scan(&store, &r1), scan(&store, &r2));

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::runs::{load_run, pinned_workflow, run_clock};
-use super::{exit, App, CliError};
+use super::{Error, Result};
 use crate::clock::Timestamp;
 use crate::engine::instance::{Instance, OpenOutage, OutageSpan, Status};
 use crate::engine::run::RunRecord;
@@ -258,7 +258,7 @@ impl OutageReport {
     }
 
     /// Read a stored run at its own clock.
-    pub fn load(store: &dyn Store, record: &RunRecord) -> Result<OutageReport, CliError> {
+    pub fn load(store: &dyn Store, record: &RunRecord) -> Result<OutageReport> {
         // Step ids only label where an instance is; a workflow that no longer
         // parses must not hide who is out of service.
         let steps: Vec<String> = pinned_workflow(record)
@@ -442,9 +442,9 @@ impl OutageReport {
     }
 
     /// What `outages --csv` prints: one row per outage, open ones first.
-    pub fn to_csv(&self) -> Result<String, CliError> {
+    pub fn to_csv(&self) -> Result<String> {
         let mut w = csv::Writer::from_writer(Vec::new());
-        let err = |e: csv::Error| CliError::runtime(format!("writing CSV: {e}"));
+        let err = |e: csv::Error| Error::runtime(format!("writing CSV: {e}"));
         w.write_record([
             "kind",
             "idx",
@@ -487,8 +487,8 @@ impl OutageReport {
         }
         let bytes = w
             .into_inner()
-            .map_err(|e| CliError::runtime(format!("writing CSV: {e}")))?;
-        String::from_utf8(bytes).map_err(|e| CliError::runtime(format!("writing CSV: {e}")))
+            .map_err(|e| Error::runtime(format!("writing CSV: {e}")))?;
+        String::from_utf8(bytes).map_err(|e| Error::runtime(format!("writing CSV: {e}")))
     }
 }
 
@@ -505,9 +505,9 @@ pub enum Format {
 
 impl Format {
     /// From the `--json` and `--csv` flags.
-    pub fn from_flags(json: bool, csv: bool) -> Result<Format, CliError> {
+    pub fn from_flags(json: bool, csv: bool) -> Result<Format> {
         match (json, csv) {
-            (true, true) => Err(CliError::input("--json and --csv exclude each other").hint(
+            (true, true) => Err(Error::input("--json and --csv exclude each other").hint(
                 "pick one: `portflow --json outages <run>` or `portflow outages <run> --csv`",
             )),
             (true, false) => Ok(Format::Json),
@@ -517,27 +517,8 @@ impl Format {
     }
 }
 
-/// `portflow outages <run>`: through the daemon when it holds the state directory.
-pub fn outages(app: &App, run: &str, csv: bool) -> Result<u8, CliError> {
-    let format = Format::from_flags(app.json, csv)?;
-    let text = match app.open_store() {
-        Ok(store) => outages_text(&store, run, format)?,
-        Err(e) => {
-            let query = format!(
-                "run={}&json={}&csv={}",
-                super::client::enc(run),
-                format == Format::Json,
-                format == Format::Csv
-            );
-            super::client::via_daemon(app, e, "outages", &query)?
-        }
-    };
-    print!("{text}");
-    Ok(exit::OK)
-}
-
 /// What `outages` prints.
-pub fn outages_text(store: &dyn Store, run: &str, format: Format) -> Result<String, CliError> {
+pub fn outages_text(store: &dyn Store, run: &str, format: Format) -> Result<String> {
     let record = load_run(store, run)?;
     let report = OutageReport::load(store, &record)?;
     Ok(match format {
@@ -648,6 +629,7 @@ pub(crate) mod tests {
     use crate::clock::{Clock, ScaledClock, SystemClock};
     use crate::engine::instance::Phase;
     use crate::engine::run::{Breaker, Trip, WorkflowPin};
+    use crate::report::exit;
     use crate::store::memory::MemoryStore;
     use crate::store::{records, Batch};
 
@@ -770,7 +752,7 @@ pub(crate) mod tests {
         let store = store_with(&r, &instances("r1"));
         match OutageReport::load(&store, &r) {
             Ok(rep) => rep,
-            Err(e) => panic!("{}", e.message),
+            Err(e) => panic!("{e}"),
         }
     }
 
@@ -879,7 +861,7 @@ pub(crate) mod tests {
         let rep = report();
         let text = match rep.to_csv() {
             Ok(t) => t,
-            Err(e) => panic!("{}", e.message),
+            Err(e) => panic!("{e}"),
         };
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -904,9 +886,11 @@ pub(crate) mod tests {
             Ok(t) => panic!("answered {t}"),
             Err(e) => e,
         };
-        assert_eq!(e.code, exit::INPUT);
-        assert!(e.hint.is_some_and(|h| h.contains("portflow status")));
-        let e = Format::from_flags(true, true).err().map(|e| e.code);
+        assert_eq!(e.kind().exit_code(), exit::INPUT);
+        assert!(e.hint_text().is_some_and(|h| h.contains("portflow status")));
+        let e = Format::from_flags(true, true)
+            .err()
+            .map(|e| e.kind().exit_code());
         assert_eq!(e, Some(exit::INPUT));
         assert!(matches!(Format::from_flags(false, true), Ok(Format::Csv)));
     }

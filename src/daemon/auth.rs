@@ -1,5 +1,5 @@
-//! The daemon's gate: a layer every request passes before its handler reads any
-//! of it. The token is checked first, so an unauthenticated caller learns
+//! The daemon's gate: a route layer every request passes before its handler
+//! reads any of it. The token is checked first, so an unauthenticated caller learns
 //! nothing from how a body or a query would have been parsed. A write that
 //! only the status page's cookie authenticates must also come from the page's
 //! own origin: browsers attach the cookie to requests any page makes.
@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::serve::{Daemon, Shared};
+use super::state::{Daemon, Shared};
 
 /// How a request showed the daemon's token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub(super) fn credential(daemon: &Daemon, headers: &HeaderMap) -> Option<Credent
     if let Some(given) = bearer {
         return token_matches(&daemon.token, given).then_some(Credential::Bearer);
     }
-    let given = super::web::cookie_token(headers)?;
+    let given = cookie_token(headers)?;
     token_matches(&daemon.token, given).then_some(Credential::Cookie)
 }
 
@@ -98,7 +98,7 @@ fn cross_origin() -> Response {
 }
 
 /// The layer (see the module documentation). Only GET and HEAD are reads.
-pub(super) async fn guard(State(d): State<Shared>, req: Request, next: Next) -> Response {
+pub(super) async fn require_token(State(d): State<Shared>, req: Request, next: Next) -> Response {
     if is_public(req.method(), req.uri().path()) {
         return next.run(req).await;
     }
@@ -108,6 +108,28 @@ pub(super) async fn guard(State(d): State<Shared>, req: Request, next: Next) -> 
         Some(Credential::Cookie) if !read && !same_origin(req.headers()) => cross_origin(),
         Some(_) => next.run(req).await,
     }
+}
+
+/// Name of the cookie that carries the token for the status page.
+pub const COOKIE: &str = "portflow_token";
+
+/// The token from the `portflow_token` cookie, unless the request comes from
+/// another site (a browser says so in `Sec-Fetch-Site`): a page on another port
+/// of this host is "same-site" for cookies, so SameSite alone is not enough.
+pub(super) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if !matches!(fetch_site, None | Some("same-origin") | Some("none")) {
+        return None;
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE).then_some(value)
+        })
 }
 
 #[cfg(test)]
@@ -174,5 +196,34 @@ mod tests {
         assert!(!token_matches("abc", "abd"));
         assert!(!token_matches("abc", "ab"));
         assert!(!token_matches("abc", ""));
+    }
+
+    #[test]
+    fn cookie_is_found_among_others() {
+        let h = headers(&[("cookie", "a=1; portflow_token=abc; b=2")]);
+        assert_eq!(cookie_token(&h), Some("abc"));
+        let h = headers(&[("cookie", "a=1"), ("cookie", "portflow_token=xyz")]);
+        assert_eq!(cookie_token(&h), Some("xyz"));
+        let h = headers(&[("cookie", "portflow_token_old=abc")]);
+        assert_eq!(cookie_token(&h), None);
+    }
+
+    #[test]
+    fn cookie_from_another_site_is_ignored() {
+        let h = headers(&[
+            ("cookie", "portflow_token=abc"),
+            ("sec-fetch-site", "same-site"),
+        ]);
+        assert_eq!(cookie_token(&h), None);
+        let h = headers(&[
+            ("cookie", "portflow_token=abc"),
+            ("sec-fetch-site", "cross-site"),
+        ]);
+        assert_eq!(cookie_token(&h), None);
+        let h = headers(&[
+            ("cookie", "portflow_token=abc"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
+        assert_eq!(cookie_token(&h), Some("abc"));
     }
 }

@@ -1,0 +1,336 @@
+//! `plan`: validate a run file, then preflight every subject against
+//! the tenant with read-only calls, and print the branch each will take, its
+//! steps and every blocker. Nothing is created or changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{App, Error, Result};
+use crate::backend::{Operation, Tenant};
+use crate::clock::{SharedClock, SystemClock, Timestamp};
+use crate::report::exit;
+use crate::report::table::{human_duration, Table};
+use crate::spec::model::{ActionSpec, Workflow};
+use crate::spec::runfile::Subject;
+use crate::spec::{compose, LoadedRun};
+
+/// What one step will do for one subject.
+#[derive(Debug, Clone, serde::Serialize)]
+struct PlannedStep {
+    step: String,
+    /// `run`, `skip`, `manual`, `approval`, `signal`, `check`, `observe`.
+    will: String,
+    detail: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct SubjectPlan {
+    subject: String,
+    steps: Vec<PlannedStep>,
+    blockers: Vec<String>,
+}
+
+/// Expression context as the engine builds it, from what was observed so far.
+fn context(
+    inputs: &serde_json::Map<String, Value>,
+    outputs: &BTreeMap<String, Value>,
+    subject: &str,
+) -> Value {
+    let steps: serde_json::Map<String, Value> = outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), json!({"output": v, "observed": Value::Null})))
+        .collect();
+    json!({"inputs": inputs, "steps": steps, "subject": subject, "obs": Value::Null})
+}
+
+fn render(spec: &ActionSpec, ctx: &Value) -> Result<Operation, String> {
+    let mut obj = serde_json::Map::new();
+    obj.insert("op".into(), Value::String(spec.op.info().name.into()));
+    for (name, tpl) in &spec.args {
+        let v = tpl
+            .render(ctx)
+            .map_err(|e| format!("argument `{name}`: {e}"))?;
+        if !v.is_null() {
+            obj.insert(name.clone(), v);
+        }
+    }
+    serde_json::from_value(Value::Object(obj)).map_err(|e| format!("{}: {e}", spec.op))
+}
+
+async fn plan_subject(
+    wf: &Workflow,
+    approvals: &[String],
+    tenant: &dyn Tenant,
+    subject: &Subject,
+    subject_key: &str,
+) -> SubjectPlan {
+    let mut inputs = serde_json::Map::new();
+    for name in wf.inputs.keys() {
+        inputs.insert(
+            name.clone(),
+            subject
+                .inputs
+                .get(name)
+                .map_or(Value::Null, |s| Value::String(s.clone())),
+        );
+    }
+    let name = subject.inputs.get(subject_key).cloned().unwrap_or_default();
+    let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut plan = SubjectPlan {
+        subject: name.clone(),
+        steps: Vec::new(),
+        blockers: Vec::new(),
+    };
+    // Once a step changes the tenant, later conditions are predictions.
+    let mut predicted = false;
+    for step in &wf.steps {
+        let ctx = context(&inputs, &outputs, &name);
+        // An expression is known now if every step it reads was observed here:
+        // inputs, and reads made before any change, are what the run will see
+        // too, even past a change (observations are only made before one).
+        let known = |e: &crate::spec::expr::Expr| {
+            e.paths().iter().all(|p| {
+                p.first().map(String::as_str) != Some("steps")
+                    || (p.get(1).is_some_and(|id| outputs.contains_key(id))
+                        && p.get(2).map(String::as_str) != Some("observed"))
+            })
+        };
+        let mut push = |will: &str, detail: String| {
+            plan.steps.push(PlannedStep {
+                step: step.id.clone(),
+                will: will.into(),
+                detail,
+            })
+        };
+        if let Some(cond) = &step.when {
+            match cond.eval_bool(&ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let note = if known(cond) { "" } else { " (predicted)" };
+                    push("skip", format!("`{}` is false{note}", cond.source()));
+                    continue;
+                }
+                Err(e) => {
+                    plan.blockers
+                        .push(format!("{}: condition `{}`: {e}", step.id, cond.source()));
+                    push("skip", "condition cannot be evaluated".into());
+                    continue;
+                }
+            }
+        }
+        if let Some(check) = &step.check {
+            match check.require.eval_bool(&ctx) {
+                Ok(true) => push("check", format!("ok: `{}`", check.require.source())),
+                Ok(false) if known(&check.require) => {
+                    let msg = check.message.render_text(&ctx);
+                    plan.blockers.push(format!("{}: {msg}", step.id));
+                    push("check", format!("REFUSED: {msg}"));
+                    break;
+                }
+                Ok(false) => push(
+                    "check",
+                    format!("depends on earlier changes: `{}`", check.require.source()),
+                ),
+                Err(e) => plan.blockers.push(format!(
+                    "{}: check `{}`: {e}",
+                    step.id,
+                    check.require.source()
+                )),
+            }
+        }
+        if let Some(gate) = &step.gate {
+            match (&gate.signal, approvals.iter().any(|a| a == &step.id)) {
+                (Some(sig), _) => push(
+                    "signal",
+                    format!("waits for signal `{sig}`: {}", gate.message()),
+                ),
+                (None, true) => push("approval", "approved in the run file".into()),
+                (None, false) => push(
+                    "approval",
+                    format!(
+                        "waits for `portflow approve --step {}`: {}",
+                        step.id,
+                        gate.message()
+                    ),
+                ),
+            }
+        }
+        if let Some(manual) = &step.manual {
+            let text = manual.instructions.render_text(&ctx);
+            push(
+                "manual",
+                format!("a person does it, then `signal … done`: {text}"),
+            );
+        }
+        if let Some(action) = &step.action {
+            let info = action.op.info();
+            match render(action, &ctx) {
+                Err(e) => plan.blockers.push(format!("{}: {e}", step.id)),
+                Ok(op) if info.observation && !predicted => match tenant.execute(&op).await {
+                    Ok(v) => {
+                        push("observe", format!("{} ({}): read now", info.name, info.microsoft));
+                        outputs.insert(step.id.clone(), v);
+                    }
+                    Err(e) => {
+                        plan.blockers.push(format!("{}: {} failed: {e}", step.id, info.name));
+                        push("observe", format!("FAILED: {e}"));
+                        break;
+                    }
+                },
+                Ok(_) if !tenant.automates(action.op) => push(
+                    "manual",
+                    format!(
+                        "{} cannot be automated on this backend: a person does it ({}), then `signal … done`",
+                        info.name,
+                        info.manual.unwrap_or(info.microsoft)
+                    ),
+                ),
+                Ok(op) => {
+                    if !info.observation {
+                        predicted = true;
+                    }
+                    let args = serde_json::to_value(&op).unwrap_or(Value::Null);
+                    push(
+                        "run",
+                        format!(
+                            "{} ({}){}{} {args}",
+                            info.name,
+                            info.microsoft,
+                            if info.idempotent { "" } else { " [not idempotent: never repeated]" },
+                            if info.outage { " [number out of service from here]" } else { "" },
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(wait) = &step.wait {
+            let sig = wait
+                .signal
+                .as_ref()
+                .map_or(String::new(), |s| format!(" or signal `{s}`"));
+            push(
+                "wait",
+                format!(
+                    "until `{}`{sig}: expected {}, timeout {} then {:?}",
+                    wait.until.source(),
+                    human_duration(wait.expected),
+                    human_duration(wait.timeout),
+                    wait.on_timeout
+                ),
+            );
+        }
+    }
+    plan
+}
+
+/// What `plan` prints for a loaded run file, and its exit code.
+pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8)> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let then: Vec<Workflow> = loaded.then.iter().map(|w| w.workflow.clone()).collect();
+    let wf = compose(&loaded.workflow.workflow, &then);
+    let clock: SharedClock = Arc::new(SystemClock);
+    let opened = super::backends::PlanTenant::open(app, loaded, clock.clone())?;
+    let note = opened.note.clone();
+    let Some(tenant) = opened.tenant() else {
+        return Err(Error::runtime("no tenant to plan against"));
+    };
+    let started: Timestamp = clock.now();
+    let mut plans = Vec::new();
+    for subject in &loaded.subjects {
+        plans.push(plan_subject(&wf, &loaded.file.approvals, tenant, subject, &wf.subject).await);
+    }
+    let reads = opened.close();
+    let blocked: Vec<&SubjectPlan> = plans.iter().filter(|p| !p.blockers.is_empty()).collect();
+    let mut grouped: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for p in &blocked {
+        for b in &p.blockers {
+            let key = b.replace(&p.subject, "<subject>");
+            let e = grouped.entry(key).or_insert((0, p.subject.clone()));
+            e.0 += 1;
+        }
+    }
+    if app.json {
+        out.push_str(&pretty(&json!({
+            "run_file": loaded.origin,
+            "workflow": {"name": wf.name, "version": wf.version, "hash": loaded.workflow.hash},
+            "then": loaded.then.iter().map(|w| json!({"name": w.workflow.name, "hash": w.hash})).collect::<Vec<_>>(),
+            "tenant": note,
+            "subjects": plans.len(),
+            "ready": plans.len() - blocked.len(),
+            "blocked": blocked.len(),
+            "plans": plans,
+            "reads": reads,
+            "planned_at": started,
+        })));
+    } else {
+        let _ = writeln!(
+            out,
+            "plan for {} ({} v{}, {}), against {note}: nothing is changed",
+            loaded.origin,
+            wf.name,
+            wf.version,
+            &loaded.workflow.hash[..12.min(loaded.workflow.hash.len())]
+        );
+        let mut branches: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for p in &plans {
+            let mut path: Vec<String> = p
+                .steps
+                .iter()
+                .filter(|s| s.will != "skip" && s.will != "check")
+                .map(|s| s.step.clone())
+                .collect();
+            path.dedup();
+            branches
+                .entry(path.join(" → "))
+                .or_default()
+                .push(&p.subject);
+        }
+        for (path, subs) in &branches {
+            let _ = writeln!(
+                out,
+                "\n{} subject(s), e.g. {}:\n  {path}",
+                subs.len(),
+                subs[0]
+            );
+        }
+        if let Some(p) = plans.first() {
+            let _ = writeln!(out, "\nsteps for {}:", p.subject);
+            let mut t = Table::new(["step", "will", "detail"]);
+            for s in &p.steps {
+                t.row([s.step.clone(), s.will.clone(), s.detail.clone()]);
+            }
+            out.push_str(&t.render());
+        }
+        let _ = writeln!(
+            out,
+            "\n{} subject(s) ready, {} blocked",
+            plans.len() - blocked.len(),
+            blocked.len()
+        );
+        if !grouped.is_empty() {
+            let mut t = Table::new(["count", "blocker", "e.g."]);
+            for (k, (n, first)) in &grouped {
+                t.row([n.to_string(), k.clone(), first.clone()]);
+            }
+            out.push_str(&t.render());
+            let _ = writeln!(
+                out,
+                "`portflow --json plan {}` lists every subject's blockers",
+                loaded.origin
+            );
+        }
+    }
+    let code = if blocked.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    };
+    Ok((out, code))
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into()) + "\n"
+}

@@ -1,0 +1,275 @@
+//! The command line's grammar: global options, commands and their arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// portflow: durable orchestrator for Microsoft Teams Phone migrations.
+#[derive(Debug, Parser)]
+#[command(name = "portflow", version, about, long_about = None)]
+pub struct Cli {
+    /// State directory (sled store and simulated tenants).
+    #[arg(long, global = true, env = "PORTFLOW_STATE", default_value = "state")]
+    pub state: PathBuf,
+    /// Machine output: one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Extra directory to look up workflows by name (before ./workflows and the built-in set).
+    #[arg(long = "workflows", global = true, env = "PORTFLOW_WORKFLOWS")]
+    pub workflow_dirs: Vec<PathBuf>,
+    /// Hold subjects before an outage step while the disk holding the state
+    /// directory has less free space than this (`256MiB`, `1GiB`; `0` turns it off).
+    #[arg(long, global = true, env = "PORTFLOW_MIN_FREE", default_value = "256MiB", value_parser = parse_min_free)]
+    pub min_free: u64,
+    /// Log format on stderr: text, or json (one object per line, for log shippers).
+    #[arg(long, global = true, env = "PORTFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn parse_min_free(s: &str) -> Result<u64, String> {
+    crate::engine::space::parse_size(s)
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow and run files; print `file:line:col: message` per problem.
+    Validate {
+        /// Files to check (workflows or run files).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Validate a run file and preflight every subject read-only against the tenant:
+    /// the branch each will take, its steps, every blocker. Changes nothing.
+    Plan {
+        /// Run file.
+        file: PathBuf,
+    },
+    /// Start a run from a run file and drive it to the end.
+    Run {
+        /// Run file.
+        file: PathBuf,
+    },
+    /// Continue a run after Ctrl-C, a crash or a reboot (default: every unfinished run).
+    Resume {
+        /// Run id.
+        run: Option<String>,
+        /// Close the run's circuit breaker (`stop_after_failures`): accept the
+        /// failures so far and let new outage steps start again.
+        #[arg(long = "continue")]
+        continue_: bool,
+        /// Name recorded as the operator who continued.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// List runs, or show one run's per-step counts.
+    Status {
+        /// Run id.
+        run: Option<String>,
+    },
+    /// Who is out of service now in a run (longest first), then every outage
+    /// that ended, at the run's clock.
+    Outages {
+        /// Run id.
+        run: String,
+        /// One CSV row per outage (open and ended), with a header.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Show one instance and its full event history.
+    Show {
+        /// Run id.
+        run: String,
+        /// Subject (e.g. the user's UPN).
+        subject: String,
+    },
+    /// Approve a gate for a run's instances (then `resume`).
+    Approve {
+        /// Run id.
+        run: String,
+        /// Gate step id (default: whichever gate each instance waits at).
+        #[arg(long)]
+        step: Option<String>,
+        /// Only this subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Name recorded as the approver.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Send a named signal to an instance (`done` completes a manual task).
+    Signal {
+        /// Run id.
+        run: String,
+        /// Subject (e.g. the user's UPN).
+        subject: String,
+        /// Signal name.
+        name: String,
+        /// JSON data sent with it (a wait it satisfies sees it as `obs`).
+        #[arg(long)]
+        data: Option<String>,
+        /// Name recorded as the sender.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Stop a run's instances (all, or one subject); with --rollback undo what they did first.
+    Cancel {
+        /// Run id.
+        run: String,
+        /// Only this subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Run the compensations of the steps done (then `resume`).
+        #[arg(long)]
+        rollback: bool,
+        /// Why (recorded in the history).
+        #[arg(long, default_value = "cancelled by the operator")]
+        reason: String,
+    },
+    /// Restart failed, rolled-back, cancelled or needs-attention instances (then `resume`).
+    Retry {
+        /// Run id.
+        run: String,
+        /// Only this subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Continue from this step (default: where each stopped). Done steps that
+        /// are not idempotent are never repeated.
+        #[arg(long)]
+        from_step: Option<String>,
+        /// Name recorded as the operator.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Run the daemon: resume every unfinished run and answer the local API.
+    Serve {
+        /// Address to listen on (loopback unless --allow-remote).
+        #[arg(long, default_value_t = crate::daemon::default_listen())]
+        listen: std::net::SocketAddr,
+        /// Allow a non-loopback listen address.
+        #[arg(long)]
+        allow_remote: bool,
+        /// Schedule file to add (or update) at start.
+        #[arg(long)]
+        schedules: Option<PathBuf>,
+        /// Rehearsal: run the scheduler's clock from this instant (RFC 3339).
+        #[arg(long, hide = true)]
+        clock_start: Option<String>,
+        /// Rehearsal: the scheduler's clock runs this many times faster than real time.
+        #[arg(long, hide = true, default_value_t = 1.0)]
+        clock_scale: f64,
+    },
+    /// Copy the state directory into a new directory, consistently, even while
+    /// the daemon runs.
+    Backup {
+        /// Destination directory (must not exist).
+        dest: PathBuf,
+    },
+    /// Check the state directory without changing it: every store opens, every
+    /// record decodes and its checksum holds, runs, instances, events and timers
+    /// agree. Exit 0 when sound, 3 when something is damaged.
+    Verify,
+    /// Schedules: when the daemon starts runs and waves.
+    Schedule {
+        /// What to do.
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+    /// Measure the engine: transitions/s, scale, wave makespan, cost growth.
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        command: super::bench::BenchCommand,
+    },
+    /// The simulated tenant.
+    Sim {
+        /// What to do.
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+/// `portflow schedule …`
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Add the schedules of a schedule file (YAML); checks each run file loads.
+    Add {
+        /// Schedule file.
+        file: PathBuf,
+        /// Replace schedules of the same name (keeping their history).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List schedules with their next fire time.
+    List,
+    /// Show a schedule: its next 5 fire times and what its fires did.
+    Show {
+        /// Schedule name.
+        name: String,
+    },
+    /// Stop a schedule from firing.
+    Pause {
+        /// Schedule name.
+        name: String,
+    },
+    /// Let a paused schedule fire again (fire times passed while paused are dropped).
+    Resume {
+        /// Schedule name.
+        name: String,
+    },
+    /// Delete a schedule (its runs stay).
+    Rm {
+        /// Schedule name.
+        name: String,
+    },
+}
+
+/// `portflow sim …`
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Create a simulated tenant of N users from a seed; optionally export its subjects as CSV.
+    Init {
+        /// Tenant directory (default: <state>/sim/<name>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Users (at most 100,000).
+        #[arg(long, default_value_t = 200,
+              value_parser = clap::value_parser!(u32).range(..=i64::from(crate::spec::limits::MAX_USERS)))]
+        users: u32,
+        /// Which migration the tenant is set up for: direct_routing, calling_plans,
+        /// on_premises, operator_connect.
+        #[arg(long, default_value = "direct_routing")]
+        profile: String,
+        /// Write `user,number,location_id` rows here.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Print the simulated tenant's audit log (every action it received).
+    Log {
+        /// Run id (its tenant) or tenant name.
+        tenant: String,
+        /// Only this user.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Print per-user outages (DR number gone → OC number active).
+    Outages {
+        /// Run id (its tenant) or tenant name.
+        tenant: String,
+    },
+}

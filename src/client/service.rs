@@ -1,0 +1,33 @@
+//! What a command asks of the state directory's owner, whoever that is: this
+//! process (the store opened here) or the daemon that holds it.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::api::{Applied, BackupDone, OperateBody};
+use crate::app::outages::Format;
+use crate::app::schedules::ScheduleOp;
+use crate::app::Result;
+
+/// The operations both owners of a state directory serve, with the same answers.
+#[async_trait]
+pub trait Service: Send + Sync {
+    /// `approve`, `signal`, `cancel`, `retry` on run `run`.
+    async fn operate(&self, run: &str, verb: &str, body: &OperateBody) -> Result<Applied>;
+    /// `resume --continue`: close run `run`'s circuit breaker; the failures accepted.
+    async fn continue_breaker(&self, run: &str, by: &str) -> Result<u32>;
+    /// What `status [RUN]` prints.
+    async fn status(&self, run: Option<&str>, json: bool) -> Result<String>;
+    /// What `show RUN SUBJECT` prints.
+    async fn show(&self, run: &str, subject: &str, json: bool) -> Result<String>;
+    /// What `outages RUN` prints.
+    async fn outages(&self, run: &str, format: Format) -> Result<String>;
+    /// `backup DEST` (an absolute path).
+    async fn backup(&self, dest: &Path) -> Result<BackupDone>;
+    /// A `schedule …` operation; the answer is the schedule view document.
+    async fn schedule(&self, op: ScheduleOp) -> Result<Value>;
+    /// Where the output says the work happens (`""` here, a note for the daemon).
+    fn where_note(&self) -> &'static str;
+}

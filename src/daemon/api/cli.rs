@@ -1,0 +1,56 @@
+//! What CLI commands print, made here for a CLI that finds the state
+//! directory held by this daemon: `GET /api/cli/{status|show|outages|sim-log|sim-outages}`
+//! and `POST /api/cli/plan`.
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::Json;
+
+use crate::api::{CliQuery, Output, RunFileBody};
+use crate::app::outages::{outages_text, Format};
+use crate::app::show::{show_text, status_text};
+use crate::app::{Error, Result};
+use crate::daemon::state::Shared;
+
+/// `GET /api/cli/{command}?run=…&subject=…&json=…`.
+pub(super) async fn text(
+    State(d): State<Shared>,
+    UrlPath(command): UrlPath<String>,
+    Query(q): Query<CliQuery>,
+) -> Result<Json<Output>> {
+    let run = (!q.run.is_empty()).then_some(q.run.as_str());
+    let output = match command.as_str() {
+        "status" => status_text(&*d.store, run, q.json)?,
+        "show" => show_text(&*d.store, &q.run, &q.subject, q.json)?,
+        "outages" => outages_text(&*d.store, &q.run, Format::from_flags(q.json, q.csv)?)?,
+        "sim-log" | "sim-outages" => crate::app::sim::sim_text(
+            &d.app,
+            Some(&*d.store),
+            command.trim_start_matches("sim-"),
+            &q.tenant,
+            (!q.subject.is_empty()).then_some(q.subject.as_str()),
+            q.json,
+        )?,
+        other => {
+            return Err(Error::UnknownAction {
+                verb: other.to_string(),
+                expected: "status, show, outages, sim-log or sim-outages",
+            })
+        }
+    };
+    Ok(Json(Output { output, code: None }))
+}
+
+/// `POST /api/cli/plan {"run_file": "/abs/path.yaml", "json": false}`: what `plan` prints.
+pub(super) async fn plan(
+    State(d): State<Shared>,
+    body: Option<Json<RunFileBody>>,
+) -> Result<Json<Output>> {
+    let Json(body) = body.ok_or_else(|| super::send("{\"run_file\": \"/absolute/path\"}"))?;
+    let app = d.app.with_json(body.json);
+    let loaded = crate::app::runpath::load(&body.run_file, &app.search_dirs())?;
+    let (output, code) = crate::app::plan::plan_loaded(&app, &loaded).await?;
+    Ok(Json(Output {
+        output,
+        code: Some(code),
+    }))
+}
