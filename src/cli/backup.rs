@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use super::error::CliError;
-use super::exit;
 use super::print::print_json;
 use crate::app::App;
 use crate::client::{absolute, connect};
+use crate::report::exit;
 
 /// The `backup` command.
 pub async fn backup(app: &App, dest: &Path) -> Result<u8, CliError> {

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::{exit, print_json, App, CliError};
+use super::error::CliError;
+use super::print::print_json;
+use crate::app::App;
 use crate::bench::{self, Report};
+use crate::report::exit;
 
 /// `portflow bench …`
 #[derive(Debug, Subcommand)]

@@ -1,10 +1,10 @@
 //! `status`, `show`, `outages`: read-only views, here or through the daemon.
 
 use super::error::CliError;
-use super::exit;
 use crate::app::outages::Format;
 use crate::app::App;
 use crate::client::connect;
+use crate::report::exit;
 
 /// `portflow status [RUN]`.
 pub async fn status(app: &App, run: Option<&str>) -> Result<u8, CliError> {

@@ -8,7 +8,7 @@
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::format::{self, FormatFields};
 
-use super::LogFormat;
+use super::args::LogFormat;
 
 /// Install the subscriber for the whole process (once; later calls do nothing).
 pub(super) fn init(format: LogFormat, default_level: &str) {

@@ -4,12 +4,12 @@
 use serde_json::Value;
 
 use super::error::CliError;
-use super::exit;
 use super::print::print_json;
 use crate::api::OperateBody;
 use crate::app::operate::past;
 use crate::app::{App, Error};
 use crate::client::connect;
+use crate::report::exit;
 
 /// Send `verb` and print what it changed. Done here, `extra` ends the lines
 /// and `nothing` the error when nothing applied; through the daemon, a note says so.

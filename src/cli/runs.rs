@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::error::CliError;
 use super::print::{print_json, print_warnings};
-use super::{exit, progress};
+use super::progress;
 use crate::app::backends::render_tenant_report;
 use crate::app::driver::{prepare, Prepared};
 use crate::app::runs::{create_run, finish_run, run_outcome, runs_to_resume, started_line, NewRun};
@@ -18,6 +18,7 @@ use crate::client::{connect, Conn, Local};
 use crate::clock::Stopwatch;
 use crate::engine::executor::DriveEnd;
 use crate::engine::run::RunRecord;
+use crate::report::exit;
 use crate::spec;
 
 /// `portflow run FILE`.

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use super::args::ScheduleCommand;
 use super::error::CliError;
-use super::exit;
 use super::print::print_json;
 use crate::app::schedules::{render_list, render_show, ScheduleOp};
 use crate::app::App;
 use crate::client::connect;
+use crate::report::exit;
 
 /// Run one `portflow schedule …` command.
 pub async fn command(app: &App, cmd: ScheduleCommand) -> Result<u8, CliError> {

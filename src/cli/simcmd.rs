@@ -2,10 +2,10 @@
 
 use super::args::SimCommand;
 use super::error::CliError;
-use super::exit;
 use super::print::print_json;
 use crate::app::App;
 use crate::client::{tenant_holder, unreachable};
+use crate::report::exit;
 
 /// Run one `portflow sim …` command.
 pub fn sim(app: &App, cmd: SimCommand) -> Result<u8, CliError> {

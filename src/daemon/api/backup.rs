@@ -13,7 +13,8 @@ pub(super) async fn backup(
     State(d): State<Shared>,
     body: Option<Json<BackupBody>>,
 ) -> Result<Json<BackupDone>> {
-    let Json(body) = body.ok_or_else(|| super::send("{\"dest\": \"/absolute/new/dir\"}"))?;
+    let Json(body) =
+        body.ok_or_else(|| crate::app::Error::input("send {\"dest\": \"/absolute/new/dir\"}"))?;
     let d2 = d.clone();
     let done = tokio::task::spawn_blocking(move || {
         crate::app::backup::backup_into(&d2.app, &d2.store, &body.dest)

@@ -45,7 +45,8 @@ pub(super) async fn plan(
     State(d): State<Shared>,
     body: Option<Json<RunFileBody>>,
 ) -> Result<Json<Output>> {
-    let Json(body) = body.ok_or_else(|| super::send("{\"run_file\": \"/absolute/path\"}"))?;
+    let Json(body) =
+        body.ok_or_else(|| crate::app::Error::input("send {\"run_file\": \"/absolute/path\"}"))?;
     let app = d.app.with_json(body.json);
     let loaded = crate::app::runpath::load(&body.run_file, &app.search_dirs())?;
     let (output, code) = crate::app::plan::plan_loaded(&app, &loaded).await?;

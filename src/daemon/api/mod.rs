@@ -58,8 +58,3 @@ pub(super) fn router(daemon: Shared) -> Router {
         ))
         .with_state(daemon)
 }
-
-/// A missing or unreadable JSON body, as bad input saying what to send.
-fn send(what: &str) -> Error {
-    Error::input(format!("send {what}"))
-}

@@ -6,7 +6,7 @@ use axum::Json;
 
 use crate::api::{Continued, OperateBody, Resumed};
 use crate::app::runs::load_run;
-use crate::app::Result;
+use crate::app::{Error, Result};
 use crate::daemon::drivers::{apply_input, continue_run, start_driver};
 use crate::daemon::state::Shared;
 
@@ -41,9 +41,15 @@ pub(super) async fn operate(
         }
         _ => {
             let applied = apply_input(&d, &run, &verb, &body).await;
-            // Logged whatever came of it: who sent what is worth knowing.
-            let changed = applied.as_ref().map_or(0, |a| a.changed);
-            tracing::info!(run = %run, action = %verb, by = %by, changed, "operator input through the API");
+            // Logged once the input reached the instances, whatever it changed.
+            let changed = match &applied {
+                Ok(a) => Some(a.changed),
+                Err(Error::NothingApplies { .. }) => Some(0),
+                Err(_) => None,
+            };
+            if let Some(changed) = changed {
+                tracing::info!(run = %run, action = %verb, by = %by, changed, "operator input through the API");
+            }
             Ok(Json(applied?).into_response())
         }
     }

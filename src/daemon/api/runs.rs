@@ -33,8 +33,9 @@ pub(super) async fn start(
     State(d): State<Shared>,
     body: Option<Json<RunFileBody>>,
 ) -> Result<Json<RunStarted>> {
-    let Json(body) =
-        body.ok_or_else(|| super::send("{\"run_file\": \"/absolute/path/to/run.yaml\"}"))?;
+    let Json(body) = body.ok_or_else(|| {
+        crate::app::Error::input("send {\"run_file\": \"/absolute/path/to/run.yaml\"}")
+    })?;
     match launch_run_file(&d, &body.run_file, None, None, None).await? {
         Launched::NothingLeft => Err(Error::input(format!(
             "{} has no subjects",

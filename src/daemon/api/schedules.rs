@@ -39,8 +39,9 @@ pub(super) async fn add(
     State(d): State<Shared>,
     body: Option<Json<AddSchedules>>,
 ) -> Result<Json<Value>> {
-    let Json(body) =
-        body.ok_or_else(|| super::send("{\"schedules\": [ {name, cron, timezone, launch, …} ]}"))?;
+    let Json(body) = body.ok_or_else(|| {
+        crate::app::Error::input("send {\"schedules\": [ {name, cron, timezone, launch, …} ]}")
+    })?;
     let op = ScheduleOp::Add {
         specs: body.schedules,
         replace: body.replace,
