@@ -80,6 +80,12 @@ pub trait Clock: Send + Sync + 'static {
     fn scale(&self) -> f64 {
         1.0
     }
+    /// Resolves once `d` has passed on this clock: a backend call's deadline.
+    /// A clock running faster than real time also waits `d` of real time,
+    /// because calls take real time and a fast clock does not speed them up.
+    fn call_deadline(&self, d: Duration) -> Sleep<'_> {
+        self.sleep_until(self.now().plus(d))
+    }
 }
 
 /// Shared handle to a clock.
@@ -158,6 +164,15 @@ impl Clock for ScaledClock {
     }
     fn scale(&self) -> f64 {
         self.scale
+    }
+    fn call_deadline(&self, d: Duration) -> Sleep<'_> {
+        let t = self.now().plus(d);
+        Box::pin(async move {
+            if self.scale > 1.0 {
+                tokio::time::sleep(d).await;
+            }
+            self.sleep_until(t).await;
+        })
     }
 }
 

@@ -968,13 +968,48 @@ pub struct LocationView {
     pub validation_status: String,
 }
 
+/// One call to a backend: the operation and, for an action, the idempotency
+/// key and attempt number the engine recorded in its intent.
+///
+/// Real backends pass the key on (Graph's `client-request-id`, a PowerShell
+/// log line) so a call re-issued after a crash or a deadline can be recognised.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// What to do.
+    pub op: Operation,
+    /// `<run>/<idx>/<step>/[undo/]<attempt>` for an action; `None` for an observation.
+    pub key: Option<String>,
+    /// Attempt number of the action (1-based); 0 for an observation.
+    pub attempt: u32,
+}
+
+impl Call {
+    /// An action attempt with its idempotency key.
+    pub fn action(op: Operation, key: impl Into<String>, attempt: u32) -> Call {
+        Call {
+            op,
+            key: Some(key.into()),
+            attempt,
+        }
+    }
+
+    /// A read: no key, attempt 0.
+    pub fn observation(op: Operation) -> Call {
+        Call {
+            op,
+            key: None,
+            attempt: 0,
+        }
+    }
+}
+
 /// A tenant the engine can act on.
 #[async_trait]
 pub trait Tenant: Send + Sync {
-    /// Perform one operation. Observations return their view as JSON
+    /// Perform one call. Observations return their view as JSON
     /// ([`UserView`], [`NumberView`] or `null`); actions return a small JSON
     /// object (possibly empty).
-    async fn execute(&self, op: &Operation) -> Result<serde_json::Value, BackendError>;
+    async fn execute(&self, call: &Call) -> Result<serde_json::Value, BackendError>;
 
     /// Whether this backend performs `kind` itself; when it does not, the engine
     /// turns the step into a manual task with [`OperationInfo::manual`]'s
@@ -1041,7 +1076,7 @@ mod tests {
         struct Plain;
         #[async_trait]
         impl Tenant for Plain {
-            async fn execute(&self, _: &Operation) -> Result<serde_json::Value, BackendError> {
+            async fn execute(&self, _: &Call) -> Result<serde_json::Value, BackendError> {
                 Ok(serde_json::Value::Null)
             }
         }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{exit, App, CliError};
 use crate::backend::sim::SimTenant;
-use crate::backend::{Operation, Tenant};
+use crate::backend::{Call, Operation, Tenant};
 use crate::clock::{SharedClock, SystemClock, Timestamp};
 use crate::report::table::{human_duration, Table};
 use crate::spec::model::{ActionSpec, Workflow};
@@ -169,7 +169,7 @@ async fn plan_subject(
             let info = action.op.info();
             match render(action, &ctx) {
                 Err(e) => plan.blockers.push(format!("{}: {e}", step.id)),
-                Ok(op) if info.observation && !predicted => match tenant.execute(&op).await {
+                Ok(op) if info.observation && !predicted => match tenant.execute(&Call::observation(op)).await {
                     Ok(v) => {
                         push("observe", format!("{} ({}): read now", info.name, info.microsoft));
                         outputs.insert(step.id.clone(), v);

@@ -481,6 +481,7 @@ pub(super) fn prepare(
         window,
         concurrency: file.concurrency,
         limiter,
+        call_timeout: file.call_timeout,
         budget,
         space,
         progress: Arc::new(Progress::default()),

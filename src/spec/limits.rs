@@ -40,6 +40,12 @@ pub const MIN_TIME_SCALE: f64 = 0.01;
 /// See [`MIN_TIME_SCALE`].
 pub const MAX_TIME_SCALE: f64 = 1_000_000.0;
 
+/// `call_timeout`: `[MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT]`. Below a second a
+/// healthy call would time out; above an hour a hung one holds its worker too long.
+pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(1);
+/// See [`MIN_CALL_TIMEOUT`].
+pub const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// `retry.attempts`: at most this many (the first included).
 pub const MAX_ATTEMPTS: u32 = 100;
 /// Longest `retry.initial` / `retry.max` and `poll.max`.

@@ -29,6 +29,14 @@ pub struct RunFile {
     /// Backend calls per second across the run (virtual seconds); none = unlimited.
     #[serde(default)]
     pub rate_limit: Option<f64>,
+    /// Longest one backend call may take, on the run's clock: past it the call
+    /// is a transient failure whose outcome is unknown, and an action is
+    /// reconciled as after a crash (`2m` by default).
+    #[serde(
+        default = "default_call_timeout",
+        deserialize_with = "crate::spec::model::duration"
+    )]
+    pub call_timeout: std::time::Duration,
     /// Gate step ids approved up front for every subject.
     #[serde(default)]
     pub approvals: Vec<String>,
@@ -107,6 +115,17 @@ impl RunFile {
                 ),
             );
         }
+        if !(MIN_CALL_TIMEOUT..=MAX_CALL_TIMEOUT).contains(&self.call_timeout) {
+            bad(
+                "call_timeout",
+                format!(
+                    "call_timeout must be between {} and {}, got {}",
+                    human_duration(MIN_CALL_TIMEOUT),
+                    human_duration(MAX_CALL_TIMEOUT),
+                    humantime::format_duration(self.call_timeout)
+                ),
+            );
+        }
         if self.max_out_of_service == Some(0) {
             bad(
                 "max_out_of_service",
@@ -165,6 +184,12 @@ fn default_concurrency() -> usize {
 fn default_time_scale() -> f64 {
     1.0
 }
+fn default_call_timeout() -> std::time::Duration {
+    DEFAULT_CALL_TIMEOUT
+}
+
+/// `call_timeout` when the run file does not set one.
+pub const DEFAULT_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A recurring porting window: opens at each `cron` fire time (5-field crontab,
 /// in `timezone`) and stays open for `duration`.

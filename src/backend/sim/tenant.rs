@@ -26,7 +26,7 @@ use super::model::{
 use super::rng::Key;
 use super::seed::{conference_id, country_of, location, operator_location, seed, LICENCE_GROUP};
 use crate::backend::{
-    AddressMode, BackendError, ErrorKind, Homing, LicenceAssignment, NumberType, NumberView,
+    AddressMode, BackendError, Call, ErrorKind, Homing, LicenceAssignment, NumberType, NumberView,
     Operation, OperationKind, PortOrderView, Tenant,
 };
 use crate::clock::{SharedClock, Timestamp};
@@ -656,14 +656,14 @@ impl SimTenant {
 
 #[async_trait]
 impl Tenant for SimTenant {
-    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+    async fn execute(&self, call: &Call) -> Result<Value, BackendError> {
         // Reads are answered from memory and the page cache: run them here and
         // spare a thread hand-off each. Actions fsync, so they go to the blocking pool.
-        if op.kind().info().observation {
-            return self.shared.execute(op);
+        if call.op.kind().info().observation {
+            return self.shared.execute(&call.op);
         }
         let shared = Arc::clone(&self.shared);
-        let op = op.clone();
+        let op = call.op.clone();
         match tokio::task::spawn_blocking(move || shared.execute(&op)).await {
             Ok(r) => r,
             Err(e) => Err(BackendError::new(
