@@ -5,7 +5,10 @@
 //! idempotent (safe to re-issue after a crash) and whether it takes a number out of
 //! service; the engine's reconciliation relies on it.
 
+pub mod config;
 pub mod sim;
+
+pub use config::{BackendConfig, Secret, SecretError, SecretRef};
 
 use std::fmt;
 use std::time::Duration;

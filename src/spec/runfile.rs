@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use crate::backend::sim::SimConfig;
+/// Moved to [`crate::backend::config`]; re-exported so `spec` paths keep working.
+pub use crate::backend::config::BackendConfig;
 use crate::backend::AddressMode;
 
 /// A run file (`examples/*.yaml`) as written by the user.
@@ -34,7 +35,7 @@ pub struct RunFile {
     /// reconciled as after a crash (`2m` by default).
     #[serde(
         default = "default_call_timeout",
-        deserialize_with = "crate::spec::model::duration"
+        deserialize_with = "crate::clock::duration"
     )]
     pub call_timeout: std::time::Duration,
     /// Gate step ids approved up front for every subject.
@@ -170,8 +171,10 @@ impl RunFile {
                 ),
             );
         }
-        let BackendConfig::Sim(sim) = &self.backend;
-        for (path, msg) in sim.problems() {
+        if let Err(e) = self.backend.check_time_scale(self.time_scale) {
+            out.push(("time_scale".into(), e));
+        }
+        for (path, msg) in self.backend.problems() {
             out.push((format!("backend.{path}"), msg));
         }
         out
@@ -214,20 +217,6 @@ impl WindowSpec {
 
 fn default_timezone() -> String {
     "UTC".into()
-}
-
-/// Which backend a run talks to.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum BackendConfig {
-    /// The simulated tenant.
-    Sim(SimConfig),
-}
-
-impl Default for BackendConfig {
-    fn default() -> Self {
-        BackendConfig::Sim(SimConfig::default())
-    }
 }
 
 /// Where subjects come from: an inline list of input maps, or a CSV file whose

@@ -32,7 +32,7 @@ mod tests;
 
 pub use config::{
     AddressModeShares, FaultConfig, FocConfig, LatencyConfig, LicenceDelayConfig, OperatorConfig,
-    PortConfig, Profile, SimConfig, UploadDelayConfig,
+    PortConfig, Profile, SimConfig, UploadDelayConfig, MAX_SIM_COUNT, MAX_SIM_DELAY, MAX_USERS,
 };
 pub use model::{AuditEntry, AuditOutcome, OutageRecord, OutboxEntry, SimStats, UserState};
 pub use name::{check_tenant_name, TenantNameError, MAX_TENANT_NAME, TENANT_NAME_RULE};
