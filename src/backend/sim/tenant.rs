@@ -743,7 +743,7 @@ impl Shared {
         let mut mem = self.lock();
         mem.reached = Some(mem.reached.map_or(now, |r| r.max(now)));
         *mem.stats.calls.entry(info.name.to_string()).or_insert(0) += 1;
-        let key = op_key(op);
+        let key = op.key();
         let gated = self.gate(&mut mem, key, now);
         if info.observation {
             drop(mem);
@@ -778,8 +778,8 @@ impl Shared {
             seq,
             at: now,
             op: kind,
-            user: op_user(op).map(str::to_string),
-            number: op_number(op).map(str::to_string),
+            user: op.user().map(str::to_string),
+            number: op.number().map(str::to_string),
             args: serde_json::to_value(op).unwrap_or(Value::Null),
             outcome: match &result {
                 Ok(_) => AuditOutcome::Ok,
@@ -903,7 +903,7 @@ impl Shared {
         {
             return self.set_number_location(number, location_id, now);
         }
-        let Some(user) = op_user(op) else {
+        let Some(user) = op.user() else {
             return Ok(Err(BackendError::new(ErrorKind::Fatal, "not an action")));
         };
         let Some(mut u) = self.load::<UserRecord>(&user_key(user))? else {
@@ -913,7 +913,7 @@ impl Shared {
         let number = match op {
             Operation::ClearOnpremLineUri { .. } => u.ad_line.clone(),
             Operation::RemoveLicence { .. } => u.cloud.truth().line_uri.clone(),
-            _ => op_number(op).map(str::to_string),
+            _ => op.number().map(str::to_string),
         };
         let number = match number {
             Some(n) => {
@@ -2025,52 +2025,6 @@ fn audit_seq_of(key: &[u8]) -> u64 {
         b.copy_from_slice(&key[2..]);
     }
     u64::from_be_bytes(b)
-}
-
-fn op_user(op: &Operation) -> Option<&str> {
-    match op {
-        Operation::GetNumber { .. }
-        | Operation::GetPortOrder { .. }
-        | Operation::GetLocation { .. }
-        | Operation::SetNumberLocation { .. } => None,
-        Operation::GetUser { user }
-        | Operation::ClearOnpremLineUri { user }
-        | Operation::RemoveNumber { user, .. }
-        | Operation::GrantVoiceRoutingPolicy { user, .. }
-        | Operation::AssignNumber { user, .. }
-        | Operation::GetOnpremUser { user }
-        | Operation::GetConferencing { user }
-        | Operation::RemoveLicence { user, .. }
-        | Operation::EnableOnpremVoice { user, .. }
-        | Operation::MoveUser { user, .. }
-        | Operation::EnableVoiceOnline { user }
-        | Operation::EnableHostedVoicemail { user }
-        | Operation::SendConferencingInfo { user }
-        | Operation::ResetConferenceId { user } => Some(user),
-    }
-}
-
-fn op_number(op: &Operation) -> Option<&str> {
-    match op {
-        Operation::GetNumber { number }
-        | Operation::RemoveNumber { number, .. }
-        | Operation::AssignNumber { number, .. }
-        | Operation::GetPortOrder { number }
-        | Operation::EnableOnpremVoice { number, .. }
-        | Operation::SetNumberLocation { number, .. } => Some(number),
-        _ => None,
-    }
-}
-
-/// What keys the fault draws of a call: its user, else its number, else its
-/// location.
-fn op_key(op: &Operation) -> &str {
-    match (op_user(op), op_number(op), op) {
-        (Some(u), _, _) => u,
-        (None, Some(n), _) => n,
-        (None, None, Operation::GetLocation { location_id }) => location_id,
-        _ => "",
-    }
 }
 
 /// A number whose country the simulator cannot tell (see `seed::country_of`).
