@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::tenant::latency_draw;
+use super::timeline::latency_draw;
 use super::*;
 use crate::backend::{
     BackendError, Call, ErrorKind, NumberType, NumberView, Operation, Tenant, UserView,
