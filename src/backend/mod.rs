@@ -7,10 +7,14 @@
 
 pub mod catalog;
 pub mod config;
+pub mod readonly;
+pub mod registry;
 pub mod sim;
 
 pub use catalog::{Operation, OperationInfo, OperationKind, Param, ParamType};
 pub use config::{BackendConfig, Secret, SecretError, SecretRef};
+pub use readonly::ReadOnly;
+pub use registry::{Opened, Presence, Registry, RegistryError, Scope};
 
 use std::fmt;
 use std::time::Duration;
@@ -490,6 +494,76 @@ pub trait Tenant: Send + Sync {
     fn automates(&self, kind: OperationKind) -> bool {
         kind.info().manual.is_none()
     }
+
+    /// Which tenant this is, when the backend can tell (the first run on a
+    /// tenant records it, and later runs refuse another tenant in its place).
+    fn identity(&self) -> Option<TenantIdentity> {
+        None
+    }
+
+    /// Figures for a run summary or a plan (calls, throttling, outages), when
+    /// the backend keeps them.
+    fn report(&self) -> Option<BackendReport> {
+        None
+    }
+
+    /// Copy the backend's own state into `dest` (a new directory) for
+    /// `portflow backup`, when it keeps any locally; returns bytes copied.
+    fn backup_to(&self, dest: &std::path::Path) -> Option<Result<u64, BackendStateError>> {
+        let _ = dest;
+        None
+    }
+}
+
+/// Who a tenant is: what tells it from another one with the same name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantIdentity {
+    /// The tenant id (a GUID).
+    pub tenant_id: String,
+    /// When the tenant was created (the simulator: seeded).
+    pub created_at: crate::clock::Timestamp,
+    /// The latest instant any call on it ran at, when known (runs sharing a
+    /// simulated tenant anchor their clocks there).
+    pub reached: Option<crate::clock::Timestamp>,
+}
+
+/// What [`Tenant::report`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct BackendReport {
+    /// Calls received per operation name, observations included.
+    pub calls: std::collections::BTreeMap<String, u64>,
+    /// Calls answered with `Throttled`.
+    pub throttled: u64,
+    /// Of those, refused by the tenant's rate limit.
+    pub rate_limited: u64,
+    /// Faults injected (simulator only).
+    pub injected_faults: u64,
+    /// Out-of-service spans the tenant saw, by user (those it can tell).
+    pub outages: Vec<OutageSpan>,
+}
+
+/// One subject's number out of service, as the tenant saw it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OutageSpan {
+    /// UPN.
+    pub user: String,
+    /// The number.
+    pub number: String,
+    /// When it went out of service.
+    pub start: crate::clock::Timestamp,
+    /// When service came back, if it has.
+    pub end: Option<crate::clock::Timestamp>,
+}
+
+/// A backend's local state could not be read or copied.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct BackendStateError {
+    /// What was being done, naming the place (never a secret).
+    pub what: String,
+    /// Cause.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 #[cfg(test)]

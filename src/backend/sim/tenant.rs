@@ -547,6 +547,44 @@ impl Tenant for SimTenant {
     fn automates(&self, kind: OperationKind) -> bool {
         !self.shared.config.manual.contains(&kind)
     }
+
+    fn identity(&self) -> Option<crate::backend::TenantIdentity> {
+        Some(crate::backend::TenantIdentity {
+            tenant_id: self.tenant_id().to_string(),
+            created_at: self.created_at(),
+            reached: self.reached(),
+        })
+    }
+
+    fn report(&self) -> Option<crate::backend::BackendReport> {
+        let stats = self.stats();
+        // A tenant that cannot list its outages still reports its calls.
+        let outages = self.outages().unwrap_or_default();
+        Some(crate::backend::BackendReport {
+            calls: stats.calls,
+            throttled: stats.throttled,
+            rate_limited: stats.rate_limited,
+            injected_faults: stats.injected_faults,
+            outages: outages
+                .into_iter()
+                .map(|o| crate::backend::OutageSpan {
+                    user: o.user,
+                    number: o.number,
+                    start: o.start,
+                    end: o.end,
+                })
+                .collect(),
+        })
+    }
+
+    fn backup_to(&self, dest: &Path) -> Option<Result<u64, crate::backend::BackendStateError>> {
+        Some(
+            SimTenant::backup_to(self, dest).map_err(|e| crate::backend::BackendStateError {
+                what: format!("backing up simulated tenant to {}", dest.display()),
+                source: Box::new(e),
+            }),
+        )
+    }
 }
 
 impl Shared {
