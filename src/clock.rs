@@ -67,6 +67,34 @@ fn system_time_millis(t: SystemTime) -> i64 {
     }
 }
 
+/// Deserialize a humantime duration (`10m`, `24h`, `14d`, `1h30m`).
+pub fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// Parse a humantime duration with a message fit for users.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. 30s, 10m, 24h, 14d)"))
+}
+
+/// A duration the way users write one: `31d`, `24h`, `90s`; in whole days,
+/// hours, minutes or seconds when it is one, else as humantime prints it.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 || s == 0 {
+        return humantime::format_duration(d).to_string();
+    }
+    // `24h` reads better than `1d`.
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if s % len == 0 && (unit != "d" || s > 86_400) {
+            return format!("{}{unit}", s / len);
+        }
+    }
+    format!("{s}s")
+}
+
 /// Boxed future returned by [`Clock::sleep_until`].
 pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
@@ -79,6 +107,12 @@ pub trait Clock: Send + Sync + 'static {
     /// How many virtual seconds pass per real second (1 for the system clock).
     fn scale(&self) -> f64 {
         1.0
+    }
+    /// Resolves once `d` has passed on this clock: a backend call's deadline.
+    /// A clock running faster than real time also waits `d` of real time,
+    /// because calls take real time and a fast clock does not speed them up.
+    fn call_deadline(&self, d: Duration) -> Sleep<'_> {
+        self.sleep_until(self.now().plus(d))
     }
 }
 
@@ -158,6 +192,15 @@ impl Clock for ScaledClock {
     }
     fn scale(&self) -> f64 {
         self.scale
+    }
+    fn call_deadline(&self, d: Duration) -> Sleep<'_> {
+        let t = self.now().plus(d);
+        Box::pin(async move {
+            if self.scale > 1.0 {
+                tokio::time::sleep(d).await;
+            }
+            self.sleep_until(t).await;
+        })
     }
 }
 

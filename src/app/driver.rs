@@ -71,6 +71,7 @@ pub fn prepare(
         manual_ops: ctx.manual_ops.clone(),
         window: ctx.window.clone(),
         concurrency: file.concurrency,
+        call_timeout: file.call_timeout,
         limiter,
         budget,
         space,

@@ -168,7 +168,7 @@ async fn plan_subject(
             let info = action.op.info();
             match render(action, &ctx) {
                 Err(e) => plan.blockers.push(format!("{}: {e}", step.id)),
-                Ok(op) if info.observation && !predicted => match tenant.execute(&op).await {
+                Ok(op) if info.observation && !predicted => match tenant.execute(&crate::backend::Call::observation(op)).await {
                     Ok(v) => {
                         push("observe", format!("{} ({}): read now", info.name, info.microsoft));
                         outputs.insert(step.id.clone(), v);

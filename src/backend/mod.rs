@@ -1,11 +1,20 @@
 //! The tenant contract: typed admin operations, what they return, how they fail.
 //!
 //! Every backend (the simulator, Graph, PowerShell) implements [`Tenant`]. The
-//! operation catalog ([`OperationKind::info`]) says for each operation whether it is
+//! operation catalog ([`catalog`], one table) says for each operation whether it is
 //! idempotent (safe to re-issue after a crash) and whether it takes a number out of
 //! service; the engine's reconciliation relies on it.
 
+pub mod catalog;
+pub mod config;
+pub mod readonly;
+pub mod registry;
 pub mod sim;
+
+pub use catalog::{Operation, OperationInfo, OperationKind, Param, ParamType};
+pub use config::{BackendConfig, Secret, SecretError, SecretRef};
+pub use readonly::ReadOnly;
+pub use registry::{Opened, Presence, Registry, RegistryError, Scope};
 
 use std::fmt;
 use std::time::Duration;
@@ -38,538 +47,6 @@ impl NumberType {
 impl fmt::Display for NumberType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// One admin operation with its arguments, as the engine sends it to a backend.
-///
-/// Serialized with the operation name in `op` and the arguments beside it, which
-/// is also how a workflow's rendered `args` are turned into an operation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Operation {
-    /// Read a user (`Get-CsOnlineUser -Identity`). Returns a [`UserView`].
-    GetUser {
-        /// UPN of the user.
-        user: String,
-    },
-    /// Read a number (`Get-CsPhoneNumberAssignment -TelephoneNumber`).
-    /// Returns a [`NumberView`], or `null` when the tenant does not hold the number.
-    GetNumber {
-        /// E.164 number with `+`.
-        number: String,
-    },
-    /// On-premises `Set-CsUser -LineURI $null`: changes AD only; the cloud sees it
-    /// after the next directory sync.
-    ClearOnpremLineUri {
-        /// UPN of the user.
-        user: String,
-    },
-    /// `Remove-CsPhoneNumberAssignment -Identity -PhoneNumber -PhoneNumberType`.
-    RemoveNumber {
-        /// UPN of the user.
-        user: String,
-        /// E.164 number.
-        number: String,
-        /// Type the number has in the tenant.
-        number_type: NumberType,
-    },
-    /// `Grant-CsOnlineVoiceRoutingPolicy -Identity -PolicyName` (`null` = back to Global).
-    GrantVoiceRoutingPolicy {
-        /// UPN of the user.
-        user: String,
-        /// Policy name; `None` removes the per-user policy.
-        #[serde(default)]
-        policy: Option<String>,
-    },
-    /// `Set-CsPhoneNumberAssignment -Identity -PhoneNumber -PhoneNumberType [-LocationId]`.
-    AssignNumber {
-        /// UPN of the user.
-        user: String,
-        /// E.164 number.
-        number: String,
-        /// Type the number has in the tenant.
-        number_type: NumberType,
-        /// Emergency location id, when the number needs one.
-        #[serde(default)]
-        location_id: Option<String>,
-    },
-    /// Read a user's Skype for Business Server object (`Get-CsUser`, on-premises).
-    /// Returns an [`OnPremUserView`], or `null` when the user does not exist on-premises.
-    GetOnpremUser {
-        /// UPN of the user.
-        user: String,
-    },
-    /// Read the port order of a number (Teams admin center / operator portal).
-    /// Returns a [`PortOrderView`], or `null` when no order covers the number.
-    GetPortOrder {
-        /// E.164 number.
-        number: String,
-    },
-    /// `Get-CsOnlineDialInConferencingUser -Identity`. Returns a
-    /// [`ConferencingView`], or `null` when the user has no audio conferencing.
-    GetConferencing {
-        /// UPN of the user.
-        user: String,
-    },
-    /// `Get-CsOnlineLisLocation -LocationId` with its civic address. Returns a
-    /// [`LocationView`], or `null` when the tenant has no such location.
-    GetLocation {
-        /// Emergency location id.
-        location_id: String,
-    },
-    /// `Set-MgUserLicense -RemoveLicenses` (Graph `assignLicense`). Removing a
-    /// prerequisite licence unassigns the user's number (DOMAIN 1.11).
-    RemoveLicence {
-        /// UPN of the user.
-        user: String,
-        /// SKU / plan name (`MCOPSTN1`, `MCOEV`, …).
-        sku: String,
-    },
-    /// Skype for Business Server `Set-CsUser -EnterpriseVoiceEnabled $true
-    /// -LineURI tel:<number>`: changes the on-premises object and AD; the cloud
-    /// sees the line after the next directory sync.
-    EnableOnpremVoice {
-        /// UPN of the user.
-        user: String,
-        /// E.164 number for the line URI.
-        number: String,
-    },
-    /// `Move-CsUser -Target sipfed.online.lync.com [-Force]`: moves an on-premises
-    /// user to Teams Only.
-    MoveUser {
-        /// UPN of the user.
-        user: String,
-        /// `-Force`: move without contacts and meetings (not recoverable).
-        #[serde(default, deserialize_with = "lenient_bool")]
-        force: bool,
-    },
-    /// `Set-CsPhoneNumberAssignment -Identity -EnterpriseVoiceEnabled $true`.
-    EnableVoiceOnline {
-        /// UPN of the user.
-        user: String,
-    },
-    /// `Set-CsUser -HostedVoiceMail $true` (online).
-    EnableHostedVoicemail {
-        /// UPN of the user.
-        user: String,
-    },
-    /// `Set-CsPhoneNumberAssignment -TelephoneNumber -LocationId`: change the
-    /// emergency location of a number.
-    SetNumberLocation {
-        /// E.164 number.
-        number: String,
-        /// Emergency location id.
-        location_id: String,
-    },
-    /// `Set-CsOnlineDialInConferencingUser -SendEmail`: e-mails the user their
-    /// audio-conferencing information. Not idempotent (each call sends one).
-    SendConferencingInfo {
-        /// UPN of the user.
-        user: String,
-    },
-    /// Teams admin center "Reset conference ID" (no API since January 2022): a new
-    /// 7-digit id, the old one stops working at once, the user gets an e-mail.
-    /// Not idempotent (each call draws a new id).
-    ResetConferenceId {
-        /// UPN of the user.
-        user: String,
-    },
-}
-
-/// Accept `true`/`false` as a JSON boolean or as text (rendered workflow
-/// arguments may arrive as strings); `null` is `false`.
-fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum B {
-        Bool(bool),
-        Text(String),
-    }
-    match Option::<B>::deserialize(d)? {
-        None => Ok(false),
-        Some(B::Bool(b)) => Ok(b),
-        Some(B::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
-            "true" => Ok(true),
-            "false" | "" => Ok(false),
-            other => Err(serde::de::Error::custom(format!(
-                "expected true or false, got `{other}`"
-            ))),
-        },
-    }
-}
-
-impl Operation {
-    /// Which operation this is.
-    pub fn kind(&self) -> OperationKind {
-        match self {
-            Operation::GetUser { .. } => OperationKind::GetUser,
-            Operation::GetNumber { .. } => OperationKind::GetNumber,
-            Operation::ClearOnpremLineUri { .. } => OperationKind::ClearOnpremLineUri,
-            Operation::RemoveNumber { .. } => OperationKind::RemoveNumber,
-            Operation::GrantVoiceRoutingPolicy { .. } => OperationKind::GrantVoiceRoutingPolicy,
-            Operation::AssignNumber { .. } => OperationKind::AssignNumber,
-            Operation::GetOnpremUser { .. } => OperationKind::GetOnpremUser,
-            Operation::GetPortOrder { .. } => OperationKind::GetPortOrder,
-            Operation::GetConferencing { .. } => OperationKind::GetConferencing,
-            Operation::GetLocation { .. } => OperationKind::GetLocation,
-            Operation::RemoveLicence { .. } => OperationKind::RemoveLicence,
-            Operation::EnableOnpremVoice { .. } => OperationKind::EnableOnpremVoice,
-            Operation::MoveUser { .. } => OperationKind::MoveUser,
-            Operation::EnableVoiceOnline { .. } => OperationKind::EnableVoiceOnline,
-            Operation::EnableHostedVoicemail { .. } => OperationKind::EnableHostedVoicemail,
-            Operation::SetNumberLocation { .. } => OperationKind::SetNumberLocation,
-            Operation::SendConferencingInfo { .. } => OperationKind::SendConferencingInfo,
-            Operation::ResetConferenceId { .. } => OperationKind::ResetConferenceId,
-        }
-    }
-}
-
-/// Name of an operation without arguments (what a workflow's `op:` names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OperationKind {
-    /// See [`Operation::GetUser`].
-    GetUser,
-    /// See [`Operation::GetNumber`].
-    GetNumber,
-    /// See [`Operation::ClearOnpremLineUri`].
-    ClearOnpremLineUri,
-    /// See [`Operation::RemoveNumber`].
-    RemoveNumber,
-    /// See [`Operation::GrantVoiceRoutingPolicy`].
-    GrantVoiceRoutingPolicy,
-    /// See [`Operation::AssignNumber`].
-    AssignNumber,
-    /// See [`Operation::GetOnpremUser`].
-    GetOnpremUser,
-    /// See [`Operation::GetPortOrder`].
-    GetPortOrder,
-    /// See [`Operation::GetConferencing`].
-    GetConferencing,
-    /// See [`Operation::GetLocation`].
-    GetLocation,
-    /// See [`Operation::RemoveLicence`].
-    RemoveLicence,
-    /// See [`Operation::EnableOnpremVoice`].
-    EnableOnpremVoice,
-    /// See [`Operation::MoveUser`].
-    MoveUser,
-    /// See [`Operation::EnableVoiceOnline`].
-    EnableVoiceOnline,
-    /// See [`Operation::EnableHostedVoicemail`].
-    EnableHostedVoicemail,
-    /// See [`Operation::SetNumberLocation`].
-    SetNumberLocation,
-    /// See [`Operation::SendConferencingInfo`].
-    SendConferencingInfo,
-    /// See [`Operation::ResetConferenceId`].
-    ResetConferenceId,
-}
-
-/// Type of an operation argument, for validation of workflow `args`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParamType {
-    /// A user principal name.
-    Upn,
-    /// An E.164 phone number.
-    E164,
-    /// A [`NumberType`] name.
-    NumberType,
-    /// Free text.
-    String,
-    /// `true` or `false`.
-    Bool,
-}
-
-/// One argument of an operation.
-#[derive(Clone, Copy, Debug)]
-pub struct Param {
-    /// Argument name in YAML.
-    pub name: &'static str,
-    /// Its type.
-    pub ty: ParamType,
-    /// Whether it must be given.
-    pub required: bool,
-}
-
-/// What the engine needs to know about an operation.
-#[derive(Clone, Copy, Debug)]
-pub struct OperationInfo {
-    /// Name in workflows (`op:`).
-    pub name: &'static str,
-    /// The Microsoft operation it stands for.
-    pub microsoft: &'static str,
-    /// Its arguments.
-    pub params: &'static [Param],
-    /// Read-only observation (never changes the tenant).
-    pub observation: bool,
-    /// Safe to issue again when we do not know whether an earlier call took effect.
-    pub idempotent: bool,
-    /// Takes a phone number out of service.
-    pub outage: bool,
-    /// Admin-center instructions when real backends cannot automate the
-    /// operation (the engine turns it into a manual task); `None` when they can.
-    pub manual: Option<&'static str>,
-}
-
-const USER: Param = Param {
-    name: "user",
-    ty: ParamType::Upn,
-    required: true,
-};
-const NUMBER: Param = Param {
-    name: "number",
-    ty: ParamType::E164,
-    required: true,
-};
-const LOCATION_ID: Param = Param {
-    name: "location_id",
-    ty: ParamType::String,
-    required: true,
-};
-const NUMBER_TYPE: Param = Param {
-    name: "number_type",
-    ty: ParamType::NumberType,
-    required: true,
-};
-
-impl OperationKind {
-    /// Every operation, in catalog order.
-    pub const ALL: &'static [OperationKind] = &[
-        OperationKind::GetUser,
-        OperationKind::GetNumber,
-        OperationKind::ClearOnpremLineUri,
-        OperationKind::RemoveNumber,
-        OperationKind::GrantVoiceRoutingPolicy,
-        OperationKind::AssignNumber,
-        OperationKind::GetOnpremUser,
-        OperationKind::GetPortOrder,
-        OperationKind::GetConferencing,
-        OperationKind::GetLocation,
-        OperationKind::RemoveLicence,
-        OperationKind::EnableOnpremVoice,
-        OperationKind::MoveUser,
-        OperationKind::EnableVoiceOnline,
-        OperationKind::EnableHostedVoicemail,
-        OperationKind::SetNumberLocation,
-        OperationKind::SendConferencingInfo,
-        OperationKind::ResetConferenceId,
-    ];
-
-    /// Catalog entry.
-    pub fn info(self) -> &'static OperationInfo {
-        match self {
-            OperationKind::GetUser => &OperationInfo {
-                name: "get_user",
-                microsoft: "Get-CsOnlineUser -Identity",
-                params: &[USER],
-                observation: true,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::GetNumber => &OperationInfo {
-                name: "get_number",
-                microsoft: "Get-CsPhoneNumberAssignment -TelephoneNumber",
-                params: &[NUMBER],
-                observation: true,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::ClearOnpremLineUri => &OperationInfo {
-                name: "clear_onprem_line_uri",
-                microsoft: "Set-CsUser -LineURI $null (Skype for Business Server)",
-                params: &[USER],
-                observation: false,
-                idempotent: true,
-                outage: true,
-                manual: None,
-            },
-            OperationKind::RemoveNumber => &OperationInfo {
-                name: "remove_number",
-                microsoft: "Remove-CsPhoneNumberAssignment",
-                params: &[USER, NUMBER, NUMBER_TYPE],
-                observation: false,
-                idempotent: true,
-                outage: true,
-                manual: None,
-            },
-            OperationKind::GrantVoiceRoutingPolicy => &OperationInfo {
-                name: "grant_voice_routing_policy",
-                microsoft: "Grant-CsOnlineVoiceRoutingPolicy",
-                params: &[
-                    USER,
-                    Param {
-                        name: "policy",
-                        ty: ParamType::String,
-                        required: false,
-                    },
-                ],
-                observation: false,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::AssignNumber => &OperationInfo {
-                name: "assign_number",
-                microsoft: "Set-CsPhoneNumberAssignment",
-                params: &[
-                    USER,
-                    NUMBER,
-                    NUMBER_TYPE,
-                    Param {
-                        name: "location_id",
-                        ty: ParamType::String,
-                        required: false,
-                    },
-                ],
-                observation: false,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::GetOnpremUser => &OperationInfo {
-                name: "get_onprem_user",
-                microsoft: "Get-CsUser (Skype for Business Server)",
-                params: &[USER],
-                observation: true,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::GetPortOrder => &OperationInfo {
-                name: "get_port_order",
-                microsoft: "Port order status (Teams admin center / operator)",
-                params: &[NUMBER],
-                observation: true,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::GetConferencing => &OperationInfo {
-                name: "get_conferencing",
-                microsoft: "Get-CsOnlineDialInConferencingUser",
-                params: &[USER],
-                observation: true,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::GetLocation => &OperationInfo {
-                name: "get_location",
-                microsoft: "Get-CsOnlineLisLocation / civic address",
-                params: &[LOCATION_ID],
-                observation: true,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::RemoveLicence => &OperationInfo {
-                name: "remove_licence",
-                microsoft: "Set-MgUserLicense -RemoveLicenses",
-                params: &[
-                    USER,
-                    Param {
-                        name: "sku",
-                        ty: ParamType::String,
-                        required: true,
-                    },
-                ],
-                observation: false,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::EnableOnpremVoice => &OperationInfo {
-                name: "enable_onprem_voice",
-                microsoft: "Set-CsUser -EnterpriseVoiceEnabled $true -LineURI tel:<number> (Skype for Business Server)",
-                params: &[USER, NUMBER],
-                observation: false,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::MoveUser => &OperationInfo {
-                name: "move_user",
-                microsoft: "Move-CsUser -Target sipfed.online.lync.com [-Force]",
-                params: &[
-                    USER,
-                    Param {
-                        name: "force",
-                        ty: ParamType::Bool,
-                        required: false,
-                    },
-                ],
-                observation: false,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::EnableVoiceOnline => &OperationInfo {
-                name: "enable_voice_online",
-                microsoft: "Set-CsPhoneNumberAssignment -Identity -EnterpriseVoiceEnabled $true",
-                params: &[USER],
-                observation: false,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::EnableHostedVoicemail => &OperationInfo {
-                name: "enable_hosted_voicemail",
-                microsoft: "Set-CsUser -HostedVoiceMail $true",
-                params: &[USER],
-                observation: false,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::SetNumberLocation => &OperationInfo {
-                name: "set_number_location",
-                microsoft: "Set-CsPhoneNumberAssignment -TelephoneNumber -LocationId",
-                params: &[NUMBER, LOCATION_ID],
-                observation: false,
-                idempotent: true,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::SendConferencingInfo => &OperationInfo {
-                name: "send_conferencing_info",
-                microsoft: "Set-CsOnlineDialInConferencingUser -SendEmail",
-                params: &[USER],
-                observation: false,
-                idempotent: false,
-                outage: false,
-                manual: None,
-            },
-            OperationKind::ResetConferenceId => &OperationInfo {
-                name: "reset_conference_id",
-                microsoft: "Teams admin center: Reset conference ID (no API since 2022)",
-                params: &[USER],
-                observation: false,
-                idempotent: false,
-                outage: false,
-                manual: Some(
-                    "Teams admin center → Users → Manage users → <user> → Account → \
-                     Audio Conferencing → Reset conference ID",
-                ),
-            },
-        }
-    }
-
-    /// Look an operation up by its workflow name.
-    pub fn from_name(name: &str) -> Option<OperationKind> {
-        OperationKind::ALL
-            .iter()
-            .copied()
-            .find(|k| k.info().name == name)
-    }
-}
-
-impl fmt::Display for OperationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.info().name)
     }
 }
 
@@ -968,13 +445,48 @@ pub struct LocationView {
     pub validation_status: String,
 }
 
+/// One call to a backend: the operation and, for an action, the idempotency
+/// key and attempt number the engine recorded in its intent.
+///
+/// Real backends pass the key on (Graph's `client-request-id`, a PowerShell
+/// log line) so a call re-issued after a crash or a deadline can be recognised.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// What to do.
+    pub op: Operation,
+    /// `<run>/<idx>/<step>/[undo/]<attempt>` for an action; `None` for an observation.
+    pub key: Option<String>,
+    /// Attempt number of the action (1-based); 0 for an observation.
+    pub attempt: u32,
+}
+
+impl Call {
+    /// An action attempt with its idempotency key.
+    pub fn action(op: Operation, key: impl Into<String>, attempt: u32) -> Call {
+        Call {
+            op,
+            key: Some(key.into()),
+            attempt,
+        }
+    }
+
+    /// A read: no key, attempt 0.
+    pub fn observation(op: Operation) -> Call {
+        Call {
+            op,
+            key: None,
+            attempt: 0,
+        }
+    }
+}
+
 /// A tenant the engine can act on.
 #[async_trait]
 pub trait Tenant: Send + Sync {
-    /// Perform one operation. Observations return their view as JSON
+    /// Perform one call. Observations return their view as JSON
     /// ([`UserView`], [`NumberView`] or `null`); actions return a small JSON
     /// object (possibly empty).
-    async fn execute(&self, op: &Operation) -> Result<serde_json::Value, BackendError>;
+    async fn execute(&self, call: &Call) -> Result<serde_json::Value, BackendError>;
 
     /// Whether this backend performs `kind` itself; when it does not, the engine
     /// turns the step into a manual task with [`OperationInfo::manual`]'s
@@ -982,6 +494,76 @@ pub trait Tenant: Send + Sync {
     fn automates(&self, kind: OperationKind) -> bool {
         kind.info().manual.is_none()
     }
+
+    /// Which tenant this is, when the backend can tell (the first run on a
+    /// tenant records it, and later runs refuse another tenant in its place).
+    fn identity(&self) -> Option<TenantIdentity> {
+        None
+    }
+
+    /// Figures for a run summary or a plan (calls, throttling, outages), when
+    /// the backend keeps them.
+    fn report(&self) -> Option<BackendReport> {
+        None
+    }
+
+    /// Copy the backend's own state into `dest` (a new directory) for
+    /// `portflow backup`, when it keeps any locally; returns bytes copied.
+    fn backup_to(&self, dest: &std::path::Path) -> Option<Result<u64, BackendStateError>> {
+        let _ = dest;
+        None
+    }
+}
+
+/// Who a tenant is: what tells it from another one with the same name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantIdentity {
+    /// The tenant id (a GUID).
+    pub tenant_id: String,
+    /// When the tenant was created (the simulator: seeded).
+    pub created_at: crate::clock::Timestamp,
+    /// The latest instant any call on it ran at, when known (runs sharing a
+    /// simulated tenant anchor their clocks there).
+    pub reached: Option<crate::clock::Timestamp>,
+}
+
+/// What [`Tenant::report`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct BackendReport {
+    /// Calls received per operation name, observations included.
+    pub calls: std::collections::BTreeMap<String, u64>,
+    /// Calls answered with `Throttled`.
+    pub throttled: u64,
+    /// Of those, refused by the tenant's rate limit.
+    pub rate_limited: u64,
+    /// Faults injected (simulator only).
+    pub injected_faults: u64,
+    /// Out-of-service spans the tenant saw, by user (those it can tell).
+    pub outages: Vec<OutageSpan>,
+}
+
+/// One subject's number out of service, as the tenant saw it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OutageSpan {
+    /// UPN.
+    pub user: String,
+    /// The number.
+    pub number: String,
+    /// When it went out of service.
+    pub start: crate::clock::Timestamp,
+    /// When service came back, if it has.
+    pub end: Option<crate::clock::Timestamp>,
+}
+
+/// A backend's local state could not be read or copied.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct BackendStateError {
+    /// What was being done, naming the place (never a secret).
+    pub what: String,
+    /// Cause.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 #[cfg(test)]
@@ -1041,7 +623,7 @@ mod tests {
         struct Plain;
         #[async_trait]
         impl Tenant for Plain {
-            async fn execute(&self, _: &Operation) -> Result<serde_json::Value, BackendError> {
+            async fn execute(&self, _: &Call) -> Result<serde_json::Value, BackendError> {
                 Ok(serde_json::Value::Null)
             }
         }

@@ -238,6 +238,7 @@ pub fn measure(opts: &MakespanOpts) -> Result<Figures, BenchError> {
             shared.clone(),
             f64::from(opts.rate.max(1)),
         ))),
+        call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
         budget: None,
         space: None,
         progress: Arc::new(Progress::default()),

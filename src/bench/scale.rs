@@ -472,6 +472,7 @@ fn driver(
         window: None,
         concurrency,
         limiter: None,
+        call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
         budget: None,
         space: None,
         progress: Arc::new(Progress::default()),

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 use super::vclock::InFlight;
 use crate::backend::{BackendError, Homing, Operation, OperationKind, Tenant, UserView};
+// `Call` here is this module's call log entry; the backend's envelope is `TenantCall`.
+use crate::backend::Call as TenantCall;
 use crate::clock::{SharedClock, Timestamp};
 
 /// One backend call as the benchmark saw it.
@@ -69,7 +71,8 @@ fn addressee(op: &Operation) -> Option<String> {
 
 #[async_trait]
 impl Tenant for CountingTenant {
-    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+    async fn execute(&self, tc: &TenantCall) -> Result<Value, BackendError> {
+        let op = &tc.op;
         self.calls.fetch_add(1, Ordering::Relaxed);
         if let Some(log) = &self.log {
             if let Some(who) = addressee(op) {
@@ -87,7 +90,7 @@ impl Tenant for CountingTenant {
         // Counted out only once this task runs again, so the virtual clock
         // cannot move between the answer and its processing.
         let _in = self.inflight.enter();
-        self.inner.execute(op).await
+        self.inner.execute(tc).await
     }
 
     fn automates(&self, kind: OperationKind) -> bool {
@@ -203,7 +206,8 @@ impl ScaleTenant {
 
 #[async_trait]
 impl Tenant for ScaleTenant {
-    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+    async fn execute(&self, call: &TenantCall) -> Result<Value, BackendError> {
+        let op = &call.op;
         if self.calls.fetch_add(1, Ordering::Relaxed) == 0 {
             self.first_call.notify_one();
         }

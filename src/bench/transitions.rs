@@ -200,6 +200,7 @@ pub async fn wave(
         window: None,
         concurrency: opts.concurrency,
         limiter: None,
+        call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
         budget: None,
         space: None,
         progress: Arc::new(Progress::default()),

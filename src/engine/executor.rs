@@ -20,7 +20,7 @@ use super::instance::{Instance, Status};
 use super::limiter::RateLimiter;
 use super::machine::{self, Ctx, Effect, Input, Persist};
 use super::space::Gates;
-use crate::backend::{BackendError, Operation, OperationKind, Tenant};
+use crate::backend::{BackendError, Call, ErrorKind, Operation, OperationKind, Tenant};
 use crate::clock::{SharedClock, Timestamp};
 use crate::metrics::{self, CallKind};
 use crate::spec::model::OnFailure;
@@ -159,6 +159,9 @@ pub struct Driver {
     pub concurrency: usize,
     /// Call pacing.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// How long one backend call may take on the run's clock; past it the call
+    /// is a transient failure whose outcome is unknown (run file `call_timeout`).
+    pub call_timeout: std::time::Duration,
     /// The run's out-of-service budget and breaker, when the run file sets one.
     pub budget: Option<Arc<OutageBudget>>,
     /// The free-space guard (`--min-free`), asked before the budget.
@@ -542,27 +545,55 @@ impl Driver {
             self.observe_budget(&inst).await?;
             input = match t.effect {
                 None => return Ok((idx, Place::of(&inst), inst.due)),
-                Some(Effect::Invoke(op)) => {
+                Some(Effect::Invoke(call)) => {
                     if self.limiter.is_none() {
                         self.progress.calls.fetch_add(1, Ordering::Relaxed);
                     }
-                    let answer = self.tenant.execute(&op).await;
-                    count_call(&op, CallKind::Action, &answer);
+                    let answer = self.call(&call).await;
+                    count_call(&call.op, CallKind::Action, &answer);
                     match answer {
                         Ok(v) => Input::ActionOk(v),
-                        Err(e) => Input::ActionErr(e),
+                        // The intent is recorded: reconcile as after a crash.
+                        Err(Missed::Deadline(e)) => Input::ActionTimedOut(e),
+                        Err(Missed::Failed(e)) => Input::ActionErr(e),
                     }
                 }
                 Some(Effect::Observe(op)) => {
                     self.pace().await;
-                    let answer = self.tenant.execute(&op).await;
-                    count_call(&op, CallKind::Poll, &answer);
+                    let call = Call::observation(op);
+                    let answer = self.call(&call).await;
+                    count_call(&call.op, CallKind::Poll, &answer);
                     match answer {
                         Ok(v) => Input::Observed(v),
-                        Err(e) => Input::ObserveErr(e),
+                        // A read changes nothing: a late one is an ordinary transient error.
+                        Err(Missed::Deadline(e) | Missed::Failed(e)) => Input::ObserveErr(e),
                     }
                 }
             };
+        }
+    }
+
+    /// One backend call under its deadline. Dropping the call's future at the
+    /// deadline frees the worker; a real backend's request is cancelled with it.
+    async fn call(&self, call: &Call) -> Result<serde_json::Value, Missed> {
+        tokio::select! {
+            answer = self.tenant.execute(call) => answer.map_err(Missed::Failed),
+            () = self.clock.call_deadline(self.call_timeout) => {
+                tracing::warn!(
+                    run = %self.run_id,
+                    op = call.op.kind().info().name,
+                    key = call.key.as_deref().unwrap_or(""),
+                    timeout = %humantime::format_duration(self.call_timeout),
+                    "backend call passed its deadline"
+                );
+                Err(Missed::Deadline(BackendError::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "no answer within {}; outcome unknown",
+                        humantime::format_duration(self.call_timeout)
+                    ),
+                )))
+            }
         }
     }
 
@@ -598,11 +629,20 @@ impl Driver {
     }
 }
 
+/// How a call under a deadline did not answer.
+enum Missed {
+    /// The backend answered with an error.
+    Failed(BackendError),
+    /// No answer before the deadline (a transient error, outcome unknown).
+    Deadline(BackendError),
+}
+
 /// Metrics: one tenant call and how it ended.
-fn count_call<T>(op: &Operation, kind: CallKind, answer: &Result<T, BackendError>) {
+fn count_call<T>(op: &Operation, kind: CallKind, answer: &Result<T, Missed>) {
     let outcome = match answer {
         Ok(_) => "ok",
-        Err(e) => e.kind.as_str(),
+        Err(Missed::Deadline(_)) => "timeout",
+        Err(Missed::Failed(e)) => e.kind.as_str(),
     };
     metrics::global().backend_call(op.kind().info().name, kind, outcome);
 }

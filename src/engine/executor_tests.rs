@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::executor::{DriveEnd, Driver, EngineError, Progress};
 use super::instance::{Instance, Status};
-use crate::backend::{BackendError, Operation, Tenant};
+use crate::backend::{BackendError, Call, Operation, Tenant};
 use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::spec::model::Workflow;
 use crate::store::commit::Committer;
@@ -47,7 +47,8 @@ struct LaggingTenant {
 
 #[async_trait]
 impl Tenant for LaggingTenant {
-    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+    async fn execute(&self, call: &Call) -> Result<Value, BackendError> {
+        let op = &call.op;
         let now = self.clock.now();
         match op {
             Operation::RemoveNumber { user, .. } => {
@@ -126,6 +127,7 @@ fn driver(
         window: None,
         concurrency: 4,
         limiter: None,
+        call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
         budget: None,
         space: None,
         progress: Arc::new(Progress::default()),
@@ -293,6 +295,7 @@ async fn operator_inputs_reach_a_running_driver_through_its_inbox() {
         window: None,
         concurrency: 4,
         limiter: None,
+        call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
         budget: None,
         space: None,
         progress: Arc::new(Progress::default()),
@@ -372,7 +375,8 @@ struct OutageTenant {
 
 #[async_trait]
 impl Tenant for OutageTenant {
-    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+    async fn execute(&self, call: &Call) -> Result<Value, BackendError> {
+        let op = &call.op;
         let now = self.clock.now();
         match op {
             Operation::RemoveNumber { user, .. } => {
@@ -445,6 +449,7 @@ fn budget_driver(
         window: None,
         concurrency,
         limiter: None,
+        call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
         budget: Some(Arc::new(super::budget::OutageBudget::new(
             max, threshold, &breaker,
         ))),
@@ -619,7 +624,8 @@ struct Outbox {
 
 #[async_trait]
 impl Tenant for Outbox {
-    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+    async fn execute(&self, call: &Call) -> Result<Value, BackendError> {
+        let op = &call.op;
         if let Operation::SendConferencingInfo { user } = op {
             *self
                 .sent
@@ -664,6 +670,7 @@ async fn a_stop_while_waiting_for_the_rate_limiter_leaves_no_intent_in_doubt() {
                 clock.clone(),
                 1.0 / 60.0,
             ))),
+            call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
             budget: None,
             space: None,
             progress: Arc::new(Progress::default()),
@@ -752,7 +759,8 @@ struct WritesTenant {
 
 #[async_trait]
 impl Tenant for WritesTenant {
-    async fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
+    async fn execute(&self, call: &Call) -> Result<Value, BackendError> {
+        let op = &call.op;
         let now = self.clock.now();
         match op {
             Operation::RemoveNumber { user, .. } => {
@@ -812,6 +820,7 @@ async fn writes_wave(
         // One worker: each durable transition is its own write, in a fixed order.
         concurrency: 1,
         limiter: None,
+        call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
         budget: Some(Arc::new(super::budget::OutageBudget::new(
             Some(2),
             None,
@@ -1026,4 +1035,155 @@ async fn low_disk_space_holds_outage_steps_and_a_daemon_lets_them_go_when_space_
         t.removed_at.lock().unwrap_or_else(|p| p.into_inner()).len(),
         4
     );
+}
+
+const HUNG_WF: &str = r#"
+name: hung
+version: 1
+subject: user
+inputs: {user: {type: upn}}
+steps:
+  - id: mail
+    action: {op: send_conferencing_info, args: {user: "${inputs.user}"}}
+    wait:
+      observe: {op: get_conferencing, args: {user: "${inputs.user}"}}
+      until: "obs.conference_id != null"
+      expected: 1m
+      timeout: 1h
+  - id: policy
+    action: {op: grant_voice_routing_policy, args: {user: "${inputs.user}"}}
+"#;
+
+/// Sends the e-mail and then never answers; the first policy grant of each
+/// user never answers and does nothing.
+struct HangingTenant {
+    mails: Mutex<HashMap<String, u32>>,
+    grants: Mutex<HashMap<String, u32>>,
+    keys: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Tenant for HangingTenant {
+    async fn execute(&self, call: &Call) -> Result<Value, BackendError> {
+        if let Some(k) = &call.key {
+            self.keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(k.clone());
+        }
+        match &call.op {
+            Operation::SendConferencingInfo { user } => {
+                *self
+                    .mails
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(user.clone())
+                    .or_insert(0) += 1;
+                std::future::pending().await
+            }
+            Operation::GetConferencing { user } => {
+                let sent = self
+                    .mails
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains_key(user);
+                Ok(
+                    json!({"provider": "Microsoft", "conference_id": if sent { json!("1234567") } else { Value::Null }}),
+                )
+            }
+            Operation::GrantVoiceRoutingPolicy { user, .. } => {
+                let n = {
+                    let mut g = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = g.entry(user.clone()).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                if n == 1 {
+                    std::future::pending().await
+                }
+                Ok(json!({}))
+            }
+            _ => Ok(json!({})),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_call_hits_its_deadline_and_is_reconciled_without_resending() {
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let committer = Committer::start(store.clone(), true);
+    seed_run(&*store, &committer, 3, clock.now()).await;
+    let tenant = Arc::new(HangingTenant {
+        mails: Mutex::new(HashMap::new()),
+        grants: Mutex::new(HashMap::new()),
+        keys: Mutex::new(Vec::new()),
+    });
+    let wf: Workflow = match serde_yaml::from_str(HUNG_WF) {
+        Ok(w) => w,
+        Err(e) => panic!("{e}"),
+    };
+    let d = Arc::new(Driver {
+        store: store.clone(),
+        committer,
+        clock: clock.clone(),
+        tenant: tenant.clone(),
+        run_id: "run".into(),
+        workflow: Arc::new(wf),
+        approvals: vec![],
+        on_failure: None,
+        manual_ops: vec![],
+        window: None,
+        concurrency: 4,
+        limiter: None,
+        call_timeout: Duration::from_secs(120),
+        budget: None,
+        space: None,
+        progress: Arc::new(Progress::default()),
+    });
+    // Real time: a few milliseconds; the deadlines pass on the manual clock.
+    let end =
+        tokio::time::timeout(Duration::from_secs(30), drive_with_time(d, clock.clone())).await;
+    assert!(matches!(end, Ok(Ok(DriveEnd::Finished))), "{end:?}");
+    for i in 0..3 {
+        let inst = records::get_instance(
+            &*store,
+            &crate::store::keys::InstanceKey {
+                run: "run".into(),
+                idx: i,
+            },
+        );
+        let inst = match inst {
+            Ok(Some(inst)) => inst,
+            other => panic!("instance {i}: {other:?}"),
+        };
+        assert_eq!(inst.status, Status::Succeeded, "{i}");
+    }
+    let mails = tenant
+        .mails
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    assert_eq!(mails.len(), 3);
+    assert!(
+        mails.values().all(|n| *n == 1),
+        "the e-mail is never re-sent: {mails:?}"
+    );
+    let grants = tenant
+        .grants
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    assert!(
+        grants.values().all(|n| *n == 2),
+        "the idempotent grant is retried once: {grants:?}"
+    );
+    // Each call carried its attempt's idempotency key.
+    let keys = tenant
+        .keys
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    assert!(keys.contains(&"run/0/mail/1".to_string()), "{keys:?}");
+    assert!(keys.contains(&"run/0/policy/2".to_string()), "{keys:?}");
 }

@@ -254,12 +254,18 @@ pub enum Phase {
         #[serde(default)]
         throttled: u32,
     },
-    /// A crash interrupted `Acting`: observing before deciding to re-issue.
+    /// A crash, or a call past its deadline, interrupted `Acting`: observing
+    /// before deciding to re-issue.
     Reconciling {
         /// The interrupted attempt.
         attempt: u32,
         /// Its key.
         key: String,
+        /// Set when the call passed its deadline (rather than the process
+        /// stopping): if the target is not reached, the attempt counts as this
+        /// transient failure instead of being re-issued as the same attempt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timed_out: Option<BackendError>,
     },
     /// Waiting to retry the action.
     Backoff {
@@ -456,12 +462,16 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_at: Option<Timestamp>,
     },
-    /// After a restart, an action in flight is being reconciled.
+    /// After a restart, or a call past its deadline, an action in flight is
+    /// being reconciled.
     Reconciling {
         /// Step id.
         step: String,
         /// Attempt in doubt.
         attempt: u32,
+        /// Why it is in doubt when not a restart (`no answer within 2m`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<String>,
     },
     /// Reconciliation found the target state already holds.
     Reconciled {

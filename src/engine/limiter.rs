@@ -9,29 +9,40 @@ use crate::clock::{SharedClock, Timestamp};
 /// Evenly spaced call slots on the run's clock.
 pub struct RateLimiter {
     clock: SharedClock,
-    interval: Duration,
-    next: Mutex<Timestamp>,
+    /// (next free slot, spacing between slots).
+    slots: Mutex<(Timestamp, Duration)>,
 }
 
 impl RateLimiter {
     /// At most `per_second` calls per second (must be > 0).
     pub fn new(clock: SharedClock, per_second: f64) -> RateLimiter {
-        let interval = Duration::from_secs_f64(1.0 / per_second.max(1e-6));
         let now = clock.now();
         RateLimiter {
             clock,
-            interval,
-            next: Mutex::new(now),
+            slots: Mutex::new((now, interval(per_second))),
         }
+    }
+
+    /// Calls per second now.
+    pub fn rate(&self) -> f64 {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        1.0 / slots.1.as_secs_f64()
+    }
+
+    /// Lower the rate to `per_second` if that is below the current one (a
+    /// tenant shared by runs keeps to the strictest limit any of them set).
+    pub fn tighten(&self, per_second: f64) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.1 = slots.1.max(interval(per_second));
     }
 
     /// Wait for the next free slot.
     pub async fn acquire(&self) {
         let slot = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let now = self.clock.now();
-            let slot = if *next > now { *next } else { now };
-            *next = slot.plus(self.interval);
+            let slot = if slots.0 > now { slots.0 } else { now };
+            slots.0 = slot.plus(slots.1);
             slot
         };
         if slot > self.clock.now() {
@@ -39,6 +50,10 @@ impl RateLimiter {
             self.clock.sleep_until(slot).await;
         }
     }
+}
+
+fn interval(per_second: f64) -> Duration {
+    Duration::from_secs_f64(1.0 / per_second.max(1e-6))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::instance::{
     Event, EventKind, Instance, OpenOutage, OutageSpan, PendingRollback, Phase, Status,
 };
-use crate::backend::{BackendError, ErrorKind, Operation, OperationKind};
+use crate::backend::{BackendError, Call, ErrorKind, Operation, OperationKind};
 use crate::clock::Timestamp;
 use crate::spec::model::{ActionSpec, OnFailure, OnTimeout, RetrySpec, Step, WaitSpec, Workflow};
 
@@ -30,6 +30,9 @@ pub enum Input {
     ActionOk(Value),
     /// The action's backend call failed.
     ActionErr(BackendError),
+    /// The action's backend call passed its deadline (a transient error whose
+    /// outcome is unknown: it may have taken effect).
+    ActionTimedOut(BackendError),
     /// A poll (or reconciliation observation) returned.
     Observed(Value),
     /// A poll failed.
@@ -73,6 +76,7 @@ impl Input {
             Input::Tick => "tick",
             Input::ActionOk(_) => "action_ok",
             Input::ActionErr(_) => "action_err",
+            Input::ActionTimedOut(_) => "action_timed_out",
             Input::Observed(_) => "observed",
             Input::ObserveErr(_) => "observe_err",
             Input::Approve { .. } => "approve",
@@ -86,8 +90,8 @@ impl Input {
 /// Side effect to perform after the transition is committed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    /// Call a backend action (its intent is in the committed events).
-    Invoke(Operation),
+    /// Call a backend action (its intent, with the call's key, is in the committed events).
+    Invoke(Call),
     /// Read an observation.
     Observe(Operation),
 }
@@ -167,9 +171,11 @@ rules! {
     WAIT_TIMEOUT_ROLLBACK = "waiting", "observed | observe_err" => "compensating": "deadline passed, on_timeout: rollback";
     REFUSED = "ready", "tick" => "failed": "a `check` is false: the subject is refused with its message";
     RECOVER = "acting", "tick" => "reconciling | acting | needs_attention": "process stopped mid-call: observe, re-issue if idempotent, else ask a person";
+    ACT_TIMEOUT = "acting", "action_timed_out" => "reconciling | backoff | failed | needs_attention": "the call passed its deadline, outcome unknown: observe when the step waits; else retry if idempotent, else ask a person";
     RECONCILE_POLL = "reconciling", "tick" => "reconciling + observe": "observe the target state";
     RECONCILE_DONE = "reconciling", "observed" => "next step": "target state already holds";
     RECONCILE_REISSUE = "reconciling", "observed" => "acting": "target not reached and the operation is idempotent";
+    RECONCILE_TIMEOUT_RETRY = "reconciling", "observed" => "backoff | failed | compensating": "after a deadline: target not reached, idempotent: the attempt failed transiently (retry policy)";
     RECONCILE_ATTENTION = "reconciling", "observed" => "needs_attention": "target not reached and re-issuing could repeat a side effect";
     RECONCILE_RETRY = "reconciling", "observe_err" => "reconciling": "observation failed; try again later";
     ROLLBACK_NEXT = "compensating", "(step done)" => "compensating": "one compensation done, undo the next";
@@ -818,13 +824,13 @@ impl<'a> Builder<'a> {
                     idx,
                     Phase::Acting {
                         attempt,
-                        key,
+                        key: key.clone(),
                         throttled: 0,
                     },
                     Some(self.ctx.now),
                 );
                 self.inst.calls += 1;
-                self.effect = Some(Effect::Invoke(op));
+                self.effect = Some(Effect::Invoke(Call::action(op, key, attempt)));
             }
             Err(e) => {
                 self.fail(idx, e, false);
@@ -1098,6 +1104,15 @@ fn in_doubt(op: &str) -> String {
         "the process stopped while `{op}` was in flight; it may or may not have taken effect and \
          re-issuing it could repeat a side effect. Check the tenant, then `portflow retry` \
          (to issue it again) or skip the step with `portflow retry --from-step <next step>`"
+    )
+}
+
+fn timed_out_in_doubt(op: &str, err: &BackendError) -> String {
+    format!(
+        "`{op}` got no answer ({}); it may or may not have taken effect and re-issuing it \
+         could repeat a side effect. Check the tenant, then `portflow retry` (to issue it again) \
+         or skip the step with `portflow retry --from-step <next step>`",
+        err.message
     )
 }
 
@@ -1478,9 +1493,18 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
             b.event(EventKind::Reconciling {
                 step: parts.id.to_string(),
                 attempt,
+                cause: None,
             });
             if parts.wait.is_some() {
-                b.set_phase(idx, Phase::Reconciling { attempt, key }, Some(now));
+                b.set_phase(
+                    idx,
+                    Phase::Reconciling {
+                        attempt,
+                        key,
+                        timed_out: None,
+                    },
+                    Some(now),
+                );
                 b.reconcile_observe(idx);
             } else if info.is_some_and(|i| i.idempotent) {
                 b.begin_action(idx, attempt, true);
@@ -1490,11 +1514,45 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
             }
             RECOVER
         }
+        (Phase::Acting { attempt, key, .. }, Input::ActionTimedOut(err)) => {
+            // Like a restart mid-call, except that the attempt is spent: a
+            // backend that keeps hanging must not be re-sent the same attempt
+            // for ever.
+            let info = parts.action.as_ref().map(|a| a.op.info());
+            b.event(EventKind::Reconciling {
+                step: parts.id.to_string(),
+                attempt,
+                cause: Some(err.message.clone()),
+            });
+            if parts.wait.is_some() {
+                b.set_phase(
+                    idx,
+                    Phase::Reconciling {
+                        attempt,
+                        key,
+                        timed_out: Some(err),
+                    },
+                    Some(now),
+                );
+                b.reconcile_observe(idx);
+            } else if info.is_some_and(|i| i.idempotent) {
+                b.action_error(idx, attempt, err);
+            } else {
+                let name = info.map_or("action", |i| i.name);
+                b.attention(idx, timed_out_in_doubt(name, &err));
+            }
+            ACT_TIMEOUT
+        }
         (Phase::Reconciling { .. }, Input::Tick) => {
             b.reconcile_observe(idx);
             RECONCILE_POLL
         }
-        (Phase::Reconciling { attempt, .. }, Input::Observed(obs)) => {
+        (
+            Phase::Reconciling {
+                attempt, timed_out, ..
+            },
+            Input::Observed(obs),
+        ) => {
             let Some(wait) = parts.wait else {
                 return UNEXPECTED;
             };
@@ -1529,13 +1587,24 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
                 }
                 Ok(false) => {
                     let info = parts.action.as_ref().map(|a| a.op.info());
-                    if info.is_none_or(|i| i.idempotent) {
-                        b.begin_action(idx, attempt, true);
-                        RECONCILE_REISSUE
-                    } else {
-                        let name = info.map_or("action", |i| i.name);
-                        b.attention(idx, in_doubt(name));
-                        RECONCILE_ATTENTION
+                    match (info.is_none_or(|i| i.idempotent), timed_out) {
+                        (true, None) => {
+                            b.begin_action(idx, attempt, true);
+                            RECONCILE_REISSUE
+                        }
+                        (true, Some(err)) => {
+                            b.action_error(idx, attempt, err);
+                            RECONCILE_TIMEOUT_RETRY
+                        }
+                        (false, cause) => {
+                            let name = info.map_or("action", |i| i.name);
+                            let why = match cause {
+                                Some(err) => timed_out_in_doubt(name, &err),
+                                None => in_doubt(name),
+                            };
+                            b.attention(idx, why);
+                            RECONCILE_ATTENTION
+                        }
                     }
                 }
                 Err(e) => {
@@ -1548,12 +1617,23 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
                 }
             }
         }
-        (Phase::Reconciling { attempt, key }, Input::ObserveErr(e)) => {
+        (
+            Phase::Reconciling {
+                attempt,
+                key,
+                timed_out,
+            },
+            Input::ObserveErr(e),
+        ) => {
             b.inst.calls += 1;
             let wait = e.retry_after().unwrap_or(Duration::from_secs(30));
             b.set_phase(
                 idx,
-                Phase::Reconciling { attempt, key },
+                Phase::Reconciling {
+                    attempt,
+                    key,
+                    timed_out,
+                },
                 Some(now.plus(wait)),
             );
             RECONCILE_RETRY

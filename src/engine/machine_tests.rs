@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::instance::{EventKind, Instance, Phase, Status};
 use super::machine::{self, Ctx, Effect, Input, Persist, Transition, RULES};
-use crate::backend::{BackendError, ErrorKind, Operation};
+use crate::backend::{BackendError, Call, ErrorKind, Operation};
 use crate::clock::Timestamp;
 use crate::spec::model::Workflow;
 
@@ -148,7 +148,10 @@ fn happy_path_skips_when_false_waits_and_succeeds() {
     assert_eq!(t.rule, machine::START);
     assert!(matches!(
         t.effect,
-        Some(Effect::Invoke(Operation::GetUser { .. }))
+        Some(Effect::Invoke(Call {
+            op: Operation::GetUser { .. },
+            ..
+        }))
     ));
     assert_eq!(
         t.persist,
@@ -302,7 +305,10 @@ fn gate_blocks_until_approved_then_acts() {
     let t = s.feed(Input::Tick);
     assert!(matches!(
         t.effect,
-        Some(Effect::Invoke(Operation::GetUser { .. }))
+        Some(Effect::Invoke(Call {
+            op: Operation::GetUser { .. },
+            ..
+        }))
     ));
     // Approving a gate already approved changes nothing.
     assert_eq!(
@@ -323,7 +329,13 @@ fn gate_blocks_until_approved_then_acts() {
     assert_eq!(p.feed(pre()).rule, machine::UNEXPECTED);
     let t = p.feed(Input::Tick);
     assert!(
-        matches!(t.effect, Some(Effect::Invoke(Operation::GetUser { .. }))),
+        matches!(
+            t.effect,
+            Some(Effect::Invoke(Call {
+                op: Operation::GetUser { .. },
+                ..
+            }))
+        ),
         "the pre-approved gate does not block"
     );
     assert_eq!(
@@ -354,7 +366,10 @@ fn restart_mid_call_observes_before_reissuing() {
     assert_eq!(t.rule, machine::RECONCILE_REISSUE);
     assert!(matches!(
         t.effect,
-        Some(Effect::Invoke(Operation::RemoveNumber { .. }))
+        Some(Effect::Invoke(Call {
+            op: Operation::RemoveNumber { .. },
+            ..
+        }))
     ));
     assert!(s
         .events
@@ -376,7 +391,90 @@ fn restart_of_an_action_without_wait_reissues_idempotent_ops() {
     assert_eq!(t.rule, machine::RECOVER);
     assert!(matches!(
         t.effect,
-        Some(Effect::Invoke(Operation::GetUser { .. }))
+        Some(Effect::Invoke(Call {
+            op: Operation::GetUser { .. },
+            ..
+        }))
+    ));
+}
+
+fn timeout() -> BackendError {
+    BackendError::new(ErrorKind::Transient, "no answer within 2m; outcome unknown")
+}
+
+#[test]
+fn a_call_past_its_deadline_is_reconciled_and_then_counts_as_an_attempt() {
+    let mut s = Sim::new(&["approve-first"]);
+    s.feed(Input::Tick);
+    s.feed(Input::ActionOk(user(Some("+1"), None)));
+    assert_eq!(s.phase(), (3, "acting"));
+    // remove_number waits: observe first, as after a crash.
+    let t = s.feed(Input::ActionTimedOut(timeout()));
+    assert_eq!(t.rule, machine::ACT_TIMEOUT);
+    assert_eq!(s.phase(), (3, "reconciling"));
+    assert!(matches!(
+        t.effect,
+        Some(Effect::Observe(Operation::GetUser { .. }))
+    ));
+    assert!(t.events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::Reconciling { cause: Some(c), .. } if c.contains("no answer")
+    )));
+    // Not reached: the attempt failed transiently; the next one is a new attempt.
+    let t = s.feed(Input::Observed(user(Some("+1"), None)));
+    assert_eq!(t.rule, machine::RECONCILE_TIMEOUT_RETRY);
+    assert!(matches!(
+        &s.inst.status,
+        Status::Running {
+            phase: Phase::Backoff { attempt: 2, .. },
+            ..
+        }
+    ));
+    s.now = s.inst.due.unwrap_or(s.now);
+    let t = s.feed(Input::Tick);
+    assert!(matches!(
+        t.effect,
+        Some(Effect::Invoke(Call { attempt: 2, ref key, .. })) if key.as_deref() == Some("r/0/remove/2")
+    ));
+    // This time the change landed before the deadline passed.
+    s.feed(Input::ActionTimedOut(timeout()));
+    let t = s.feed(Input::Observed(user(None, None)));
+    assert_eq!(t.rule, machine::RECONCILE_DONE);
+    assert_eq!(s.phase(), (4, "waiting"));
+}
+
+#[test]
+fn a_call_past_its_deadline_without_wait_retries_only_if_idempotent() {
+    let mut s = Sim::new(&["approve-first"]);
+    s.feed(Input::Tick);
+    assert_eq!(s.phase(), (1, "acting"));
+    // get_user as an action is idempotent: an ordinary transient failure.
+    let t = s.feed(Input::ActionTimedOut(timeout()));
+    assert_eq!(t.rule, machine::ACT_TIMEOUT);
+    assert_eq!(s.phase(), (1, "backoff"));
+    s.wf = match serde_yaml::from_str(
+        r#"
+name: mail
+version: 1
+subject: user
+inputs: {user: {type: upn}}
+steps:
+  - id: mail
+    action: {op: send_conferencing_info, args: {user: "${inputs.user}"}}
+"#,
+    ) {
+        Ok(w) => w,
+        Err(e) => panic!("{e}"),
+    };
+    s.inst = inst(s.now);
+    s.feed(Input::Tick);
+    assert_eq!(s.phase(), (0, "acting"));
+    let t = s.feed(Input::ActionTimedOut(timeout()));
+    assert_eq!(t.rule, machine::ACT_TIMEOUT);
+    assert!(t.effect.is_none(), "never re-sent: {:?}", t.effect);
+    assert!(matches!(
+        &s.inst.status,
+        Status::NeedsAttention { reason, .. } if reason.contains("no answer")
     ));
 }
 
@@ -571,7 +669,10 @@ fn signal_gates_open_only_on_their_signal() {
     let t = s.feed(Input::Tick);
     assert!(matches!(
         t.effect,
-        Some(Effect::Invoke(Operation::GetUser { .. }))
+        Some(Effect::Invoke(Call {
+            op: Operation::GetUser { .. },
+            ..
+        }))
     ));
 }
 
@@ -622,7 +723,7 @@ fn timeout_after_removal_rolls_back_newest_first_and_restores_the_number() {
     );
     // The policy comes back first, from what `inspect` saw.
     assert!(
-        matches!(&t.effect, Some(Effect::Invoke(Operation::GrantVoiceRoutingPolicy { policy: Some(p), .. })) if p == "DR-Global-Route"),
+        matches!(&t.effect, Some(Effect::Invoke(Call { op: Operation::GrantVoiceRoutingPolicy { policy: Some(p), .. }, .. })) if p == "DR-Global-Route"),
         "{:?}",
         t.effect
     );
@@ -635,8 +736,11 @@ fn timeout_after_removal_rolls_back_newest_first_and_restores_the_number() {
     );
     assert!(matches!(
         &t.effect,
-        Some(Effect::Invoke(Operation::AssignNumber {
-            number_type: crate::backend::NumberType::DirectRouting,
+        Some(Effect::Invoke(Call {
+            op: Operation::AssignNumber {
+                number_type: crate::backend::NumberType::DirectRouting,
+                ..
+            },
             ..
         }))
     ));
@@ -784,6 +888,8 @@ fn transition_table_coverage() {
     gate_blocks_until_approved_then_acts();
     restart_mid_call_observes_before_reissuing();
     restart_of_an_action_without_wait_reissues_idempotent_ops();
+    a_call_past_its_deadline_is_reconciled_and_then_counts_as_an_attempt();
+    a_call_past_its_deadline_without_wait_retries_only_if_idempotent();
     reconciliation_poll_errors_retry_later();
     wait_timeout_can_continue();
     cancel_and_terminal_states();
@@ -861,7 +967,10 @@ fn window_steps_start_only_inside_the_porting_window_and_may_finish_after_it() {
     assert_eq!(t.rule, machine::WINDOW_OPEN);
     assert!(matches!(
         t.effect,
-        Some(Effect::Invoke(Operation::RemoveNumber { .. }))
+        Some(Effect::Invoke(Call {
+            op: Operation::RemoveNumber { .. },
+            ..
+        }))
     ));
     // Past 04:00 the started step still completes.
     s.feed(Input::ActionOk(json!({})));
@@ -908,7 +1017,10 @@ fn retry_after_a_failed_compensation_goes_on_with_the_rollback() {
     assert!(
         matches!(
             t.effect,
-            Some(Effect::Invoke(Operation::AssignNumber { .. }))
+            Some(Effect::Invoke(Call {
+                op: Operation::AssignNumber { .. },
+                ..
+            }))
         ),
         "{:?}",
         t.effect

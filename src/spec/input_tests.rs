@@ -133,6 +133,16 @@ fn run_file_sizes_are_bounded_where_they_are_written() {
             "time_scale must be between",
         ),
         ("rate_limit: 1e9", "1e9", "rate_limit must be between"),
+        (
+            "call_timeout: 10h",
+            "10h",
+            "call_timeout must be between 1s and 1h",
+        ),
+        (
+            "call_timeout: 10ms",
+            "10ms",
+            "call_timeout must be between 1s and 1h",
+        ),
         ("then: [a, b, c, d, e, f, g, h, i]", "[a", "at most 8"),
         (
             "window: {cron: '0 22 * * *', duration: 400d}",

@@ -40,21 +40,21 @@ pub const MIN_TIME_SCALE: f64 = 0.01;
 /// See [`MIN_TIME_SCALE`].
 pub const MAX_TIME_SCALE: f64 = 1_000_000.0;
 
+/// `call_timeout`: `[MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT]`. Below a second a
+/// healthy call would time out; above an hour a hung one holds its worker too long.
+pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(1);
+/// See [`MIN_CALL_TIMEOUT`].
+pub const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// `retry.attempts`: at most this many (the first included).
 pub const MAX_ATTEMPTS: u32 = 100;
 /// Longest `retry.initial` / `retry.max` and `poll.max`.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
 /// Longest porting window and schedule `catch_up.max_age`.
 pub const MAX_SPAN: Duration = Duration::from_secs(31 * 24 * 3600);
-/// Longest simulator delay or lag (an upload that never comes within a run
-/// is a test case); keeps every delay draw far from overflow.
-pub const MAX_SIM_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Simulator `users`: at most this many are seeded (100,000 take 13 s and
-/// 3 GB of memory to seed).
-pub const MAX_USERS: u32 = 100_000;
-/// Simulator `max_concurrent_moves` and `faults.throttle_limit`, at most.
-pub const MAX_SIM_COUNT: u32 = 100_000;
+/// The simulator's bounds live with its config (so `backend` needs nothing
+/// from `spec`); re-exported here with every other bound.
+pub use crate::backend::sim::{MAX_SIM_COUNT, MAX_SIM_DELAY, MAX_USERS};
 
 /// Byte size as people read it (`4 MiB`, `1.5 KiB`, `300 bytes`).
 pub fn human_bytes(n: u64) -> String {
@@ -71,18 +71,5 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// A duration the way users write one: `31d`, `24h`, `90s`; in whole days,
-/// hours, minutes or seconds when it is one, else as humantime prints it.
-pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if d.subsec_nanos() != 0 || s == 0 {
-        return humantime::format_duration(d).to_string();
-    }
-    // `24h` reads better than `1d`.
-    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s % len == 0 && (unit != "d" || s > 86_400) {
-            return format!("{}{unit}", s / len);
-        }
-    }
-    format!("{s}s")
-}
+/// Moved to [`crate::clock`]; re-exported here beside the bounds it prints.
+pub use crate::clock::human_duration;

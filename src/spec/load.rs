@@ -375,6 +375,27 @@ fn resolve(name_or_path: &str, base_dir: &Path, search_dirs: &[PathBuf]) -> Reso
     ))
 }
 
+/// A credential written as a plain value anywhere under `backend:` (the run
+/// file's text is stored, so only a secret reference may be written there).
+fn inline_secrets(map: &PosMap, origin: &str) -> Vec<Diagnostic> {
+    map.scalars_under("backend")
+        .into_iter()
+        .filter(|(_, value)| !matches!(*value, "" | "~" | "null"))
+        .filter(|(path, _)| {
+            let last = path.rsplit('.').next().unwrap_or(path);
+            let key = last.split('[').next().unwrap_or(last);
+            crate::backend::config::is_secret_key(key)
+        })
+        .map(|(path, _)| {
+            diag(
+                origin,
+                map.at(&path),
+                crate::backend::config::inline_secret(&path),
+            )
+        })
+        .collect()
+}
+
 /// Find and load a workflow: a path if `name_or_path` contains `/` or ends in
 /// `.yaml`/`.yml` (relative to `base_dir`); else `<dir>/<name>.yaml` in
 /// `search_dirs`, in order, then the built-in set.
@@ -413,6 +434,12 @@ pub fn load_run_text(
 ) -> Result<LoadedRun, SpecError> {
     let origin = path.display().to_string();
     let (body, map, mut diags) = position_map(&text, &origin)?;
+    let secrets = inline_secrets(&map, &origin);
+    if !secrets.is_empty() {
+        // Stop before serde: its messages may quote the value.
+        diags.extend(secrets);
+        return Err(fail(diags, &origin));
+    }
     let file: RunFile = match serde_yaml::from_str(body) {
         Ok(f) => f,
         Err(e) => {

@@ -491,17 +491,8 @@ fn default_retry_on() -> Vec<ErrorKind> {
     ]
 }
 
-/// Deserialize a humantime duration (`10m`, `24h`, `14d`, `1h30m`).
-pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(de::Error::custom)
-}
-
-/// Parse a humantime duration with a message fit for users.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. 30s, 10m, 24h, 14d)"))
-}
+/// Moved to [`crate::clock`]; re-exported for the spec's own fields.
+pub use crate::clock::{duration, parse_duration};
 
 impl<'de> Deserialize<'de> for Expr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use crate::backend::sim::SimConfig;
+/// Moved to [`crate::backend::config`]; re-exported so `spec` paths keep working.
+pub use crate::backend::config::BackendConfig;
 use crate::backend::AddressMode;
 
 /// A run file (`examples/*.yaml`) as written by the user.
@@ -29,6 +30,14 @@ pub struct RunFile {
     /// Backend calls per second across the run (virtual seconds); none = unlimited.
     #[serde(default)]
     pub rate_limit: Option<f64>,
+    /// Longest one backend call may take, on the run's clock: past it the call
+    /// is a transient failure whose outcome is unknown, and an action is
+    /// reconciled as after a crash (`2m` by default).
+    #[serde(
+        default = "default_call_timeout",
+        deserialize_with = "crate::clock::duration"
+    )]
+    pub call_timeout: std::time::Duration,
     /// Gate step ids approved up front for every subject.
     #[serde(default)]
     pub approvals: Vec<String>,
@@ -107,6 +116,17 @@ impl RunFile {
                 ),
             );
         }
+        if !(MIN_CALL_TIMEOUT..=MAX_CALL_TIMEOUT).contains(&self.call_timeout) {
+            bad(
+                "call_timeout",
+                format!(
+                    "call_timeout must be between {} and {}, got {}",
+                    human_duration(MIN_CALL_TIMEOUT),
+                    human_duration(MAX_CALL_TIMEOUT),
+                    humantime::format_duration(self.call_timeout)
+                ),
+            );
+        }
         if self.max_out_of_service == Some(0) {
             bad(
                 "max_out_of_service",
@@ -151,8 +171,10 @@ impl RunFile {
                 ),
             );
         }
-        let BackendConfig::Sim(sim) = &self.backend;
-        for (path, msg) in sim.problems() {
+        if let Err(e) = self.backend.check_time_scale(self.time_scale) {
+            out.push(("time_scale".into(), e));
+        }
+        for (path, msg) in self.backend.problems() {
             out.push((format!("backend.{path}"), msg));
         }
         out
@@ -165,6 +187,12 @@ fn default_concurrency() -> usize {
 fn default_time_scale() -> f64 {
     1.0
 }
+fn default_call_timeout() -> std::time::Duration {
+    DEFAULT_CALL_TIMEOUT
+}
+
+/// `call_timeout` when the run file does not set one.
+pub const DEFAULT_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A recurring porting window: opens at each `cron` fire time (5-field crontab,
 /// in `timezone`) and stays open for `duration`.
@@ -189,20 +217,6 @@ impl WindowSpec {
 
 fn default_timezone() -> String {
     "UTC".into()
-}
-
-/// Which backend a run talks to.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum BackendConfig {
-    /// The simulated tenant.
-    Sim(SimConfig),
-}
-
-impl Default for BackendConfig {
-    fn default() -> Self {
-        BackendConfig::Sim(SimConfig::default())
-    }
 }
 
 /// Where subjects come from: an inline list of input maps, or a CSV file whose

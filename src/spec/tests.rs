@@ -1089,3 +1089,42 @@ fn a_run_without_operator_is_refused_once_with_what_to_add() {
     );
     assert!(diags.is_empty(), "{diags:?}");
 }
+
+#[test]
+fn a_secret_written_inline_is_refused_at_its_position_without_its_value() {
+    let run = format!(
+        "{RUN}backend:\n  kind: sim\n  client_secret: hunter2-inline\n  auth: {{password: 'pa55'}}\n"
+    );
+    let (_d, diags) = run_errs(&run, CSV);
+    expect_in(
+        &diags,
+        "run.yaml",
+        7,
+        18,
+        "write a secret reference `{env: VAR}`",
+    );
+    expect_in(&diags, "run.yaml", 8, 20, "backend.auth.password");
+    let all: String = diags.iter().map(|d| d.to_string()).collect();
+    assert!(!all.contains("hunter2") && !all.contains("pa55"), "{all}");
+    // A reference is not an inline secret (the simulator has no such key, so
+    // serde refuses it as unknown, naming the key only).
+    let run = format!("{RUN}backend:\n  kind: sim\n  client_secret: {{env: GRAPH_SECRET}}\n");
+    let (_d, diags) = run_errs(&run, CSV);
+    assert!(
+        diags.iter().all(|d| !d.message.contains("inline")),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn call_timeout_is_read_from_the_run_file() {
+    let d = Dir::new();
+    d.write("demo.yaml", BASE);
+    d.write("users.csv", CSV);
+    let p = d.write("run.yaml", &format!("{RUN}call_timeout: 30s\n"));
+    let loaded = load_run(&p, &[]);
+    assert_eq!(
+        loaded.ok().map(|l| l.file.call_timeout),
+        Some(std::time::Duration::from_secs(30))
+    );
+}

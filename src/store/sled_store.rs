@@ -337,7 +337,7 @@ thread_local! {
 static HOOK: std::sync::Once = std::sync::Once::new();
 
 /// Run `f`, turning a panic into its message (printed nowhere: it becomes an error).
-fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {

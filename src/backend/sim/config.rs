@@ -8,7 +8,17 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::AddressMode;
-use crate::spec::model::duration;
+use crate::clock::duration;
+
+/// Longest simulator delay or lag (an upload that never comes within a run
+/// is a test case); keeps every delay draw far from overflow.
+pub const MAX_SIM_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Simulator `users`: at most this many are seeded (100,000 take 13 s and
+/// 3 GB of memory to seed).
+pub const MAX_USERS: u32 = 100_000;
+/// Simulator `max_concurrent_moves` and `faults.throttle_limit`, at most.
+pub const MAX_SIM_COUNT: u32 = 100_000;
 
 /// Simulator knobs.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -106,10 +116,10 @@ impl SimConfig {
 }
 
 impl SimConfig {
-    /// Knobs out of bounds (see [`crate::spec::limits`]), as (path below
+    /// Knobs out of bounds (listed with every bound in `spec::limits`), as (path below
     /// `backend`, message). Each bound keeps seeding and delay draws finite.
     pub fn problems(&self) -> Vec<(String, String)> {
-        use crate::spec::limits::{human_duration, MAX_SIM_COUNT, MAX_SIM_DELAY, MAX_USERS};
+        use crate::clock::human_duration;
         let mut out = Vec::new();
         if self.users > MAX_USERS {
             out.push((

@@ -18,26 +18,31 @@
 //! [`SimTenant::users_tagged`] finds them.
 
 mod config;
+mod db;
+mod faults;
 #[cfg(test)]
 mod fidelity_tests;
 #[cfg(test)]
 mod flow_tests;
 mod model;
 mod name;
+mod ops;
 mod rng;
 mod seed;
 mod tenant;
 #[cfg(test)]
 mod tests;
+mod timeline;
 
 pub use config::{
     AddressModeShares, FaultConfig, FocConfig, LatencyConfig, LicenceDelayConfig, OperatorConfig,
-    PortConfig, Profile, SimConfig, UploadDelayConfig,
+    PortConfig, Profile, SimConfig, UploadDelayConfig, MAX_SIM_COUNT, MAX_SIM_DELAY, MAX_USERS,
 };
+pub use db::SimError;
 pub use model::{AuditEntry, AuditOutcome, OutageRecord, OutboxEntry, SimStats, UserState};
 pub use name::{check_tenant_name, TenantNameError, MAX_TENANT_NAME, TENANT_NAME_RULE};
 pub use seed::{
     location, tags, FOREIGN_LOCATION, INVALID_LOCATION, LICENCE_GROUP, LOCATIONS, ONPREM_POOL,
     SEEDED_POLICY, THIRD_PARTY_ACP, UNVALIDATED_LOCATIONS,
 };
-pub use tenant::{SimError, SimTenant, TenantCheck, OPERATOR_NAME};
+pub use tenant::{SimTenant, TenantCheck, OPERATOR_NAME};

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use super::config::{Profile, SimConfig};
+use super::db::{guid, number_key, sealed, seeded_number, seeded_upn, user_key};
 use super::model::{EventKind, Meta, NumberRecord, PortOrder, Scheduled, Timeline, UserRecord};
 use super::rng::Key;
-use super::tenant::{guid, number_key, sealed, user_key, SimTenant};
 use crate::backend::{
     AddressMode, ConferencingView, Homing, LicenceAssignment, LocationView, NumberType, NumberView,
     OnPremUserView, UserView,
@@ -49,7 +49,7 @@ pub const ONPREM_POOL: &str = "sfbpool01.contoso.com";
 pub const LICENCE_GROUP: &str = "Teams Phone Users";
 
 /// Seeded facts about a user, as listed in [`super::UserState::tags`] and
-/// searched by [`SimTenant::users_tagged`].
+/// searched by [`SimTenant::users_tagged`](super::SimTenant::users_tagged).
 pub mod tags {
     /// Licences inherited from a group: `remove_licence` is refused.
     pub const GROUP_LICENSED: &str = "group_licensed";
@@ -255,8 +255,8 @@ pub(crate) fn seed(config: &SimConfig, now: Timestamp) -> (Meta, sled::Batch) {
 fn seed_user(config: &SimConfig, meta: &Meta, i: u32) -> (UserRecord, Option<NumberRecord>) {
     let root = Key::new(meta.seed);
     let draw = |what: &str| root.str(what).int(u64::from(i));
-    let upn = SimTenant::upn(i);
-    let number = SimTenant::seeded_number(i);
+    let upn = seeded_upn(i);
+    let number = seeded_number(i);
     let id = guid(root.str("user-id").int(u64::from(i)));
     let on_prem = draw("on-prem").unit() < ON_PREM_SHARE;
     let loc = draw("location").bits() % meta.locations.len() as u64;

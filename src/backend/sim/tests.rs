@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::tenant::latency_draw;
+use super::timeline::latency_draw;
 use super::*;
 use crate::backend::{
-    BackendError, ErrorKind, NumberType, NumberView, Operation, Tenant, UserView,
+    BackendError, Call, ErrorKind, NumberType, NumberView, Operation, Tenant, UserView,
 };
 use crate::clock::{Clock, ManualClock, Timestamp};
 
@@ -764,8 +764,11 @@ async fn concurrent_async_calls_are_serialized_and_audited() {
         let t = Arc::clone(&t);
         tasks.push(tokio::spawn(async move {
             let upn = SimTenant::upn(i);
-            t.execute(&grant(&upn, Some("OC"))).await?;
-            t.execute(&Operation::GetUser { user: upn }).await
+            let key = format!("run/{i}/grant/1");
+            t.execute(&Call::action(grant(&upn, Some("OC")), key, 1))
+                .await?;
+            t.execute(&Call::observation(Operation::GetUser { user: upn }))
+                .await
         }));
     }
     for task in tasks {
