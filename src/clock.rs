@@ -1,6 +1,7 @@
 //! Time. Nothing outside this module reads the system clock or sleeps directly:
 //! the engine and the simulator take a [`Clock`], so tests can run a 24-hour wait
 //! in milliseconds and a simulated wave can run at `time_scale` × real time.
+#![allow(clippy::disallowed_methods)] // the one module that reads the wall clock
 
 use std::fmt;
 use std::future::Future;
@@ -324,4 +325,15 @@ impl Stopwatch {
 /// dropped); engine timing always goes through a [`Clock`].
 pub fn pause_real(d: Duration) {
     std::thread::sleep(d);
+}
+
+/// Wait `d` of real time in async code outside the engine: a client polling
+/// the daemon, a display refreshing. Engine timing always goes through a [`Clock`].
+pub async fn wait_real(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+/// A real-time ticker for displays (progress lines), never for engine decisions.
+pub fn real_ticker(every: Duration) -> tokio::time::Interval {
+    tokio::time::interval(every)
 }

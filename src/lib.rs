@@ -6,6 +6,8 @@
 pub mod api;
 pub mod app;
 pub mod backend;
+// Benchmarks measure real elapsed time.
+#[allow(clippy::disallowed_methods)]
 pub mod bench;
 pub mod cli;
 pub mod client;

@@ -4,6 +4,7 @@
 //! exceeded (in the engine's records and in the tenant's own) and that the
 //! breaker's trip survived until `resume --continue`.
 //! Replay a failure with PORTFLOW_CRASH_SEED=<seed printed below>.
+#![allow(clippy::disallowed_methods)] // drives real processes on real time
 
 mod common;
 

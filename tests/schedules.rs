@@ -1,6 +1,7 @@
 //! Schedules end to end: bad input, CLI-through-daemon equivalence, catch-up after
 //! a 3-day outage on a rehearsal clock, and a SIGKILLed daemon in the middle of a
 //! scheduled wave.
+#![allow(clippy::disallowed_methods)] // drives real processes on real time
 
 mod common;
 

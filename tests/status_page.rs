@@ -1,6 +1,7 @@
 //! The daemon's status page, its cookie sign-in, `/metrics` and JSON logs; the
 //! page is rendered by a real headless Chromium (installed by
 //! tests/browser/install-chromium.sh when missing).
+#![allow(clippy::disallowed_methods)] // drives real processes on real time
 
 mod common;
 

@@ -4,6 +4,7 @@
 //!
 //! Subjects are picked from the seeded cohorts of a tenant seeded in-process
 //! with the same configuration as the run's (seeding depends only on it).
+#![allow(clippy::disallowed_methods)] // drives real processes on real time
 
 mod common;
 

@@ -37,7 +37,7 @@ impl Display {
             let watch = Stopwatch::start();
             let v0 = clock.now();
             let mut drawn = 0usize;
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut tick = crate::clock::real_ticker(Duration::from_millis(250));
             loop {
                 tokio::select! {
                     _ = &mut rx => break,

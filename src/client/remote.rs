@@ -204,7 +204,7 @@ impl Daemon {
                     }
                     return Ok(exit::INTERRUPTED);
                 }
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = crate::clock::wait_real(Duration::from_secs(1)) => {}
             }
         }
     }

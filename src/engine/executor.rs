@@ -306,7 +306,7 @@ impl Driver {
                     }
                 }
                 // Free space is real, not the run's clock: look again every few seconds.
-                _ = tokio::time::sleep(SPACE_RECHECK), if self.space.as_ref().is_some_and(|g| g.held() > 0) => {
+                _ = crate::clock::wait_real(SPACE_RECHECK), if self.space.as_ref().is_some_and(|g| g.held() > 0) => {
                     if let Some(space) = &self.space {
                         let now = self.clock.now();
                         for idx in space.wakeable() {

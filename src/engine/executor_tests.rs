@@ -1,5 +1,6 @@
 //! Executor tests on a manual clock: 24-hour waits in milliseconds, storage
 //! failures mid-wave and recovery.
+#![allow(clippy::disallowed_methods)] // short real sleeps let spawned tasks run; timing here is the manual clock
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

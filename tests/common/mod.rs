@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: run the real binary in a temp dir.
 
 #![allow(dead_code)]
+// The integration tests drive real processes on real time.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,5 +1,6 @@
 //! The registry shares one client and one limiter per tenant; `ReadOnly`
 //! never forwards a write.
+#![allow(clippy::disallowed_methods)] // short real sleeps let spawned drivers run; timing is the manual clock
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
