@@ -1,8 +1,7 @@
-//! The tenants runs talk to. Today every backend is the simulated tenant, and
-//! this file is the one place outside `src/backend/` that knows it: opening a
-//! run's tenant (checking it is the one the run first used), sharing one handle
-//! per tenant directory within the process, its report figures, and where its
-//! state lives. A backend registry replaces this file.
+//! The tenants runs talk to, through the backend registry: opening a run's
+//! tenant (checking it is the one the run first used), its report figures,
+//! the read-only tenant a plan uses, and the simulator's own entry points
+//! (`sim` commands, backup) on the registry's shared handles.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,23 +9,35 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{App, Error, Result};
-use crate::backend::sim::{SimConfig, SimError, SimTenant};
-use crate::backend::{OperationKind, Tenant};
+use crate::backend::sim::{SimConfig, SimTenant};
+use crate::backend::{OperationKind, Presence, ReadOnly, Registry, RegistryError, Scope, Tenant};
 use crate::clock::{SharedClock, SystemClock};
+use crate::engine::limiter::RateLimiter;
 use crate::engine::run::RunRecord;
 use crate::report::table::human_duration;
 use crate::spec::runfile::{BackendConfig, RunFile};
 use crate::store::{records, Batch, Store};
 
-/// A run's simulated tenant, for the figures printed at the end of a drive.
-pub struct TenantReport(Arc<SimTenant>);
+/// A run's tenant figures, for the lines printed at the end of a drive
+/// (read when printed, so they cover the whole drive).
+pub struct TenantReport(Arc<dyn Tenant>);
 
 impl TenantReport {
-    /// Outage and call figures from the simulator.
+    /// For a tenant that keeps figures.
+    pub fn of(tenant: &Arc<dyn Tenant>) -> Option<TenantReport> {
+        tenant
+            .report()
+            .is_some()
+            .then(|| TenantReport(tenant.clone()))
+    }
+
+    /// Outage and call figures.
     pub fn to_json(&self) -> Value {
-        let sim = &self.0;
-        let outages = sim.outages().unwrap_or_default();
-        let mut durations: Vec<u64> = outages
+        let Some(r) = self.0.report() else {
+            return Value::Null;
+        };
+        let mut durations: Vec<u64> = r
+            .outages
             .iter()
             .filter_map(|o| o.end.map(|e| e.since(o.start).as_millis() as u64))
             .collect();
@@ -40,10 +51,15 @@ impl TenantReport {
             }
         };
         json!({
-            "outages_recorded": outages.len(),
+            "outages_recorded": r.outages.len(),
             "outages_ended": durations.len(),
             "outage_ms": {"p50": pct(0.5), "p95": pct(0.95), "max": durations.last()},
-            "stats": serde_json::to_value(sim.stats()).unwrap_or(Value::Null),
+            "stats": {
+                "calls": r.calls,
+                "throttled": r.throttled,
+                "rate_limited": r.rate_limited,
+                "injected_faults": r.injected_faults,
+            },
         })
     }
 }
@@ -65,20 +81,115 @@ pub fn render_tenant_report(v: &Value) -> String {
     )
 }
 
-/// The tenant of a run, and its report figures when it has them.
+/// A run's tenant as its driver uses it.
+pub struct RunTenant {
+    /// The client, shared with every run on this tenant in this process.
+    pub tenant: Arc<dyn Tenant>,
+    /// The tenant's call pacing, shared likewise.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// Where the backend keeps local state (for the free-space guard).
+    pub dir: Option<PathBuf>,
+}
+
+/// Open the tenant of a run through the registry. The first run to use a
+/// tenant records its identity in the engine store (durably, before any
+/// call); from then on it must be there and be the same tenant: a missing or
+/// re-seeded one is refused instead of seeded anew, as a real tenant would
+/// not forget its state.
 pub fn open_backend(
     app: &App,
     store: &dyn Store,
     record: &RunRecord,
     file: &RunFile,
     clock: SharedClock,
-) -> Result<(Arc<dyn Tenant>, Option<TenantReport>)> {
-    match &file.backend {
-        BackendConfig::Sim(cfg) => {
-            let name = cfg.tenant.clone().unwrap_or_else(|| record.id.clone());
-            let sim = open_used_sim(app, store, &name, &record.id, cfg, clock)?;
-            Ok((sim.clone(), Some(TenantReport(sim))))
+) -> Result<RunTenant> {
+    let name = tenant_name(record, file);
+    let used = records::get_tenant_use(store, &name)?;
+    let scope = Scope {
+        run: &record.id,
+        rate_limit: file.rate_limit,
+        presence: if used.is_some() {
+            Presence::MustExist
+        } else {
+            Presence::SeedIfEmpty
+        },
+    };
+    let gone = |why: String, first_run: &str, seeded: &str| {
+        Error::Damaged {
+        message: format!(
+            "simulated tenant {name:?} ({}) {why}; run {first_run} used it first (seeded {seeded}), and portflow \
+             will not seed a new one in its place: a real tenant does not forget its state",
+            app.state.join("sim").join(&name).display(),
+        ),
+        hint: Some(format!(
+            "restore the state directory from a `portflow backup` (it holds sim/{name}); \
+             `portflow verify` checks the rest"
+        )),
+    }
+    };
+    let opened = match Registry::new(&app.state).open(&file.backend, scope, clock) {
+        Ok(o) => o,
+        Err(RegistryError::Missing { why, .. }) => {
+            let (first, seeded) = used
+                .as_ref()
+                .map(|u| (u.first_run.clone(), u.created_at.rfc3339()))
+                .unwrap_or_default();
+            return Err(gone(why.to_string(), &first, &seeded));
         }
+        Err(e) => return Err(registry_error(e)),
+    };
+    if let Some(id) = opened.tenant.identity() {
+        match &used {
+            None => {
+                let mut b = Batch::default();
+                records::put_tenant_use(
+                    &mut b,
+                    &records::TenantUse {
+                        name: name.clone(),
+                        tenant_id: id.tenant_id,
+                        created_at: id.created_at,
+                        first_run: record.id.clone(),
+                    },
+                )?;
+                store.apply(&b)?;
+                store.sync()?;
+            }
+            Some(u) if id.tenant_id != u.tenant_id || id.created_at != u.created_at => {
+                return Err(gone(
+                    format!("is another tenant now (seeded {})", id.created_at.rfc3339()),
+                    &u.first_run,
+                    &u.created_at.rfc3339(),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(RunTenant {
+        tenant: opened.tenant,
+        limiter: opened.limiter,
+        dir: opened.dir,
+    })
+}
+
+/// The tenant name a run's identity is recorded under.
+fn tenant_name(record: &RunRecord, file: &RunFile) -> String {
+    match &file.backend {
+        BackendConfig::Sim(cfg) => cfg.tenant.clone().unwrap_or_else(|| record.id.clone()),
+    }
+}
+
+/// A registry failure as the application reports it.
+fn registry_error(e: RegistryError) -> Error {
+    match e {
+        RegistryError::BadName(e) => e.into(),
+        RegistryError::Missing { name, dir, why } => Error::Damaged {
+            message: format!(
+                "simulated tenant {name:?} ({}): its store {why}",
+                dir.display()
+            ),
+            hint: Some(super::error::RESTORE_HINT.to_string()),
+        },
+        RegistryError::Sim { dir, source } => Error::backend(&dir, source),
     }
 }
 
@@ -92,72 +203,6 @@ pub fn manual_ops(file: &RunFile) -> Vec<OperationKind> {
             .filter(|k| cfg.manual.contains(k))
             .collect(),
     }
-}
-
-/// Where a run's tenant keeps state on this machine (for the free-space guard).
-pub fn tenant_dir(app: &App, record: &RunRecord, file: &RunFile) -> Result<Option<PathBuf>> {
-    match &file.backend {
-        BackendConfig::Sim(cfg) => Ok(Some(
-            app.sim_dir(cfg.tenant.as_deref().unwrap_or(&record.id))?,
-        )),
-    }
-}
-
-/// Open simulated tenant `name` for run `run`. The first run to use a tenant
-/// records its identity in the engine store (durably, before any call);
-/// from then on it must be there and be the same tenant: a missing or
-/// re-seeded one is refused instead of seeded anew, as a real tenant would
-/// not forget its state.
-fn open_used_sim(
-    app: &App,
-    store: &dyn Store,
-    name: &str,
-    run: &str,
-    cfg: &SimConfig,
-    clock: SharedClock,
-) -> Result<Arc<SimTenant>> {
-    let dir = app.sim_dir(name)?;
-    let Some(used) = records::get_tenant_use(store, name)? else {
-        let sim = open_sim(&dir, cfg, clock)?;
-        let mut b = Batch::default();
-        records::put_tenant_use(
-            &mut b,
-            &records::TenantUse {
-                name: name.to_string(),
-                tenant_id: sim.tenant_id().to_string(),
-                created_at: sim.created_at(),
-                first_run: run.to_string(),
-            },
-        );
-        store.apply(&b)?;
-        store.sync()?;
-        return Ok(sim);
-    };
-    let gone = |why: String| Error::Damaged {
-        message: format!(
-            "simulated tenant {name:?} ({}) {why}; run {} used it first (seeded {}), and portflow \
-             will not seed a new one in its place: a real tenant does not forget its state",
-            dir.display(),
-            used.first_run,
-            used.created_at.rfc3339()
-        ),
-        hint: Some(format!(
-            "restore the state directory from a `portflow backup` (it holds sim/{name}); \
-             `portflow verify` checks the rest"
-        )),
-    };
-    let sim = match open_existing_sim(&dir, cfg, clock) {
-        Ok(sim) => sim,
-        Err(OpenSim::Missing(why)) => return Err(gone(why.to_string())),
-        Err(OpenSim::Other(e)) => return Err(e),
-    };
-    if sim.tenant_id() != used.tenant_id || sim.created_at() != used.created_at {
-        return Err(gone(format!(
-            "is another tenant now (seeded {})",
-            sim.created_at().rfc3339()
-        )));
-    }
-    Ok(sim)
 }
 
 /// Why [`open_existing_sim`] failed.
@@ -174,45 +219,24 @@ pub fn open_existing_sim(
     cfg: &SimConfig,
     clock: SharedClock,
 ) -> std::result::Result<Arc<SimTenant>, OpenSim> {
-    let mut open = OPEN_SIMS.lock().unwrap_or_else(|p| p.into_inner());
-    open.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(sim) = open
-        .iter()
-        .find(|(d, _)| d == dir)
-        .and_then(|(_, w)| w.upgrade())
-    {
-        return Ok(sim);
-    }
-    let sim = match SimTenant::open_existing(dir, cfg, clock) {
-        Ok(s) => Arc::new(s),
-        Err(SimError::Missing { why, .. }) => return Err(OpenSim::Missing(why)),
-        Err(e) => return Err(OpenSim::Other(Error::backend(dir, e))),
-    };
-    open.push((dir.to_path_buf(), Arc::downgrade(&sim)));
-    Ok(sim)
+    crate::backend::registry::sim_handle(&dir_name(dir), dir, cfg, Presence::MustExist, clock)
+        .map_err(|e| match e {
+            RegistryError::Missing { why, .. } => OpenSim::Missing(why),
+            e => OpenSim::Other(registry_error(e)),
+        })
 }
 
-/// Simulated tenants open in this process, by directory: runs that share a
-/// named tenant (waves of one migration) must share one handle, because sled
-/// allows one open per directory.
-static OPEN_SIMS: std::sync::Mutex<Vec<(PathBuf, std::sync::Weak<SimTenant>)>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// Open a simulated tenant, or return the handle a running run already has.
+/// Open a simulated tenant (seeding an empty one), or share the handle a
+/// running run already has.
 pub fn open_sim(dir: &Path, cfg: &SimConfig, clock: SharedClock) -> Result<Arc<SimTenant>> {
-    let mut open = OPEN_SIMS.lock().unwrap_or_else(|p| p.into_inner());
-    open.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(sim) = open
-        .iter()
-        .find(|(d, _)| d == dir)
-        .and_then(|(_, w)| w.upgrade())
-    {
-        return Ok(sim);
-    }
-    let sim = SimTenant::open(dir, cfg, clock).map_err(|e| Error::backend(dir, e))?;
-    let sim = Arc::new(sim);
-    open.push((dir.to_path_buf(), Arc::downgrade(&sim)));
-    Ok(sim)
+    crate::backend::registry::sim_handle(&dir_name(dir), dir, cfg, Presence::SeedIfEmpty, clock)
+        .map_err(registry_error)
+}
+
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Open an existing tenant with no config of its own (reading its log, a
@@ -229,7 +253,8 @@ pub fn is_tenant(dir: &std::path::Path) -> bool {
 
 /// The tenant a plan reads, and the scratch directory of a fresh one.
 pub struct PlanTenant {
-    sim: Option<Arc<SimTenant>>,
+    /// Read-only: a plan cannot write, whatever the workflow says.
+    tenant: Option<Arc<dyn Tenant>>,
     /// Removed after the tenant is closed.
     scratch: Option<Scratch>,
     /// What it is, for the plan's first line.
@@ -257,7 +282,7 @@ impl PlanTenant {
                         .hint(format!("create it with: portflow sim init --name {name}")));
                     }
                     Ok(PlanTenant {
-                        sim: Some(open_sim(&dir, cfg, clock)?),
+                        tenant: Some(read_only(open_sim(&dir, cfg, clock)?)),
                         scratch: None,
                         note: format!("simulated tenant {name:?}"),
                     })
@@ -268,7 +293,7 @@ impl PlanTenant {
                         Error::runtime(format!("simulated tenant {}: {e}", scratch.0.display()))
                     })?;
                     Ok(PlanTenant {
-                        sim: Some(Arc::new(sim)),
+                        tenant: Some(read_only(Arc::new(sim))),
                         scratch: Some(scratch),
                         note: format!(
                             "a fresh simulated tenant (seed {}, {} users), as the run will get",
@@ -282,20 +307,25 @@ impl PlanTenant {
 
     /// The tenant.
     pub fn tenant(&self) -> Option<&dyn Tenant> {
-        self.sim.as_deref().map(|s| s as &dyn Tenant)
+        self.tenant.as_deref()
     }
 
     /// Calls it received, per operation (JSON), then close it.
     pub fn close(mut self) -> Value {
         let reads = self
-            .sim
+            .tenant
             .take()
-            .map(|s| serde_json::to_value(s.stats().calls).unwrap_or(Value::Null))
+            .and_then(|t| t.report())
+            .map(|r| serde_json::to_value(r.calls).unwrap_or(Value::Null))
             .unwrap_or(Value::Null);
         // The tenant closes its store before its directory goes.
         drop(self.scratch.take());
         reads
     }
+}
+
+fn read_only(sim: Arc<SimTenant>) -> Arc<dyn Tenant> {
+    Arc::new(ReadOnly::new(sim))
 }
 
 /// A scratch directory in the system's temporary directory, removed on drop

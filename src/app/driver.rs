@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::context::RunContext;
 use super::{App, Result};
 use crate::engine::executor::{Driver, Progress};
-use crate::engine::limiter::RateLimiter;
 use crate::engine::run::RunRecord;
 use crate::spec::model::Workflow;
 use crate::store::commit::Committer;
@@ -31,14 +30,15 @@ pub fn prepare(
     record: &RunRecord,
 ) -> Result<Prepared> {
     let ctx = RunContext::load(record)?;
-    let (tenant, report) =
-        super::backends::open_backend(app, &*store, record, &ctx.file, ctx.clock.clone())?;
+    let opened = super::backends::open_backend(app, &*store, record, &ctx.file, ctx.clock.clone())?;
+    let tenant = opened.tenant;
+    let report = super::backends::TenantReport::of(&tenant);
     // What the tenant itself automates decides the manual tasks of the drive.
     let ctx = ctx.with_tenant(&*tenant);
     let file = &ctx.file;
-    let limiter = file
-        .rate_limit
-        .map(|r| Arc::new(RateLimiter::new(ctx.clock.clone(), r)));
+    // One limiter per tenant, shared with every run on it (the service
+    // throttles per tenant and app).
+    let limiter = opened.limiter;
     let threshold = file
         .stop_after_failures
         .map(|l| l.threshold(record.subjects));
@@ -53,7 +53,7 @@ pub fn prepare(
     // Also with `--min-free 0`, so subjects an earlier session held for space go on.
     let space = {
         let mut dirs = vec![app.engine_dir()];
-        dirs.extend(super::backends::tenant_dir(app, record, file)?);
+        dirs.extend(opened.dir);
         Some(Arc::new(crate::engine::space::SpaceGuard::new(
             dirs,
             app.min_free,

@@ -185,13 +185,13 @@ pub async fn apply_input(
         if t.persist == Persist::Nothing {
             effect.unchanged += 1;
         } else {
-            records::put_transition(&mut batch, &inst, &t);
+            records::put_transition(&mut batch, &inst, &t)?;
             effect.changed += 1;
         }
     }
     if effect.changed > 0 && run.record.finished_at.is_some() {
         run.record.finished_at = None;
-        records::put_run(&mut batch, &run.record);
+        records::put_run(&mut batch, &run.record)?;
         effect.reopened = true;
     }
     committer.commit(batch).await?;

@@ -739,9 +739,9 @@ pub(crate) mod tests {
     fn store_with(record: &RunRecord, instances: &[Instance]) -> MemoryStore {
         let store = MemoryStore::new();
         let mut b = Batch::default();
-        records::put_run(&mut b, record);
+        records::put_run(&mut b, record).expect("our records encode");
         for i in instances {
-            records::put_new_instance(&mut b, i);
+            records::put_new_instance(&mut b, i).expect("our records encode");
         }
         assert!(store.apply(&b).is_ok());
         store

@@ -135,12 +135,12 @@ pub async fn create_run(
             .cloned()
             .unwrap_or_else(|| format!("#{i}"));
         let inst = Instance::new(&id, i as u32, subject_name, inputs, now);
-        records::put_new_instance(&mut batch, &inst);
+        records::put_new_instance(&mut batch, &inst)?;
         if batch.ops.len() >= CREATE_CHUNK * 3 {
             committer.commit(std::mem::take(&mut batch)).await?;
         }
     }
-    records::put_run(&mut batch, &record);
+    records::put_run(&mut batch, &record)?;
     committer.commit(batch).await?;
     Ok((record, clock))
 }
@@ -202,7 +202,7 @@ pub async fn finish_run(
     if end == DriveEnd::Finished && record.finished_at.is_none() {
         record.finished_at = Some(clock.now());
         let mut b = Batch::default();
-        records::put_run(&mut b, &record);
+        records::put_run(&mut b, &record)?;
         committer.commit(b).await?;
     }
     Ok(record)
@@ -244,7 +244,7 @@ pub async fn accept_failures(
             accepted,
         });
     let mut b = Batch::default();
-    records::put_run(&mut b, record);
+    records::put_run(&mut b, record)?;
     committer.commit(b).await?;
     Ok(accepted)
 }

@@ -130,7 +130,7 @@ pub async fn add(
             None => ScheduleRecord::new(spec, now),
         };
         added.push(view(&rec, now, false));
-        records::put_schedule(&mut b, &rec);
+        records::put_schedule(&mut b, &rec)?;
     }
     committer.commit(b).await?;
     Ok(json!({"schedules": added}))
@@ -151,7 +151,7 @@ pub async fn set_paused(
         rec.resume(now);
     }
     let mut b = Batch::default();
-    records::put_schedule(&mut b, &rec);
+    records::put_schedule(&mut b, &rec)?;
     committer.commit(b).await?;
     Ok(view(&rec, now, false))
 }

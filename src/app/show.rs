@@ -269,9 +269,9 @@ mod tests {
     fn store_with(record: &RunRecord, insts: &[Instance]) -> MemoryStore {
         let store = MemoryStore::new();
         let mut b = Batch::default();
-        records::put_run(&mut b, record);
+        records::put_run(&mut b, record).expect("our records encode");
         for i in insts {
-            records::put_new_instance(&mut b, i);
+            records::put_new_instance(&mut b, i).expect("our records encode");
         }
         assert!(store.apply(&b).is_ok());
         store
@@ -332,8 +332,9 @@ mod tests {
         let store = store_with(&r1, &instances("r1"));
         let r2 = record("r2");
         let mut b = Batch::default();
-        records::put_run(&mut b, &r2);
-        records::put_new_instance(&mut b, &inst("r2", 0, Status::Succeeded));
+        records::put_run(&mut b, &r2).expect("our records encode");
+        records::put_new_instance(&mut b, &inst("r2", 0, Status::Succeeded))
+            .expect("our records encode");
         assert!(store.apply(&b).is_ok());
         let text = ok(status_text(&store, None, false));
         assert!(
@@ -424,7 +425,7 @@ mod tests {
         let mut b = Batch::default();
         let mut next = i.clone();
         next.seq = 1;
-        records::put_replaced_instance(&mut b, &i, &next, &events);
+        records::put_replaced_instance(&mut b, &i, &next, &events).expect("our records encode");
         assert!(store.apply(&b).is_ok());
         let text = ok(show_text(&store, "r1", "user0000@contoso.com", false));
         assert!(!text.contains('\u{1b}'), "{text:?}");
@@ -474,7 +475,7 @@ mod tests {
         let mut b = Batch::default();
         let mut next = i.clone();
         next.seq = 3;
-        records::put_replaced_instance(&mut b, &i, &next, &events);
+        records::put_replaced_instance(&mut b, &i, &next, &events).expect("our records encode");
         assert!(store.apply(&b).is_ok());
         let text = ok(show_text(&store, "r1", "user0000@contoso.com", false));
         assert!(

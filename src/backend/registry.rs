@@ -141,6 +141,60 @@ impl Registry {
     }
 }
 
+/// The simulated tenant in `dir`, sharing the handle a run of this process
+/// already holds (sled allows one open per directory). For what only the
+/// simulator has (`sim log`, `sim init`, verify); runs go through
+/// [`Registry::open`], which uses the same handles.
+pub fn sim_handle(
+    name: &str,
+    dir: &Path,
+    cfg: &super::sim::SimConfig,
+    presence: Presence,
+    clock: SharedClock,
+) -> Result<Arc<SimTenant>, RegistryError> {
+    let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+    handle_in(&mut open, name, dir, cfg, presence, clock)
+}
+
+fn handle_in(
+    open: &mut Vec<Slot>,
+    name: &str,
+    dir: &Path,
+    cfg: &super::sim::SimConfig,
+    presence: Presence,
+    clock: SharedClock,
+) -> Result<Arc<SimTenant>, RegistryError> {
+    open.retain(|s| s.sim.strong_count() > 0);
+    if let Some(sim) = open
+        .iter()
+        .find(|s| s.dir == dir)
+        .and_then(|s| s.sim.upgrade())
+    {
+        return Ok(sim);
+    }
+    let opened = match presence {
+        Presence::SeedIfEmpty => SimTenant::open(dir, cfg, clock),
+        Presence::MustExist => SimTenant::open_existing(dir, cfg, clock),
+    };
+    let sim = Arc::new(opened.map_err(|e| match e {
+        SimError::Missing { why, .. } => RegistryError::Missing {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            why,
+        },
+        source => RegistryError::Sim {
+            dir: dir.to_path_buf(),
+            source,
+        },
+    })?);
+    open.push(Slot {
+        dir: dir.to_path_buf(),
+        sim: Arc::downgrade(&sim),
+        limiter: Weak::new(),
+    });
+    Ok(sim)
+}
+
 /// The shared handle and limiter of the simulated tenant in `dir`.
 fn open_sim(
     name: &str,
@@ -150,34 +204,7 @@ fn open_sim(
     clock: SharedClock,
 ) -> Result<(Arc<SimTenant>, Option<Arc<RateLimiter>>), RegistryError> {
     let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
-    open.retain(|s| s.sim.strong_count() > 0);
-    let slot = open.iter().position(|s| s.dir == dir);
-    let sim = match slot.and_then(|i| open[i].sim.upgrade()) {
-        Some(sim) => sim,
-        None => {
-            let opened = match scope.presence {
-                Presence::SeedIfEmpty => SimTenant::open(dir, cfg, clock.clone()),
-                Presence::MustExist => SimTenant::open_existing(dir, cfg, clock.clone()),
-            };
-            let sim = Arc::new(opened.map_err(|e| match e {
-                SimError::Missing { why, .. } => RegistryError::Missing {
-                    name: name.to_string(),
-                    dir: dir.to_path_buf(),
-                    why,
-                },
-                source => RegistryError::Sim {
-                    dir: dir.to_path_buf(),
-                    source,
-                },
-            })?);
-            open.push(Slot {
-                dir: dir.to_path_buf(),
-                sim: Arc::downgrade(&sim),
-                limiter: Weak::new(),
-            });
-            sim
-        }
-    };
+    let sim = handle_in(&mut open, name, dir, cfg, scope.presence, clock.clone())?;
     let Some(slot) = open.iter_mut().find(|s| s.dir == dir) else {
         return Ok((sim, None));
     };

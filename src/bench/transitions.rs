@@ -150,7 +150,7 @@ pub async fn create_instances(
     let mut b = Batch::default();
     for i in 0..n {
         let inst = Instance::new(run, i, subject(i), inputs(i), now);
-        records::put_new_instance(&mut b, &inst);
+        records::put_new_instance(&mut b, &inst)?;
         if b.ops.len() >= 15_000 {
             committer.commit(std::mem::take(&mut b)).await?;
         }

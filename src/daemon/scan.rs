@@ -168,9 +168,9 @@ mod tests {
 
     fn put(store: &MemoryStore, record: &RunRecord, insts: &[crate::engine::instance::Instance]) {
         let mut b = Batch::default();
-        records::put_run(&mut b, record);
+        records::put_run(&mut b, record).expect("our records encode");
         for i in insts {
-            records::put_new_instance(&mut b, i);
+            records::put_new_instance(&mut b, i).expect("our records encode");
         }
         assert!(store.apply(&b).is_ok());
     }

@@ -16,7 +16,7 @@ const MAX_NAP: Duration = Duration::from_secs(60);
 
 async fn save(d: &Shared, rec: &ScheduleRecord) -> Result<()> {
     let mut b = Batch::default();
-    records::put_schedule(&mut b, rec);
+    records::put_schedule(&mut b, rec)?;
     Ok(d.committer.commit(b).await?)
 }
 

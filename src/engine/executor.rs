@@ -395,7 +395,7 @@ impl Driver {
         );
         record.breaker.tripped = Some(trip);
         let mut b = Batch::default();
-        records::put_run(&mut b, &record);
+        records::put_run(&mut b, &record)?;
         self.committer.commit(b).await?;
         Ok(())
     }
@@ -417,7 +417,7 @@ impl Driver {
                 accepted,
             });
             let mut b = Batch::default();
-            records::put_run(&mut b, &record);
+            records::put_run(&mut b, &record)?;
             self.committer.commit(b).await?;
         }
         Ok(accepted)
@@ -620,7 +620,7 @@ impl Driver {
             return Ok(());
         }
         let mut b = Batch::default();
-        records::put_transition(&mut b, old, t);
+        records::put_transition(&mut b, old, t)?;
         self.progress.transitions.fetch_add(1, Ordering::Relaxed);
         match t.persist {
             Persist::Durable => self.committer.commit(b).await,

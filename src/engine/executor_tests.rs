@@ -103,7 +103,8 @@ async fn seed_run(store: &dyn Store, committer: &Committer, n: u32, now: Timesta
         let mut inputs = serde_json::Map::new();
         inputs.insert("user".into(), json!(user(i)));
         inputs.insert("number".into(), json!(format!("+1425000{i:04}")));
-        records::put_new_instance(&mut b, &Instance::new("run", i, user(i), inputs, now));
+        records::put_new_instance(&mut b, &Instance::new("run", i, user(i), inputs, now))
+            .expect("our records encode");
     }
     let _ = store;
     assert!(committer.commit(b).await.is_ok());
@@ -492,7 +493,7 @@ async fn put_record(store: &dyn Store, committer: &Committer, subjects: u32) {
         breaker: Default::default(),
     };
     let mut b = Batch::default();
-    records::put_run(&mut b, &record);
+    records::put_run(&mut b, &record).expect("our records encode");
     let _ = store;
     assert!(committer.commit(b).await.is_ok());
 }

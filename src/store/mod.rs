@@ -78,6 +78,15 @@ pub enum StoreError {
     /// A failure injected by [`fault::FaultyStore`].
     #[error("injected failure: {0}")]
     Injected(&'static str),
+    /// A record could not be encoded (a bug: portflow's own types always
+    /// serialize); nothing was written.
+    #[error("cannot encode the record {key}: {reason}")]
+    Encode {
+        /// Its key.
+        key: String,
+        /// What serde said.
+        reason: String,
+    },
     /// A record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt {

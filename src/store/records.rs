@@ -8,11 +8,14 @@ use crate::engine::machine::Transition;
 use crate::engine::run::RunRecord;
 
 /// Put `v` under `key`, sealed with its checksum.
-fn put<T: serde::Serialize>(b: &mut Batch, key: Vec<u8>, v: &T) {
-    // Our own types always serialize; an empty payload would be caught on decode.
-    let json = serde_json::to_vec(v).unwrap_or_default();
+fn put<T: serde::Serialize>(b: &mut Batch, key: Vec<u8>, v: &T) -> Result<(), StoreError> {
+    let json = serde_json::to_vec(v).map_err(|e| StoreError::Encode {
+        key: String::from_utf8_lossy(&key).into_owned(),
+        reason: e.to_string(),
+    })?;
     let sealed = integrity::seal(&key, &json);
     b.put(key, sealed);
+    Ok(())
 }
 
 /// Decode a stored record, verifying its checksum (records written before
@@ -73,8 +76,8 @@ fn decode_all<T: serde::de::DeserializeOwned>(
 }
 
 /// Add a run record to a batch.
-pub fn put_run(b: &mut Batch, run: &RunRecord) {
-    put(b, keys::run(&run.id), run);
+pub fn put_run(b: &mut Batch, run: &RunRecord) -> Result<(), StoreError> {
+    put(b, keys::run(&run.id), run)
 }
 
 /// Read one run.
@@ -89,33 +92,34 @@ pub fn list_runs(store: &dyn Store) -> Result<Vec<RunRecord>, StoreError> {
 }
 
 /// Add a new instance (snapshot, subject index, timer) to a batch.
-pub fn put_new_instance(b: &mut Batch, inst: &Instance) {
+pub fn put_new_instance(b: &mut Batch, inst: &Instance) -> Result<(), StoreError> {
     let key = inst.key();
-    put(b, keys::instance(&key), inst);
+    put(b, keys::instance(&key), inst)?;
     let subject = keys::subject(&inst.run, &inst.subject);
     let idx = integrity::seal(&subject, inst.idx.to_string().as_bytes());
     b.put(subject, idx);
     if let Some(due) = inst.due {
         b.put(keys::timer(due.0, &key), Vec::new());
     }
+    Ok(())
 }
 
 /// The events of one transition as one record under the first one's sequence
 /// number: the event itself, or an array when there are several (one write
 /// instead of one per event).
-fn put_events(b: &mut Batch, key: &InstanceKey, events: &[Event]) {
+fn put_events(b: &mut Batch, key: &InstanceKey, events: &[Event]) -> Result<(), StoreError> {
     match events {
-        [] => {}
+        [] => Ok(()),
         [one] => put(b, keys::event(key, one.seq), one),
         many => put(b, keys::event(key, many[0].seq), &many),
     }
 }
 
 /// Add the writes of one transition: events, snapshot, timer move.
-pub fn put_transition(b: &mut Batch, old: &Instance, t: &Transition) {
+pub fn put_transition(b: &mut Batch, old: &Instance, t: &Transition) -> Result<(), StoreError> {
     let key = old.key();
-    put_events(b, &key, &t.events);
-    put(b, keys::instance(&key), &t.next);
+    put_events(b, &key, &t.events)?;
+    put(b, keys::instance(&key), &t.next)?;
     if old.due != t.next.due {
         if let Some(d) = old.due {
             b.delete(keys::timer(d.0, &key));
@@ -124,19 +128,26 @@ pub fn put_transition(b: &mut Batch, old: &Instance, t: &Transition) {
             b.put(keys::timer(d.0, &key), Vec::new());
         }
     }
+    Ok(())
 }
 
 /// Replace a snapshot outside the state machine (retry, admin repair), moving its timer.
-pub fn put_replaced_instance(b: &mut Batch, old: &Instance, new: &Instance, events: &[Event]) {
+pub fn put_replaced_instance(
+    b: &mut Batch,
+    old: &Instance,
+    new: &Instance,
+    events: &[Event],
+) -> Result<(), StoreError> {
     let key = old.key();
-    put_events(b, &key, events);
-    put(b, keys::instance(&key), new);
+    put_events(b, &key, events)?;
+    put(b, keys::instance(&key), new)?;
     if let Some(d) = old.due {
         b.delete(keys::timer(d.0, &key));
     }
     if let Some(d) = new.due {
         b.put(keys::timer(d.0, &key), Vec::new());
     }
+    Ok(())
 }
 
 /// Read one instance.
@@ -250,8 +261,8 @@ pub fn run_timers(store: &dyn Store, run: &str) -> Result<Vec<(Timestamp, u32)>,
 }
 
 /// Add a schedule to a batch.
-pub fn put_schedule(b: &mut Batch, s: &crate::schedule::ScheduleRecord) {
-    put(b, keys::schedule(&s.spec.name), s);
+pub fn put_schedule(b: &mut Batch, s: &crate::schedule::ScheduleRecord) -> Result<(), StoreError> {
+    put(b, keys::schedule(&s.spec.name), s)
 }
 
 /// Read one schedule.
@@ -285,8 +296,8 @@ pub struct TenantUse {
 }
 
 /// Add a tenant use record to a batch.
-pub fn put_tenant_use(b: &mut Batch, u: &TenantUse) {
-    put(b, keys::tenant_use(&u.name), u);
+pub fn put_tenant_use(b: &mut Batch, u: &TenantUse) -> Result<(), StoreError> {
+    put(b, keys::tenant_use(&u.name), u)
 }
 
 /// The use record of tenant `name`, if a run has used it.
@@ -376,9 +387,9 @@ mod tests {
             keys::event(&key, 0),
             serde_json::to_vec(&ev(0)).unwrap_or_default(),
         );
-        put_events(&mut b, &key, &[ev(1), ev(2)]);
-        put_events(&mut b, &key, &[ev(3)]);
-        put_events(&mut b, &key, &[]);
+        put_events(&mut b, &key, &[ev(1), ev(2)]).expect("our records encode");
+        put_events(&mut b, &key, &[ev(3)]).expect("our records encode");
+        put_events(&mut b, &key, &[]).expect("our records encode");
         assert_eq!(b.ops.len(), 3);
         assert!(store.apply(&b).is_ok());
         let seqs: Vec<u32> = list_events(&store, &key)

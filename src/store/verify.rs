@@ -365,7 +365,7 @@ mod tests {
         inputs.insert("user".into(), "a@b.c".into());
         let mut inst = Instance::new("r1", 0, "a@b.c".into(), inputs, Timestamp(1000));
         let mut b = Batch::default();
-        records::put_new_instance(&mut b, &inst);
+        records::put_new_instance(&mut b, &inst).expect("our records encode");
         // Two transitions of one event each; the snapshot counts them.
         for seq in 0..2 {
             let event = Event {
@@ -375,7 +375,8 @@ mod tests {
             };
             let old = inst.clone();
             inst.seq = seq + 1;
-            records::put_replaced_instance(&mut b, &old, &inst, &[event]);
+            records::put_replaced_instance(&mut b, &old, &inst, &[event])
+                .expect("our records encode");
         }
         let record: RunRecord = serde_json::from_value(serde_json::json!({
             "id": "r1", "created_at": 1000,
@@ -383,7 +384,7 @@ mod tests {
             "run_origin": "f", "run_text": "", "base_dir": "/", "subjects": 1
         }))
         .unwrap_or_else(|e| panic!("run record: {e}"));
-        records::put_run(&mut b, &record);
+        records::put_run(&mut b, &record).expect("our records encode");
         assert!(store.apply(&b).is_ok());
         (store, inst)
     }

@@ -616,10 +616,10 @@ pub fn edit_run(
     let mut new = old.clone();
     edit(&mut record, &mut new);
     let mut b = Batch::default();
-    records::put_run(&mut b, &record);
+    records::put_run(&mut b, &record).expect("our records encode");
     for (o, n) in old.iter().zip(new.iter_mut()) {
         n.due = None;
-        records::put_replaced_instance(&mut b, o, n, &[]);
+        records::put_replaced_instance(&mut b, o, n, &[]).expect("our records encode");
     }
     store.apply(&b).expect("write");
     store.sync().expect("sync");

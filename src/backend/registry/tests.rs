@@ -142,7 +142,8 @@ async fn seed(
         let upn = crate::backend::sim::SimTenant::upn(i);
         let mut inputs = serde_json::Map::new();
         inputs.insert("user".into(), json!(upn));
-        records::put_new_instance(&mut b, &Instance::new(run, idx as u32, upn, inputs, now));
+        records::put_new_instance(&mut b, &Instance::new(run, idx as u32, upn, inputs, now))
+            .expect("our records encode");
     }
     let _ = store;
     assert!(committer.commit(b).await.is_ok());
