@@ -488,3 +488,36 @@ fn the_cli_is_small_and_names_neither_the_simulator_nor_the_sled_store() {
     }
     assert!(total < 2500, "src/cli/*.rs has {total} lines");
 }
+
+/// `src/backend/` imports nothing from `spec` (so a backend is added without
+/// touching the run-file loader, and the loader imports backends, not the
+/// other way round). Test files are exempt: they build workflows.
+#[test]
+fn backends_import_nothing_from_the_spec_module() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("src/backend").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root().join("src/backend"), &mut files);
+    assert!(files.len() > 10, "found {} backend files", files.len());
+    for p in files {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name == "tests.rs" || name.ends_with("_tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).expect("read");
+        let code = code(&text);
+        assert!(
+            !code.contains("crate::spec"),
+            "{} imports from crate::spec",
+            p.display()
+        );
+    }
+}
