@@ -27,6 +27,7 @@ pub struct Daemon {
     address: String,
     token: String,
     file: PathBuf,
+    foreground: bool,
 }
 
 /// No body.
@@ -42,7 +43,14 @@ impl Daemon {
             address: doc.address,
             token: doc.token,
             file,
+            foreground: doc.foreground,
         })
+    }
+
+    /// Whether a foreground `run`/`resume` serves this API (it drives only its
+    /// own run), not `portflow serve`.
+    pub fn is_foreground(&self) -> bool {
+        self.foreground
     }
 
     /// One request; returns the HTTP status and the JSON body.
@@ -166,14 +174,14 @@ impl Daemon {
         Ok(())
     }
 
-    /// The runs not yet finished.
-    pub fn unfinished_runs(&self) -> Result<Vec<String>> {
+    /// The runs not yet finished, and whether a driver runs each.
+    pub fn unfinished_runs(&self) -> Result<Vec<(String, bool)>> {
         let list: RunList = self.call("GET", "/api/runs", NONE)?;
         Ok(list
             .runs
             .into_iter()
             .filter(|r| r.finished_at.is_none())
-            .map(|r| r.run)
+            .map(|r| (r.run, r.active))
             .collect())
     }
 
@@ -319,10 +327,6 @@ impl Service for Daemon {
                 self.call("DELETE", &format!("/api/schedules/{}", enc(&name)), NONE)
             }
         }
-    }
-
-    fn where_note(&self) -> &'static str {
-        " (through the daemon, which drives the run)"
     }
 }
 
