@@ -237,14 +237,13 @@ async fn drive(
         clock.clone(),
         driver.budget.clone(),
     );
-    let (attached, inbox) = match api {
+    let (end, attached) = match api {
         Some(f) => {
-            let (a, inbox) = f.attach(&driver, record.subjects);
-            (Some(a), Some(inbox))
+            let (end, a) = f.drive(&driver, record.subjects, stop_rx).await;
+            (end, Some(a))
         }
-        None => (None, None),
+        None => (driver.drive(stop_rx).await, None),
     };
-    let end = driver.drive_with_inbox(stop_rx, inbox).await;
     display.stop().await;
     signals.abort();
     let end = end.map_err(crate::app::Error::from)?;

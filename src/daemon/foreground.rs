@@ -7,12 +7,14 @@
 //!
 //! A foreground drive ends by itself once only instances waiting for a person
 //! (or held) are left. An inbox would keep it waiting, so a watcher closes the
-//! inbox when the run is idle; inputs that arrive after that wait until the
-//! drive has stored its end and are then applied to the store, as offline.
+//! inbox when the run is idle and then halts the drive, which ends as a drive
+//! without an inbox would; inputs that arrive after the inbox closed wait until
+//! the drive has stored its end and are then applied to the store, as offline.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ use super::state::{Daemon, Drivers, Role, Shared};
 use super::{random_token, scan, write_daemon_file};
 use crate::api::{DaemonFile, DAEMON_FILE};
 use crate::app::{App, Error, Result};
-use crate::engine::executor::{Driver, Inbound, Place};
+use crate::engine::executor::{DriveEnd, Driver, EngineError, Place};
 use crate::store::commit::Committer;
 use crate::store::records;
 use crate::store::sled_store::SledStore;
@@ -157,39 +159,63 @@ pub async fn serve(
 pub struct Attached {
     shared: Shared,
     run: String,
-    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        self.watcher.abort();
         self.shared.drivers.forget(&self.run);
         self.shared.scans.invalidate();
     }
 }
 
 impl Foreground {
-    /// Register `driver` (of a run of `subjects` instances) for the API; the
-    /// inbox goes to [`Driver::drive_with_inbox`].
-    pub fn attach(
+    /// Drive `driver` (of a run of `subjects` instances) until it ends, is idle
+    /// or `stop` turns true, taking the API's operator inputs through its
+    /// inbox. Keep the [`Attached`] until the run's end is stored.
+    pub async fn drive(
         &self,
         driver: &Arc<Driver>,
         subjects: u32,
-    ) -> (Attached, mpsc::Receiver<Inbound>) {
+        stop: watch::Receiver<bool>,
+    ) -> (Result<DriveEnd, EngineError>, Attached) {
         let (tx, rx) = mpsc::channel(256);
         let run = driver.run_id.clone();
         self.shared.drivers.register(&run, tx, driver.clone());
-        let watcher = tokio::spawn(close_when_idle(
-            self.shared.clone(),
-            driver.clone(),
-            subjects,
-        ));
         let attached = Attached {
             shared: self.shared.clone(),
             run,
-            watcher,
         };
-        (attached, rx)
+        // The driver stops on Ctrl-C, or when the watcher finds it idle.
+        let (halt_tx, halt_rx) = watch::channel(false);
+        let halt_tx = Arc::new(halt_tx);
+        let mut user_stop = stop.clone();
+        let forward = {
+            let halt = halt_tx.clone();
+            tokio::spawn(async move {
+                if user_stop.wait_for(|s| *s).await.is_ok() {
+                    let _ = halt.send(true);
+                }
+            })
+        };
+        let idle = Arc::new(AtomicBool::new(false));
+        let watcher = tokio::spawn(halt_when_idle(
+            self.shared.clone(),
+            driver.clone(),
+            subjects,
+            idle.clone(),
+            halt_tx,
+        ));
+        let end = driver.clone().drive_with_inbox(halt_rx, Some(rx)).await;
+        forward.abort();
+        watcher.abort();
+        let end = match end {
+            // Halted for being idle, not by Ctrl-C: what a drive without an inbox returns.
+            Ok(DriveEnd::Stopped) if idle.load(Ordering::SeqCst) && !*stop.borrow() => {
+                Ok(idle_end(&driver.progress.counts()))
+            }
+            other => other,
+        };
+        (end, attached)
     }
 
     /// Stop answering and remove `daemon.json`.
@@ -204,40 +230,79 @@ impl Foreground {
     }
 }
 
-/// Close the run's inbox once a drive without one would have ended: every
-/// instance counted, some open, none of them anywhere but blocked, held or
-/// rolling back (a manual undo), the same for two looks in a row (no
-/// transition in between), and no timer of the run left in the store (the
-/// timers are the driver's work to come). The driver then ends as before.
-async fn close_when_idle(d: Shared, driver: Arc<Driver>, subjects: u32) {
+/// How a drive without an inbox ends with these counts.
+fn idle_end(counts: &BTreeMap<Place, usize>) -> DriveEnd {
+    let count = |phase: &str| -> usize {
+        counts
+            .iter()
+            .filter(|(p, _)| matches!(p, Place::Step(_, ph) if *ph == phase))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    if counts.keys().all(|p| matches!(p, Place::Terminal(_))) {
+        DriveEnd::Finished
+    } else {
+        DriveEnd::Idle {
+            blocked: count("blocked"),
+            held: count("held"),
+        }
+    }
+}
+
+/// Whether a drive without an inbox would end now: every instance counted,
+/// none anywhere but blocked, held, rolling back (a manual undo) or ended, and
+/// no timer of the run left in the store (the timers are the driver's work to
+/// come; its own heap may still hold stale entries for instances an input moved).
+async fn idle_now(d: &Shared, driver: &Arc<Driver>, subjects: u32) -> bool {
+    let counts = driver.progress.counts();
+    let total: usize = counts.values().sum();
+    let only_people = counts.keys().all(|p| {
+        matches!(
+            p,
+            Place::Terminal(_) | Place::Step(_, "blocked" | "held" | "rolling_back")
+        )
+    });
+    if total < subjects as usize || !only_people {
+        return false;
+    }
+    let store = d.store.clone();
+    let run = driver.run_id.clone();
+    let timers = tokio::task::spawn_blocking(move || records::run_timers(&*store, &run)).await;
+    matches!(timers, Ok(Ok(t)) if t.is_empty())
+}
+
+/// Halt the drive once it is idle, as a drive without an inbox would end:
+/// first close the inbox (later inputs wait for the run's end to be stored),
+/// then, idle still and no transition since, halt it.
+async fn halt_when_idle(
+    d: Shared,
+    driver: Arc<Driver>,
+    subjects: u32,
+    idle: Arc<AtomicBool>,
+    halt: Arc<watch::Sender<bool>>,
+) {
     let mut seen: Option<u64> = None;
+    let mut inbox_open = true;
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
-        let counts = driver.progress.counts();
-        let total: usize = counts.values().sum();
-        let open = counts.keys().any(|p| !matches!(p, Place::Terminal(_)));
-        let only_people = counts.keys().all(|p| {
-            matches!(
-                p,
-                Place::Terminal(_) | Place::Step(_, "blocked" | "held" | "rolling_back")
-            )
-        });
-        if total < subjects as usize || !open || !only_people {
+        let moved = driver.progress.transitions.load(Ordering::SeqCst);
+        if !idle_now(&d, &driver, subjects).await {
             seen = None;
             continue;
         }
-        let moved = driver.progress.transitions.load(Ordering::Relaxed);
+        // Idle for two looks in a row with nothing committed in between.
         if seen != Some(moved) {
             seen = Some(moved);
             continue;
         }
-        let store = d.store.clone();
-        let run = driver.run_id.clone();
-        let timers = tokio::task::spawn_blocking(move || records::run_timers(&*store, &run)).await;
-        if matches!(timers, Ok(Ok(t)) if t.is_empty()) {
+        if inbox_open {
             d.drivers.close_inbox(&driver.run_id);
-            return;
+            inbox_open = false;
+            seen = None;
+            continue;
         }
-        seen = None;
+        idle.store(true, Ordering::SeqCst);
+        let _ = halt.send(true);
+        return;
     }
 }
