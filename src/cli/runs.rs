@@ -164,7 +164,12 @@ async fn resume_through(
     };
     d.resume_run(id)?;
     if !app.json {
-        println!("resuming run {id} in the daemon; Ctrl-C stops watching, not the run");
+        let by = if d.is_foreground() {
+            "by the foreground run that holds the state directory"
+        } else {
+            "in the daemon"
+        };
+        println!("resuming run {id} {by}; Ctrl-C stops watching, not the run");
     }
     d.follow(id, app.json).await
 }
