@@ -20,6 +20,10 @@ pub struct DaemonFile {
     /// The daemon's process id.
     #[serde(default)]
     pub pid: u32,
+    /// Written by a foreground `run`/`resume` (it drives only its own run), not
+    /// by `portflow serve`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreground: bool,
 }
 
 /// Every error answer: `{"error": …, "hint": …}`.
@@ -74,6 +78,10 @@ pub struct Applied {
     pub changed: usize,
     /// Instances it did not apply to.
     pub unchanged: usize,
+    /// Whether a live driver applies it (nothing to resume); false when it was
+    /// only stored.
+    #[serde(default)]
+    pub driven: bool,
 }
 
 /// Answer to `POST /api/runs/{run}/continue`.
@@ -306,4 +314,7 @@ pub struct RunListed {
     /// When it finished.
     #[serde(default)]
     pub finished_at: Option<crate::clock::Timestamp>,
+    /// Whether a driver runs it now.
+    #[serde(default)]
+    pub active: bool,
 }

@@ -175,6 +175,8 @@ fn ctrl_c_stops_within_a_second_and_resume_finishes() {
     assert_eq!(json(&o)["states"]["succeeded"], 60);
 }
 
+/// A foreground run holds the state directory and serves its API: `status`
+/// works through it, but `serve` and a second `run` get exit 4 with a hint.
 #[test]
 fn a_second_process_on_the_same_state_gets_exit_4() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -190,11 +192,21 @@ fn a_second_process_on_the_same_state_gets_exit_4() {
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(700));
-    let o = run(portflow(&state).arg("status"));
+    let status = run(portflow(&state).arg("status"));
+    let serve = run(portflow(&state).args(["serve", "--listen", "127.0.0.1:0"]));
+    let second = run(portflow(&state).arg("run").arg(&rf));
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    for o in [&serve, &second] {
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(o));
+        assert!(stderr(o).contains("hint:"), "{}", stderr(o));
+    }
+    assert!(
+        stderr(&second).contains("portflow serve"),
+        "{}",
+        stderr(&second)
+    );
 }
 
 #[test]

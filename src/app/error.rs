@@ -103,6 +103,17 @@ pub enum Error {
         /// Its hint.
         hint: Option<String>,
     },
+    /// A foreground `run`/`resume` holds the state directory and serves its API,
+    /// but drives only its own run: it starts no other.
+    #[error("the state directory is held by a foreground `portflow run`/`resume` (pid {pid}), which drives only run {}; it does not {what}", .running.as_deref().unwrap_or("(none now)"))]
+    Foreground {
+        /// What was asked (`start a run`, `drive run X`).
+        what: String,
+        /// The run it drives now.
+        running: Option<String>,
+        /// Its process id.
+        pid: u32,
+    },
     /// Other bad input.
     #[error("{message}")]
     Input {
@@ -240,6 +251,8 @@ impl Error {
             }
             Error::Remote { status: 404, .. } => Kind::NotFound,
             Error::Remote { status: 400, .. } => Kind::Input,
+            // 409: the state directory's holder will not do it (a foreground run).
+            Error::Remote { status: 409, .. } | Error::Foreground { .. } => Kind::Locked,
             Error::Damaged { .. } => Kind::Damaged,
             Error::Hinted { source, .. } => source.kind(),
             Error::Engine(_)
@@ -285,6 +298,11 @@ impl Error {
                 "if no `portflow serve` runs, remove the stale {}",
                 daemon_file.display()
             )),
+            Error::Foreground { .. } => Some(
+                "wait for it to end (it ends by itself once only people's inputs are left), or stop it with Ctrl-C \
+                 and use `portflow serve` to drive several runs at once"
+                    .to_string(),
+            ),
             Error::Remote { status: 401, .. } => {
                 Some("the token in daemon.json does not match the running daemon".to_string())
             }

@@ -212,6 +212,7 @@ pub fn applied(run: &str, verb: &str, changed: usize, unchanged: usize) -> Resul
         action: verb.to_string(),
         changed,
         unchanged,
+        driven: false,
     })
 }
 

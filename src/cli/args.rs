@@ -61,6 +61,10 @@ pub enum Command {
     Run {
         /// Run file.
         file: PathBuf,
+        /// Address of the local API this run serves while it holds the state
+        /// directory (loopback only; default: a free port, named in daemon.json).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Continue a run after Ctrl-C, a crash or a reboot (default: every unfinished run).
     Resume {
@@ -73,6 +77,9 @@ pub enum Command {
         /// Name recorded as the operator who continued.
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
+        /// Address of the local API served while resuming (as for `run`).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// List runs, or show one run's per-step counts.
     Status {

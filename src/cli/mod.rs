@@ -110,9 +110,20 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
     match cmd {
         Command::Validate { files } => validate(app, &files),
         Command::Plan { file } => plan::plan(app, &file).await,
-        Command::Run { file } => runs::run(app, &file).await,
-        Command::Resume { run, continue_, by } => {
-            runs::resume(app, run.as_deref(), continue_.then_some(by.as_str())).await
+        Command::Run { file, listen } => runs::run(app, &file, listen).await,
+        Command::Resume {
+            run,
+            continue_,
+            by,
+            listen,
+        } => {
+            runs::resume(
+                app,
+                run.as_deref(),
+                continue_.then_some(by.as_str()),
+                listen,
+            )
+            .await
         }
         Command::Status { run } => inspect::status(app, run.as_deref()).await,
         Command::Show { run, subject } => inspect::show(app, &run, &subject).await,

@@ -11,8 +11,13 @@ use crate::app::{App, Error};
 use crate::client::connect;
 use crate::report::exit;
 
-/// Send `verb` and print what it changed. Done here, `extra` ends the lines
-/// and `nothing` the error when nothing applied; through the daemon, a note says so.
+/// The end of the line when the run's live driver takes the input: the same
+/// through `portflow serve` and through a foreground run.
+const DRIVEN_NOTE: &str = " (taken by the run's live driver; no resume needed)";
+
+/// Send `verb` and print what it changed. Stored only, `extra` ends the lines
+/// and `nothing` the error when nothing applied; taken by a live driver (the
+/// daemon's or a foreground run's), a note says so and no resume is needed.
 async fn send(
     app: &App,
     run: &str,
@@ -34,10 +39,7 @@ async fn send(
         }
         Err(e) => return Err(e.into()),
     };
-    let extra = match service.where_note() {
-        "" => extra,
-        note => note,
-    };
+    let extra = if a.driven { DRIVEN_NOTE } else { extra };
     let verb = past(verb);
     if app.json {
         print_json(&serde_json::json!({
@@ -49,8 +51,8 @@ async fn send(
             "{verb}: {} instance(s) of run {run} changed, {} not applicable{extra}",
             a.changed, a.unchanged
         );
-        if service.where_note().is_empty() {
-            // Without a daemon nothing drives the run until someone resumes it.
+        if !a.driven {
+            // Nothing drives the run until someone resumes it.
             println!("continue with: portflow resume {run}");
         }
     }

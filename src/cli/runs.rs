@@ -1,6 +1,8 @@
-//! `run` and `resume`: drive runs here with a live progress display, or watch
-//! the daemon drive them; then print the summary.
+//! `run` and `resume`: drive runs here with a live progress display (serving
+//! the local API meanwhile, so other commands work), or watch the daemon
+//! drive them; then print the summary.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use serde_json::Value;
@@ -16,13 +18,14 @@ use crate::app::summary::RunSummary;
 use crate::app::App;
 use crate::client::{connect, Conn, Local};
 use crate::clock::Stopwatch;
+use crate::daemon::foreground::{self, Api, Foreground};
 use crate::engine::executor::DriveEnd;
 use crate::engine::run::RunRecord;
 use crate::report::exit;
 use crate::spec;
 
 /// `portflow run FILE`.
-pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
+pub async fn run(app: &App, file: &Path, listen: Option<SocketAddr>) -> Result<u8, CliError> {
     let loaded = spec::load_run(file, &app.search_dirs())?;
     print_warnings(&loaded.warnings());
     let local = match connect(app)? {
@@ -38,6 +41,7 @@ pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
             return Ok(d.follow(&started.run, app.json).await?);
         }
     };
+    let api = serve_api(app, &local, listen).await?;
     let all: Vec<&spec::runfile::Subject> = loaded.subjects.iter().collect();
     // A named simulated tenant's clock goes on where its last run left it.
     let opts = NewRun {
@@ -49,7 +53,32 @@ pub async fn run(app: &App, file: &Path) -> Result<u8, CliError> {
     if !app.json {
         println!("{}", started_line(&record));
     }
-    drive(app, &local, record).await
+    let code = drive(app, &local, api.as_ref(), record).await;
+    stop_api(api).await;
+    code
+}
+
+/// Serve the local API while this process holds the state directory; when it
+/// cannot, say once why and go on without it.
+async fn serve_api(
+    app: &App,
+    local: &Local,
+    listen: Option<SocketAddr>,
+) -> Result<Option<Foreground>, CliError> {
+    let store = local.store.clone();
+    match foreground::serve(app, store, local.committer().clone(), listen).await? {
+        Api::Serving(f) => Ok(Some(f)),
+        Api::NotServing(line) => {
+            eprintln!("{line}");
+            Ok(None)
+        }
+    }
+}
+
+async fn stop_api(api: Option<Foreground>) {
+    if let Some(f) = api {
+        f.stop().await;
+    }
 }
 
 /// `portflow resume [RUN] [--continue]`.
@@ -57,6 +86,7 @@ pub async fn resume(
     app: &App,
     run: Option<&str>,
     continue_by: Option<&str>,
+    listen: Option<SocketAddr>,
 ) -> Result<u8, CliError> {
     if continue_by.is_some() && run.is_none() {
         return Err(CliError::input("`resume --continue` needs the run id")
@@ -85,18 +115,26 @@ pub async fn resume(
         }
         return Ok(exit::OK);
     }
-    let mut worst = exit::OK;
+    let api = serve_api(app, &local, listen).await?;
+    let mut worst = Ok(exit::OK);
     for record in runs {
         if !app.json {
             println!("resuming run {} ({})", record.id, record.workflow.name);
         }
-        let code = drive(app, &local, record).await?;
-        if code == exit::INTERRUPTED {
-            return Ok(code);
+        match drive(app, &local, api.as_ref(), record).await {
+            Ok(code) if code == exit::INTERRUPTED => {
+                worst = Ok(code);
+                break;
+            }
+            Ok(code) => worst = worst.map(|w| w.max(code)),
+            Err(e) => {
+                worst = Err(e);
+                break;
+            }
         }
-        worst = worst.max(code);
     }
-    Ok(worst)
+    stop_api(api).await;
+    worst
 }
 
 /// `resume` while the daemon drives every unfinished run: say so, and watch
@@ -107,7 +145,11 @@ async fn resume_through(
     run: Option<&str>,
 ) -> crate::app::Result<u8> {
     let Some(id) = run else {
-        let active = d.unfinished_runs()?;
+        let unfinished = d.unfinished_runs()?;
+        if d.is_foreground() {
+            return Ok(resume_beside_foreground(app, &unfinished));
+        }
+        let active: Vec<String> = unfinished.into_iter().map(|(r, _)| r).collect();
         if app.json {
             print_json(&serde_json::json!({"resumed": active, "by": "daemon"}));
         } else if active.is_empty() {
@@ -122,13 +164,60 @@ async fn resume_through(
     };
     d.resume_run(id)?;
     if !app.json {
-        println!("resuming run {id} in the daemon; Ctrl-C stops watching, not the run");
+        let by = if d.is_foreground() {
+            "by the foreground run that holds the state directory"
+        } else {
+            "in the daemon"
+        };
+        println!("resuming run {id} {by}; Ctrl-C stops watching, not the run");
     }
     d.follow(id, app.json).await
 }
 
-/// Drive a stored run here until it ends, is idle, or Ctrl-C; print its summary.
-async fn drive(app: &App, local: &Local, record: RunRecord) -> Result<u8, CliError> {
+/// `resume` while a foreground run holds the state directory: it drives only
+/// its own run; the others wait until it ends.
+fn resume_beside_foreground(app: &App, unfinished: &[(String, bool)]) -> u8 {
+    let pick = |active: bool| -> Vec<&str> {
+        unfinished
+            .iter()
+            .filter(|(_, a)| *a == active)
+            .map(|(r, _)| r.as_str())
+            .collect()
+    };
+    let (driven, waiting) = (pick(true), pick(false));
+    if app.json {
+        print_json(&serde_json::json!({"resumed": driven, "by": "foreground", "waiting": waiting}));
+    } else {
+        println!(
+            "a foreground `portflow run`/`resume` holds the state directory and drives: {}",
+            if driven.is_empty() {
+                "nothing now".to_string()
+            } else {
+                driven.join(", ")
+            }
+        );
+        if !waiting.is_empty() {
+            println!(
+                "not driven until it ends: {} (then `portflow resume`, or use `portflow serve` to drive several at once)",
+                waiting.join(", ")
+            );
+        }
+    }
+    if waiting.is_empty() {
+        exit::OK
+    } else {
+        exit::LOCKED
+    }
+}
+
+/// Drive a stored run here until it ends, is idle, or Ctrl-C; print its
+/// summary. With `api`, the API's operator inputs reach this driver.
+async fn drive(
+    app: &App,
+    local: &Local,
+    api: Option<&Foreground>,
+    record: RunRecord,
+) -> Result<u8, CliError> {
     let store = local.store.clone();
     let committer = local.committer().clone();
     let Prepared {
@@ -153,11 +242,19 @@ async fn drive(app: &App, local: &Local, record: RunRecord) -> Result<u8, CliErr
         clock.clone(),
         driver.budget.clone(),
     );
-    let end = driver.drive(stop_rx).await;
+    let (end, attached) = match api {
+        Some(f) => {
+            let (end, a) = f.drive(&driver, record.subjects, stop_rx).await;
+            (end, Some(a))
+        }
+        None => (driver.drive(stop_rx).await, None),
+    };
     display.stop().await;
     signals.abort();
     let end = end.map_err(crate::app::Error::from)?;
     let record = finish_run(&*store, &committer, record, end, &clock).await?;
+    // Stored: inputs from now on go to the store, as offline.
+    drop(attached);
     let elapsed = watch.elapsed();
     let virtual_elapsed = clock.now().since(virtual_start);
     let summary = RunSummary::load(&*store, &record, &workflow)?;

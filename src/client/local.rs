@@ -74,8 +74,4 @@ impl Service for Local {
         committer.barrier().await?;
         v
     }
-
-    fn where_note(&self) -> &'static str {
-        ""
-    }
 }

@@ -27,6 +27,8 @@ pub struct Daemon {
     address: String,
     token: String,
     file: PathBuf,
+    foreground: bool,
+    app: App,
 }
 
 /// No body.
@@ -42,7 +44,15 @@ impl Daemon {
             address: doc.address,
             token: doc.token,
             file,
+            foreground: doc.foreground,
+            app: app.clone(),
         })
+    }
+
+    /// Whether a foreground `run`/`resume` serves this API (it drives only its
+    /// own run), not `portflow serve`.
+    pub fn is_foreground(&self) -> bool {
+        self.foreground
     }
 
     /// One request; returns the HTTP status and the JSON body.
@@ -166,14 +176,14 @@ impl Daemon {
         Ok(())
     }
 
-    /// The runs not yet finished.
-    pub fn unfinished_runs(&self) -> Result<Vec<String>> {
+    /// The runs not yet finished, and whether a driver runs each.
+    pub fn unfinished_runs(&self) -> Result<Vec<(String, bool)>> {
         let list: RunList = self.call("GET", "/api/runs", NONE)?;
         Ok(list
             .runs
             .into_iter()
             .filter(|r| r.finished_at.is_none())
-            .map(|r| r.run)
+            .map(|r| (r.run, r.active))
             .collect())
     }
 
@@ -183,7 +193,14 @@ impl Daemon {
         let path = format!("/api/runs/{}", enc(id));
         let mut last_line = String::new();
         loop {
-            let v: RunProgress = self.call("GET", &path, NONE)?;
+            let v: RunProgress = match self.call("GET", &path, NONE) {
+                Ok(v) => v,
+                // A foreground run's API ends with it: read the run's end here.
+                Err(e @ Error::Unreachable { .. }) if self.foreground => {
+                    return self.ended_here(id, json, e).await
+                }
+                Err(e) => return Err(e),
+            };
             if !v.active {
                 // The daemon applies the same outcome rule as a local run.
                 let code = v.outcome.map_or(exit::FAILED, |o| o.exit_code);
@@ -207,6 +224,31 @@ impl Daemon {
                 _ = crate::clock::wait_real(Duration::from_secs(1)) => {}
             }
         }
+    }
+}
+
+impl Daemon {
+    /// After a foreground run that served the API ended: once its store is
+    /// free, print what `status RUN` prints and return the run's exit code.
+    async fn ended_here(&self, id: &str, json: bool, gone: Error) -> Result<u8> {
+        let t0 = std::time::Instant::now();
+        let store = loop {
+            match self.app.open_store() {
+                Ok(s) => break s,
+                Err(e)
+                    if e.kind() == crate::app::Kind::Locked
+                        && t0.elapsed() < Duration::from_secs(10) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(_) => return Err(gone),
+            }
+        };
+        let record = crate::app::runs::load_run(&store, id)?;
+        let wf = crate::app::runs::pinned_workflow(&record)?;
+        let code = crate::app::runs::run_outcome(&store, &record, &wf)?.exit_code();
+        print!("{}", crate::app::show::status_text(&store, Some(id), json)?);
+        Ok(code)
     }
 }
 
@@ -319,10 +361,6 @@ impl Service for Daemon {
                 self.call("DELETE", &format!("/api/schedules/{}", enc(&name)), NONE)
             }
         }
-    }
-
-    fn where_note(&self) -> &'static str {
-        " (through the daemon, which drives the run)"
     }
 }
 

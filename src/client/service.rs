@@ -28,6 +28,4 @@ pub trait Service: Send + Sync {
     async fn backup(&self, dest: &Path) -> Result<BackupDone>;
     /// A `schedule …` operation; the answer is the schedule view document.
     async fn schedule(&self, op: ScheduleOp) -> Result<Value>;
-    /// Where the output says the work happens (`""` here, a note for the daemon).
-    fn where_note(&self) -> &'static str;
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::state::{Daemon, Shared};
+use super::state::{Daemon, Role, Shared};
 use crate::api::{Applied, OperateBody};
 use crate::app::driver::prepare;
 use crate::app::operate::{self, OpenRun, Target};
@@ -22,6 +22,9 @@ use crate::store::records;
 pub(crate) fn start_driver(daemon: &Shared, record: RunRecord) -> Result<()> {
     if daemon.drivers.is_active(&record.id) {
         return Ok(());
+    }
+    if daemon.role == Role::Foreground {
+        return Err(daemon.refuse(format!("drive run {}", record.id)));
     }
     let prepared = prepare(
         &daemon.app,
@@ -98,12 +101,15 @@ pub(crate) async fn apply_input(
     verb: &str,
     body: &OperateBody,
 ) -> Result<Applied> {
+    // A foreground drive that is ending owns its instances until its end is stored.
+    d.drivers.wait_released(run_id).await?;
     let mut run = OpenRun::load(&*d.store, run_id)?;
     let input = operate::parse_verb(&run.ctx.workflow, verb, body)?;
     let targets = run.indices(&*d.store, &Target::of(body.subject.as_deref()))?;
     let addressed = targets.len();
     let sender = d.drivers.inbox(run_id);
     let mut changed = 0usize;
+    let mut driven = false;
     let mut offline = Vec::new();
     for idx in targets {
         let routed = match &sender {
@@ -120,6 +126,7 @@ pub(crate) async fn apply_input(
                 match (sent, if sent { answer.await.ok() } else { None }) {
                     (true, Some(rule)) => {
                         changed += usize::from(rule? != UNEXPECTED);
+                        driven = true;
                         true
                     }
                     _ => false,
@@ -141,13 +148,17 @@ pub(crate) async fn apply_input(
         )
         .await?;
         changed += e.changed;
-        if e.changed > 0 && run.record.finished_at.is_none() {
+        // A foreground drive does not take on runs: they wait for `resume`.
+        if e.changed > 0 && run.record.finished_at.is_none() && d.role == Role::Daemon {
             start_driver(d, run.record.clone())?;
+            driven = true;
         }
     }
     // Instances changed outside the cache's view; the page and /metrics read them again.
     d.scans.invalidate();
-    operate::applied(run_id, verb, changed, addressed - changed)
+    let mut applied = operate::applied(run_id, verb, changed, addressed - changed)?;
+    applied.driven = driven;
+    Ok(applied)
 }
 
 /// What [`launch_run_file`] did.
@@ -167,6 +178,9 @@ pub(crate) async fn launch_run_file(
     label: Option<String>,
     id: Option<String>,
 ) -> Result<Launched> {
+    if d.role == Role::Foreground {
+        return Err(d.refuse("start another run".to_string()));
+    }
     let loaded = crate::app::runpath::load(file, &d.app.search_dirs())?;
     // Scheduled waves have no terminal: the journal gets the warnings.
     for w in loaded.warnings() {

@@ -2,11 +2,13 @@
 //! unfinished run at start, and answers a local JSON API (`api`: runs,
 //! instances, approve / signal / cancel / retry, schedules, backup) guarded by
 //! a token it writes, mode 0600, to `<state>/daemon.json` and checks in
-//! [`auth`] before any handler. SIGTERM or Ctrl-C stops it cleanly.
+//! [`auth`] before any handler. SIGTERM or Ctrl-C stops it cleanly. A
+//! foreground `run`/`resume` serves the same API ([`foreground`]).
 
 mod api;
 mod auth;
 mod drivers;
+pub mod foreground;
 mod scan;
 mod scheduler;
 mod state;
@@ -162,11 +164,13 @@ pub async fn serve(
             address: address.to_string(),
             token: token.clone(),
             pid: std::process::id(),
+            foreground: false,
         },
     )?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let daemon = Arc::new(Daemon {
         app: app.clone(),
+        role: state::Role::Daemon,
         store: store.clone(),
         committer: committer.clone(),
         token,

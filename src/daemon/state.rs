@@ -13,10 +13,23 @@ use crate::engine::executor::{Driver, Inbound};
 use crate::store::commit::Committer;
 use crate::store::sled_store::SledStore;
 
+/// Who answers the API: `portflow serve`, or a foreground `run`/`resume`
+/// that serves it while it holds the state directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The daemon: drives every unfinished run, starts runs, fires schedules.
+    Daemon,
+    /// A foreground drive: serves every read and operator input, but drives
+    /// only its own run and fires no schedule.
+    Foreground,
+}
+
 /// The daemon's shared state.
 pub(crate) struct Daemon {
     /// Settings.
     pub(crate) app: App,
+    /// Who serves.
+    pub(crate) role: Role,
     /// The engine store it holds.
     pub(crate) store: Arc<SledStore>,
     /// Its group committer.
@@ -40,6 +53,21 @@ pub(crate) struct Daemon {
 /// The daemon, as handlers and tasks hold it.
 pub(crate) type Shared = Arc<Daemon>;
 
+impl Daemon {
+    /// The refusal of a foreground drive asked to `what` (start or drive another run).
+    pub(crate) fn refuse(&self, what: String) -> crate::app::Error {
+        crate::app::Error::Foreground {
+            what,
+            running: lock(&self.drivers.drivers).keys().next().cloned(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// How long an operator input waits for a foreground drive that is ending
+/// (its inbox closed) to store its end, before it is applied to the store.
+const ENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The runs being driven.
 #[derive(Default)]
 pub(crate) struct Drivers {
@@ -56,9 +84,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Drivers {
-    /// Whether a driver for `run` is going.
+    /// Whether a driver for `run` is going (until its end is stored: a
+    /// foreground drive that closed its inbox is still active).
     pub(crate) fn is_active(&self, run: &str) -> bool {
-        lock(&self.inboxes).contains_key(run)
+        lock(&self.drivers).contains_key(run)
+    }
+
+    /// Stop taking inputs for `run` through its inbox: its driver, left
+    /// without a sender, ends like a drive without one once it is idle.
+    pub(crate) fn close_inbox(&self, run: &str) {
+        lock(&self.inboxes).remove(run);
+    }
+
+    /// Wait until `run`'s driver, whose inbox is closed, is forgotten (its end
+    /// stored); then the store is the only owner of its instances.
+    pub(crate) async fn wait_released(&self, run: &str) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        while self.is_active(run) && self.inbox(run).is_none() {
+            if t0.elapsed() > ENDING_WAIT {
+                return Err(crate::app::Error::runtime(format!(
+                    "run {run}'s drive is ending but did not store its end within {} s",
+                    ENDING_WAIT.as_secs()
+                ))
+                .hint("send the input again once `portflow status` works without it"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     pub(crate) fn inbox(&self, run: &str) -> Option<mpsc::Sender<Inbound>> {

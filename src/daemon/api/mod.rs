@@ -1,6 +1,6 @@
 //! The daemon's JSON API: routes, and the one mapping from an application
 //! error to an HTTP answer (`404` for what does not exist, `400` for bad
-//! input, `500` for the rest; the body is `{"error", "hint"}`).
+//! input, `409` for what the state directory's holder will not do, `500` for the rest; the body is `{"error", "hint"}`).
 
 mod backup;
 mod cli;
@@ -22,7 +22,9 @@ impl IntoResponse for Error {
         let status = match self.kind() {
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::Input => StatusCode::BAD_REQUEST,
-            Kind::Locked | Kind::Damaged | Kind::Runtime => StatusCode::INTERNAL_SERVER_ERROR,
+            // The client maps 409 back to exit 4, as a locked store is locally.
+            Kind::Locked => StatusCode::CONFLICT,
+            Kind::Damaged | Kind::Runtime => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = ErrorBody {
             error: self.to_string(),
