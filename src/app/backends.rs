@@ -245,6 +245,22 @@ pub fn open_existing_default(dir: &Path) -> std::result::Result<Arc<SimTenant>, 
     open_existing_sim(dir, &SimConfig::default(), Arc::new(SystemClock))
 }
 
+/// The simulated tenants' directory names under `<state>/sim`, sorted
+/// (hidden ones, such as an older plan's `.plan-<pid>` scratch, left out).
+pub fn sim_tenant_names(app: &App) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(app.state.join("sim"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// Whether `dir` holds a simulated tenant: sled's data file is there. A bare
 /// directory is not one (opening it would seed a tenant).
 pub fn is_tenant(dir: &std::path::Path) -> bool {

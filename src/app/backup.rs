@@ -26,16 +26,7 @@ pub fn backup_into(app: &App, store: &SledStore, dest: &Path) -> Result<BackupDo
     let engine_keys = store.backup_to(&dest.join("engine"))?;
     let mut sims = Vec::new();
     let sim_root = app.state.join("sim");
-    let mut names: Vec<String> = std::fs::read_dir(&sim_root)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| e.path().is_dir())
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
+    let names = super::backends::sim_tenant_names(app);
     for name in names {
         let dir = sim_root.join(&name);
         // Never seeds: an empty tenant directory is reported, not filled.

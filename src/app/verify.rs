@@ -264,17 +264,7 @@ pub fn verify(app: &App) -> Result<(String, u8)> {
     let scratch = Scratch::new()?;
     let (engine, uses) = verify_engine(&app.engine_dir(), &scratch)?;
     let mut reports = vec![engine];
-    let mut names: Vec<String> = std::fs::read_dir(app.state.join("sim"))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| e.path().is_dir())
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                // `.plan-<pid>`: a plan's scratch tenant.
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
+    let names = super::backends::sim_tenant_names(app);
     for name in &names {
         reports.push(verify_sim(
             name,

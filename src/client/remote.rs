@@ -231,7 +231,7 @@ impl Daemon {
     /// After a foreground run that served the API ended: once its store is
     /// free, print what `status RUN` prints and return the run's exit code.
     async fn ended_here(&self, id: &str, json: bool, gone: Error) -> Result<u8> {
-        let t0 = std::time::Instant::now();
+        let t0 = crate::clock::Stopwatch::start();
         let store = loop {
             match self.app.open_store() {
                 Ok(s) => break s,
@@ -239,7 +239,7 @@ impl Daemon {
                     if e.kind() == crate::app::Kind::Locked
                         && t0.elapsed() < Duration::from_secs(10) =>
                 {
-                    tokio::time::sleep(Duration::from_millis(100)).await
+                    crate::clock::wait_real(Duration::from_millis(100)).await
                 }
                 Err(_) => return Err(gone),
             }

@@ -284,7 +284,7 @@ async fn halt_when_idle(
     let mut seen: Option<u64> = None;
     let mut inbox_open = true;
     loop {
-        tokio::time::sleep(WATCH_EVERY).await;
+        crate::clock::wait_real(WATCH_EVERY).await;
         let moved = driver.progress.transitions.load(Ordering::SeqCst);
         if !idle_now(&d, &driver, subjects).await {
             seen = None;

@@ -99,7 +99,7 @@ impl Drivers {
     /// Wait until `run`'s driver, whose inbox is closed, is forgotten (its end
     /// stored); then the store is the only owner of its instances.
     pub(crate) async fn wait_released(&self, run: &str) -> Result<()> {
-        let t0 = std::time::Instant::now();
+        let t0 = crate::clock::Stopwatch::start();
         while self.is_active(run) && self.inbox(run).is_none() {
             if t0.elapsed() > ENDING_WAIT {
                 return Err(crate::app::Error::runtime(format!(
@@ -108,7 +108,7 @@ impl Drivers {
                 ))
                 .hint("send the input again once `portflow status` works without it"));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            crate::clock::wait_real(std::time::Duration::from_millis(20)).await;
         }
         Ok(())
     }
