@@ -103,6 +103,10 @@ pub(crate) async fn apply_input(
 ) -> Result<Applied> {
     // A foreground drive that is ending owns its instances until its end is stored.
     d.drivers.wait_released(run_id).await?;
+    let _starting = match d.role {
+        Role::Foreground => Some(d.drivers.starting.lock().await),
+        Role::Daemon => None,
+    };
     let mut run = OpenRun::load(&*d.store, run_id)?;
     let input = operate::parse_verb(&run.ctx.workflow, verb, body)?;
     let targets = run.indices(&*d.store, &Target::of(body.subject.as_deref()))?;

@@ -62,7 +62,11 @@ impl Drop for FileGuard {
 pub struct Foreground {
     // Dropped first: the file goes before the store (held through `shared`)
     // is released, so it never names a process that no longer holds the lock.
-    file: FileGuard,
+    /// Written once the first driver is registered, so no command reaches
+    /// the API before an input can reach a driver.
+    file: std::sync::Mutex<Option<FileGuard>>,
+    path: PathBuf,
+    doc: DaemonFile,
     shared: Shared,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -113,11 +117,13 @@ pub async fn serve(
         pid: std::process::id(),
         foreground: true,
     };
-    // The same exclusive 0600 write as the daemon's; a stale file is replaced.
-    if let Err(e) = write_daemon_file(&file, &doc) {
-        return not_serving(e.to_string());
+    // We hold the store: a daemon.json here is a killed process's. It goes
+    // now; ours is written when the first driver is registered.
+    if let Err(e) = std::fs::remove_file(&file) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return not_serving(format!("cannot replace {}: {e}", file.display()));
+        }
     }
-    let guard = FileGuard(file.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Daemon {
         app: app.clone(),
@@ -147,7 +153,9 @@ pub async fn serve(
         "foreground run serving the local API"
     );
     Ok(Api::Serving(Foreground {
-        file: guard,
+        file: std::sync::Mutex::new(None),
+        path: file,
+        doc,
         shared,
         stop: stop_tx,
         server,
@@ -180,7 +188,11 @@ impl Foreground {
     ) -> (Result<DriveEnd, EngineError>, Attached) {
         let (tx, rx) = mpsc::channel(256);
         let run = driver.run_id.clone();
-        self.shared.drivers.register(&run, tx, driver.clone());
+        {
+            let _starting = self.shared.drivers.starting.lock().await;
+            self.shared.drivers.register(&run, tx, driver.clone());
+        }
+        self.publish();
         let attached = Attached {
             shared: self.shared.clone(),
             run,
@@ -218,6 +230,26 @@ impl Foreground {
         (end, attached)
     }
 
+    /// Write `daemon.json` (the same exclusive 0600 write as the daemon's)
+    /// the first time; if that fails, say so once: other commands then see
+    /// the state directory in use.
+    fn publish(&self) {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if file.is_some() {
+            return;
+        }
+        match write_daemon_file(&self.path, &self.doc) {
+            Ok(()) => *file = Some(FileGuard(self.path.clone())),
+            Err(e) => {
+                // Never retried: one line, and a placeholder guard that removes nothing of ours.
+                eprintln!(
+                    "warning: {e}; other commands see the state directory in use (exit 4) until this run ends"
+                );
+                *file = Some(FileGuard(PathBuf::new()));
+            }
+        }
+    }
+
     /// Stop answering and remove `daemon.json`.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -226,7 +258,7 @@ impl Foreground {
             Ok(_) => {}
             Err(_) => tracing::warn!("local API: requests still open at the end of the run"),
         }
-        drop(self.file);
+        drop(self.file.into_inner());
     }
 }
 

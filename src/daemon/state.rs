@@ -77,6 +77,10 @@ pub(crate) struct Drivers {
     drivers: Mutex<HashMap<String, Arc<Driver>>>,
     /// Driver tasks; awaited at shutdown so every one persists its last step.
     tasks: Mutex<tokio::task::JoinSet<Result<()>>>,
+    /// Held by an input applied without a driver and by a foreground driver's
+    /// registration: an input is either committed before the driver reads
+    /// the store or goes to its inbox, never lost in between.
+    pub(crate) starting: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
