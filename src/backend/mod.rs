@@ -7,6 +7,8 @@
 
 pub mod catalog;
 pub mod config;
+#[cfg(feature = "graph")]
+pub mod graph;
 pub mod readonly;
 pub mod registry;
 pub mod sim;
