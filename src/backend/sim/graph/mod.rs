@@ -13,7 +13,8 @@
 //! endpoint plugs in there). [`GraphSimConfig`] adds Graph-level fault knobs
 //! (429 with and without `Retry-After`, 503, tokens expiring mid-run, failed
 //! long-running operations, a `Location` on a foreign host, the doc examples'
-//! body shapes), drawn deterministically from the tenant's seed.
+//! body shapes, JSON-in-message errors, missing permissions), drawn
+//! deterministically from the tenant's seed where random.
 //!
 //! Nothing here is reachable by users yet (`portflow sim serve` will be).
 
@@ -78,6 +79,14 @@ pub struct GraphSimConfig {
     /// long-running operation and userConfiguration GETs wrap the entity in
     /// `value`.
     pub doc_style_bodies: bool,
+    /// Write error bodies (401 aside) as `code: "UnknownError"` with the
+    /// real `{"code","message"}` as JSON text in `message`, a variant seen
+    /// from these endpoints (BACKENDS.md).
+    pub json_in_message_errors: bool,
+    /// Application permissions the app lacks: a request that every one of
+    /// its admitting permissions is missing for is answered 403 with
+    /// Graph's "Insufficient permission(s)" text (what `doctor` reports).
+    pub missing_permissions: Vec<String>,
 }
 
 impl Default for GraphSimConfig {
@@ -94,6 +103,8 @@ impl Default for GraphSimConfig {
             lro_failure_rate: 0.0,
             foreign_location: None,
             doc_style_bodies: false,
+            json_in_message_errors: false,
+            missing_permissions: Vec::new(),
         }
     }
 }

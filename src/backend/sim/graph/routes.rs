@@ -84,6 +84,8 @@ struct Ctx {
     client_request_id: String,
     date: String,
     include_unknown: bool,
+    /// [`super::GraphSimConfig::json_in_message_errors`].
+    json_in_message: bool,
 }
 
 type Reply = Result<Response, Response>;
@@ -118,6 +120,15 @@ impl Ctx {
     }
 
     fn error(&self, status: StatusCode, code: &str, message: &str) -> Response {
+        if self.json_in_message && !status.is_success() && status != StatusCode::UNAUTHORIZED {
+            // The variant seen on these endpoints: the real error as JSON text.
+            let inner = json!({"code": code, "message": message}).to_string();
+            return self.plain_error(status, "UnknownError", &inner);
+        }
+        self.plain_error(status, code, message)
+    }
+
+    fn plain_error(&self, status: StatusCode, code: &str, message: &str) -> Response {
         self.json(
             status,
             json!({"error": {
@@ -152,11 +163,9 @@ impl Ctx {
     /// A tenant error as Graph would answer it.
     fn backend(&self, e: &BackendError) -> Response {
         match e.kind {
-            ErrorKind::Throttled => self.throttled(
-                e.retry_after_ms
-                    .map(|ms| ms.div_ceil(1000).max(1))
-                    .or(Some(1)),
-            ),
+            ErrorKind::Throttled => {
+                self.throttled(e.retry_after_ms.map(|ms| ms.div_ceil(1000).max(1)))
+            }
             ErrorKind::Transient => self.error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "serviceNotAvailable",
@@ -201,6 +210,7 @@ pub(super) async fn dispatch(sim: &GraphSim, req: Request) -> Response {
             .map_or_else(|| request_id.clone(), str::to_string),
         request_id,
         date: now.rfc3339(),
+        json_in_message: sim.cfg.json_in_message_errors,
         include_unknown: header_str(h, "prefer").is_some_and(|p| {
             p.split(',').any(|x| {
                 x.trim()
@@ -305,6 +315,22 @@ async fn route(
             &format!("The method {method} is not allowed on this resource."),
         )
     };
+    if let Some(any) = permissions(&seg_names, post) {
+        if any
+            .iter()
+            .all(|p| sim.cfg.missing_permissions.iter().any(|m| m == p))
+        {
+            return Err(ctx.error(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &format!(
+                    "Insufficient permission(s) for the request. API requires any of the \
+                     following permission(s): {}.",
+                    any.join(",")
+                ),
+            ));
+        }
+    }
     match seg_names.as_slice() {
         ["subscribedSkus"] if get => subscribed_skus(sim, ctx),
         [first, tail @ ..] if first.starts_with("users") => {
@@ -376,6 +402,38 @@ async fn route(
             &format!("The simulator does not serve '{path}' for {method}."),
         )),
     }
+}
+
+/// The application permissions any one of which admits a request to this
+/// path (Graph's "least privileged" lists; read permissions first).
+fn permissions(segs: &[&str], post: bool) -> Option<&'static [&'static str]> {
+    Some(match segs {
+        ["subscribedSkus", ..] => &[
+            "LicenseAssignment.Read.All",
+            "Organization.Read.All",
+            "Directory.Read.All",
+        ],
+        [u, .., "assignLicense"] if u.starts_with("users") => &[
+            "LicenseAssignment.ReadWrite.All",
+            "User.ReadWrite.All",
+            "Directory.ReadWrite.All",
+        ],
+        [u, ..] if u.starts_with("users") => {
+            &["User.Read.All", "User.ReadWrite.All", "Directory.Read.All"]
+        }
+        ["admin", "teams", u, ..] if u.starts_with("userConfigurations") => {
+            &["TeamsUserConfiguration.Read.All"]
+        }
+        ["admin", "teams", "telephoneNumberManagement", ..] if post => {
+            &["TeamsTelephoneNumber.ReadWrite.All"]
+        }
+        ["admin", "teams", "telephoneNumberManagement", ..] => &[
+            "TeamsTelephoneNumber.Read.All",
+            "TeamsTelephoneNumber.ReadWrite.All",
+        ],
+        ["admin", "teams", "policy", ..] => &["TeamsPolicyUserAssign.ReadWrite.All"],
+        _ => return None,
+    })
 }
 
 // ---------------------------------------------------------------- helpers

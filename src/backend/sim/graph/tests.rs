@@ -706,6 +706,24 @@ async fn the_tenants_own_faults_surface_as_429_and_503() {
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(a.header("retry-after"), Some("1"));
 
+    // Injected 429s: half with Retry-After, half without, both kept.
+    let mut cfg = config(3);
+    cfg.faults = FaultConfig {
+        throttle_rate: 1.0,
+        ..FaultConfig::default()
+    };
+    let e = env_with(cfg, |_| {});
+    let mut with = (0, 0);
+    for _ in 0..16 {
+        let a = e.get("/v1.0/users/user0001@contoso.com").await;
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+        match a.header("retry-after") {
+            Some(_) => with.0 += 1,
+            None => with.1 += 1,
+        }
+    }
+    assert!(with.0 > 0 && with.1 > 0, "{with:?}");
+
     let mut cfg = config(3);
     cfg.faults = FaultConfig {
         transient_rate: 1.0,
@@ -1121,4 +1139,55 @@ async fn the_router_serves_over_a_loopback_socket() {
         )),
         "{reply}"
     );
+}
+
+#[tokio::test]
+async fn missing_permissions_answer_403_naming_what_to_grant() {
+    let e = env(|c| c.missing_permissions = vec!["TeamsTelephoneNumber.ReadWrite.All".into()]);
+    let w = e
+        .post(
+            &format!("{NUMBERS}/unassignNumber"),
+            json!({"telephoneNumber": SimTenant::seeded_number(1), "numberType": "directRouting"}),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::FORBIDDEN);
+    assert_eq!(w.code(), "Forbidden");
+    assert!(w.message().contains("TeamsTelephoneNumber.ReadWrite.All"));
+    // Reads still work with the read permission.
+    assert_eq!(
+        e.get(&format!("{NUMBERS}?$top=1")).await.status,
+        StatusCode::OK
+    );
+    let e = env(|c| {
+        c.missing_permissions = vec![
+            "TeamsTelephoneNumber.Read.All".into(),
+            "TeamsTelephoneNumber.ReadWrite.All".into(),
+        ]
+    });
+    let r = e.get(&format!("{NUMBERS}?$top=1")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.message().contains(
+        "API requires any of the following permission(s): \
+         TeamsTelephoneNumber.Read.All,TeamsTelephoneNumber.ReadWrite.All."
+    ));
+    assert_eq!(
+        e.get("/v1.0/users/user0001@contoso.com").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn json_in_message_knob_nests_the_real_error_as_text() {
+    let e = env(|c| c.json_in_message_errors = true);
+    let a = e.get("/v1.0/users/nobody@contoso.com").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.code(), "UnknownError");
+    let inner: Value = serde_json::from_str(a.message()).expect("JSON text");
+    assert_eq!(inner["code"], "Request_ResourceNotFound");
+    assert!(a.body["error"]["innerError"]["request-id"].is_string());
+    // 401s keep their code (a client refreshes its token on it).
+    let b = e
+        .send("GET", "/v1.0/users/nobody@contoso.com", &[], None)
+        .await;
+    assert_eq!(b.code(), "InvalidAuthenticationToken");
 }
