@@ -221,21 +221,8 @@ pub(super) async fn dispatch(sim: &GraphSim, req: Request) -> Response {
     if let Err(r) = authenticate(sim, &ctx, h, now) {
         return r;
     }
-    let draw = Key::new(sim.seed())
-        .str("graph-fault")
-        .int(n)
-        .int(now.0 as u64);
-    if draw.unit() < sim.cfg.throttle_rate {
-        let with = draw.int(3).unit() < sim.cfg.throttle_retry_after_share;
-        let secs = sim.cfg.throttle_retry_after.as_secs().max(1);
-        return ctx.throttled(with.then_some(secs));
-    }
-    if draw.unit2() < sim.cfg.unavailable_rate {
-        return ctx.error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "serviceNotAvailable",
-            "The service is temporarily unavailable. Please try again later.",
-        );
+    if let Some(r) = injected_fault(sim, &ctx, n, now) {
+        return r;
     }
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -245,8 +232,99 @@ pub(super) async fn dispatch(sim: &GraphSim, req: Request) -> Response {
     let Some(query) = odata::query_pairs(query) else {
         return ctx.bad_request("The query string is not valid percent-encoded UTF-8.");
     };
+    if parts.uri.path() == "/v1.0/$batch" {
+        if parts.method != Method::POST {
+            return ctx.bad_request("$batch takes POST.");
+        }
+        return batch(sim, &ctx, &body).await.unwrap_or_else(|e| e);
+    }
     let r = route(sim, &ctx, &parts.method, parts.uri.path(), &query, &body).await;
     r.unwrap_or_else(|e| e)
+}
+
+/// The Graph-level fault knobs, drawn for request `n` (a `$batch` draws for
+/// each of its requests).
+fn injected_fault(sim: &GraphSim, ctx: &Ctx, n: u64, now: Timestamp) -> Option<Response> {
+    let draw = Key::new(sim.seed())
+        .str("graph-fault")
+        .int(n)
+        .int(now.0 as u64);
+    if draw.unit() < sim.cfg.throttle_rate {
+        let with = draw.int(3).unit() < sim.cfg.throttle_retry_after_share;
+        let secs = sim.cfg.throttle_retry_after.as_secs().max(1);
+        return Some(ctx.throttled(with.then_some(secs)));
+    }
+    if draw.unit2() < sim.cfg.unavailable_rate {
+        return Some(ctx.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "serviceNotAvailable",
+            "The service is temporarily unavailable. Please try again later.",
+        ));
+    }
+    None
+}
+
+/// Most requests in one `$batch` (Graph's limit).
+const MAX_BATCH: usize = 20;
+
+/// `POST /v1.0/$batch` (JSON batching): each request is answered as if sent
+/// alone, in order (`dependsOn` is not needed: they run one after another),
+/// with the same token and its own fault draw.
+async fn batch(sim: &GraphSim, ctx: &Ctx, body: &[u8]) -> Reply {
+    let m = parse_body(ctx, body)?;
+    let Some(Value::Array(reqs)) = m.get("requests") else {
+        return Err(ctx.bad_request("The batch body needs a 'requests' array."));
+    };
+    if reqs.is_empty() || reqs.len() > MAX_BATCH {
+        return Err(ctx.bad_request(&format!("A batch holds 1 to {MAX_BATCH} requests.")));
+    }
+    let mut out = Vec::new();
+    for r in reqs {
+        let id = r["id"].as_str().unwrap_or_default().to_string();
+        let method = r["method"].as_str().unwrap_or_default();
+        let url = r["url"].as_str().unwrap_or_default();
+        let Ok(method) = Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+            return Err(ctx.bad_request(&format!("Request '{id}' has no valid method.")));
+        };
+        if id.is_empty() || url.is_empty() || url.contains("://") {
+            return Err(ctx.bad_request(
+                "Each batch request needs an 'id', a 'method' and a relative 'url'.",
+            ));
+        }
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let path = format!("/v1.0/{}", path.trim_start_matches('/'));
+        let Some(query) = odata::query_pairs(query) else {
+            return Err(ctx.bad_request("A batch request's query is not valid."));
+        };
+        let sub_body = match r.get("body") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(b) => b.to_string().into_bytes(),
+        };
+        let n = sim.next_request();
+        let resp = match injected_fault(sim, ctx, n, sim.now()) {
+            Some(f) => f,
+            None if path == "/v1.0/$batch" => ctx.bad_request("Batches do not nest."),
+            None => route(sim, ctx, &method, &path, &query, &sub_body)
+                .await
+                .unwrap_or_else(|e| e),
+        };
+        let status = resp.status().as_u16();
+        let mut headers = Map::new();
+        for name in [header::LOCATION, header::RETRY_AFTER, header::CONTENT_TYPE] {
+            if let Some(v) = resp.headers().get(&name).and_then(|v| v.to_str().ok()) {
+                headers.insert(name.as_str().to_string(), Value::String(v.to_string()));
+            }
+        }
+        let bytes = axum::body::to_bytes(resp.into_body(), MAX_BODY * 16)
+            .await
+            .unwrap_or_default();
+        let mut entry = json!({"id": id, "status": status, "headers": headers});
+        if !bytes.is_empty() {
+            entry["body"] = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        }
+        out.push(entry);
+    }
+    Ok(ctx.json(StatusCode::OK, json!({"responses": out})))
 }
 
 fn authenticate(sim: &GraphSim, ctx: &Ctx, h: &HeaderMap, now: Timestamp) -> Result<(), Response> {
@@ -367,6 +445,17 @@ async fn route(
         }
         ["admin", "teams", "telephoneNumberManagement", "numberAssignments"] if get => {
             list_numbers(sim, ctx, query).await
+        }
+        ["admin", "teams", "telephoneNumberManagement", "numberAssignments", id] if get => {
+            get_number(sim, ctx, id).await
+        }
+        ["admin", "teams", "telephoneNumberManagement", seg]
+            if seg.starts_with("numberAssignments(") && get =>
+        {
+            match odata::segment(seg) {
+                Some(Segment::Keyed(_, id)) => get_number(sim, ctx, &id).await,
+                _ => Err(unknown_segment(seg)),
+            }
         }
         ["admin", "teams", "telephoneNumberManagement", "numberAssignments", action] if post => {
             match *action {
@@ -979,6 +1068,36 @@ async fn list_numbers(sim: &GraphSim, ctx: &Ctx, query: &[(String, String)]) -> 
     });
     let context = sim.context("admin/teams/telephoneNumberManagement/numberAssignments");
     Ok(ctx.json(StatusCode::OK, collection(sim, context, page, next)))
+}
+
+/// `GET …/numberAssignments/{id}`: the id is `<guid>|+E164` (what
+/// `resourceLocation` names); the guid must be the number's.
+async fn get_number(sim: &GraphSim, ctx: &Ctx, id: &str) -> Reply {
+    let not_found = || {
+        ctx.error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("The numberAssignment '{id}' was not found."),
+        )
+    };
+    let Some((_, number)) = id.split_once('|') else {
+        return Err(not_found());
+    };
+    let op = Operation::GetNumber {
+        number: number.to_string(),
+    };
+    let v = sim.observe(op).await.map_err(|e| ctx.backend(&e))?;
+    let row = serde_json::from_value::<Option<NumberView>>(v)
+        .ok()
+        .flatten();
+    let Some(j) = row.map(|n| number_json(sim, &n)) else {
+        return Err(not_found());
+    };
+    if j["id"].as_str() != Some(id) {
+        return Err(not_found());
+    }
+    let context = sim.context("admin/teams/telephoneNumberManagement/numberAssignments/$entity");
+    Ok(ctx.json(StatusCode::OK, entity(sim, context, j, false)))
 }
 
 async fn assign_number(sim: &GraphSim, ctx: &Ctx, body: &[u8]) -> Reply {

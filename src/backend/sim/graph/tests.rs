@@ -493,6 +493,15 @@ async fn unassign_and_assign_run_as_long_running_operations_on_the_clock() {
     assert!(done.body["numbers"][0]["resourceLocation"]
         .as_str()
         .is_some_and(|r| r.ends_with(&format!("|{n1}')"))));
+    // Before the unassignment shows, its resourceLocation reads the number row.
+    let res = done.body["numbers"][0]["resourceLocation"]
+        .as_str()
+        .expect("res");
+    let row = e.get(res.strip_prefix(BASE).expect("origin")).await;
+    assert_eq!(row.status, StatusCode::OK, "{:?}", row.body);
+    assert_eq!(row.body["telephoneNumber"], n1.as_str());
+    let bogus = format!("{NUMBERS}('00000000-0000-4000-8000-000000000000|{n1}')");
+    assert_eq!(e.get(&bogus).await.status, StatusCode::NOT_FOUND);
     // The slash form answers the same operation.
     let slash = e
         .get(&format!(
@@ -1190,4 +1199,75 @@ async fn json_in_message_knob_nests_the_real_error_as_text() {
         .send("GET", "/v1.0/users/nobody@contoso.com", &[], None)
         .await;
     assert_eq!(b.code(), "InvalidAuthenticationToken");
+}
+
+#[tokio::test]
+async fn batches_answer_each_request_as_if_sent_alone() {
+    let e = env(|_| {});
+    let n1 = SimTenant::seeded_number(1);
+    let a = e
+        .post(
+            "/v1.0/$batch",
+            json!({"requests": [
+                {"id": "1", "method": "POST", "url": "/admin/teams/telephoneNumberManagement/numberAssignments/unassignNumber",
+                 "headers": {"Content-Type": "application/json"},
+                 "body": {"telephoneNumber": n1, "numberType": "directRouting"}},
+                {"id": "2", "method": "GET", "url": "users/nobody@contoso.com"},
+                {"id": "3", "method": "GET", "url": "users/user0002@contoso.com?$select=id"},
+            ]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let r = a.body["responses"].as_array().expect("responses");
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0]["id"], "1");
+    assert_eq!(r[0]["status"], 202);
+    assert!(r[0]["headers"]["location"]
+        .as_str()
+        .is_some_and(|l| l.starts_with(BASE)));
+    assert_eq!(r[1]["status"], 404);
+    assert_eq!(r[1]["body"]["error"]["code"], "Request_ResourceNotFound");
+    assert_eq!(r[2]["body"]["id"], e.user_id(2).as_str());
+    assert_eq!(e.tenant.number_state(&n1).expect("n"), None);
+
+    let nested = e
+        .post(
+            "/v1.0/$batch",
+            json!({"requests": [{"id": "1", "method": "POST", "url": "/$batch", "body": {}}]}),
+        )
+        .await;
+    assert_eq!(nested.body["responses"][0]["status"], 400);
+    let empty = e.post("/v1.0/$batch", json!({"requests": []})).await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    let foreign = e
+        .post(
+            "/v1.0/$batch",
+            json!({"requests": [{"id": "1", "method": "GET", "url": "https://x.example/v1.0/users/a"}]}),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::BAD_REQUEST);
+    // Throttling hits requests inside a batch one by one.
+    let t = env(|c| c.throttle_rate = 0.5);
+    let reqs: Vec<Value> = (1..=20)
+        .map(
+            |i| json!({"id": i.to_string(), "method": "GET", "url": "/users/user0001@contoso.com"}),
+        )
+        .collect();
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let b = t.post("/v1.0/$batch", json!({"requests": reqs})).await;
+        if b.status == StatusCode::OK {
+            statuses.extend(
+                b.body["responses"]
+                    .as_array()
+                    .expect("responses")
+                    .iter()
+                    .map(|r| r["status"].as_u64().unwrap_or(0)),
+            );
+        }
+    }
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "{statuses:?}"
+    );
 }
