@@ -183,9 +183,7 @@ impl MemoryIssuer {
 impl TokenCheck for MemoryIssuer {
     fn check(&self, token: &str) -> Result<(), Reject> {
         match self.lock().get(token) {
-            None => Err(Reject::invalid(
-                "Access token validation failure. Invalid audience.",
-            )),
+            None => Err(Reject::invalid("Access token validation failure.")),
             Some((_, exp)) if self.clock.now() >= *exp => Err(Reject::expired()),
             Some(_) => Ok(()),
         }
