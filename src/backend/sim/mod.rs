@@ -24,6 +24,7 @@ mod faults;
 mod fidelity_tests;
 #[cfg(test)]
 mod flow_tests;
+pub mod graph;
 mod model;
 mod name;
 mod ops;
