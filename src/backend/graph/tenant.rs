@@ -237,10 +237,11 @@ impl GraphTenant {
                 .await
             {
                 Ok(r) => r,
-                Err(e) if e.kind == ErrorKind::Fatal || e.kind == ErrorKind::Auth => return Err(e),
                 Err(e) => {
-                    // The write was accepted; a throttled or failed poll
-                    // leaves the verification to the workflow's wait.
+                    // The write was accepted; a refused poll (throttled,
+                    // unavailable, even unauthorised) leaves the verification
+                    // to the workflow's wait rather than failing a write
+                    // that may have happened.
                     tracing::debug!(key = call.key.as_deref(), attempt = call.attempt,
                         error = %e, "long-running operation poll refused; not polling further");
                     break;

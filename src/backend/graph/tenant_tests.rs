@@ -662,3 +662,150 @@ async fn only_graph_operations_are_automated() {
     assert_eq!(err.kind, ErrorKind::Fatal);
     assert!(err.message.contains("PowerShell"), "{err}");
 }
+
+/// A token endpoint for the bare request-layer tests.
+struct FixedEndpoint;
+
+#[async_trait]
+impl TokenEndpoint for FixedEndpoint {
+    async fn request(&self, _: &TokenForm) -> Result<Grant, BackendError> {
+        Ok(Grant {
+            access_token: "fixed-test-token".into(),
+            expires_in: 3600,
+        })
+    }
+}
+
+/// A client for `base` with `max_concurrency`, tokens from [`FixedEndpoint`].
+fn bare_client(dir: &std::path::Path, base: &str, max_concurrency: usize) -> GraphClient {
+    let clock = ManualClock::new(START);
+    let endpoints = Endpoints::new(Cloud::Global, Some(base), Some(base)).expect("loopback");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "x").expect("secret");
+    let source = TokenSource {
+        client_id: "c".into(),
+        credential: Credential::Secret(SecretRef::File(secret)),
+        token_url: endpoints.token_url("contoso.onmicrosoft.com").expect("url"),
+        scope: endpoints.scope(),
+    };
+    let tokens = Arc::new(TokenCache::new(
+        source,
+        Arc::new(FixedEndpoint),
+        clock.clone(),
+    ));
+    let http = http_client(&endpoints, Duration::from_secs(10)).expect("client");
+    GraphClient::new(
+        &endpoints,
+        http,
+        tokens,
+        clock,
+        &ClientConfig { max_concurrency },
+    )
+    .expect("graph client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_are_capped_per_tenant() {
+    use axum::extract::State;
+    #[derive(Default)]
+    struct Flight {
+        now: AtomicUsize,
+        max: AtomicUsize,
+    }
+    async fn slow(State(f): State<Arc<Flight>>) -> axum::Json<Value> {
+        let n = f.now.fetch_add(1, Ordering::SeqCst) + 1;
+        f.max.fetch_max(n, Ordering::SeqCst);
+        wait_real(Duration::from_millis(30)).await;
+        f.now.fetch_sub(1, Ordering::SeqCst);
+        axum::Json(serde_json::json!({"value": []}))
+    }
+    let flight = Arc::new(Flight::default());
+    let app = axum::Router::new()
+        .fallback(slow)
+        .with_state(flight.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = Arc::new(bare_client(dir.path(), &base, 2));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            c.get("/subscribedSkus", LogCtx::default()).await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("request");
+    }
+    assert_eq!(flight.max.load(Ordering::SeqCst), 2);
+    server.abort();
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn logs_carry_key_attempt_and_request_id_never_a_token() {
+    let e =
+        env(|c| c.expire_tokens_issued_before = Some(START.plus(Duration::from_secs(60)))).await;
+    let buf = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(buf.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    e.graph
+        .execute(&get_number(&SimTenant::seeded_number(1)))
+        .await
+        .expect("read");
+    e.clock.advance(Duration::from_secs(120));
+    let call = Call::action(
+        Operation::SetNumberLocation {
+            number: SimTenant::seeded_number(1),
+            location_id: LOCATIONS[0].to_string(),
+        },
+        "run-7/3/set-location/2",
+        2,
+    );
+    let r = e.graph.execute(&call).await.expect("write after a refresh");
+    let text = String::from_utf8(buf.0.lock().expect("buf").clone()).expect("utf8");
+    let crid = r["client_request_id"].as_str().expect("crid");
+    assert!(text.contains("run-7/3/set-location/2"), "{text}");
+    assert!(text.contains("attempt=2"), "{text}");
+    assert!(text.contains(crid), "{text}");
+    assert!(text.contains("status=401"), "the stale token shows: {text}");
+    for t in e.endpoint.issued.lock().expect("issued").iter() {
+        assert!(!text.contains(t.as_str()), "a token leaked into the logs");
+    }
+    assert!(
+        !text.contains("Bearer") && !text.contains("s3cret"),
+        "{text}"
+    );
+}
