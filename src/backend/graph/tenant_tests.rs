@@ -780,6 +780,12 @@ async fn logs_carry_key_attempt_and_request_id_never_a_token() {
         .with_writer(buf.clone())
         .with_ansi(false)
         .finish();
+    // With a single registered dispatcher, tracing caches a callsite's
+    // interest from the *registering* thread's default: another test thread
+    // hitting our callsites first would cache "never". A second live
+    // dispatcher makes interest consider every registered one.
+    static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let _guard = tracing::subscriber::set_default(subscriber);
     e.graph
         .execute(&get_number(&SimTenant::seeded_number(1)))
