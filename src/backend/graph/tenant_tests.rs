@@ -815,3 +815,32 @@ async fn logs_carry_key_attempt_and_request_id_never_a_token() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn only_the_graph_origin_is_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = bare_client(dir.path(), "http://127.0.0.1:4000", 1);
+    assert!(client
+        .same_origin("http://127.0.0.1:4000/v1.0/x?$skip=2", "next")
+        .is_ok());
+    for foreign in [
+        "http://127.0.0.1:4001/v1.0/x",
+        "https://127.0.0.1:4000/v1.0/x",
+        "http://localhost:4000/v1.0/x",
+        "http://graph.microsoft.com.evil.example/v1.0/x",
+        "not a url",
+    ] {
+        let e = client.same_origin(foreign, "next").expect_err(foreign);
+        assert_eq!(e.kind, ErrorKind::Fatal, "{foreign}");
+    }
+    // A foreign nextLink stops paging before any request goes there.
+    let e = client
+        .get_absolute(
+            "http://127.0.0.1:4001/v1.0/x",
+            "@odata.nextLink",
+            LogCtx::default(),
+        )
+        .await
+        .expect_err("foreign");
+    assert!(e.message.contains("127.0.0.1:4001"), "{e}");
+}
