@@ -5,6 +5,10 @@
 //!   the token cache.
 //! - [`errors`]: Graph/Entra error bodies → the engine's error classes.
 //! - [`odata`]: putting UPNs and numbers into URLs safely.
+//! - [`client`]: the request layer (tokens, client-request-ids, errors,
+//!   paging, origin checks, a concurrency cap).
+//! - [`ops`] and [`tenant`]: [`tenant::GraphTenant`], the `Tenant` contract
+//!   over Graph (library code, not wired into run files yet).
 //!
 //! Endpoints: the global cloud by default. GCC High and DoD are refused: the
 //! Teams telephone-number APIs are "global service only". Base URL overrides
@@ -12,8 +16,13 @@
 //! hosts, where `http://` is allowed.
 
 pub mod auth;
+pub mod client;
 pub mod errors;
 pub mod odata;
+pub mod ops;
+pub mod tenant;
+#[cfg(test)]
+mod tenant_tests;
 
 use std::net::IpAddr;
 use std::time::Duration;

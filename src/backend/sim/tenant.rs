@@ -517,6 +517,44 @@ impl SimTenant {
         Ok(())
     }
 
+    /// Store a copy of seeded user `i` under another UPN and object id
+    /// (tests of hostile UPNs from outside the simulator).
+    #[cfg(test)]
+    pub(crate) fn clone_user_as(&self, i: u32, upn: &str, id: &str) -> Result<(), SimError> {
+        let _mem = self.shared.lock();
+        let Some(mut rec) = self
+            .shared
+            .db
+            .load::<UserRecord>(&user_key(&SimTenant::upn(i)))?
+        else {
+            return Ok(());
+        };
+        let mut v = rec.cloud.truth().clone();
+        v.upn = upn.to_string();
+        v.sip_address = upn.to_string();
+        v.id = id.to_string();
+        rec.cloud = super::model::Timeline::new(v);
+        self.shared
+            .db
+            .commit(vec![(user_key(upn).into_bytes(), to_bytes(&rec))], None)
+    }
+
+    /// Make every licence of `upn` inherited from the seeded licence group
+    /// only (tests from outside the simulator).
+    #[cfg(test)]
+    pub(crate) fn licences_via_group_only(&self, upn: &str) -> Result<(), SimError> {
+        self.edit_user(upn, |rec| {
+            let paths = rec
+                .licences
+                .iter()
+                .map(|l| {
+                    crate::backend::LicenceAssignment::via_group(l, super::seed::LICENCE_GROUP)
+                })
+                .collect();
+            rec.set_licence_paths(paths);
+        })
+    }
+
     /// Call counters since the tenant was opened.
     pub fn stats(&self) -> SimStats {
         self.shared.lock().stats.clone()
