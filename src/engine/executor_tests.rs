@@ -680,7 +680,7 @@ async fn a_stop_while_waiting_for_the_rate_limiter_leaves_no_intent_in_doubt() {
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(make().drive(stop_rx));
-    let t0 = std::time::Instant::now();
+    let t0 = crate::clock::Stopwatch::start();
     while outbox
         .sent
         .lock()
@@ -1011,7 +1011,7 @@ async fn low_disk_space_holds_outage_steps_and_a_daemon_lets_them_go_when_space_
     let task = tokio::spawn(d.clone().drive_with_inbox(stop, Some(rx)));
     tokio::time::sleep(Duration::from_millis(50)).await;
     disk.0.store(1 << 30, SeqCst);
-    let t0 = std::time::Instant::now();
+    let t0 = crate::clock::Stopwatch::start();
     loop {
         let done = records::list_instances(&*store, "run")
             .unwrap_or_default()

@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -287,32 +287,18 @@ impl TokenSource {
                 f.push(("client_secret", s.expose().to_string()));
             }
             Credential::Certificate(c) => {
-                let a = c.assertion(&self.client_id, &self.token_url, now, &new_jti()?)?;
+                let a = c.assertion(
+                    &self.client_id,
+                    &self.token_url,
+                    now,
+                    &super::client::new_uuid()?,
+                )?;
                 f.push(("client_assertion_type", ASSERTION_TYPE.to_string()));
                 f.push(("client_assertion", a.0));
             }
         }
         Ok(TokenForm(f))
     }
-}
-
-/// A random, unique assertion id (UUID v4 form).
-fn new_jti() -> Result<String, BackendError> {
-    let mut b = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| BackendError::new(ErrorKind::Fatal, "no system randomness"))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
 }
 
 /// An access token and when it stops being used. `Debug`/`Display` redact.
@@ -526,8 +512,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
-    const PEM: &[u8] = include_bytes!("testdata/test-app.pem");
-    const PUBLIC_DER: &[u8] = include_bytes!("testdata/test-app-public.der");
+    // Test-only key material (tests/fixtures/graph/README.md).
+    const PEM: &[u8] = include_bytes!("../../../tests/fixtures/graph/test-app.pem");
+    const CERT_ONLY: &[u8] = include_bytes!("../../../tests/fixtures/graph/test-app-cert.pem");
+    const KEY_ONLY: &[u8] = include_bytes!("../../../tests/fixtures/graph/test-app-key.pem");
+    const PUBLIC_DER: &[u8] = include_bytes!("../../../tests/fixtures/graph/test-app-public.der");
     const X5T: &str = "FmrYooa09RTGwKZoqoDDHVv_HIU";
     const X5T_S256: &str = "miaXp4ACYBo5KiWmVKrrepvj4B-qE9AzS4DZ5hn2Pgg";
     const CLIENT: &str = "9a3e0000-0000-4000-8000-000000000000";
@@ -617,15 +606,12 @@ mod tests {
 
     #[test]
     fn pem_without_key_or_certificate_is_refused_by_name() {
-        let text = std::str::from_utf8(PEM).expect("pem text");
-        let cert_only = &text[..text.find("-----BEGIN PRIVATE KEY").expect("key block")];
-        let key_only = &text[text.find("-----BEGIN PRIVATE KEY").expect("key block")..];
         assert_eq!(
-            Certificate::from_pem(cert_only.as_bytes(), JwtAlg::Rs256, "a.pem").map(|_| ()),
+            Certificate::from_pem(CERT_ONLY, JwtAlg::Rs256, "a.pem").map(|_| ()),
             Err(CredentialError::NoKey("a.pem".into()))
         );
         assert_eq!(
-            Certificate::from_pem(key_only.as_bytes(), JwtAlg::Rs256, "a.pem").map(|_| ()),
+            Certificate::from_pem(KEY_ONLY, JwtAlg::Rs256, "a.pem").map(|_| ()),
             Err(CredentialError::NoCertificate("a.pem".into()))
         );
         let missing = Certificate::from_pem_file(Path::new("/nonexistent/app.pem"), JwtAlg::Rs256);
