@@ -175,6 +175,7 @@ pub fn open_backend(
 fn tenant_name(record: &RunRecord, file: &RunFile) -> String {
     match &file.backend {
         BackendConfig::Sim(cfg) => cfg.tenant.clone().unwrap_or_else(|| record.id.clone()),
+        BackendConfig::Microsoft(cfg) => format!("microsoft:{}", cfg.tenant_id),
     }
 }
 
@@ -190,6 +191,10 @@ fn registry_error(e: RegistryError) -> Error {
             hint: Some(super::error::RESTORE_HINT.to_string()),
         },
         RegistryError::Sim { dir, source } => Error::backend(&dir, source),
+        e @ RegistryError::Microsoft { .. } => Error::input(e.to_string()).hint(
+            "check the run file's backend: block and the credential file; \
+             `portflow doctor <run file>` tests the sign-in and the permissions",
+        ),
     }
 }
 
@@ -201,6 +206,12 @@ pub fn manual_ops(file: &RunFile) -> Vec<OperationKind> {
             .iter()
             .copied()
             .filter(|k| cfg.manual.contains(k))
+            .collect(),
+        // Graph performs exactly the operations its catalog column names.
+        BackendConfig::Microsoft(_) => OperationKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.info().graph.is_none())
             .collect(),
     }
 }
@@ -318,6 +329,24 @@ impl PlanTenant {
                     })
                 }
             },
+            BackendConfig::Microsoft(cfg) => {
+                let scope = Scope {
+                    run: "plan",
+                    rate_limit: loaded.file.rate_limit,
+                    presence: Presence::MustExist,
+                };
+                let opened = Registry::new(&app.state)
+                    .open(&loaded.file.backend, scope, clock)
+                    .map_err(registry_error)?;
+                Ok(PlanTenant {
+                    tenant: Some(Arc::new(ReadOnly::new(opened.tenant))),
+                    scratch: None,
+                    note: format!(
+                        "Microsoft tenant {} through Graph, read-only",
+                        cfg.tenant_id
+                    ),
+                })
+            }
         }
     }
 

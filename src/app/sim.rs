@@ -158,6 +158,7 @@ fn run_tenant(app: &App, store: Option<&dyn Store>, id: &str) -> Result<Option<S
     })?;
     Ok(match file.backend {
         BackendConfig::Sim(cfg) => cfg.tenant,
+        BackendConfig::Microsoft(_) => None,
     })
 }
 
@@ -175,6 +176,7 @@ pub fn run_start(
     }
     let Some((cfg, name)) = (match &loaded.file.backend {
         BackendConfig::Sim(cfg) => cfg.tenant.as_ref().map(|n| (cfg, n)),
+        BackendConfig::Microsoft(_) => None,
     }) else {
         return Ok(base);
     };

@@ -21,6 +21,8 @@ use super::sim::SimConfig;
 pub enum BackendConfig {
     /// The simulated tenant.
     Sim(SimConfig),
+    /// A real Microsoft 365 tenant through Microsoft Graph (app-only auth).
+    Microsoft(MicrosoftConfig),
 }
 
 impl Default for BackendConfig {
@@ -34,6 +36,7 @@ impl BackendConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             BackendConfig::Sim(_) => "sim",
+            BackendConfig::Microsoft(_) => "microsoft",
         }
     }
 
@@ -41,15 +44,18 @@ impl BackendConfig {
     pub fn problems(&self) -> Vec<(String, String)> {
         match self {
             BackendConfig::Sim(sim) => sim.problems(),
+            BackendConfig::Microsoft(ms) => ms.problems(),
         }
     }
 
     /// Whether this backend runs on a virtual clock that a run's `time_scale`
     /// may speed up or slow down: only the simulator does; a real tenant's
-    /// time is the wall clock.
+    /// time is the wall clock. A `microsoft` backend pointed at a loopback
+    /// `portflow sim serve` is a rehearsal, whose tenant runs on virtual time.
     pub fn scales_time(&self) -> bool {
         match self {
             BackendConfig::Sim(_) => true,
+            BackendConfig::Microsoft(ms) => ms.graph.base_url.is_some(),
         }
     }
 
@@ -57,6 +63,246 @@ impl BackendConfig {
     pub fn check_time_scale(&self, time_scale: f64) -> Result<(), String> {
         check_time_scale(self.kind(), self.scales_time(), time_scale)
     }
+}
+
+/// `kind: microsoft`: an Entra app registration with admin-consented
+/// application permissions, and where to reach Graph.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MicrosoftConfig {
+    /// Entra tenant: a GUID or a domain name (`contoso.onmicrosoft.com`).
+    pub tenant_id: String,
+    /// Application (client) id of the app registration.
+    pub client_id: String,
+    /// How the app proves who it is.
+    pub credential: CredentialConfig,
+    /// `global` (the default). `gcc_high` and `dod` are refused: Graph has no
+    /// Teams telephone-number APIs there.
+    #[serde(default = "default_cloud")]
+    pub cloud: String,
+    /// Endpoints and pacing.
+    #[serde(default)]
+    pub graph: GraphSettings,
+}
+
+fn default_cloud() -> String {
+    "global".into()
+}
+
+/// `credential:` of `kind: microsoft`: exactly one of a certificate or a
+/// client secret reference. Paths are absolute: a run is resumed from its
+/// stored copy of the run file, possibly from another directory.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// PEM file holding the certificate and its RSA private key.
+    pub certificate: Option<PathBuf>,
+    /// Signature of the client assertion: `RS256` (default, `x5t`) or
+    /// `PS256` (`x5t#S256`).
+    pub algorithm: Option<String>,
+    /// Environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    /// File holding the client secret.
+    pub client_secret_file: Option<PathBuf>,
+}
+
+/// The credential, as one choice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialChoice {
+    /// A certificate file and the assertion's algorithm name.
+    Certificate(PathBuf, String),
+    /// A client secret reference.
+    Secret(SecretRef),
+}
+
+impl CredentialConfig {
+    /// The one credential written, or why not.
+    pub fn choice(&self) -> Result<CredentialChoice, String> {
+        let mut found = Vec::new();
+        if let Some(p) = &self.certificate {
+            let alg = self.algorithm.clone().unwrap_or_else(|| "RS256".into());
+            found.push(CredentialChoice::Certificate(p.clone(), alg));
+        }
+        if let Some(v) = &self.client_secret_env {
+            found.push(CredentialChoice::Secret(SecretRef::Env(v.clone())));
+        }
+        if let Some(p) = &self.client_secret_file {
+            found.push(CredentialChoice::Secret(SecretRef::File(p.clone())));
+        }
+        match found.len() {
+            1 => found.pop().ok_or_else(String::new),
+            0 => Err("credential: write one of `certificate: /path/app.pem`, \
+                      `client_secret_env: VAR` or `client_secret_file: /path`"
+                .into()),
+            _ => Err(
+                "credential: write only one of `certificate`, `client_secret_env`, \
+                      `client_secret_file`"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// `graph:` of `kind: microsoft`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSettings {
+    /// Graph service root instead of `https://graph.microsoft.com`: loopback
+    /// hosts only, for rehearsals against `portflow sim serve`.
+    pub base_url: Option<String>,
+    /// Entra authority instead of `https://login.microsoftonline.com`:
+    /// loopback hosts only.
+    pub login_url: Option<String>,
+    /// Most HTTP requests in flight to this tenant at once (default 8).
+    pub max_concurrency: Option<usize>,
+    /// Backend calls per second to this tenant, for every run on it (default
+    /// [`MICROSOFT_DEFAULT_RATE`]); a run's lower `rate_limit` wins.
+    pub rate_limit: Option<f64>,
+    /// Timeout of one HTTP request (default 30s).
+    #[serde(default, deserialize_with = "crate::clock::opt_duration")]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// Default calls per second to a Microsoft tenant (Graph documents no limit
+/// for `/admin/teams/*`; this keeps well under the Teams table's figures).
+pub const MICROSOFT_DEFAULT_RATE: f64 = 5.0;
+/// Most requests in flight per tenant, at most.
+pub const MAX_GRAPH_CONCURRENCY: usize = 64;
+
+impl MicrosoftConfig {
+    /// Values out of bounds, as (path below `backend`, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut p = Vec::new();
+        let guid_or_domain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 253
+                && !s.starts_with('.')
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        };
+        if !guid_or_domain(&self.tenant_id) {
+            p.push((
+                "tenant_id".into(),
+                "tenant_id: a directory (tenant) id GUID or a domain name such as \
+                 contoso.onmicrosoft.com"
+                    .into(),
+            ));
+        }
+        if !is_guid(&self.client_id) {
+            p.push((
+                "client_id".into(),
+                "client_id: the application (client) id GUID of the app registration".into(),
+            ));
+        }
+        match self.credential.choice() {
+            Err(e) => p.push(("credential".into(), e)),
+            Ok(CredentialChoice::Certificate(path, alg)) => {
+                if !path.is_absolute() {
+                    p.push((
+                        "credential.certificate".into(),
+                        "credential.certificate: an absolute path (the run is resumed from its \
+                         stored copy, possibly from another directory)"
+                            .into(),
+                    ));
+                }
+                if !matches!(alg.as_str(), "RS256" | "PS256") {
+                    p.push((
+                        "credential.algorithm".into(),
+                        format!("credential.algorithm: {alg:?}: RS256 or PS256"),
+                    ));
+                }
+            }
+            Ok(CredentialChoice::Secret(SecretRef::File(path))) if !path.is_absolute() => {
+                p.push((
+                    "credential.client_secret_file".into(),
+                    "credential.client_secret_file: an absolute path".into(),
+                ));
+            }
+            Ok(CredentialChoice::Secret(SecretRef::Env(v)))
+                if v.is_empty() || v.contains(['=', '\0']) =>
+            {
+                p.push((
+                    "credential.client_secret_env".into(),
+                    "credential.client_secret_env: an environment variable name".into(),
+                ));
+            }
+            Ok(_) => {}
+        }
+        if self.credential.algorithm.is_some() && self.credential.certificate.is_none() {
+            p.push((
+                "credential.algorithm".into(),
+                "credential.algorithm: only with `certificate`".into(),
+            ));
+        }
+        if let Err(e) = self.endpoint_problem() {
+            let at = if e.contains("login_url") {
+                "graph.login_url"
+            } else if e.contains("base_url") {
+                "graph.base_url"
+            } else {
+                "cloud"
+            };
+            p.push((at.into(), e));
+        }
+        if let Some(c) = self.graph.max_concurrency {
+            if !(1..=MAX_GRAPH_CONCURRENCY).contains(&c) {
+                p.push((
+                    "graph.max_concurrency".into(),
+                    format!("graph.max_concurrency: between 1 and {MAX_GRAPH_CONCURRENCY}"),
+                ));
+            }
+        }
+        if let Some(r) = self.graph.rate_limit {
+            if !(r.is_finite() && (0.01..=1000.0).contains(&r)) {
+                p.push((
+                    "graph.rate_limit".into(),
+                    "graph.rate_limit: calls per second, between 0.01 and 1000".into(),
+                ));
+            }
+        }
+        if let Some(t) = self.graph.timeout {
+            if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600))
+                .contains(&t)
+            {
+                p.push((
+                    "graph.timeout".into(),
+                    "graph.timeout: between 1s and 10m".into(),
+                ));
+            }
+        }
+        p
+    }
+
+    #[cfg(feature = "graph")]
+    fn endpoint_problem(&self) -> Result<(), String> {
+        let cloud = super::graph::Cloud::parse(&self.cloud)?;
+        super::graph::Endpoints::new(
+            cloud,
+            self.graph.login_url.as_deref(),
+            self.graph.base_url.as_deref(),
+        )
+        .map(|_| ())
+    }
+
+    #[cfg(not(feature = "graph"))]
+    fn endpoint_problem(&self) -> Result<(), String> {
+        Err("kind: microsoft: this portflow was built without the `graph` feature".into())
+    }
+
+    /// The calls-per-second this backend paces a tenant at.
+    pub fn rate(&self) -> f64 {
+        self.graph.rate_limit.unwrap_or(MICROSOFT_DEFAULT_RATE)
+    }
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+pub fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `time_scale` other than 1 is only for backends whose time is virtual.
@@ -84,6 +330,10 @@ const SECRET_WORDS: &[&str] = &[
 /// `password`, `refresh_token`, `private_key_pem`, …).
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase().replace('-', "_");
+    // `client_secret_env: VAR` names where the secret is, not the secret.
+    if key.ends_with("_env") || key.ends_with("_file") {
+        return false;
+    }
     SECRET_WORDS.iter().any(|w| key.contains(w))
 }
 
@@ -382,6 +632,99 @@ mod tests {
             msg.contains("{env: VAR}") && msg.contains("stored"),
             "{msg}"
         );
+    }
+
+    fn microsoft(yaml: &str) -> Result<MicrosoftConfig, String> {
+        match serde_yaml::from_str::<BackendConfig>(yaml) {
+            Ok(BackendConfig::Microsoft(m)) => Ok(m),
+            Ok(other) => Err(format!("not microsoft: {}", other.kind())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    const APP: &str = "kind: microsoft\ntenant_id: contoso.onmicrosoft.com\n\
+                       client_id: 9a3e0000-0000-4000-8000-000000000002\n";
+
+    #[test]
+    fn a_microsoft_backend_takes_one_credential_and_checks_its_endpoints() {
+        let ok = microsoft(&format!(
+            "{APP}credential: {{certificate: /etc/pf/app.pem}}"
+        ))
+        .expect("certificate");
+        assert!(ok.problems().is_empty(), "{:?}", ok.problems());
+        assert_eq!(
+            ok.credential.choice(),
+            Ok(CredentialChoice::Certificate(
+                "/etc/pf/app.pem".into(),
+                "RS256".into()
+            ))
+        );
+        assert!(!BackendConfig::Microsoft(ok.clone()).scales_time());
+        assert_eq!(ok.rate(), MICROSOFT_DEFAULT_RATE);
+        let env = microsoft(&format!(
+            "{APP}credential: {{client_secret_env: PF_SECRET}}"
+        ))
+        .expect("env");
+        assert_eq!(
+            env.credential.choice(),
+            Ok(CredentialChoice::Secret(SecretRef::Env("PF_SECRET".into())))
+        );
+        let problems = |extra: &str| {
+            microsoft(&format!("{APP}{extra}"))
+                .map(|m| m.problems())
+                .unwrap_or_else(|e| vec![("parse".into(), e)])
+        };
+        for (extra, at) in [
+            ("credential: {}", "credential"),
+            (
+                "credential: {certificate: /a.pem, client_secret_env: X}",
+                "credential",
+            ),
+            (
+                "credential: {certificate: app.pem}",
+                "credential.certificate",
+            ),
+            (
+                "credential: {certificate: /a.pem, algorithm: HS256}",
+                "credential.algorithm",
+            ),
+            (
+                "credential: {client_secret_file: s.txt}",
+                "credential.client_secret_file",
+            ),
+            ("credential: {client_secret_env: X}\ncloud: dod", "cloud"),
+            (
+                "credential: {client_secret_env: X}\ngraph: {base_url: 'https://graph.example'}",
+                "graph.base_url",
+            ),
+            (
+                "credential: {client_secret_env: X}\ngraph: {login_url: 'http://10.0.0.1'}",
+                "graph.login_url",
+            ),
+            (
+                "credential: {client_secret_env: X}\ngraph: {max_concurrency: 500}",
+                "graph.max_concurrency",
+            ),
+            (
+                "credential: {client_secret_env: X}\ngraph: {timeout: 1h}",
+                "graph.timeout",
+            ),
+        ] {
+            let p = problems(extra);
+            assert!(p.iter().any(|(path, _)| path == at), "{extra}: {p:?}");
+        }
+        // A loopback simulator is a rehearsal: it may be time-scaled.
+        let sim = microsoft(&format!(
+            "{APP}credential: {{client_secret_env: X}}\ngraph: {{base_url: 'http://127.0.0.1:8080'}}"
+        ))
+        .expect("loopback");
+        assert!(sim.problems().is_empty(), "{:?}", sim.problems());
+        assert!(BackendConfig::Microsoft(sim).scales_time());
+        assert!(microsoft(&format!(
+            "{APP}credential: {{client_secret_env: X}}\nextra: 1"
+        ))
+        .is_err());
+        assert!(!is_secret_key("client_secret_env") && !is_secret_key("client_secret_file"));
     }
 
     #[test]

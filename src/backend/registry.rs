@@ -73,6 +73,14 @@ pub enum RegistryError {
         /// What was found instead.
         why: &'static str,
     },
+    /// The Microsoft backend could not be set up (config or credential file).
+    #[error("Microsoft tenant {tenant}: {message}")]
+    Microsoft {
+        /// The tenant id.
+        tenant: String,
+        /// What is wrong (never a secret).
+        message: String,
+    },
     /// The simulator failed to open it.
     #[error("simulated tenant {}: {source}", dir.display())]
     Sim {
@@ -137,6 +145,7 @@ impl Registry {
                     dir: Some(dir),
                 })
             }
+            BackendConfig::Microsoft(cfg) => open_microsoft(cfg, scope, clock),
         }
     }
 }
@@ -222,6 +231,82 @@ fn open_sim(
         (None, None) => None,
     };
     Ok((sim, limiter))
+}
+
+/// One Microsoft tenant open in this process.
+#[cfg(feature = "graph")]
+struct GraphSlot {
+    key: String,
+    tenant: Weak<super::graph::tenant::GraphTenant>,
+    limiter: Weak<RateLimiter>,
+}
+
+#[cfg(feature = "graph")]
+static GRAPH: Mutex<Vec<GraphSlot>> = Mutex::new(Vec::new());
+
+/// The client and limiter of a Microsoft tenant, shared by every run of
+/// this process on the same tenant and app. The limiter paces at the
+/// backend's rate (`graph.rate_limit`, default 5/s) or a run's lower one.
+#[cfg(feature = "graph")]
+fn open_microsoft(
+    cfg: &super::config::MicrosoftConfig,
+    scope: Scope<'_>,
+    clock: SharedClock,
+) -> Result<Opened, RegistryError> {
+    let key = super::graph::open::tenant_key(cfg);
+    let rate = scope.rate_limit.map_or(cfg.rate(), |r| r.min(cfg.rate()));
+    let mut open = GRAPH.lock().unwrap_or_else(|p| p.into_inner());
+    open.retain(|s| s.tenant.strong_count() > 0);
+    let found = open
+        .iter()
+        .find(|s| s.key == key)
+        .and_then(|s| Some((s.tenant.upgrade()?, s.limiter.upgrade())));
+    let (tenant, limiter) = match found {
+        Some((t, Some(l))) => {
+            l.tighten(rate);
+            (t, l)
+        }
+        Some((t, None)) => {
+            let l = Arc::new(RateLimiter::new(clock, rate));
+            if let Some(s) = open.iter_mut().find(|s| s.key == key) {
+                s.limiter = Arc::downgrade(&l);
+            }
+            (t, l)
+        }
+        None => {
+            let t = Arc::new(super::graph::open::open(cfg, clock.clone()).map_err(|e| {
+                RegistryError::Microsoft {
+                    tenant: cfg.tenant_id.clone(),
+                    message: e.0,
+                }
+            })?);
+            let l = Arc::new(RateLimiter::new(clock, rate));
+            open.push(GraphSlot {
+                key,
+                tenant: Arc::downgrade(&t),
+                limiter: Arc::downgrade(&l),
+            });
+            (t, l)
+        }
+    };
+    Ok(Opened {
+        tenant,
+        limiter: Some(limiter),
+        name: cfg.tenant_id.clone(),
+        dir: None,
+    })
+}
+
+#[cfg(not(feature = "graph"))]
+fn open_microsoft(
+    cfg: &super::config::MicrosoftConfig,
+    _scope: Scope<'_>,
+    _clock: SharedClock,
+) -> Result<Opened, RegistryError> {
+    Err(RegistryError::Microsoft {
+        tenant: cfg.tenant_id.clone(),
+        message: "this portflow was built without the `graph` feature".into(),
+    })
 }
 
 #[cfg(test)]

@@ -454,8 +454,11 @@ pub fn load_run_text(
         // Not one of them is loaded.
         return Err(fail(diags, &origin));
     }
-    let super::runfile::BackendConfig::Sim(sim) = &file.backend;
-    if let Some(name) = &sim.tenant {
+    if let super::runfile::BackendConfig::Sim(crate::backend::sim::SimConfig {
+        tenant: Some(name),
+        ..
+    }) = &file.backend
+    {
         if let Err(e) = crate::backend::sim::check_tenant_name(name) {
             diags.push(diag(
                 &origin,

@@ -1,5 +1,4 @@
-//! Microsoft Graph backend: foundation only (issue 13). Not wired into run
-//! files yet: nothing here is reachable from `backend: {kind: …}`.
+//! Microsoft Graph backend: `backend: {kind: microsoft}` in a run file.
 //!
 //! - [`auth`]: OAuth2 client credentials (secret or certificate assertion),
 //!   the token cache.
@@ -8,7 +7,8 @@
 //! - [`client`]: the request layer (tokens, client-request-ids, errors,
 //!   paging, origin checks, a concurrency cap).
 //! - [`ops`] and [`tenant`]: [`tenant::GraphTenant`], the `Tenant` contract
-//!   over Graph (library code, not wired into run files yet).
+//!   over Graph.
+//! - [`open`]: building one from the run file's config (the registry calls it).
 //!
 //! Endpoints: the global cloud by default. GCC High and DoD are refused: the
 //! Teams telephone-number APIs are "global service only". Base URL overrides
@@ -19,6 +19,7 @@ pub mod auth;
 pub mod client;
 pub mod errors;
 pub mod odata;
+pub mod open;
 pub mod ops;
 pub mod tenant;
 #[cfg(test)]
