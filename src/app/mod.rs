@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod backup;
 pub mod context;
+pub mod doctor;
 pub mod driver;
 pub mod error;
 pub mod operate;

@@ -164,6 +164,20 @@ async fn plan_subject(
                 format!("a person does it, then `signal … done`: {text}"),
             );
         }
+        // An operation this backend cannot do, on the path: blocked here,
+        // before anything changes, rather than stuck mid-way in the run.
+        if let Some((op, needs)) = step_needs(step, tenant) {
+            let info = op.info();
+            let msg = format!(
+                "{}: {} is not available on this backend: needs {needs} ({})",
+                step.id,
+                info.name,
+                info.cmdlet.unwrap_or(info.microsoft)
+            );
+            push("blocked", msg.clone());
+            plan.blockers.push(msg);
+            break;
+        }
         if let Some(action) = &step.action {
             let info = action.op.info();
             match render(action, &ctx) {
@@ -223,6 +237,23 @@ async fn plan_subject(
         }
     }
     plan
+}
+
+/// The first operation of `step` (action, wait, undo and its wait) that
+/// `tenant` cannot perform, with the backend it needs.
+fn step_needs(
+    step: &crate::spec::model::Step,
+    tenant: &dyn Tenant,
+) -> Option<(crate::backend::OperationKind, &'static str)> {
+    let mut ops = Vec::new();
+    ops.extend(step.action.as_ref().map(|a| a.op));
+    ops.extend(step.wait.as_ref().map(|w| w.observe.op));
+    if let Some(c) = &step.compensate {
+        ops.push(c.op);
+        ops.extend(c.wait.as_ref().map(|w| w.observe.op));
+    }
+    ops.into_iter()
+        .find_map(|op| tenant.needs(op).map(|n| (op, n)))
 }
 
 /// What `plan` prints for a loaded run file, and its exit code.

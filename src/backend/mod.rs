@@ -497,6 +497,15 @@ pub trait Tenant: Send + Sync {
         kind.info().manual.is_none()
     }
 
+    /// The backend `kind` needs when this one cannot perform it and a manual
+    /// task is no substitute (it has a cmdlet, not an admin-center page):
+    /// `plan` blocks subjects whose path reaches it, `doctor` reports it.
+    /// `None`: automated here, or manual everywhere.
+    fn needs(&self, kind: OperationKind) -> Option<&'static str> {
+        let _ = kind;
+        None
+    }
+
     /// Which tenant this is, when the backend can tell (the first run on a
     /// tenant records it, and later runs refuse another tenant in its place).
     fn identity(&self) -> Option<TenantIdentity> {

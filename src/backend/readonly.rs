@@ -47,6 +47,10 @@ impl<T: Tenant + ?Sized> Tenant for ReadOnly<T> {
         self.0.automates(kind)
     }
 
+    fn needs(&self, kind: OperationKind) -> Option<&'static str> {
+        self.0.needs(kind)
+    }
+
     fn identity(&self) -> Option<TenantIdentity> {
         self.0.identity()
     }

@@ -57,6 +57,12 @@ pub enum Command {
         /// Run file.
         file: PathBuf,
     },
+    /// Check a run file's backend read-only: sign in, read each read endpoint once,
+    /// and say per operation of its workflow whether it can run (exit 0 only then).
+    Doctor {
+        /// Run file.
+        file: PathBuf,
+    },
     /// Start a run from a run file and drive it to the end.
     Run {
         /// Run file.

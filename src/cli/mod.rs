@@ -110,6 +110,7 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
     match cmd {
         Command::Validate { files } => validate(app, &files),
         Command::Plan { file } => plan::plan(app, &file).await,
+        Command::Doctor { file } => plan::doctor(app, &file).await,
         Command::Run { file, listen } => runs::run(app, &file, listen).await,
         Command::Resume {
             run,

@@ -1,4 +1,4 @@
-//! `portflow plan FILE`: loaded here, as the user (warnings on our stderr, load
+//! `portflow plan FILE` and `portflow doctor FILE`. A plan is loaded here, as the user (warnings on our stderr, load
 //! errors in full: the daemon's answer withholds what other files say), then
 //! planned by the daemon when one holds the simulated tenants, else here.
 
@@ -22,6 +22,16 @@ pub async fn plan(app: &App, file: &Path) -> Result<u8, CliError> {
         Some(p) => p?,
         None => crate::app::plan::plan_loaded(app, &loaded).await?,
     };
+    print!("{text}");
+    Ok(code)
+}
+
+/// `portflow doctor FILE`: always here (it reads the backend, not the state
+/// directory).
+pub async fn doctor(app: &App, file: &Path) -> Result<u8, CliError> {
+    let loaded = spec::load_run(file, &app.search_dirs())?;
+    print_warnings(&loaded.warnings());
+    let (text, code) = crate::app::doctor::doctor(app, &loaded).await?;
     print!("{text}");
     Ok(code)
 }

@@ -796,7 +796,15 @@ impl<'a> Builder<'a> {
             Ok(op) => {
                 if self.ctx.manual_ops.contains(&spec.op) {
                     // The backend cannot do this: a person does it in the admin center.
-                    let how = spec.op.info().manual.unwrap_or("the Teams admin center");
+                    let info = spec.op.info();
+                    let how = match (info.manual, info.cmdlet) {
+                        (Some(m), _) => m.to_string(),
+                        // A PowerShell-only operation on a backend without it.
+                        (None, Some(c)) => {
+                            format!("in PowerShell, `{c}` (this backend cannot run it)")
+                        }
+                        (None, None) => "the Teams admin center".to_string(),
+                    };
                     let text = format!(
                         "do by hand: {} ({}) with {}; then `portflow signal <run> {} done`. How: {how}",
                         spec.op,

@@ -327,6 +327,22 @@ impl Token {
         &self.value
     }
 
+    /// The application permissions an app-only token grants (its `roles`
+    /// claim), when it is a JWT that has them. The signature is not checked:
+    /// this is for `doctor`'s report, never for a decision the service makes.
+    pub fn roles(&self) -> Option<Vec<String>> {
+        let payload = self.value.split('.').nth(1)?;
+        let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let roles = claims.get("roles")?.as_array()?;
+        Some(
+            roles
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect(),
+        )
+    }
+
     /// When the cache stops handing this token out.
     pub fn refresh_at(&self) -> Timestamp {
         self.refresh_at

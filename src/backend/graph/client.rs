@@ -162,6 +162,11 @@ impl GraphClient {
         })
     }
 
+    /// A token from the cache (for `doctor`, which reads its `roles`).
+    pub async fn token(&self) -> Result<super::auth::Token, BackendError> {
+        self.tokens.token().await
+    }
+
     /// The injected clock (also used for polling).
     pub fn clock(&self) -> &SharedClock {
         &self.clock

@@ -21,6 +21,7 @@ pub mod errors;
 pub mod odata;
 pub mod open;
 pub mod ops;
+pub mod permissions;
 pub mod tenant;
 #[cfg(test)]
 mod tenant_tests;

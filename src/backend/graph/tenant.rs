@@ -484,4 +484,10 @@ impl Tenant for GraphTenant {
     fn automates(&self, kind: OperationKind) -> bool {
         AUTOMATED.contains(&kind)
     }
+
+    fn needs(&self, kind: OperationKind) -> Option<&'static str> {
+        let info = kind.info();
+        (!AUTOMATED.contains(&kind) && info.manual.is_none() && info.cmdlet.is_some())
+            .then_some("the PowerShell backend")
+    }
 }

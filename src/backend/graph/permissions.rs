@@ -1,0 +1,173 @@
+//! The Graph application permissions each automated operation needs, and
+//! `doctor`'s check of them: one read of every read endpoint, and the
+//! token's `roles` claim for the writes (a write cannot be tried read-only).
+//!
+//! Names are Microsoft's least-privileged ones first; any permission of a
+//! [`Need`] admits its request (Graph's "any of" lists).
+
+use serde_json::Value;
+
+use super::client::{entity, GraphClient, LogCtx};
+use super::odata;
+use crate::backend::{BackendError, ErrorKind, OperationKind};
+
+/// One request an operation makes, and the permissions that admit it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need {
+    /// What the request is, for people.
+    pub request: &'static str,
+    /// Any one of these admits it (least privileged first).
+    pub any_of: &'static [&'static str],
+}
+
+const USERS_READ: Need = Need {
+    request: "GET /users/{upn}",
+    any_of: &["User.Read.All", "User.ReadWrite.All", "Directory.Read.All"],
+};
+const USER_CONFIG_READ: Need = Need {
+    request: "GET /admin/teams/userConfigurations/{id}",
+    any_of: &["TeamsUserConfiguration.Read.All"],
+};
+const SKUS_READ: Need = Need {
+    request: "GET /subscribedSkus",
+    any_of: &[
+        "LicenseAssignment.Read.All",
+        "Organization.Read.All",
+        "Directory.Read.All",
+    ],
+};
+const NUMBERS_READ: Need = Need {
+    request: "GET /admin/teams/telephoneNumberManagement/numberAssignments",
+    any_of: &[
+        "TeamsTelephoneNumber.Read.All",
+        "TeamsTelephoneNumber.ReadWrite.All",
+    ],
+};
+const NUMBERS_WRITE: Need = Need {
+    request: "POST /admin/teams/telephoneNumberManagement/numberAssignments/…",
+    any_of: &["TeamsTelephoneNumber.ReadWrite.All"],
+};
+const LICENCE_WRITE: Need = Need {
+    request: "POST /users/{id}/assignLicense",
+    any_of: &[
+        "LicenseAssignment.ReadWrite.All",
+        "User.ReadWrite.All",
+        "Directory.ReadWrite.All",
+    ],
+};
+const POLICY_WRITE: Need = Need {
+    request: "POST /admin/teams/policy/userAssignments/assign",
+    any_of: &["TeamsPolicyUserAssign.ReadWrite.All"],
+};
+
+/// The requests `kind` makes on Graph, with their permissions (empty: not a
+/// Graph operation).
+pub fn needs(kind: OperationKind) -> &'static [Need] {
+    use OperationKind as K;
+    match kind {
+        K::GetUser => &[USERS_READ, USER_CONFIG_READ, SKUS_READ, NUMBERS_READ],
+        K::GetNumber => &[NUMBERS_READ],
+        K::AssignNumber | K::RemoveNumber | K::SetNumberLocation => &[USERS_READ, NUMBERS_WRITE],
+        K::RemoveLicence => &[USERS_READ, SKUS_READ, LICENCE_WRITE],
+        K::GrantVoiceRoutingPolicy => &[USERS_READ, POLICY_WRITE],
+        _ => &[],
+    }
+}
+
+/// What is known about one [`Need`] after the checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Granted {
+    /// A read with it succeeded, or the token's roles hold one of its permissions.
+    Yes,
+    /// Refused (403), or the token's roles hold none of its permissions.
+    No,
+    /// Not checked, with why (a read failed otherwise, no roles claim).
+    Unknown(String),
+}
+
+/// The result of [`check`]: per need, what is known.
+#[derive(Clone, Debug, Default)]
+pub struct Checked {
+    /// The token's `roles`, when it is a JWT that has them.
+    pub roles: Option<Vec<String>>,
+    /// Reads made, by need: `Ok` or the error.
+    pub reads: Vec<(Need, Result<(), BackendError>)>,
+}
+
+impl Checked {
+    /// What is known about `need`.
+    pub fn granted(&self, need: &Need) -> Granted {
+        if let Some((_, r)) = self.reads.iter().find(|(n, _)| n == need) {
+            match r {
+                Ok(()) => return Granted::Yes,
+                Err(e) if is_denied(e) => return Granted::No,
+                Err(_) => {}
+            }
+        }
+        match &self.roles {
+            Some(roles) if need.any_of.iter().any(|p| roles.iter().any(|r| r == p)) => Granted::Yes,
+            Some(_) => Granted::No,
+            None => Granted::Unknown(match self.reads.iter().find(|(n, _)| n == need) {
+                Some((_, Err(e))) => format!("the read failed: {e}"),
+                _ => "the token does not list its permissions (no `roles` claim)".into(),
+            }),
+        }
+    }
+}
+
+/// A 403 (or an auth-class refusal of a read with a valid token).
+fn is_denied(e: &BackendError) -> bool {
+    e.kind == ErrorKind::Auth
+        && (e.message.contains("403")
+            || e.message.contains("nsufficient")
+            || e.message.contains("Authorization_RequestDenied")
+            || e.message.contains("Forbidden"))
+}
+
+/// Get a token (its `roles` are read, never the token printed), then read
+/// each read endpoint once: the user `upn` (and their Teams configuration),
+/// the tenant's SKUs, and the number `e164`.
+pub async fn check(
+    client: &GraphClient,
+    upn: Option<&str>,
+    e164: Option<&str>,
+) -> Result<Checked, BackendError> {
+    let token = client.token().await?;
+    let mut out = Checked {
+        roles: token.roles(),
+        reads: Vec::new(),
+    };
+    let log = LogCtx::default();
+    if let Some(upn) = upn {
+        let path = format!(
+            "{}{}",
+            odata::user_path(upn),
+            odata::query(&[("$select", "id")])
+        );
+        let user = client.get(&path, log).await;
+        let id = user.as_ref().ok().and_then(|r| {
+            entity(&r.body)
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        out.reads.push((USERS_READ, user.map(|_| ())));
+        if let Some(id) = id {
+            let path = format!(
+                "/admin/teams/userConfigurations/{}",
+                odata::path_segment(&id)
+            );
+            let r = client.get(&path, log).await.map(|_| ());
+            out.reads.push((USER_CONFIG_READ, r));
+        }
+    }
+    let r = client.get("/subscribedSkus", log).await.map(|_| ());
+    out.reads.push((SKUS_READ, r));
+    let number = e164.unwrap_or("+10000000000");
+    let r = client
+        .get(&odata::number_assignment_query(number), log)
+        .await
+        .map(|_| ());
+    out.reads.push((NUMBERS_READ, r));
+    Ok(out)
+}
