@@ -237,11 +237,20 @@ impl GraphTenant {
                 .await
             {
                 Ok(r) => r,
+                // Throttled or unavailable: poll again within the budget (a
+                // failure seen now is retried; one missed is only found by
+                // the workflow's wait, at its timeout).
+                Err(e) if matches!(e.kind, ErrorKind::Throttled | ErrorKind::Transient) => {
+                    pause = e
+                        .retry_after()
+                        .filter(|d| *d > self.cfg.lro_interval)
+                        .unwrap_or(self.cfg.lro_interval);
+                    continue;
+                }
                 Err(e) => {
-                    // The write was accepted; a refused poll (throttled,
-                    // unavailable, even unauthorised) leaves the verification
-                    // to the workflow's wait rather than failing a write
-                    // that may have happened.
+                    // The write was accepted; a refused poll leaves the
+                    // verification to the workflow's wait rather than failing
+                    // a write that may have happened.
                     tracing::debug!(key = call.key.as_deref(), attempt = call.attempt,
                         error = %e, "long-running operation poll refused; not polling further");
                     break;
