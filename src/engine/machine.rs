@@ -161,6 +161,7 @@ rules! {
     ACT_OK = "acting", "action_ok" => "waiting | next step": "action done; poll if the step waits";
     ACT_RETRY = "acting", "action_err" => "backoff": "retryable error, attempts left";
     ACT_THROTTLED = "acting", "action_err" => "backoff": "throttled: wait Retry-After, attempt not counted";
+    ACT_REFUSED_AUTH = "acting", "action_err" => "backoff": "the service refused our credentials or permissions (nothing was done): wait for them to be fixed, recorded, attempt not counted";
     ACT_FAIL = "acting", "action_err" => "failed | compensating": "error not retryable or attempts exhausted";
     BACKOFF_DONE = "backoff", "tick" => "acting": "retry the action";
     POLL = "waiting", "tick" => "waiting + observe": "poll the observation";
@@ -240,6 +241,14 @@ pub trait WindowCalendar: Send + Sync + std::fmt::Debug {
 
 /// Longest run of throttle responses before an attempt counts as failed.
 const MAX_THROTTLES: u32 = 50;
+
+/// Pause after the service refused an action's credentials or permissions.
+/// A revoked secret or a missing consent mid-wave is fixed by a person; the
+/// subjects wait for it (about 2 h in all) instead of failing and rolling
+/// back on the same refusal.
+const AUTH_WAIT: Duration = Duration::from_secs(300);
+/// Refusals in a row before the attempt counts as failed.
+const MAX_AUTH_WAITS: u32 = 24;
 
 /// How long after its deadline a wait whose polls fail keeps trying to get one
 /// fresh observation before it times out on the errors.
@@ -1444,6 +1453,28 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
                     Some(until),
                 );
                 return ACT_THROTTLED;
+            }
+            if err.kind == ErrorKind::Auth && throttled < MAX_AUTH_WAITS {
+                // A 401/403 means the request was refused, not carried out:
+                // re-issuing it later is safe, whatever the operation.
+                let throttled = throttled + 1;
+                let until = now.plus(AUTH_WAIT);
+                b.event(EventKind::ActionFailed {
+                    step: parts.id.to_string(),
+                    attempt,
+                    error: err,
+                    retry_at: Some(until),
+                });
+                b.set_phase(
+                    idx,
+                    Phase::Backoff {
+                        attempt,
+                        until,
+                        throttled,
+                    },
+                    Some(until),
+                );
+                return ACT_REFUSED_AUTH;
             }
             b.action_error(idx, attempt, err)
         }

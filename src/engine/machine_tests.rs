@@ -289,6 +289,28 @@ fn conflicts_fail_at_once_and_throttling_does_not_use_attempts() {
 }
 
 #[test]
+fn refused_credentials_wait_in_place_recorded_then_fail() {
+    let mut s = Sim::new(&["approve-first"]);
+    s.feed(Input::Tick);
+    s.feed(Input::ActionOk(user(Some("+1"), None)));
+    for _ in 0..24 {
+        let t = s.feed(Input::ActionErr(err(ErrorKind::Auth)));
+        assert_eq!(t.rule, machine::ACT_REFUSED_AUTH);
+        assert!(
+            s.inst
+                .due
+                .is_some_and(|d| d.since(s.now) >= Duration::from_secs(300)),
+            "waits for a person to fix the app"
+        );
+        s.now = s.inst.due.unwrap_or(s.now);
+        s.feed(Input::Tick);
+        assert_eq!(s.phase(), (3, "acting"), "the same attempt again");
+    }
+    let t = s.feed(Input::ActionErr(err(ErrorKind::Auth)));
+    assert_eq!(t.rule, machine::ACT_FAIL);
+}
+
+#[test]
 fn gate_blocks_until_approved_then_acts() {
     let mut s = Sim::new(&[]);
     s.feed(Input::Tick);
