@@ -59,9 +59,41 @@ fn render(spec: &ActionSpec, ctx: &Value) -> Result<Operation, String> {
     serde_json::from_value(Value::Object(obj)).map_err(|e| format!("{}: {e}", spec.op))
 }
 
+/// Reads a plan retries when the service pushes back, and how often.
+const READ_TRIES: u32 = 5;
+
+/// One observation, retried on throttling and unavailability (a real
+/// tenant's 429 must not show up as a blocker).
+async fn read(
+    tenant: &dyn Tenant,
+    op: Operation,
+    clock: &SharedClock,
+) -> std::result::Result<Value, crate::backend::BackendError> {
+    use crate::backend::ErrorKind;
+    let call = crate::backend::Call::observation(op);
+    let mut tries = 1;
+    loop {
+        match tenant.execute(&call).await {
+            Err(e)
+                if tries < READ_TRIES
+                    && matches!(e.kind, ErrorKind::Throttled | ErrorKind::Transient) =>
+            {
+                let pause = e
+                    .retry_after()
+                    .unwrap_or(std::time::Duration::from_secs(1 << tries))
+                    .min(std::time::Duration::from_secs(60));
+                clock.sleep_until(clock.now().plus(pause)).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn plan_subject(
     wf: &Workflow,
     approvals: &[String],
+    clock: &SharedClock,
     tenant: &dyn Tenant,
     subject: &Subject,
     subject_key: &str,
@@ -182,7 +214,7 @@ async fn plan_subject(
             let info = action.op.info();
             match render(action, &ctx) {
                 Err(e) => plan.blockers.push(format!("{}: {e}", step.id)),
-                Ok(op) if info.observation && !predicted => match tenant.execute(&crate::backend::Call::observation(op)).await {
+                Ok(op) if info.observation && !predicted => match read(tenant, op, clock).await {
                     Ok(v) => {
                         push("observe", format!("{} ({}): read now", info.name, info.microsoft));
                         outputs.insert(step.id.clone(), v);
@@ -271,7 +303,17 @@ pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8)> 
     let started: Timestamp = clock.now();
     let mut plans = Vec::new();
     for subject in &loaded.subjects {
-        plans.push(plan_subject(&wf, &loaded.file.approvals, tenant, subject, &wf.subject).await);
+        plans.push(
+            plan_subject(
+                &wf,
+                &loaded.file.approvals,
+                &clock,
+                tenant,
+                subject,
+                &wf.subject,
+            )
+            .await,
+        );
     }
     let reads = opened.close();
     let blocked: Vec<&SubjectPlan> = plans.iter().filter(|p| !p.blockers.is_empty()).collect();
