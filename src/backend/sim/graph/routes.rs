@@ -494,9 +494,25 @@ async fn route(
     }
 }
 
+/// Every application permission [`permissions`] names: what an app with
+/// full consent holds (the roles of `portflow sim serve`'s tokens).
+pub(super) const PERMISSIONS: &[&str] = &[
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "LicenseAssignment.Read.All",
+    "LicenseAssignment.ReadWrite.All",
+    "Organization.Read.All",
+    "TeamsPolicyUserAssign.ReadWrite.All",
+    "TeamsTelephoneNumber.Read.All",
+    "TeamsTelephoneNumber.ReadWrite.All",
+    "TeamsUserConfiguration.Read.All",
+    "User.Read.All",
+    "User.ReadWrite.All",
+];
+
 /// The application permissions any one of which admits a request to this
 /// path (Graph's "least privileged" lists; read permissions first).
-fn permissions(segs: &[&str], post: bool) -> Option<&'static [&'static str]> {
+pub(super) fn permissions(segs: &[&str], post: bool) -> Option<&'static [&'static str]> {
     Some(match segs {
         ["subscribedSkus", ..] => &[
             "LicenseAssignment.Read.All",
