@@ -1,8 +1,6 @@
 //! `portflow sim …`: create a simulated tenant, read its audit log and
 //! outages, serve it as Microsoft Graph.
 
-use std::io::Write as _;
-
 use super::args::SimCommand;
 use super::error::CliError;
 use super::print::print_json;
@@ -72,6 +70,7 @@ async fn serve(
             s.name, s.base_url, s.token_url
         )
     };
+    use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
