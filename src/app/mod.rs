@@ -16,6 +16,8 @@ pub mod runs;
 pub mod schedules;
 pub mod show;
 pub mod sim;
+#[cfg(feature = "graph")]
+pub mod sim_serve;
 pub mod stop;
 pub mod summary;
 pub mod verify;

@@ -285,4 +285,17 @@ pub enum SimCommand {
         /// Run id (its tenant) or tenant name.
         tenant: String,
     },
+    /// Serve a simulated tenant over HTTP as Microsoft Graph and its Entra
+    /// token endpoint (loopback only), until SIGTERM or Ctrl-C.
+    Serve {
+        /// Tenant name (<state>/sim/<name>); seeded from the serve file when new.
+        #[arg(long)]
+        name: String,
+        /// Loopback address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Serve file: the app registration, faults, timing (docs/backends.md).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }

@@ -172,7 +172,7 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
             print!("{text}");
             Ok(code)
         }
-        Command::Sim { command } => simcmd::sim(app, command),
+        Command::Sim { command } => simcmd::sim(app, command).await,
         Command::Bench { command } => bench::bench(app, command).await,
     }
 }

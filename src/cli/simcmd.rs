@@ -1,4 +1,5 @@
-//! `portflow sim …`: create a simulated tenant, read its audit log and outages.
+//! `portflow sim …`: create a simulated tenant, read its audit log and
+//! outages, serve it as Microsoft Graph.
 
 use super::args::SimCommand;
 use super::error::CliError;
@@ -8,7 +9,7 @@ use crate::client::{tenant_holder, unreachable};
 use crate::report::exit;
 
 /// Run one `portflow sim …` command.
-pub fn sim(app: &App, cmd: SimCommand) -> Result<u8, CliError> {
+pub async fn sim(app: &App, cmd: SimCommand) -> Result<u8, CliError> {
     match cmd {
         SimCommand::Init {
             name,
@@ -43,7 +44,49 @@ pub fn sim(app: &App, cmd: SimCommand) -> Result<u8, CliError> {
             print!("{}", read_text(app, "outages", &tenant, None)?);
             Ok(exit::OK)
         }
+        SimCommand::Serve {
+            name,
+            listen,
+            config,
+        } => serve(app, &name, listen, config.as_deref()).await,
     }
+}
+
+#[cfg(feature = "graph")]
+async fn serve(
+    app: &App,
+    name: &str,
+    listen: std::net::SocketAddr,
+    config: Option<&std::path::Path>,
+) -> Result<u8, CliError> {
+    let s = crate::app::sim_serve::start(app, name, listen, config).await?;
+    // One line, flushed: scripts and tests read the URLs from it.
+    let line = if app.json {
+        serde_json::json!({"tenant": s.name, "graph": s.base_url, "token_endpoint": s.token_url})
+            .to_string()
+    } else {
+        format!(
+            "serving simulated tenant {} as Microsoft Graph at {} (token endpoint {})",
+            s.name, s.base_url, s.token_url
+        )
+    };
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    drop(out);
+    s.run().await?;
+    Ok(exit::OK)
+}
+
+#[cfg(not(feature = "graph"))]
+async fn serve(
+    _: &App,
+    _: &str,
+    _: std::net::SocketAddr,
+    _: Option<&std::path::Path>,
+) -> Result<u8, CliError> {
+    Err(crate::app::Error::input("sim serve needs portflow built with the `graph` feature").into())
 }
 
 /// `sim log` / `sim outages` output. A daemon whose runs hold the tenant answers

@@ -14,6 +14,7 @@ pub mod locate;
 pub mod model;
 pub mod runfile;
 pub mod schedules;
+pub mod serve;
 pub mod source;
 pub mod subjects;
 pub mod template;
@@ -30,4 +31,5 @@ pub use load::{
     resolve_workflow, validate_file, LoadedRun, LoadedWorkflow, SpecKind,
 };
 pub use schedules::load_schedules;
+pub use serve::{load_serve_file, ServeFile};
 pub use validate::{is_e164, is_upn};

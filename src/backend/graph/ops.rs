@@ -146,8 +146,13 @@ assignedLicenses,assignedPlans,licenseAssignmentStates,proxyAddresses";
 ///   `numberSource` is `onPremises` (`line_source`), `null` otherwise: Graph
 ///   has no on-premises line URI, so "none" cannot be told from "unknown".
 ///
+/// - `teams_upgrade_effective_mode`: from the `TeamsUpgradePolicy` effective
+///   assignment (`UpgradeToTeams` → `TeamsOnly`, `Islands`/`Global` →
+///   `Islands`, `SfB…` → itself without `WithNotify`); absent → `null`.
+///   UNVERIFIED: that Graph lists this policy type there (docs/backends.md).
+///
 /// Always `null` (not in Graph v1.0): `hosting_provider`,
-/// `interpreted_user_type`, `teams_upgrade_effective_mode`, `hosted_voicemail`.
+/// `interpreted_user_type`, `hosted_voicemail`.
 pub fn user_view(
     user: &Value,
     config: Option<&Value>,
@@ -221,6 +226,14 @@ pub fn user_view(
         .and_then(|p| p["policyAssignment"]["displayName"].as_str())
         .filter(|n| !n.eq_ignore_ascii_case("Global"))
         .map(str::to_string);
+    let upgrade_mode = cfg
+        .get("effectivePolicyAssignments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("policyType").and_then(Value::as_str) == Some("TeamsUpgradePolicy"))
+        .and_then(|p| p["policyAssignment"]["displayName"].as_str())
+        .and_then(upgrade_mode);
     let on_prem_line = match (&line, line_source) {
         (Some(l), Some("onPremises")) => json!(l),
         _ => Value::Null,
@@ -233,7 +246,7 @@ pub fn user_view(
         "homed": homed,
         "hosting_provider": null,
         "interpreted_user_type": null,
-        "teams_upgrade_effective_mode": null,
+        "teams_upgrade_effective_mode": upgrade_mode,
         "line_uri": line,
         "on_prem_line_uri": on_prem_line,
         "enterprise_voice_enabled": cfg.get("isEnterpriseVoiceEnabled").and_then(Value::as_bool),
@@ -244,6 +257,20 @@ pub fn user_view(
         "hosted_voicemail": null,
         "account_type": account_type,
         "licence_assignments": assignments,
+    })
+}
+
+/// The effective mode a TeamsUpgradePolicy name grants (`None`: unknown).
+fn upgrade_mode(policy: &str) -> Option<&'static str> {
+    Some(match policy {
+        "UpgradeToTeams" => "TeamsOnly",
+        "Islands" | "IslandsWithNotify" | "Global" => "Islands",
+        "SfBOnly" | "SfBOnlyWithNotify" => "SfBOnly",
+        "SfBWithTeamsCollab" | "SfBWithTeamsCollabWithNotify" => "SfBWithTeamsCollab",
+        "SfBWithTeamsCollabAndMeetings" | "SfBWithTeamsCollabAndMeetingsWithNotify" => {
+            "SfBWithTeamsCollabAndMeetings"
+        }
+        _ => return None,
     })
 }
 

@@ -195,6 +195,7 @@ const USER_KEYS: &[&str] = &[
     "sip_address",
     "usage_location",
     "homed",
+    "teams_upgrade_effective_mode",
     "line_uri",
     "enterprise_voice_enabled",
     "online_voice_routing_policy",
@@ -254,6 +255,24 @@ async fn get_user_gives_the_simulators_view_where_graph_can() {
     }
     let missing = e.graph.execute(&get_user("nobody@contoso.com")).await;
     assert_eq!(missing.expect_err("absent").kind, ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn teams_upgrade_mode_reads_back_from_the_upgrade_policy() {
+    let e = env(|_| {}).await;
+    let upn = SimTenant::upn(2);
+    for (mode, want) in [
+        ("Islands", Value::from("Islands")),
+        ("SfBOnly", Value::from("SfBOnly")),
+        ("Legacy", Value::Null),
+        ("TeamsOnly", Value::from("TeamsOnly")),
+    ] {
+        e.sim
+            .edit_cloud_view(&upn, |v| v.teams_upgrade_effective_mode = mode.into())
+            .expect("edit");
+        let g = e.graph.execute(&get_user(&upn)).await.expect("graph");
+        assert_eq!(g["teams_upgrade_effective_mode"], want, "{mode}");
+    }
 }
 
 #[tokio::test]

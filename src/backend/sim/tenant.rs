@@ -517,6 +517,21 @@ impl SimTenant {
         Ok(())
     }
 
+    /// Replace a user's cloud view with `f`'s edit of it, visible at once
+    /// (tests outside the simulator cannot name its record types).
+    #[cfg(test)]
+    pub(crate) fn edit_cloud_view(
+        &self,
+        upn: &str,
+        f: impl FnOnce(&mut crate::backend::UserView),
+    ) -> Result<(), SimError> {
+        self.edit_user(upn, |rec| {
+            let mut v = rec.cloud.truth().clone();
+            f(&mut v);
+            rec.cloud = crate::backend::sim::model::Timeline::new(v);
+        })
+    }
+
     /// Store a copy of seeded user `i` under another UPN and object id
     /// (tests of hostile UPNs from outside the simulator).
     #[cfg(test)]

@@ -16,12 +16,14 @@
 //! body shapes, JSON-in-message errors, missing permissions), drawn
 //! deterministically from the tenant's seed where random.
 //!
-//! Nothing here is reachable by users yet (`portflow sim serve` will be).
+//! `portflow sim serve` serves it, with the token endpoint of [`token`].
 
 mod odata;
 mod routes;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "graph")]
+pub mod token;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -240,6 +242,36 @@ impl GraphSim {
 pub fn router(tenant: Arc<SimTenant>, cfg: GraphSimConfig, tokens: Arc<dyn TokenCheck>) -> Router {
     let sim = Arc::new(GraphSim::new(tenant, cfg, tokens));
     Router::new().fallback(serve).with_state(sim)
+}
+
+/// Every application permission the router checks (see
+/// [`GraphSimConfig::missing_permissions`]), sorted.
+pub fn permission_names() -> &'static [&'static str] {
+    routes::PERMISSIONS
+}
+
+/// [`router`] with the simulated Entra token endpoint beside it
+/// (`POST /{tenant}/oauth2/v2.0/token`, matched before any Graph path); the
+/// endpoint's issuer also checks the Graph requests' tokens.
+#[cfg(feature = "graph")]
+pub fn router_with_token_endpoint(
+    tenant: Arc<SimTenant>,
+    cfg: GraphSimConfig,
+    entra: Arc<token::EntraSim>,
+) -> Router {
+    let sim = Arc::new(GraphSim::new(tenant, cfg, entra.clone()));
+    Router::new()
+        .fallback(move |State(sim): State<Arc<GraphSim>>, req: Request| {
+            let entra = entra.clone();
+            async move {
+                if token::EntraSim::is_token_path(req.uri().path()) {
+                    entra.serve(req).await
+                } else {
+                    routes::dispatch(&sim, req).await
+                }
+            }
+        })
+        .with_state(sim)
 }
 
 /// Every request lands here; [`routes::dispatch`] parses the path itself so

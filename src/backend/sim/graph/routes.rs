@@ -34,6 +34,7 @@ const SKUS: &[&str] = &[
     "MCOMEETADD",
 ];
 const OVRP: &str = "OnlineVoiceRoutingPolicy";
+const UPGRADE_POLICY: &str = "TeamsUpgradePolicy";
 const NUMBERS: &str = "/v1.0/admin/teams/telephoneNumberManagement/numberAssignments";
 const OPERATIONS: &str = "/v1.0/admin/teams/telephoneNumberManagement/operations";
 
@@ -493,9 +494,25 @@ async fn route(
     }
 }
 
+/// Every application permission [`permissions`] names: what an app with
+/// full consent holds (the roles of `portflow sim serve`'s tokens).
+pub(super) const PERMISSIONS: &[&str] = &[
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "LicenseAssignment.Read.All",
+    "LicenseAssignment.ReadWrite.All",
+    "Organization.Read.All",
+    "TeamsPolicyUserAssign.ReadWrite.All",
+    "TeamsTelephoneNumber.Read.All",
+    "TeamsTelephoneNumber.ReadWrite.All",
+    "TeamsUserConfiguration.Read.All",
+    "User.Read.All",
+    "User.ReadWrite.All",
+];
+
 /// The application permissions any one of which admits a request to this
 /// path (Graph's "least privileged" lists; read permissions first).
-fn permissions(segs: &[&str], post: bool) -> Option<&'static [&'static str]> {
+pub(super) fn permissions(segs: &[&str], post: bool) -> Option<&'static [&'static str]> {
     Some(match segs {
         ["subscribedSkus", ..] => &[
             "LicenseAssignment.Read.All",
@@ -890,21 +907,26 @@ async fn user_configuration(sim: &GraphSim, ctx: &Ctx, id: &str) -> Reply {
         .iter()
         .map(|n| json!({"telephoneNumber": n, "assignmentCategory": "primary"}))
         .collect();
-    let policies: Vec<Value> = u
+    let assignment = |policy_type: &str, name: &str| {
+        json!({
+            "policyType": policy_type,
+            "policyAssignment": {
+                "displayName": name,
+                "assignmentType": "direct",
+                "policyId": sim.policy_id(name),
+                "groupId": null,
+            }
+        })
+    };
+    let mut policies: Vec<Value> = u
         .online_voice_routing_policy
         .iter()
-        .map(|p| {
-            json!({
-                "policyType": OVRP,
-                "policyAssignment": {
-                    "displayName": p,
-                    "assignmentType": "direct",
-                    "policyId": sim.policy_id(p),
-                    "groupId": null,
-                }
-            })
-        })
+        .map(|p| assignment(OVRP, p))
         .collect();
+    // UNVERIFIED (docs/backends.md): whether Graph lists TeamsUpgradePolicy here.
+    if let Some(p) = upgrade_policy(&u.teams_upgrade_effective_mode) {
+        policies.push(assignment(UPGRADE_POLICY, p));
+    }
     let v = json!({
         "id": u.id,
         "userPrincipalName": u.upn,
@@ -919,6 +941,18 @@ async fn user_configuration(sim: &GraphSim, ctx: &Ctx, id: &str) -> Reply {
     });
     let context = sim.context("admin/teams/userConfigurations/$entity");
     Ok(ctx.json(StatusCode::OK, entity(sim, context, v, true)))
+}
+
+/// The TeamsUpgradePolicy that puts a user in `mode` (`None`: no such mode).
+fn upgrade_policy(mode: &str) -> Option<&'static str> {
+    Some(match mode {
+        "TeamsOnly" => "UpgradeToTeams",
+        "Islands" => "Islands",
+        "SfBOnly" => "SfBOnly",
+        "SfBWithTeamsCollab" => "SfBWithTeamsCollab",
+        "SfBWithTeamsCollabAndMeetings" => "SfBWithTeamsCollabAndMeetings",
+        _ => return None,
+    })
 }
 
 // -------------------------------------------------------- numberAssignments

@@ -338,6 +338,37 @@ async fn user_configuration_shows_numbers_and_hides_later_enum_members_unless_as
         .get("/v1.0/admin/teams/userConfigurations/user0001@contoso.com")
         .await;
     assert_eq!(upn.status, StatusCode::NOT_FOUND);
+    let upgrade = |body: &Value| {
+        body["effectivePolicyAssignments"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|p| p["policyType"] == "TeamsUpgradePolicy")
+            .map(|p| p["policyAssignment"].clone())
+    };
+    let p = upgrade(&a.body).expect("upgrade policy");
+    assert_eq!(p["displayName"], "UpgradeToTeams");
+    assert_eq!(p["assignmentType"], "direct");
+    assert!(p["policyId"].as_str().is_some_and(|s| s.len() == 36), "{p}");
+    for (mode, policy) in [
+        ("Islands", Some("Islands")),
+        ("SfBWithTeamsCollab", Some("SfBWithTeamsCollab")),
+        ("Legacy", None),
+    ] {
+        e.tenant
+            .edit_user(&SimTenant::upn(1), |rec| {
+                let mut v = rec.cloud.truth().clone();
+                v.teams_upgrade_effective_mode = mode.into();
+                rec.cloud = Timeline::new(v);
+            })
+            .expect("edit");
+        let got = upgrade(&e.get(&path).await.body);
+        assert_eq!(
+            got.as_ref().map(|p| p["displayName"].clone()),
+            policy.map(Value::from),
+            "{mode}"
+        );
+    }
 
     e.tenant
         .edit_user(&SimTenant::upn(1), |rec| {
