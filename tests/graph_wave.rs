@@ -14,8 +14,8 @@ use common::*;
 const TENANT_ID: &str = "2f1c0000-0000-4000-8000-000000000001";
 const CLIENT_ID: &str = "9a3e0000-0000-4000-8000-000000000002";
 const SEED: u64 = 11;
-const USERS: u32 = 250;
-const SCALE: u32 = 300;
+const USERS: u32 = 300;
+const SCALE: u32 = 120;
 /// The simulator's behaviour, shared by the served tenant and the plain run.
 const SIM: &str = "latency: {min: 30s, typical_max: 10m, tail_rate: 0}\n    \
                    dirsync_interval: 10m\n    \
@@ -26,8 +26,7 @@ const SIM: &str = "latency: {min: 30s, typical_max: 10m, tail_rate: 0}\n    \
 struct Server {
     child: Child,
     url: String,
-    /// What it printed after the first line, and on stderr.
-    _log: std::thread::JoinHandle<()>,
+    stopped: bool,
 }
 
 impl Server {
@@ -36,7 +35,18 @@ impl Server {
         // SAFETY: signalling our own child.
         let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         assert_eq!(rc, 0, "SIGTERM");
+        self.stopped = true;
         self.child.wait().expect("wait for sim serve").code()
+    }
+}
+
+impl Drop for Server {
+    // A failed test must not leave the server running.
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -68,7 +78,7 @@ fn serve(lab: &Lab, name: &str, state: &Path, users: u32, extra_app: &str, fault
         ])
         .arg(&cfg)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn sim serve");
     let out = child.stdout.take().expect("stdout");
@@ -86,11 +96,11 @@ fn serve(lab: &Lab, name: &str, state: &Path, users: u32, extra_app: &str, fault
         .unwrap_or_else(|| panic!("no URL in {first:?}"))
         .to_string();
     // Keep reading so the server never blocks on a full pipe.
-    let log = std::thread::spawn(move || for _ in lines.by_ref() {});
+    std::thread::spawn(move || for _ in lines.by_ref() {});
     Server {
         child,
         url,
-        _log: log,
+        stopped: false,
     }
 }
 
@@ -181,7 +191,7 @@ fn assert_no_secret(what: &str, bytes: &[u8]) {
     }
 }
 
-/// 250 seeded users, the ones whose line is on-premises blocked at `plan`
+/// 300 seeded users, the ones whose line is on-premises blocked at `plan`
 /// (their path needs PowerShell); the rest (≥ 200) moved through Graph with
 /// 429s (with and without Retry-After), 503s, every token revoked mid-wave and
 /// failed long-running operations, while the run is SIGKILLed three times.
@@ -268,7 +278,7 @@ fn a_dr_to_oc_wave_through_graph_survives_faults_and_kills() {
     let mut rng = Rng(0x6a09_e667);
     let id = kill_and_resume(&lab.state, &run_file, 3, &mut rng, (2_500, 6_000));
     let o = run(portflow(&lab.state)
-        .env("PORTFLOW_LOG", "debug")
+        .env("PORTFLOW_LOG", "portflow=debug")
         .args(["resume", &id]));
     printed.push((
         "resume".into(),
@@ -382,7 +392,7 @@ fn doctor_names_missing_permissions_and_powershell_only_operations() {
 
     // A workflow whose every path needs PowerShell.
     let onprem = lab.path("onprem.csv");
-    write(&onprem, "user\nuser0001@contoso.com\n");
+    write(&onprem, "user,number\nuser0001@contoso.com,+14255550100\n");
     let file = lab.path("onprem.yaml");
     write(
         &file,

@@ -112,13 +112,23 @@ fn inputs_context(wf: &Workflow, s: &crate::spec::runfile::Subject) -> serde_jso
 
 fn manual(kind: OperationKind) -> OpCheck {
     let info = kind.info();
+    let detail = if info.observation {
+        // Nothing to do by hand: a wait polling it cannot see the change.
+        format!(
+            "cannot be read through an API ({}): a wait that polls it ends only by its signal \
+             or its timeout",
+            info.microsoft
+        )
+    } else {
+        format!(
+            "a person does it, then `portflow signal <run> <subject> done`: {}",
+            info.manual.unwrap_or(info.microsoft)
+        )
+    };
     OpCheck {
         op: info.name,
         status: "manual",
-        detail: format!(
-            "a person does it, then `portflow signal <run> <subject> done`: {}",
-            info.manual.unwrap_or(info.microsoft)
-        ),
+        detail,
     }
 }
 

@@ -59,6 +59,9 @@ fn render(spec: &ActionSpec, ctx: &Value) -> Result<Operation, String> {
     serde_json::from_value(Value::Object(obj)).map_err(|e| format!("{}: {e}", spec.op))
 }
 
+/// Subjects planned at once (in order of the run file all the same).
+const PLAN_CONCURRENCY: usize = 8;
+
 /// Reads a plan retries when the service pushes back, and how often.
 const READ_TRIES: u32 = 5;
 
@@ -301,20 +304,25 @@ pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8)> 
         return Err(Error::runtime("no tenant to plan against"));
     };
     let started: Timestamp = clock.now();
-    let mut plans = Vec::new();
-    for subject in &loaded.subjects {
-        plans.push(
+    // A few subjects at a time: a real tenant answers in ~100 ms per read,
+    // and the backend's own cap bounds the requests in flight.
+    use futures_util::stream::{self, StreamExt};
+    // By index: a closure over `&Subject` is not general enough for the
+    // daemon's `Send` handler.
+    let plans: Vec<SubjectPlan> = stream::iter(0..loaded.subjects.len())
+        .map(|i| {
             plan_subject(
                 &wf,
                 &loaded.file.approvals,
                 &clock,
                 tenant,
-                subject,
+                &loaded.subjects[i],
                 &wf.subject,
             )
-            .await,
-        );
-    }
+        })
+        .buffered(PLAN_CONCURRENCY)
+        .collect()
+        .await;
     let reads = opened.close();
     let blocked: Vec<&SubjectPlan> = plans.iter().filter(|p| !p.blockers.is_empty()).collect();
     let mut grouped: BTreeMap<String, (usize, String)> = BTreeMap::new();

@@ -110,7 +110,9 @@ pub async fn start(
         },
         clock.clone(),
     )
-    .map_err(|e| Error::runtime(format!("{origin}: {e}")))?;
+    .map_err(|e| Error::runtime(format!("{origin}: {e}")))?
+    // Clients sign assertions with real time, whatever the tenant's scale.
+    .with_assertion_clock(Arc::new(crate::clock::SystemClock));
     let token_url = entra.token_url();
     let graph = graph_config(&file, base_url.clone(), clock.now());
     let router = router_with_token_endpoint(tenant.clone(), graph, Arc::new(entra));

@@ -339,6 +339,13 @@ pub fn is_secret_key(key: &str) -> bool {
 
 /// The message for a secret written inline at `path` (never the value).
 pub fn inline_secret(path: &str) -> String {
+    if path.ends_with("credential.client_secret") {
+        return format!(
+            "{path}: a secret written inline; write `client_secret_env: VAR` or \
+             `client_secret_file: /path` instead: the run file is stored (in the state \
+             directory and every backup)"
+        );
+    }
     format!(
         "{path}: a secret written inline; write a secret reference `{{env: VAR}}` or \
          `{{file: PATH}}` instead: the run file is stored (in the state directory and every backup)"

@@ -459,6 +459,9 @@ pub struct TokenCache {
     source: TokenSource,
     endpoint: Arc<dyn TokenEndpoint>,
     clock: SharedClock,
+    /// Dates client assertions: Entra judges them on real time, even when a
+    /// rehearsal's clock runs faster.
+    wall: SharedClock,
     current: tokio::sync::Mutex<Option<Token>>,
 }
 
@@ -481,9 +484,16 @@ impl TokenCache {
         TokenCache {
             source,
             endpoint,
+            wall: clock.clone(),
             clock,
             current: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Date assertions on `wall` instead of the cache's clock.
+    pub fn with_wall_clock(mut self, wall: SharedClock) -> TokenCache {
+        self.wall = wall;
+        self
     }
 
     /// A token valid for at least [`EXPIRY_SKEW`] more. Concurrent callers
@@ -497,7 +507,7 @@ impl TokenCache {
             }
         }
         *current = None;
-        let form = self.source.form(now)?;
+        let form = self.source.form(self.wall.now())?;
         let grant = self.endpoint.request(&form).await?;
         let refresh_at =
             now.plus(Duration::from_secs(grant.expires_in).saturating_sub(EXPIRY_SKEW));

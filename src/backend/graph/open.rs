@@ -13,7 +13,7 @@ use super::client::{ClientConfig, GraphClient, DEFAULT_MAX_CONCURRENCY};
 use super::tenant::{GraphTenant, TenantConfig};
 use super::{http_client, Cloud, Endpoints};
 use crate::backend::config::{CredentialChoice, MicrosoftConfig};
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, SystemClock};
 
 /// Timeout of one HTTP request unless `graph.timeout` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,7 +83,7 @@ pub fn token_cache(
         scope: endpoints.scope(),
     };
     let endpoint = Arc::new(HttpTokenEndpoint::new(http, token_url, clock.clone()));
-    Ok(TokenCache::new(source, endpoint, clock))
+    Ok(TokenCache::new(source, endpoint, clock).with_wall_clock(Arc::new(SystemClock)))
 }
 
 /// A [`GraphTenant`] for `cfg`, on `clock` (the run's: polling of

@@ -282,11 +282,11 @@ fn upgrade_mode(policy: &str) -> Option<&'static str> {
 /// `location_update_supported`: `supportedCustomerActions` holds
 /// `locationUpdate`. `pstn_partner_name`: `Microsoft` for Calling Plan
 /// numbers (the service is the operator), else `null` (Graph gives an
-/// `operatorId`, not the operator's name). `address_mode`: `null`, which
-/// `NumberView` reads with its documented rule (operator-locked when the
-/// location cannot be updated, operator-assigns for an Operator Connect
-/// number with a location, else tenant-assigns): Graph does not say who set
-/// the address.
+/// `operatorId`, not the operator's name). `address_mode`: `null` here;
+/// [`find_number`] fills it with `NumberView`'s documented rule
+/// (operator-locked when the location cannot be updated, operator-assigns
+/// for an Operator Connect number with a location, else tenant-assigns):
+/// Graph does not say who set the address.
 pub fn number_view(row: &Value) -> Value {
     let enum_of = |k: &str| match row.get(k).and_then(Value::as_str) {
         Some(s) => json!(pascal(s)),
@@ -322,7 +322,16 @@ pub fn number_view(row: &Value) -> Value {
 pub fn find_number(rows: &[Value], number: &str) -> Value {
     rows.iter()
         .find(|r| r.get("telephoneNumber").and_then(Value::as_str).map(e164) == Some(e164(number)))
-        .map_or(Value::Null, number_view)
+        .map_or(Value::Null, |r| with_address_mode(number_view(r)))
+}
+
+/// `view` with its `address_mode` filled by [`crate::backend::NumberView`]'s
+/// rule, as every other backend's views have it (workflows read the field).
+fn with_address_mode(view: Value) -> Value {
+    match serde_json::from_value::<crate::backend::NumberView>(view.clone()) {
+        Ok(n) => serde_json::to_value(n).unwrap_or(view),
+        Err(_) => view,
+    }
 }
 
 /// What a long-running operation says now.

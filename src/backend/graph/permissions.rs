@@ -67,7 +67,9 @@ pub fn needs(kind: OperationKind) -> &'static [Need] {
     match kind {
         K::GetUser => &[USERS_READ, USER_CONFIG_READ, SKUS_READ, NUMBERS_READ],
         K::GetNumber => &[NUMBERS_READ],
-        K::AssignNumber | K::RemoveNumber | K::SetNumberLocation => &[USERS_READ, NUMBERS_WRITE],
+        // Assigning needs the user's object id; the others address the number.
+        K::AssignNumber => &[USERS_READ, NUMBERS_WRITE],
+        K::RemoveNumber | K::SetNumberLocation => &[NUMBERS_WRITE],
         K::RemoveLicence => &[USERS_READ, SKUS_READ, LICENCE_WRITE],
         K::GrantVoiceRoutingPolicy => &[USERS_READ, POLICY_WRITE],
         _ => &[],

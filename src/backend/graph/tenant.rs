@@ -41,7 +41,7 @@ pub struct TenantConfig {
 impl Default for TenantConfig {
     fn default() -> TenantConfig {
         TenantConfig {
-            lro_budget: Duration::from_secs(10),
+            lro_budget: Duration::from_secs(30),
             lro_interval: Duration::from_secs(2),
         }
     }

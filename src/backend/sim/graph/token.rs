@@ -239,6 +239,9 @@ pub fn granted_roles(missing: &[String]) -> Vec<String> {
 pub struct EntraSim {
     cfg: EntraConfig,
     clock: SharedClock,
+    /// Judges client assertions' times: the wall clock in `sim serve`, since
+    /// clients sign with real time whatever the tenant's time scale.
+    assertion_clock: SharedClock,
     key: ring::hmac::Key,
     /// Varies trace and correlation ids between processes.
     id_seed: u64,
@@ -349,11 +352,18 @@ impl EntraSim {
             .map_err(|_| RegistrationError::Randomness)?;
         Ok(EntraSim {
             cfg,
+            assertion_clock: clock.clone(),
             clock,
             key,
             id_seed: u64::from_le_bytes(seed),
             requests: AtomicU64::new(0),
         })
+    }
+
+    /// Judge assertions' `nbf`/`exp` on `clock` instead of the tenant's.
+    pub fn with_assertion_clock(mut self, clock: SharedClock) -> EntraSim {
+        self.assertion_clock = clock;
+        self
     }
 
     /// `/{tenant_id}/oauth2/v2.0/token`.
@@ -539,7 +549,7 @@ impl EntraSim {
                         ),
                     ));
                 }
-                self.check_assertion(jwt, now)?;
+                self.check_assertion(jwt, self.assertion_clock.now())?;
             }
             (None, Some(secret)) => {
                 let ok = app
