@@ -193,23 +193,19 @@ fn assert_no_secret(what: &str, bytes: &[u8]) {
 
 /// 300 seeded users, the ones whose line is on-premises blocked at `plan`
 /// (their path needs PowerShell); the rest (≥ 200) moved through Graph with
-/// 429s (with and without Retry-After), 503s, every token revoked mid-wave and
-/// failed long-running operations, while the run is SIGKILLed three times.
+/// 429s (with and without Retry-After), 503s, every token revoked mid-wave,
+/// failed long-running operations and a server restart, while the run is
+/// SIGKILLed three times.
 /// Every subject ends as on the plain simulator; no credential is stored,
 /// logged or printed.
 #[test]
 fn a_dr_to_oc_wave_through_graph_survives_faults_and_kills() {
     let lab = Lab::new();
     let server_state = lab.path("server");
-    let server = serve(
-        &lab,
-        "contoso",
-        &server_state,
-        USERS,
-        "",
-        "  throttle_rate: 0.03\n  throttle_retry_after_share: 0.5\n  throttle_retry_after: 2s\n  \
-         unavailable_rate: 0.02\n  lro_failure_rate: 0.04\n  expire_tokens_after: 40m\n",
-    );
+    const FAULTS: &str = "  throttle_rate: 0.03\n  throttle_retry_after_share: 0.5\n  \
+                          throttle_retry_after: 2s\n  unavailable_rate: 0.02\n  \
+                          lro_failure_rate: 0.04\n";
+    let server = serve(&lab, "contoso", &server_state, USERS, "", FAULTS);
     let mut printed: Vec<(String, Vec<u8>)> = Vec::new();
 
     // Plan: read-only, the on-premises lines blocked with the reason.
@@ -259,6 +255,32 @@ fn a_dr_to_oc_wave_through_graph_survives_faults_and_kills() {
 
     // Doctor: runnable (the PowerShell step is conditional).
     let wave = subjects_csv(&lab, "wave.csv", Some(&ready));
+    let checked = graph_run_file(
+        &lab,
+        "checked.yaml",
+        &server.url,
+        &wave,
+        "direct-routing-to-operator-connect",
+    );
+    let o = pf(&lab.state, &["doctor", &checked.to_string_lossy()]);
+    printed.push((
+        "doctor".into(),
+        [o.stdout.clone(), o.stderr.clone()].concat(),
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("conditional"), "{}", stdout(&o));
+
+    // The server restarts (its tenant persists) with every token issued in
+    // its first 30 virtual minutes refused from then on: mid-wave.
+    assert_eq!(server.stop(), Some(0), "sim serve stops cleanly");
+    let server = serve(
+        &lab,
+        "contoso",
+        &server_state,
+        USERS,
+        "",
+        &format!("{FAULTS}  expire_tokens_after: 30m\n"),
+    );
     let run_file = graph_run_file(
         &lab,
         "wave.yaml",
@@ -266,13 +288,6 @@ fn a_dr_to_oc_wave_through_graph_survives_faults_and_kills() {
         &wave,
         "direct-routing-to-operator-connect",
     );
-    let o = pf(&lab.state, &["doctor", &run_file.to_string_lossy()]);
-    printed.push((
-        "doctor".into(),
-        [o.stdout.clone(), o.stderr.clone()].concat(),
-    ));
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("conditional"), "{}", stdout(&o));
 
     // The wave, killed three times, then driven to its end.
     let mut rng = Rng(0x6a09_e667);
@@ -340,9 +355,15 @@ fn a_dr_to_oc_wave_through_graph_survives_faults_and_kills() {
         .collect();
     assert_eq!(graph_states, plain_states);
 
-    // No credential in the state directory, the logs or any output.
+    // No credential in the state directory, a backup, the logs or any output.
+    let o = pf(
+        &lab.state,
+        &["backup", &lab.path("backup").to_string_lossy()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let mut files = Vec::new();
     all_files(&lab.state, &mut files);
+    all_files(&lab.path("backup"), &mut files);
     assert!(!files.is_empty());
     for (p, bytes) in &files {
         assert_no_secret(&p.display().to_string(), bytes);

@@ -87,6 +87,13 @@ fn done(reply: &Reply) -> Value {
     json!({"client_request_id": reply.client_request_id})
 }
 
+/// "Telephone Number '…' is not found from tenant '…'" (an operation's
+/// `statusDetail` or an error answer).
+fn is_gone(e: &BackendError) -> bool {
+    matches!(e.kind, ErrorKind::Precondition | ErrorKind::NotFound)
+        && e.message.contains("is not found from tenant")
+}
+
 impl GraphTenant {
     /// Operations over `client`.
     pub fn new(client: GraphClient, cfg: TenantConfig) -> GraphTenant {
@@ -312,8 +319,24 @@ impl GraphTenant {
             "numberType": ops::number_type(nt),
         });
         let path = format!("{NUMBERS}/unassignNumber");
-        let r = self.client.post(&path, &body, log(call)).await?;
-        self.follow(r, "unassignNumber", call).await
+        let outcome = match self.client.post(&path, &body, log(call)).await {
+            Ok(r) => self.follow(r, "unassignNumber", call).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            // Removing a Direct Routing number takes it out of the tenant: a
+            // repeat (after a crash, or a retry of a call that went through)
+            // finds it gone, which is what the removal wanted.
+            Err(e) if is_gone(&e) => {
+                tracing::debug!(
+                    key = call.key.as_deref(),
+                    attempt = call.attempt,
+                    "unassignNumber: the number is no longer in the tenant; already removed"
+                );
+                Ok(json!({"status": "absent"}))
+            }
+            other => other,
+        }
     }
 
     async fn set_number_location(

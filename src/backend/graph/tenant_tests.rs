@@ -346,6 +346,11 @@ async fn remove_and_assign_number_follow_the_operation() {
             .is_none_or(|r| r.assigned_pstn_target_id.is_none()),
         "{row:?}"
     );
+    // A repeat (re-issued after a crash) finds the number gone: done.
+    let again = drive(&e.clock, e.graph.execute(&remove))
+        .await
+        .expect("a repeated remove");
+    assert_eq!(again["status"], "absent", "{again}");
 
     let assign = act(Operation::AssignNumber {
         user: upn.clone(),
