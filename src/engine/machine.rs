@@ -1435,29 +1435,31 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
             },
             Input::ActionErr(err),
         ) => {
+            // The same attempt again later, not counted as failed.
+            let again = |b: &mut Builder<'_>, until: Timestamp| {
+                b.set_phase(
+                    idx,
+                    Phase::Backoff {
+                        attempt,
+                        until,
+                        throttled: throttled + 1,
+                    },
+                    Some(until),
+                );
+            };
             if err.kind == ErrorKind::Throttled
                 && parts.retry.on.contains(&ErrorKind::Throttled)
                 && throttled < MAX_THROTTLES
             {
                 // Throttling is the service pacing us, not a failed attempt: wait
                 // in place (no event) unless it goes on for too long.
-                let throttled = throttled + 1;
-                let until = now.plus(b.backoff(parts.retry, throttled, &err));
-                b.set_phase(
-                    idx,
-                    Phase::Backoff {
-                        attempt,
-                        until,
-                        throttled,
-                    },
-                    Some(until),
-                );
+                let until = now.plus(b.backoff(parts.retry, throttled + 1, &err));
+                again(b, until);
                 return ACT_THROTTLED;
             }
             if err.kind == ErrorKind::Auth && throttled < MAX_AUTH_WAITS {
                 // A 401/403 means the request was refused, not carried out:
                 // re-issuing it later is safe, whatever the operation.
-                let throttled = throttled + 1;
                 let until = now.plus(AUTH_WAIT);
                 b.event(EventKind::ActionFailed {
                     step: parts.id.to_string(),
@@ -1465,15 +1467,7 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
                     error: err,
                     retry_at: Some(until),
                 });
-                b.set_phase(
-                    idx,
-                    Phase::Backoff {
-                        attempt,
-                        until,
-                        throttled,
-                    },
-                    Some(until),
-                );
+                again(b, until);
                 return ACT_REFUSED_AUTH;
             }
             b.action_error(idx, attempt, err)

@@ -375,16 +375,22 @@ fn resolve(name_or_path: &str, base_dir: &Path, search_dirs: &[PathBuf]) -> Reso
     ))
 }
 
-/// A credential written as a plain value anywhere under `backend:` (the run
-/// file's text is stored, so only a secret reference may be written there).
-fn inline_secrets(map: &PosMap, origin: &str) -> Vec<Diagnostic> {
-    map.scalars_under("backend")
+/// A credential written as a plain value anywhere under `root` (`.` for the
+/// whole file) but for keys in `exempt`: a stored file may hold secret
+/// references only.
+pub(crate) fn inline_secrets(
+    map: &PosMap,
+    origin: &str,
+    root: &str,
+    exempt: &[&str],
+) -> Vec<Diagnostic> {
+    map.scalars_under(root)
         .into_iter()
         .filter(|(_, value)| !matches!(*value, "" | "~" | "null"))
         .filter(|(path, _)| {
             let last = path.rsplit('.').next().unwrap_or(path);
             let key = last.split('[').next().unwrap_or(last);
-            crate::backend::config::is_secret_key(key)
+            crate::backend::config::is_secret_key(key) && !exempt.contains(&key)
         })
         .map(|(path, _)| {
             diag(
@@ -434,7 +440,8 @@ pub fn load_run_text(
 ) -> Result<LoadedRun, SpecError> {
     let origin = path.display().to_string();
     let (body, map, mut diags) = position_map(&text, &origin)?;
-    let secrets = inline_secrets(&map, &origin);
+    // The run file's text is stored: only secret references under `backend:`.
+    let secrets = inline_secrets(&map, &origin, "backend", &[]);
     if !secrets.is_empty() {
         // Stop before serde: its messages may quote the value.
         diags.extend(secrets);

@@ -22,12 +22,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::diag::SpecError;
 use super::limits::{human_duration, MAX_TIME_SCALE, MIN_TIME_SCALE};
 use super::load::{diag, fail, position_map, read, serde_diag};
-use super::locate::PosMap;
 use crate::backend::sim::SimConfig;
 use crate::backend::SecretRef;
 
@@ -101,7 +100,7 @@ pub struct ServeFaults {
     #[serde(default)]
     pub lro_failure_rate: f64,
     /// Tokens issued before start + this are refused from then on.
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "crate::clock::opt_duration")]
     pub expire_tokens_after: Option<Duration>,
     /// Origin written in operations' `Location` instead of the server's.
     #[serde(default)]
@@ -167,48 +166,8 @@ fn four_seconds() -> Duration {
     Duration::from_secs(4)
 }
 
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    match Option::<String>::deserialize(d)? {
-        None => Ok(None),
-        Some(s) => crate::clock::parse_duration(&s)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
-    }
-}
-
-fn is_guid(s: &str) -> bool {
-    s.len() == 36
-        && s.char_indices().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                c == '-'
-            } else {
-                c.is_ascii_hexdigit()
-            }
-        })
-}
-
 /// Keys whose names look like credentials but hold none.
 const NOT_SECRETS: &[&str] = &["token_lifetime", "expire_tokens_after"];
-
-/// A credential written as a plain value anywhere in the file.
-fn inline_secrets(map: &PosMap, origin: &str) -> Vec<super::Diagnostic> {
-    map.scalars_under(".")
-        .into_iter()
-        .filter(|(_, value)| !matches!(*value, "" | "~" | "null"))
-        .filter(|(path, _)| {
-            let last = path.rsplit('.').next().unwrap_or(path);
-            let key = last.split('[').next().unwrap_or(last);
-            crate::backend::config::is_secret_key(key) && !NOT_SECRETS.contains(&key)
-        })
-        .map(|(path, _)| {
-            diag(
-                origin,
-                map.at(&path),
-                crate::backend::config::inline_secret(&path),
-            )
-        })
-        .collect()
-}
 
 impl ServeFile {
     /// Values out of bounds, as (path, message). `permissions` are the names
@@ -216,14 +175,14 @@ impl ServeFile {
     pub fn problems(&self, permissions: &[&str]) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut bad = |path: &str, msg: String| out.push((path.to_string(), msg));
-        if !is_guid(&self.tenant_id) {
+        if !crate::backend::config::is_guid(&self.tenant_id) {
             bad(
                 "tenant_id",
                 "tenant_id must be a directory id (GUID), e.g. 2f1c0000-0000-4000-8000-000000000001"
                     .into(),
             );
         }
-        if !is_guid(&self.app.client_id) {
+        if !crate::backend::config::is_guid(&self.app.client_id) {
             bad(
                 "app.client_id",
                 "app.client_id must be an application id (GUID)".into(),
@@ -354,7 +313,7 @@ pub fn load_serve_file(path: &Path, permissions: &[&str]) -> Result<ServeFile, S
     let text = read(path)?;
     let origin = path.display().to_string();
     let (body, map, mut diags) = position_map(&text, &origin)?;
-    let secrets = inline_secrets(&map, &origin);
+    let secrets = super::load::inline_secrets(&map, &origin, ".", NOT_SECRETS);
     if !secrets.is_empty() {
         // Stop before serde: its messages may quote the value.
         diags.extend(secrets);

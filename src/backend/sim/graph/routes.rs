@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::odata::{self, Segment};
 use super::GraphSim;
+use crate::backend::config::is_guid;
 use crate::backend::sim::db::{guid, number_key, parse, SimError};
 use crate::backend::sim::model::{NumberRecord, UserRecord};
 use crate::backend::sim::rng::Key;
@@ -620,17 +621,6 @@ impl GraphSim {
         shared.advance_number(&mut rec, self.now());
         Ok(rec.row.truth().clone())
     }
-}
-
-fn is_guid(s: &str) -> bool {
-    s.len() == 36
-        && s.char_indices().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                c == '-'
-            } else {
-                c.is_ascii_hexdigit()
-            }
-        })
 }
 
 fn parse_body(ctx: &Ctx, body: &[u8]) -> Result<Map<String, Value>, Response> {
