@@ -269,6 +269,24 @@ async fn microsoft(
             });
             continue;
         }
+        if *k == OperationKind::GrantVoiceRoutingPolicy {
+            if let Some(why) = &checked.policy_type_refused {
+                checks.push(OpCheck {
+                    op: info.name,
+                    status: if matches!(reach, Reach::Always) {
+                        "needs_backend"
+                    } else {
+                        "conditional"
+                    },
+                    detail: format!(
+                        "this tenant's policy assignment API refuses voice routing policies \
+                         ({why}): needs the PowerShell backend ({})",
+                        info.cmdlet.unwrap_or(info.microsoft)
+                    ),
+                });
+                continue;
+            }
+        }
         let mut missing = Vec::new();
         let mut unknown = Vec::new();
         for need in permissions::needs(*k) {

@@ -94,6 +94,9 @@ pub struct Checked {
     pub roles: Option<Vec<String>>,
     /// Reads made, by need: `Ok` or the error.
     pub reads: Vec<(Need, Result<(), BackendError>)>,
+    /// Why the policy API refuses voice routing policies in this tenant, if
+    /// it does (then `grant_voice_routing_policy` needs PowerShell).
+    pub policy_type_refused: Option<String>,
 }
 
 impl Checked {
@@ -138,6 +141,7 @@ pub async fn check(
     let mut out = Checked {
         roles: token.roles(),
         reads: Vec::new(),
+        policy_type_refused: None,
     };
     let log = LogCtx::default();
     if let Some(upn) = upn {
@@ -171,5 +175,81 @@ pub async fn check(
         .await
         .map(|_| ());
     out.reads.push((NUMBERS_READ, r));
+    // The one read of the policy API: does it take voice routing policies?
+    let path = format!(
+        "/admin/teams/policy/getPolicyId(type='{}',name={})",
+        super::ops::OVRP,
+        odata::path_segment(&odata::literal("Global"))
+    );
+    match client.get(&path, log).await {
+        Ok(_) => out.reads.push((POLICY_WRITE, Ok(()))),
+        Err(e) if is_policy_type_refused(&e) => out.policy_type_refused = Some(e.message),
+        Err(e) => out.reads.push((POLICY_WRITE, Err(e))),
+    }
     Ok(out)
+}
+
+/// A 400 saying the policy API does not take this policy type.
+pub fn is_policy_type_refused(e: &BackendError) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    matches!(e.kind, ErrorKind::Fatal | ErrorKind::Precondition)
+        && m.contains("policy type")
+        && (m.contains("not supported") || m.contains("is not valid") || m.contains("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use reqwest::header::HeaderMap;
+
+    fn answer(status: u16, code: &str, message: &str) -> BackendError {
+        let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+        super::super::errors::classify(status, &HeaderMap::new(), body.as_bytes(), Timestamp(0))
+    }
+
+    #[test]
+    fn a_refused_policy_type_is_told_from_a_missing_permission() {
+        let refused = answer(
+            400,
+            "BadRequest",
+            "Policy type 'OnlineVoiceRoutingPolicy' is not supported.",
+        );
+        assert!(is_policy_type_refused(&refused), "{refused}");
+        let forbidden = answer(
+            403,
+            "Forbidden",
+            "Insufficient permission(s) for the request. API requires any of the following \
+             permission(s): TeamsPolicyUserAssign.ReadWrite.All.",
+        );
+        assert!(!is_policy_type_refused(&forbidden), "{forbidden}");
+        assert!(is_denied(&forbidden), "{forbidden}");
+        let throttled = answer(429, "TooManyRequests", "policy type whatever not supported");
+        assert!(!is_policy_type_refused(&throttled));
+    }
+
+    #[test]
+    fn what_is_granted_comes_from_reads_then_roles() {
+        let c = Checked {
+            roles: Some(vec!["TeamsTelephoneNumber.ReadWrite.All".into()]),
+            reads: vec![(USERS_READ, Ok(()))],
+            policy_type_refused: None,
+        };
+        assert_eq!(c.granted(&USERS_READ), Granted::Yes);
+        assert_eq!(c.granted(&NUMBERS_WRITE), Granted::Yes);
+        assert_eq!(
+            c.granted(&NUMBERS_READ),
+            Granted::Yes,
+            "ReadWrite admits reads"
+        );
+        assert_eq!(c.granted(&POLICY_WRITE), Granted::No);
+        let opaque = Checked {
+            roles: None,
+            reads: Vec::new(),
+            policy_type_refused: None,
+        };
+        assert!(matches!(opaque.granted(&POLICY_WRITE), Granted::Unknown(_)));
+        assert_eq!(needs(OperationKind::RemoveNumber), &[NUMBERS_WRITE]);
+        assert!(needs(OperationKind::MoveUser).is_empty());
+    }
 }

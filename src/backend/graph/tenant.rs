@@ -500,7 +500,23 @@ impl Tenant for GraphTenant {
             } => self.set_number_location(number, location_id, call).await,
             Operation::RemoveLicence { user, sku } => self.remove_licence(user, sku, call).await,
             Operation::GrantVoiceRoutingPolicy { user, policy } => {
-                self.grant_policy(user, policy.as_deref(), call).await
+                self.grant_policy(user, policy.as_deref(), call)
+                    .await
+                    .map_err(|e| {
+                        if super::permissions::is_policy_type_refused(&e) {
+                            // Nothing was changed; say what would do it.
+                            BackendError::new(
+                                ErrorKind::Precondition,
+                                format!(
+                                    "not available on Graph in this tenant ({}): needs the \
+                                     PowerShell backend (Grant-CsOnlineVoiceRoutingPolicy)",
+                                    e.message
+                                ),
+                            )
+                        } else {
+                            e
+                        }
+                    })
             }
             other => Err(BackendError::new(
                 ErrorKind::Fatal,
