@@ -36,17 +36,27 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
 /// Most pages [`GraphClient::get_all`] follows (a loop guard).
 const MAX_PAGES: usize = 1000;
 
+/// Times a throttled or unavailable `GET` is sent again before its error is
+/// returned (a read changes nothing; the engine retries writes itself).
+pub const DEFAULT_READ_RETRIES: u32 = 3;
+
+/// Longest pause before a read is sent again.
+const MAX_READ_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Knobs of the request layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientConfig {
     /// Most requests in flight at once for this tenant (at least 1).
     pub max_concurrency: usize,
+    /// [`DEFAULT_READ_RETRIES`]; after `Retry-After`, else 2, 4, 8 s.
+    pub read_retries: u32,
 }
 
 impl Default for ClientConfig {
     fn default() -> ClientConfig {
         ClientConfig {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            read_retries: DEFAULT_READ_RETRIES,
         }
     }
 }
@@ -130,6 +140,7 @@ pub struct GraphClient {
     tokens: Arc<TokenCache>,
     clock: SharedClock,
     permits: Semaphore,
+    read_retries: u32,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -159,6 +170,7 @@ impl GraphClient {
             tokens,
             clock,
             permits: Semaphore::new(cfg.max_concurrency.max(1)),
+            read_retries: cfg.read_retries,
         })
     }
 
@@ -209,7 +221,28 @@ impl GraphClient {
     /// `GET /v1.0<path_and_query>`.
     pub async fn get(&self, path_and_query: &str, log: LogCtx<'_>) -> Result<Reply, BackendError> {
         let url = self.url(path_and_query)?;
-        self.send(Method::GET, url, None, log).await
+        self.read(url, log).await
+    }
+
+    /// A `GET`, sent again after throttling or unavailability.
+    async fn read(&self, url: Url, log: LogCtx<'_>) -> Result<Reply, BackendError> {
+        let mut tries = 0;
+        loop {
+            match self.send(Method::GET, url.clone(), None, log).await {
+                Err(e)
+                    if tries < self.read_retries
+                        && matches!(e.kind, ErrorKind::Throttled | ErrorKind::Transient) =>
+                {
+                    tries += 1;
+                    let pause = e
+                        .retry_after()
+                        .unwrap_or(std::time::Duration::from_secs(1 << tries))
+                        .min(MAX_READ_PAUSE);
+                    self.clock.sleep_until(self.clock.now().plus(pause)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// `GET` an absolute URL the service returned (origin checked first).
@@ -220,7 +253,7 @@ impl GraphClient {
         log: LogCtx<'_>,
     ) -> Result<Reply, BackendError> {
         let url = self.same_origin(url, what)?;
-        self.send(Method::GET, url, None, log).await
+        self.read(url, log).await
     }
 
     /// `POST /v1.0<path>` with a JSON body.

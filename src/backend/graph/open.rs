@@ -100,6 +100,7 @@ pub fn open(cfg: &MicrosoftConfig, clock: SharedClock) -> Result<GraphTenant, Op
         clock,
         &ClientConfig {
             max_concurrency: cfg.graph.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
+            ..ClientConfig::default()
         },
     )
     .map_err(OpenError)?;

@@ -131,7 +131,11 @@ async fn env_with(tcfg: TenantConfig, f: impl FnOnce(&mut GraphSimConfig)) -> En
         http,
         tokens,
         clock.clone(),
-        &ClientConfig::default(),
+        // Faults reach the tests as they come: no retry in the request layer.
+        &ClientConfig {
+            read_retries: 0,
+            ..ClientConfig::default()
+        },
     )
     .expect("graph client");
     Env {
@@ -702,7 +706,16 @@ impl TokenEndpoint for FixedEndpoint {
 
 /// A client for `base` with `max_concurrency`, tokens from [`FixedEndpoint`].
 fn bare_client(dir: &std::path::Path, base: &str, max_concurrency: usize) -> GraphClient {
-    let clock = ManualClock::new(START);
+    bare_client_on(dir, base, max_concurrency, 0, ManualClock::new(START))
+}
+
+fn bare_client_on(
+    dir: &std::path::Path,
+    base: &str,
+    max_concurrency: usize,
+    read_retries: u32,
+    clock: Arc<ManualClock>,
+) -> GraphClient {
     let endpoints = Endpoints::new(Cloud::Global, Some(base), Some(base)).expect("loopback");
     let secret = dir.join("secret");
     std::fs::write(&secret, "x").expect("secret");
@@ -723,9 +736,64 @@ fn bare_client(dir: &std::path::Path, base: &str, max_concurrency: usize) -> Gra
         http,
         tokens,
         clock,
-        &ClientConfig { max_concurrency },
+        &ClientConfig {
+            max_concurrency,
+            read_retries,
+        },
     )
     .expect("graph client")
+}
+
+#[tokio::test]
+async fn a_throttled_read_is_sent_again_after_retry_after() {
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    async fn busy(
+        axum::extract::State(c): axum::extract::State<Arc<Count>>,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        if c.0.fetch_add(1, Ordering::SeqCst) < 2 {
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "5")],
+                axum::Json(serde_json::json!({"error": {"code": "TooManyRequests", "message": "slow down"}})),
+            )
+                .into_response()
+        } else {
+            axum::Json(serde_json::json!({"value": []})).into_response()
+        }
+    }
+    let count = Arc::new(Count::default());
+    let app = axum::Router::new().fallback(busy).with_state(count.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(START);
+    let client = bare_client_on(dir.path(), &base, 2, 3, clock.clone());
+    let r = drive(&clock, client.get("/subscribedSkus", LogCtx::default()))
+        .await
+        .expect("the third try answers");
+    assert_eq!(r.status, 200);
+    assert_eq!(count.0.load(Ordering::SeqCst), 3);
+    assert!(
+        clock.now() >= START.plus(Duration::from_secs(10)),
+        "waited Retry-After twice"
+    );
+    // Without retries the first 429 is the answer.
+    count.0.store(0, Ordering::SeqCst);
+    let once = bare_client_on(dir.path(), &base, 2, 0, ManualClock::new(START));
+    let e = once
+        .get("/subscribedSkus", LogCtx::default())
+        .await
+        .expect_err("throttled");
+    assert_eq!(e.kind, ErrorKind::Throttled);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(5)));
+    server.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

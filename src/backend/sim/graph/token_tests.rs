@@ -569,7 +569,10 @@ impl Served {
             self.http.clone(),
             tokens,
             self.clock.clone(),
-            &ClientConfig::default(),
+            &ClientConfig {
+                read_retries: 0,
+                ..ClientConfig::default()
+            },
         )
         .expect("graph client");
         GraphTenant::new(client, TenantConfig::default())
