@@ -4,14 +4,11 @@
 //! or manual. Read-only: nothing is written anywhere, not even the state
 //! directory.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde_json::json;
 
 use super::{App, Error, Result};
 use crate::backend::{BackendConfig, OperationKind};
-use crate::clock::{SharedClock, SystemClock};
 use crate::report::exit;
 use crate::report::table::Table;
 use crate::spec::model::Workflow;
@@ -212,7 +209,7 @@ async fn microsoft(
     use crate::backend::graph::permissions::{self, Granted};
     use crate::backend::graph::tenant::AUTOMATED;
     let backend = format!("Microsoft tenant {} through Graph", cfg.tenant_id);
-    let clock: SharedClock = Arc::new(SystemClock);
+    let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
     let tenant = crate::backend::graph::open::open(cfg, clock).map_err(|e| {
         Error::input(format!("backend: {e}"))
             .hint("check the run file's backend: block and that the credential file is readable")
