@@ -71,14 +71,7 @@ pub fn workflow_ops(wf: &Workflow, loaded: &LoadedRun) -> Vec<(OperationKind, Re
                 }
             }
         };
-        let mut kinds = Vec::new();
-        kinds.extend(step.action.as_ref().map(|a| a.op));
-        kinds.extend(step.wait.as_ref().map(|w| w.observe.op));
-        if let Some(c) = &step.compensate {
-            kinds.push(c.op);
-            kinds.extend(c.wait.as_ref().map(|w| w.observe.op));
-        }
-        for k in kinds {
+        for k in step.operations() {
             match ops.iter_mut().find(|(o, _)| *o == k) {
                 Some((_, r)) if reach == Reach::Always => *r = Reach::Always,
                 Some(_) => {}

@@ -280,14 +280,8 @@ fn step_needs(
     step: &crate::spec::model::Step,
     tenant: &dyn Tenant,
 ) -> Option<(crate::backend::OperationKind, &'static str)> {
-    let mut ops = Vec::new();
-    ops.extend(step.action.as_ref().map(|a| a.op));
-    ops.extend(step.wait.as_ref().map(|w| w.observe.op));
-    if let Some(c) = &step.compensate {
-        ops.push(c.op);
-        ops.extend(c.wait.as_ref().map(|w| w.observe.op));
-    }
-    ops.into_iter()
+    step.operations()
+        .into_iter()
         .find_map(|op| tenant.needs(op).map(|n| (op, n)))
 }
 

@@ -217,7 +217,18 @@ fn open_sim(
     let Some(slot) = open.iter_mut().find(|s| s.dir == dir) else {
         return Ok((sim, None));
     };
-    let limiter = match (slot.limiter.upgrade(), scope.rate_limit) {
+    let limiter = join_limiter(&mut slot.limiter, scope.rate_limit, clock);
+    Ok((sim, limiter))
+}
+
+/// The tenant's limiter held in `weak`, tightened to `rate`; or a new one at
+/// `rate` when no run holds one (none without a rate).
+fn join_limiter(
+    weak: &mut Weak<RateLimiter>,
+    rate: Option<f64>,
+    clock: SharedClock,
+) -> Option<Arc<RateLimiter>> {
+    match (weak.upgrade(), rate) {
         (Some(l), Some(rate)) => {
             l.tighten(rate);
             Some(l)
@@ -225,12 +236,11 @@ fn open_sim(
         (Some(l), None) => Some(l),
         (None, Some(rate)) => {
             let l = Arc::new(RateLimiter::new(clock, rate));
-            slot.limiter = Arc::downgrade(&l);
+            *weak = Arc::downgrade(&l);
             Some(l)
         }
         (None, None) => None,
-    };
-    Ok((sim, limiter))
+    }
 }
 
 /// One Microsoft tenant open in this process.
@@ -257,22 +267,12 @@ fn open_microsoft(
     let rate = scope.rate_limit.map_or(cfg.rate(), |r| r.min(cfg.rate()));
     let mut open = GRAPH.lock().unwrap_or_else(|p| p.into_inner());
     open.retain(|s| s.tenant.strong_count() > 0);
-    let found = open
+    let held = open
         .iter()
-        .find(|s| s.key == key)
-        .and_then(|s| Some((s.tenant.upgrade()?, s.limiter.upgrade())));
-    let (tenant, limiter) = match found {
-        Some((t, Some(l))) => {
-            l.tighten(rate);
-            (t, l)
-        }
-        Some((t, None)) => {
-            let l = Arc::new(RateLimiter::new(clock, rate));
-            if let Some(s) = open.iter_mut().find(|s| s.key == key) {
-                s.limiter = Arc::downgrade(&l);
-            }
-            (t, l)
-        }
+        .position(|s| s.key == key)
+        .and_then(|i| Some((i, open[i].tenant.upgrade()?)));
+    let (i, tenant) = match held {
+        Some(found) => found,
         None => {
             let t = Arc::new(super::graph::open::open(cfg, clock.clone()).map_err(|e| {
                 RegistryError::Microsoft {
@@ -280,18 +280,18 @@ fn open_microsoft(
                     message: e.0,
                 }
             })?);
-            let l = Arc::new(RateLimiter::new(clock, rate));
             open.push(GraphSlot {
                 key,
                 tenant: Arc::downgrade(&t),
-                limiter: Arc::downgrade(&l),
+                limiter: Weak::new(),
             });
-            (t, l)
+            (open.len() - 1, t)
         }
     };
+    let limiter = join_limiter(&mut open[i].limiter, Some(rate), clock);
     Ok(Opened {
         tenant,
-        limiter: Some(limiter),
+        limiter,
         name: cfg.tenant_id.clone(),
         dir: None,
     })

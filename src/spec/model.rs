@@ -282,6 +282,21 @@ pub struct Step {
     pub segment: usize,
 }
 
+impl Step {
+    /// The operations the step may call: its action, its wait's observation,
+    /// its undo and the undo's observation, in that order.
+    pub fn operations(&self) -> Vec<OperationKind> {
+        let mut ops = Vec::new();
+        ops.extend(self.action.as_ref().map(|a| a.op));
+        ops.extend(self.wait.as_ref().map(|w| w.observe.op));
+        if let Some(c) = &self.compensate {
+            ops.push(c.op);
+            ops.extend(c.wait.as_ref().map(|w| w.observe.op));
+        }
+        ops
+    }
+}
+
 /// A gate: a manual approval (`approval`) or a named signal (`signal`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
