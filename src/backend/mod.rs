@@ -9,6 +9,8 @@ pub mod catalog;
 pub mod config;
 #[cfg(feature = "graph")]
 pub mod graph;
+#[cfg(feature = "graph")]
+pub mod powershell;
 pub mod readonly;
 pub mod registry;
 pub mod sim;

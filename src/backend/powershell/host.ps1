@@ -1,0 +1,1 @@
+# portflow PowerShell host (placeholder: the real script lands with issue 14).
