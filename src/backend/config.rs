@@ -83,6 +83,13 @@ pub struct MicrosoftConfig {
     /// Endpoints and pacing.
     #[serde(default)]
     pub graph: GraphSettings,
+    /// The PowerShell hosts (Teams module, Skype for Business Server shell).
+    #[serde(default)]
+    pub powershell: super::powershell_config::PowerShellSettings,
+    /// Operation name → `graph`, `powershell` or `manual`, overriding the
+    /// default route (Graph where it can, else PowerShell, else a person).
+    #[serde(default)]
+    pub routes: std::collections::BTreeMap<String, String>,
 }
 
 fn default_cloud() -> String {
@@ -147,6 +154,9 @@ impl CredentialConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GraphSettings {
+    /// `false`: every operation goes to PowerShell or a person (the
+    /// credential still signs in, for the hosts' tokens). Default true.
+    pub enabled: Option<bool>,
     /// Graph service root instead of `https://graph.microsoft.com`: loopback
     /// hosts only, for rehearsals against `portflow sim serve`.
     pub base_url: Option<String>,
@@ -260,6 +270,12 @@ impl MicrosoftConfig {
                 ));
             }
         }
+        p.extend(self.powershell.problems());
+        p.extend(super::powershell_config::route_problems(
+            &self.routes,
+            self.graph.enabled != Some(false),
+            &self.powershell,
+        ));
         if let Some(t) = self.graph.timeout {
             if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600))
                 .contains(&t)

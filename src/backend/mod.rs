@@ -11,6 +11,7 @@ pub mod config;
 pub mod graph;
 #[cfg(feature = "graph")]
 pub mod powershell;
+pub mod powershell_config;
 pub mod readonly;
 pub mod registry;
 pub mod sim;
@@ -106,6 +107,10 @@ pub struct BackendError {
     /// Retry-After the service asked for, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// The call may or may not have taken effect (a host process died or
+    /// hung mid-request): the engine reconciles it like a missed deadline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outcome_unknown: bool,
 }
 
 impl BackendError {
@@ -115,7 +120,14 @@ impl BackendError {
             kind,
             message: message.into(),
             retry_after_ms: None,
+            outcome_unknown: false,
         }
+    }
+
+    /// Mark the outcome as unknown (see [`BackendError::outcome_unknown`]).
+    pub fn with_unknown_outcome(mut self) -> BackendError {
+        self.outcome_unknown = true;
+        self
     }
 
     /// Attach a Retry-After.

@@ -577,7 +577,10 @@ impl Driver {
     /// deadline frees the worker; a real backend's request is cancelled with it.
     async fn call(&self, call: &Call) -> Result<serde_json::Value, Missed> {
         tokio::select! {
-            answer = self.tenant.execute(call) => answer.map_err(Missed::Failed),
+            answer = self.tenant.execute(call) => answer.map_err(|e| {
+                // A host that died mid-request: reconcile as after a deadline.
+                if e.outcome_unknown { Missed::Deadline(e) } else { Missed::Failed(e) }
+            }),
             () = self.clock.call_deadline(self.call_timeout) => {
                 tracing::warn!(
                     run = %self.run_id,
