@@ -207,11 +207,18 @@ pub fn manual_ops(file: &RunFile) -> Vec<OperationKind> {
             .copied()
             .filter(|k| cfg.manual.contains(k))
             .collect(),
-        // Graph performs exactly the operations its catalog column names.
-        BackendConfig::Microsoft(_) => OperationKind::ALL
+        // What neither Graph nor a configured PowerShell part performs.
+        BackendConfig::Microsoft(ms) => OperationKind::ALL
             .iter()
             .copied()
-            .filter(|k| k.info().graph.is_none())
+            .filter(|k| {
+                crate::backend::powershell_config::route_of(
+                    *k,
+                    ms.graph.enabled != Some(false),
+                    &ms.powershell,
+                    &ms.routes,
+                ) == crate::backend::powershell_config::RouteChoice::Manual
+            })
             .collect(),
     }
 }

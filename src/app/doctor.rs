@@ -200,58 +200,90 @@ async fn microsoft(
     ops: &[(OperationKind, Reach)],
 ) -> Result<(String, String, Vec<OpCheck>)> {
     use crate::backend::graph::permissions::{self, Granted};
-    use crate::backend::graph::tenant::AUTOMATED;
-    let backend = format!("Microsoft tenant {} through Graph", cfg.tenant_id);
+    use crate::backend::powershell_config::RouteChoice;
     let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
-    let tenant = crate::backend::graph::open::open(cfg, clock).map_err(|e| {
+    let tenant = crate::backend::microsoft::open(cfg, clock).map_err(|e| {
         Error::input(format!("backend: {e}"))
             .hint("check the run file's backend: block and that the credential file is readable")
     })?;
+    let mut parts = Vec::new();
+    if tenant.graph().is_some() {
+        parts.push("Graph");
+    }
+    if tenant.powershell().is_some() {
+        parts.push("PowerShell");
+    }
+    let backend = format!(
+        "Microsoft tenant {} through {}",
+        cfg.tenant_id,
+        parts.join(" and ")
+    );
     // The first subject's user and number are read once.
     let first = loaded.subjects.first();
     let input = |name: &str| first.and_then(|s| s.inputs.get(name)).map(String::as_str);
-    let checked = match permissions::check(tenant.client(), input("user"), input("number")).await {
-        Ok(c) => c,
-        Err(e) => {
-            let checks = ops
-                .iter()
-                .map(|(k, _)| OpCheck {
-                    op: k.info().name,
-                    status: "unknown",
-                    detail: "not checked: no token".into(),
-                })
-                .collect();
-            return Ok((backend, format!("FAILED: {e}"), checks));
-        }
+    let (checked, mut signin) = match tenant.graph() {
+        Some(g) => match permissions::check(g.client(), input("user"), input("number")).await {
+            Ok(c) => {
+                let signin = match &c.roles {
+                    Some(r) => format!(
+                        "ok (app-only token for {}; {} application permission(s) granted)",
+                        cfg.client_id,
+                        r.len()
+                    ),
+                    None => format!(
+                        "ok (app-only token for {}; it does not list its permissions)",
+                        cfg.client_id
+                    ),
+                };
+                (Some(c), signin)
+            }
+            Err(e) => {
+                let checks = ops
+                    .iter()
+                    .map(|(k, _)| OpCheck {
+                        op: k.info().name,
+                        status: "unknown",
+                        detail: "not checked: no token".into(),
+                    })
+                    .collect();
+                return Ok((backend, format!("FAILED: {e}"), checks));
+            }
+        },
+        None => (None, "Graph disabled (graph.enabled: false)".to_string()),
     };
-    let signin = match &checked.roles {
-        Some(r) => format!(
-            "ok (app-only token for {}; {} application permission(s) granted)",
-            cfg.client_id,
-            r.len()
-        ),
-        None => format!(
-            "ok (app-only token for {}; it does not list its permissions)",
-            cfg.client_id
-        ),
-    };
+    let hosts = powershell_hosts(&tenant, ops).await;
+    for (part, label, outcome) in &hosts {
+        signin.push_str(&match outcome {
+            Ok(h) => format!(
+                "\npowershell.{part} ({label}): PowerShell {} {}, {} {}, connected",
+                h.ps_version,
+                h.ps_edition,
+                part_module(part),
+                h.connected_module.as_deref().unwrap_or("?")
+            ),
+            Err(e) => format!("\npowershell.{part} ({label}): FAILED: {e}"),
+        });
+    }
     let mut checks = Vec::new();
     for (k, reach) in ops {
         let info = k.info();
-        if !AUTOMATED.contains(k) {
-            checks.push(match (info.manual, info.cmdlet, reach) {
-                (None, Some(cmdlet), Reach::Always) => OpCheck {
+        if tenant.route(*k) == RouteChoice::PowerShell {
+            checks.push(powershell_check(&tenant, &hosts, *k, first).await);
+            continue;
+        }
+        if tenant.route(*k) != RouteChoice::Graph {
+            let needs = crate::backend::Tenant::needs(&tenant, *k);
+            checks.push(match (needs, info.cmdlet, reach) {
+                (Some(needs), Some(cmdlet), Reach::Always) => OpCheck {
                     op: info.name,
                     status: "needs_backend",
-                    detail: format!(
-                        "not available on Microsoft Graph: needs the PowerShell backend ({cmdlet})"
-                    ),
+                    detail: format!("not available on this backend: needs {needs} ({cmdlet})"),
                 },
-                (None, Some(cmdlet), Reach::Conditional(step, cond)) => OpCheck {
+                (Some(needs), Some(cmdlet), Reach::Conditional(step, cond)) => OpCheck {
                     op: info.name,
                     status: "conditional",
                     detail: format!(
-                        "needs the PowerShell backend ({cmdlet}), only for subjects that reach \
+                        "needs {needs} ({cmdlet}), only for subjects that reach \
                          step {step} (when `{cond}`): `portflow plan` blocks them"
                     ),
                 },
@@ -259,7 +291,10 @@ async fn microsoft(
             });
             continue;
         }
-        if *k == OperationKind::GrantVoiceRoutingPolicy {
+        let Some(checked) = &checked else {
+            continue;
+        };
+        if *k == OperationKind::GrantVoiceRoutingPolicy && tenant.powershell().is_none() {
             if let Some(why) = &checked.policy_type_refused {
                 checks.push(OpCheck {
                     op: info.name,
@@ -316,6 +351,134 @@ async fn microsoft(
         });
     }
     Ok((backend, signin, checks))
+}
+
+#[cfg(feature = "graph")]
+type HostOutcome = (
+    &'static str,
+    String,
+    std::result::Result<crate::backend::powershell::session::Hello, crate::backend::BackendError>,
+);
+
+#[cfg(feature = "graph")]
+fn part_module(part: &str) -> &'static str {
+    if part == "onprem" {
+        "SkypeForBusiness"
+    } else {
+        "MicrosoftTeams"
+    }
+}
+
+/// Start and sign in one host of each PowerShell part the workflow uses.
+#[cfg(feature = "graph")]
+async fn powershell_hosts(
+    tenant: &crate::backend::microsoft::MicrosoftTenant,
+    ops: &[(OperationKind, Reach)],
+) -> Vec<HostOutcome> {
+    use crate::backend::powershell::ops::Part;
+    let mut out = Vec::new();
+    let Some(ps) = tenant.powershell() else {
+        return out;
+    };
+    for part in [Part::Teams, Part::Onprem] {
+        let Some(session) = ps.session(part) else {
+            continue;
+        };
+        let used = ops.iter().any(|(k, _)| {
+            tenant.route(*k) == crate::backend::powershell_config::RouteChoice::PowerShell
+                && crate::backend::powershell::tenant::part_of(*k) == Some(part)
+        });
+        if used {
+            out.push((
+                part.as_str(),
+                session.label().to_string(),
+                session.probe().await,
+            ));
+        }
+    }
+    out
+}
+
+/// One PowerShell-routed operation: reads are run once with the first
+/// subject's inputs; actions are reported, never performed.
+#[cfg(feature = "graph")]
+async fn powershell_check(
+    tenant: &crate::backend::microsoft::MicrosoftTenant,
+    hosts: &[HostOutcome],
+    kind: OperationKind,
+    first: Option<&crate::spec::runfile::Subject>,
+) -> OpCheck {
+    use crate::backend::{Call, ErrorKind, Operation, Tenant};
+    let info = kind.info();
+    let part = crate::backend::powershell::tenant::part_of(kind).map_or("teams", |p| p.as_str());
+    let cmdlet = info.cmdlet.unwrap_or(info.microsoft);
+    let Some((_, label, outcome)) = hosts.iter().find(|(p, _, _)| *p == part) else {
+        return OpCheck {
+            op: info.name,
+            status: "unknown",
+            detail: format!("powershell.{part} was not started"),
+        };
+    };
+    if let Err(e) = outcome {
+        return OpCheck {
+            op: info.name,
+            status: "unknown",
+            detail: format!("powershell.{part} ({label}) did not start: {e}"),
+        };
+    }
+    if !info.observation {
+        return OpCheck {
+            op: info.name,
+            status: "available",
+            detail: format!("{cmdlet} through {label} (not run by doctor: it changes the tenant)"),
+        };
+    }
+    let input = |name: &str| first.and_then(|s| s.inputs.get(name)).cloned();
+    let mut args = serde_json::Map::new();
+    args.insert("op".into(), json!(info.name));
+    for p in info.params {
+        if let Some(v) = input(p.name) {
+            args.insert(p.name.into(), json!(v));
+        }
+    }
+    let Ok(op) = serde_json::from_value::<Operation>(serde_json::Value::Object(args)) else {
+        return OpCheck {
+            op: info.name,
+            status: "available",
+            detail: format!(
+                "{cmdlet} through {label} (not read: the first subject lacks its inputs)"
+            ),
+        };
+    };
+    match tenant.execute(&Call::observation(op)).await {
+        Ok(_) => OpCheck {
+            op: info.name,
+            status: "available",
+            detail: format!("{cmdlet} through {label}: read the first subject"),
+        },
+        Err(e) if e.kind == ErrorKind::NotFound => OpCheck {
+            op: info.name,
+            status: "available",
+            detail: format!(
+                "{cmdlet} through {label}: answered (the first subject: {})",
+                e.message
+            ),
+        },
+        Err(e) if e.kind == ErrorKind::Auth => OpCheck {
+            op: info.name,
+            status: "missing_permission",
+            detail: format!(
+                "{cmdlet} was refused: give the app an Entra role that allows it (Teams \
+                 Administrator or Teams Communications Administrator; docs/backends.md): {}",
+                e.message
+            ),
+        },
+        Err(e) => OpCheck {
+            op: info.name,
+            status: "unknown",
+            detail: format!("{cmdlet} through {label} failed: {}", e.message),
+        },
+    }
 }
 
 #[cfg(not(feature = "graph"))]

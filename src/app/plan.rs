@@ -255,6 +255,32 @@ async fn plan_subject(
             }
         }
         if let Some(wait) = &step.wait {
+            let op = wait.observe.op;
+            if !tenant.automates(op) && op.info().observation {
+                // Nothing here can read it: only a signal can end the wait.
+                let Some(sig) = &wait.signal else {
+                    let msg = format!(
+                        "{}: {} cannot be read on this backend ({}) and the wait has no `signal`",
+                        step.id,
+                        op.info().name,
+                        op.info().microsoft
+                    );
+                    push("blocked", msg.clone());
+                    plan.blockers.push(msg);
+                    break;
+                };
+                push(
+                    "wait",
+                    format!(
+                        "for signal `{sig}` only: {} cannot be read on this backend ({}); \
+                         `portflow signal <run> <subject> {sig}` once it is confirmed; timeout {}",
+                        op.info().name,
+                        op.info().microsoft,
+                        human_duration(wait.timeout)
+                    ),
+                );
+                continue;
+            }
             let sig = wait
                 .signal
                 .as_ref()

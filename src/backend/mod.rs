@@ -10,6 +10,8 @@ pub mod config;
 #[cfg(feature = "graph")]
 pub mod graph;
 #[cfg(feature = "graph")]
+pub mod microsoft;
+#[cfg(feature = "graph")]
 pub mod powershell;
 pub mod powershell_config;
 pub mod readonly;

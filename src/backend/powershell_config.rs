@@ -27,10 +27,10 @@ use super::OperationKind;
 #[serde(deny_unknown_fields)]
 pub struct PowerShellSettings {
     /// The cloud cmdlets (MicrosoftTeams module).
-    pub teams: Option<PowerShellPart>,
+    pub teams: Option<Box<PowerShellPart>>,
     /// The Skype for Business Server cmdlets (`Get-CsUser`, `Set-CsUser`,
     /// `Move-CsUser`), on the on-premises admin box.
-    pub onprem: Option<PowerShellPart>,
+    pub onprem: Option<Box<PowerShellPart>>,
 }
 
 /// One part: `powershell.teams` or `powershell.onprem`.
@@ -113,6 +113,38 @@ impl RouteChoice {
             "manual" => Some(RouteChoice::Manual),
             _ => None,
         }
+    }
+}
+
+/// Where `kind` goes for a `kind: microsoft` backend: `routes:` first, else
+/// Graph where it has the operation (and is enabled; `get_user` prefers
+/// PowerShell, whose view has the homing and on-premises fields), else the
+/// PowerShell part that runs it, else a person ([`RouteChoice::Manual`]).
+pub fn route_of(
+    kind: OperationKind,
+    graph_enabled: bool,
+    ps: &PowerShellSettings,
+    routes: &BTreeMap<String, String>,
+) -> RouteChoice {
+    let graph = graph_enabled && GRAPH_OPERATIONS.contains(&kind);
+    let powershell = powershell_part(kind).is_some_and(|p| ps.has(p));
+    let chosen = routes
+        .get(kind.info().name)
+        .and_then(|r| RouteChoice::parse(r))
+        .filter(|c| match c {
+            RouteChoice::Graph => graph,
+            RouteChoice::PowerShell => powershell,
+            RouteChoice::Manual => !kind.info().observation,
+        });
+    if let Some(c) = chosen {
+        return c;
+    }
+    if graph && !(kind == OperationKind::GetUser && powershell) {
+        RouteChoice::Graph
+    } else if powershell {
+        RouteChoice::PowerShell
+    } else {
+        RouteChoice::Manual
     }
 }
 

@@ -247,7 +247,7 @@ fn join_limiter(
 #[cfg(feature = "graph")]
 struct GraphSlot {
     key: String,
-    tenant: Weak<super::graph::tenant::GraphTenant>,
+    tenant: Weak<super::microsoft::MicrosoftTenant>,
     limiter: Weak<RateLimiter>,
 }
 
@@ -274,7 +274,7 @@ fn open_microsoft(
     let (i, tenant) = match held {
         Some(found) => found,
         None => {
-            let t = Arc::new(super::graph::open::open(cfg, clock.clone()).map_err(|e| {
+            let t = Arc::new(super::microsoft::open(cfg, clock.clone()).map_err(|e| {
                 RegistryError::Microsoft {
                     tenant: cfg.tenant_id.clone(),
                     message: e.0,

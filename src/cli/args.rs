@@ -212,6 +212,24 @@ pub enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// The PowerShell backend's host script.
+    Powershell {
+        /// What to do.
+        #[command(subcommand)]
+        command: PowershellCommand,
+    },
+}
+
+/// `portflow powershell …`
+#[derive(Debug, Subcommand)]
+pub enum PowershellCommand {
+    /// Print the host script this portflow runs (to install on a Windows admin
+    /// box for `runner: ssh`), with its SHA-256 on stderr.
+    Script {
+        /// Write it to this file instead of stdout (exact bytes).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `portflow schedule …`

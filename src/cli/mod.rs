@@ -173,6 +173,7 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
             Ok(code)
         }
         Command::Sim { command } => simcmd::sim(app, command).await,
+        Command::Powershell { command } => powershell(command),
         Command::Bench { command } => bench::bench(app, command).await,
     }
 }
@@ -235,4 +236,39 @@ fn validate(app: &App, files: &[PathBuf]) -> Result<u8, CliError> {
     } else {
         Err(CliError::input(problems.join("\n")))
     }
+}
+
+/// `portflow powershell script`: the exact bytes the hosts must run.
+#[cfg(feature = "graph")]
+fn powershell(cmd: args::PowershellCommand) -> Result<u8, CliError> {
+    use crate::backend::powershell::{script_sha256, HOST_SCRIPT};
+    let args::PowershellCommand::Script { out } = cmd;
+    match out {
+        Some(path) => {
+            std::fs::write(&path, HOST_SCRIPT.as_bytes()).map_err(|e| {
+                CliError::from(
+                    crate::app::Error::input(format!("cannot write {}: {e}", path.display()))
+                        .hint("choose a writable path for --out"),
+                )
+            })?;
+            eprintln!(
+                "wrote {} (sha256 {}); copy it byte for byte (no line-ending conversion) to the \
+                 path named by the run file's `script:`",
+                path.display(),
+                script_sha256()
+            );
+        }
+        None => {
+            print!("{HOST_SCRIPT}");
+            eprintln!("sha256 {}", script_sha256());
+        }
+    }
+    Ok(exit::OK)
+}
+
+#[cfg(not(feature = "graph"))]
+fn powershell(_cmd: args::PowershellCommand) -> Result<u8, CliError> {
+    Err(CliError::from(crate::app::Error::input(
+        "this portflow was built without the `graph` feature (the Microsoft backends)",
+    )))
 }

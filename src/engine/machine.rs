@@ -864,7 +864,11 @@ impl<'a> Builder<'a> {
         let now = self.ctx.now;
         let deadline = now.plus(wait.timeout);
         // Right after a write the change cannot be visible yet: first poll after `initial`.
-        let next_poll = if after_action {
+        let next_poll = if wait.signal.is_some() && self.ctx.manual_ops.contains(&wait.observe.op) {
+            // The backend cannot read it (a port order on a real tenant): only
+            // the signal ends the wait; one poll at the deadline judges it.
+            deadline
+        } else if after_action {
             now.plus(wait.poll.initial)
         } else {
             now

@@ -25,10 +25,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct OpenError(pub String);
 
 /// What identifies one tenant's client in a process: runs with the same key
-/// share it (and its token cache, concurrency cap and rate limiter).
+/// share it (and its token cache, concurrency cap, rate limiter and
+/// PowerShell hosts).
 pub fn tenant_key(cfg: &MicrosoftConfig) -> String {
     format!(
-        "{}|{}|{}|{}",
+        "{}|{}|{}|{}|{:?}|{:?}|{:?}",
         cfg.graph
             .login_url
             .as_deref()
@@ -36,6 +37,9 @@ pub fn tenant_key(cfg: &MicrosoftConfig) -> String {
         cfg.tenant_id.to_ascii_lowercase(),
         cfg.client_id.to_ascii_lowercase(),
         cfg.graph.base_url.as_deref().unwrap_or(super::GLOBAL_GRAPH),
+        cfg.graph.enabled,
+        cfg.powershell,
+        cfg.routes,
     )
 }
 
@@ -51,12 +55,14 @@ pub fn endpoints(cfg: &MicrosoftConfig) -> Result<Endpoints, OpenError> {
     .map_err(OpenError)
 }
 
-/// The token cache of `cfg`'s app on its tenant.
+/// The token cache of `cfg`'s app on its tenant for `scope` (Graph's
+/// `endpoints.scope()`, or the Teams admin API for the PowerShell hosts).
 pub fn token_cache(
     cfg: &MicrosoftConfig,
     endpoints: &Endpoints,
     http: reqwest::Client,
     clock: SharedClock,
+    scope: &str,
 ) -> Result<TokenCache, OpenError> {
     let token_url = endpoints.token_url(&cfg.tenant_id).map_err(OpenError)?;
     let credential = match cfg.credential.choice().map_err(OpenError)? {
@@ -80,7 +86,7 @@ pub fn token_cache(
         client_id: cfg.client_id.clone(),
         credential,
         token_url: token_url.clone(),
-        scope: endpoints.scope(),
+        scope: scope.to_string(),
     };
     let endpoint = Arc::new(HttpTokenEndpoint::new(http, token_url, clock.clone()));
     Ok(TokenCache::new(source, endpoint, clock).with_wall_clock(Arc::new(SystemClock)))
@@ -92,9 +98,26 @@ pub fn open(cfg: &MicrosoftConfig, clock: SharedClock) -> Result<GraphTenant, Op
     let endpoints = endpoints(cfg)?;
     let http =
         http_client(&endpoints, cfg.graph.timeout.unwrap_or(DEFAULT_TIMEOUT)).map_err(OpenError)?;
-    let tokens = Arc::new(token_cache(cfg, &endpoints, http.clone(), clock.clone())?);
-    let client = GraphClient::new(
+    let tokens = Arc::new(token_cache(
+        cfg,
         &endpoints,
+        http.clone(),
+        clock.clone(),
+        &endpoints.scope(),
+    )?);
+    tenant_over(cfg, &endpoints, http, tokens, clock)
+}
+
+/// A [`GraphTenant`] over an HTTP client and token cache built already.
+pub fn tenant_over(
+    cfg: &MicrosoftConfig,
+    endpoints: &Endpoints,
+    http: reqwest::Client,
+    tokens: Arc<TokenCache>,
+    clock: SharedClock,
+) -> Result<GraphTenant, OpenError> {
+    let client = GraphClient::new(
+        endpoints,
         http,
         tokens,
         clock,
