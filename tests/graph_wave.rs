@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 
 use common::*;
 
@@ -22,36 +20,8 @@ const SIM: &str = "latency: {min: 30s, typical_max: 10m, tail_rate: 0}\n    \
                    operator_upload_delay: {min: 15m, max: 90m}\n    \
                    operator: {address_modes: {operator_assigns: 1}}";
 
-/// A running `portflow sim serve` and the URL it serves.
-struct Server {
-    child: Child,
-    url: String,
-    stopped: bool,
-}
-
-impl Server {
-    /// SIGTERM and its exit code.
-    fn stop(mut self) -> Option<i32> {
-        // SAFETY: signalling our own child.
-        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        assert_eq!(rc, 0, "SIGTERM");
-        self.stopped = true;
-        self.child.wait().expect("wait for sim serve").code()
-    }
-}
-
-impl Drop for Server {
-    // A failed test must not leave the server running.
-    fn drop(&mut self) {
-        if !self.stopped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Write a serve config and start `sim serve` on a free loopback port.
-fn serve(lab: &Lab, name: &str, state: &Path, users: u32, extra_app: &str, faults: &str) -> Server {
+fn serve(lab: &Lab, name: &str, state: &Path, users: u32, extra_app: &str, faults: &str) -> SimServer {
     let cfg = lab.path(&format!("{name}-serve.yaml"));
     write(
         &cfg,
@@ -66,42 +36,7 @@ fn serve(lab: &Lab, name: &str, state: &Path, users: u32, extra_app: &str, fault
                 .display()
         ),
     );
-    let mut child = portflow(state)
-        .args([
-            "sim",
-            "serve",
-            "--name",
-            name,
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sim serve");
-    let out = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufReader::new(out).lines();
-    let first = match lines.next() {
-        Some(Ok(l)) => l,
-        other => {
-            let _ = child.kill();
-            panic!("sim serve printed no address: {other:?}");
-        }
-    };
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .to_string();
-    // Keep reading so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Server {
-        child,
-        url,
-        stopped: false,
-    }
+    start_sim_serve(state, name, &cfg)
 }
 
 /// A DR → OC run file on the Microsoft backend at `url`.

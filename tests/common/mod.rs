@@ -664,3 +664,65 @@ pub fn http(
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// A running `portflow sim serve` and the URL it serves (killed when dropped).
+pub struct SimServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    stopped: bool,
+}
+
+impl SimServer {
+    /// SIGTERM and its exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        // SAFETY: signalling our own child.
+        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0, "SIGTERM");
+        self.stopped = true;
+        self.child.wait().expect("wait for sim serve").code()
+    }
+}
+
+impl Drop for SimServer {
+    // A failed test must not leave the server running.
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Start `portflow sim serve --name name --config cfg` on a free loopback port.
+pub fn start_sim_serve(state: &Path, name: &str, cfg: &Path) -> SimServer {
+    use std::io::BufRead;
+    let mut child = portflow(state)
+        .args(["sim", "serve", "--name", name, "--listen", "127.0.0.1:0", "--config"])
+        .arg(cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sim serve");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(out).lines();
+    let first = match lines.next() {
+        Some(Ok(l)) => l,
+        other => {
+            let _ = child.kill();
+            panic!("sim serve printed no address: {other:?}");
+        }
+    };
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_string();
+    // Keep reading so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    SimServer {
+        child,
+        url,
+        stopped: false,
+    }
+}

@@ -1,0 +1,482 @@
+//! The PowerShell backend end to end: every shipped workflow on `kind:
+//! microsoft`, the Graph part on `portflow sim serve`, the PowerShell parts
+//! (`teams` local, `onprem` over "ssh") on the test host
+//! (`portflow-fake-pwsh`, which speaks the host protocol and acts on the same
+//! served tenant). Faults on both sides, SIGKILLs of the run; outcomes
+//! compared with the plain simulator; no secret in state, output, or the host
+//! processes' command lines and environments.
+
+#![allow(clippy::disallowed_methods)] // drives real processes on real time
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_yaml::{Mapping, Value};
+
+const TENANT_ID: &str = "2f1c0000-0000-4000-8000-000000000001";
+const CLIENT_ID: &str = "9a3e0000-0000-4000-8000-000000000002";
+const FAKE: &str = env!("CARGO_BIN_EXE_portflow-fake-pwsh");
+/// The served app's client secret (the test's own "person" signs in with it).
+const APP_SECRET: &str = "sim-app-secret-1f0e4c2b9a";
+/// Host faults for workflows whose actions are all idempotent.
+const HOST_FAULTS: &str = "noise=0.3,wrong_id=0.01,crash=0.01,hang=0.003,garble=0.005";
+/// Graph-side faults, and every token refused 20 virtual minutes in.
+const GRAPH_FAULTS: &str = "  throttle_rate: 0.02\n  throttle_retry_after_share: 0.5\n  \
+                            throttle_retry_after: 2s\n  unavailable_rate: 0.01\n  \
+                            lro_failure_rate: 0.02\n  expire_tokens_after: 20m\n";
+
+fn key(s: &str) -> Value {
+    Value::String(s.to_string())
+}
+
+/// An example run file, parsed.
+fn example(name: &str) -> Mapping {
+    let text = std::fs::read_to_string(repo().join("examples").join(format!("{name}.yaml")))
+        .expect("example");
+    match serde_yaml::from_str::<Value>(&text).expect("example YAML") {
+        Value::Mapping(m) => m,
+        other => panic!("{name}: not a mapping: {other:?}"),
+    }
+}
+
+/// The example with its CSV path made absolute.
+fn with_absolute_csv(mut m: Mapping) -> Mapping {
+    if let Some(Value::Mapping(s)) = m.get_mut(key("subjects")) {
+        if let Some(Value::String(csv)) = s.get(key("csv")).cloned() {
+            let abs = repo().join("examples").join(csv);
+            s.insert(key("csv"), key(&abs.display().to_string()));
+        }
+    }
+    m
+}
+
+/// `sim serve` with the example's simulated tenant, its time scale, the
+/// test app (certificate and secret) and `faults`.
+fn serve_example(lab: &Lab, name: &str, ex: &Mapping, faults: &str) -> SimServer {
+    let mut sim = match ex.get(key("backend")) {
+        Some(Value::Mapping(b)) => b.clone(),
+        _ => Mapping::new(),
+    };
+    sim.remove(key("kind"));
+    sim.remove(key("tenant"));
+    let scale = ex
+        .get(key("time_scale"))
+        .and_then(Value::as_f64)
+        .unwrap_or(600.0);
+    let secret = lab.path(&format!("{name}-secret"));
+    write(&secret, APP_SECRET);
+    let mut cfg = Mapping::new();
+    cfg.insert(key("tenant_id"), key(TENANT_ID));
+    cfg.insert(key("sim"), Value::Mapping(sim));
+    cfg.insert(key("time_scale"), Value::from(scale));
+    let app = format!(
+        "client_id: {CLIENT_ID}\ncertificate: {}\nclient_secret: {{file: {}}}\n",
+        repo().join("tests/fixtures/graph/test-app-cert.pem").display(),
+        secret.display()
+    );
+    cfg.insert(key("app"), serde_yaml::from_str(&app).expect("app"));
+    let mut text = serde_yaml::to_string(&Value::Mapping(cfg)).expect("serve YAML");
+    text.push_str(&format!("faults:\n{faults}"));
+    let path = lab.path(&format!("{name}-serve.yaml"));
+    write(&path, &text);
+    start_sim_serve(&lab.path(&format!("{name}-server")), name, &path)
+}
+
+/// The `powershell:` block: `teams` local, `onprem` through the "ssh" client
+/// (the test host ignores ssh's arguments), both on the test host.
+fn powershell_block(url: &str, faults: &str, log: &Path) -> Value {
+    let env = format!(
+        "{{PORTFLOW_FAKE_PWSH_SIM: '{url}', PORTFLOW_FAKE_PWSH_FAULTS: '{faults},seed=7', \
+         PORTFLOW_FAKE_PWSH_LOG: '{}'}}",
+        log.display()
+    );
+    serde_yaml::from_str(&format!(
+        "teams: {{runner: local, program: '{FAKE}', pool: 2, timeout: 2s, connect_timeout: 10s, env: {env}}}\n\
+         onprem:\n  runner: ssh\n  ssh: {{host: sfbadmin01.corp.contoso.com, user: svc-portflow, program: '{FAKE}'}}\n  \
+         script: 'C:\\portflow\\host.ps1'\n  pool: 2\n  timeout: 2s\n  connect_timeout: 10s\n  env: {env}\n"
+    ))
+    .expect("powershell block")
+}
+
+/// The example on `kind: microsoft` against `url`.
+fn microsoft_run_file(lab: &Lab, name: &str, ex: &Mapping, url: &str, faults: &str) -> PathBuf {
+    let mut m = with_absolute_csv(ex.clone());
+    let backend = format!(
+        "kind: microsoft\ntenant_id: {TENANT_ID}\nclient_id: {CLIENT_ID}\n\
+         credential: {{certificate: {}}}\ngraph: {{base_url: '{url}', login_url: '{url}'}}\n",
+        repo().join("tests/fixtures/graph/test-app.pem").display()
+    );
+    let mut backend: Mapping = serde_yaml::from_str(&backend).expect("backend");
+    backend.insert(
+        key("powershell"),
+        powershell_block(url, faults, &lab.path(&format!("{name}-host.log"))),
+    );
+    m.insert(key("backend"), Value::Mapping(backend));
+    let path = lab.path(&format!("{name}-microsoft.yaml"));
+    write(&path, &serde_yaml::to_string(&Value::Mapping(m)).expect("run file"));
+    path
+}
+
+/// Outcome of an instance without the backend's wording: the state and step.
+fn outcome(s: &portflow::engine::instance::Status) -> String {
+    use portflow::engine::instance::Status;
+    match s {
+        Status::Succeeded => "succeeded".into(),
+        Status::Failed { step, .. } => format!("failed at {step}"),
+        Status::RolledBack { step, .. } => format!("rolled back at {step}"),
+        other => {
+            let d = format!("{other:?}");
+            d.split([' ', '{']).next().unwrap_or("").to_string()
+        }
+    }
+}
+
+fn outcomes(state: &Path, id: &str) -> Vec<(String, String)> {
+    instances_with_events(state, id)
+        .into_iter()
+        .map(|(s, (i, _))| (s, outcome(&i.status)))
+        .collect()
+}
+
+/// The example on the plain simulator: its outcomes.
+fn plain_outcomes(lab: &Lab, name: &str, ex: &Mapping) -> Vec<(String, String)> {
+    let state = lab.path(&format!("{name}-plain"));
+    let file = lab.path(&format!("{name}-plain.yaml"));
+    write(
+        &file,
+        &serde_yaml::to_string(&Value::Mapping(with_absolute_csv(ex.clone()))).expect("YAML"),
+    );
+    let o = run(portflow(&state).arg("run").arg(&file));
+    assert!(
+        matches!(o.status.code(), Some(0 | 1 | 3)),
+        "{name} plain: {}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let id = only_run_id(&state).expect("plain run");
+    outcomes(&state, &id)
+}
+
+/// Markers of a credential: a JWT, a bearer header, the key's PEM body, the
+/// app secret.
+fn secret_markers() -> Vec<Vec<u8>> {
+    let pem = std::fs::read_to_string(repo().join("tests/fixtures/graph/test-app-key.pem"))
+        .expect("test key");
+    let mut m: Vec<Vec<u8>> = ["eyJhbGci", "eyJ0eXAi", "eyJraWQi", "Bearer ey", APP_SECRET]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    m.extend(
+        pem.lines()
+            .filter(|l| !l.starts_with("-----") && l.len() > 40)
+            .take(3)
+            .map(|l| l.as_bytes().to_vec()),
+    );
+    m
+}
+
+fn assert_no_secret(what: &str, bytes: &[u8]) {
+    for m in secret_markers() {
+        assert!(
+            !bytes.windows(m.len()).any(|w| w == m.as_slice()),
+            "{what} holds a credential ({:?}…)",
+            String::from_utf8_lossy(&m[..8.min(m.len())])
+        );
+    }
+}
+
+fn files_under(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p, b));
+        }
+    }
+}
+
+/// The command lines and environments of the running test hosts.
+fn host_processes() -> Vec<(u32, Vec<u8>, Vec<u8>)> {
+    let fake = std::fs::canonicalize(FAKE).expect("test host path");
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let exe = std::fs::read_link(e.path().join("exe")).ok();
+        if exe.as_deref() != Some(fake.as_path()) {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        out.push((pid, cmdline, environ));
+    }
+    out
+}
+
+/// Every request the test hosts logged, parsed.
+fn host_log(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// A run in the background: signal every subject once it is waiting for
+/// `signal` (then call `after` for it), until the run exits. Returns the run
+/// id and the host processes seen while it ran.
+fn run_signalling(
+    state: &Path,
+    file: &Path,
+    signal: &str,
+    subjects: &[String],
+    mut after: impl FnMut(&str),
+) -> (String, Vec<(u32, Vec<u8>, Vec<u8>)>) {
+    let mut child = portflow(state)
+        .arg("run")
+        .arg(file)
+        .env("PORTFLOW_TEST_CLIENT_SECRET", APP_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn run");
+    let id = wait_for(60, "the run id", || only_run_id(state));
+    let mut left: Vec<String> = subjects.to_vec();
+    let mut seen_hosts = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if seen_hosts.is_empty() {
+            seen_hosts = host_processes();
+        }
+        let mut still = Vec::new();
+        for s in left {
+            let o = pf(state, &["signal", &id, &s, signal, "--by", "migration engineer"]);
+            if o.status.code() == Some(0) {
+                after(&s);
+            } else {
+                still.push(s);
+            }
+        }
+        left = still;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(600),
+            "the run did not end; waiting for {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    (id, seen_hosts)
+}
+
+/// Sign in as the app with its secret and perform `op` on the served tenant
+/// (what a person does in the admin center).
+fn act_on_tenant(url: &str, op: serde_json::Value) {
+    let addr = url.trim_start_matches("http://");
+    let form = format!(
+        "client_id={CLIENT_ID}&client_secret={APP_SECRET}&grant_type=client_credentials&scope=48ac35b8-9aa8-4d74-927d-1f4a14a0b239%2F.default"
+    );
+    let token = form_post(addr, &format!("/{TENANT_ID}/oauth2/v2.0/token"), &form);
+    let token = token["access_token"].as_str().expect("a token").to_string();
+    let body = serde_json::json!({"op": op, "key": null, "attempt": 1}).to_string();
+    let (code, reply) = http(addr, "POST", "/portflow-sim/v1/execute", Some(&token), &body);
+    assert_eq!((code, reply["ok"].clone()), (200, serde_json::json!(true)), "{reply}");
+}
+
+fn form_post(addr: &str, path: &str, body: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let json = out.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(json).unwrap_or(serde_json::Value::Null)
+}
+
+fn csv_subjects(ex: &Mapping) -> Vec<String> {
+    let m = with_absolute_csv(ex.clone());
+    let csv = m
+        .get(key("subjects"))
+        .and_then(|s| s.get(key("csv")))
+        .and_then(Value::as_str)
+        .expect("csv");
+    std::fs::read_to_string(csv)
+        .expect("csv")
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Checks every example shares: outcomes as on the plain simulator, no
+/// non-idempotent action twice, no secret in state or backup.
+fn assert_like_plain(lab: &Lab, name: &str, ex: &Mapping, state: &Path, id: &str, server: SimServer) {
+    let got = outcomes(state, id);
+    assert_eq!(server.stop(), Some(0), "sim serve stops cleanly");
+    let tenant_dir = lab.path(&format!("{name}-server")).join("sim").join(name);
+    let sim = portflow::backend::sim::SimTenant::open(
+        &tenant_dir,
+        &portflow::backend::sim::SimConfig::default(),
+        std::sync::Arc::new(portflow::clock::SystemClock),
+    )
+    .expect("open the served tenant");
+    let mut once = std::collections::BTreeMap::new();
+    for e in sim.audit_log().expect("audit log") {
+        if !e.op.info().idempotent && matches!(e.outcome, portflow::backend::sim::AuditOutcome::Ok) {
+            *once
+                .entry((e.user.clone().unwrap_or_default(), e.op.to_string()))
+                .or_insert(0) += 1;
+        }
+    }
+    for ((user, op), n) in &once {
+        assert_eq!(*n, 1, "{name}: {op} ran {n} times for {user}");
+    }
+    drop(sim);
+    let want = plain_outcomes(lab, name, ex);
+    assert_eq!(got.len(), want.len(), "{name}: subjects");
+    assert_eq!(got, want, "{name}: outcomes differ from the plain simulator");
+    let o = pf(state, &["backup", &lab.path(&format!("{name}-backup")).to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let mut files = Vec::new();
+    files_under(state, &mut files);
+    files_under(&lab.path(&format!("{name}-backup")), &mut files);
+    if let Ok(b) = std::fs::read(lab.path(&format!("{name}-host.log"))) {
+        files.push((lab.path("host.log"), b));
+    }
+    assert!(!files.is_empty());
+    for (p, bytes) in &files {
+        assert_no_secret(&p.display().to_string(), bytes);
+    }
+}
+
+fn assert_hosts_clean(name: &str, hosts: &[(u32, Vec<u8>, Vec<u8>)], required: bool) {
+    assert!(!required || !hosts.is_empty(), "{name}: saw no host process");
+    for (pid, cmdline, environ) in hosts {
+        assert_no_secret(&format!("{name}: /proc/{pid}/cmdline"), cmdline);
+        assert_no_secret(&format!("{name}: /proc/{pid}/environ"), environ);
+        let env = String::from_utf8_lossy(environ);
+        assert!(
+            !env.contains("PORTFLOW_TEST_CLIENT_SECRET"),
+            "{name}: portflow's environment leaked into the host"
+        );
+    }
+}
+
+/// A wave killed twice and resumed to its end.
+fn killed_wave(name: &str, ex_name: &str) {
+    let lab = Lab::new();
+    let ex = example(ex_name);
+    let server = serve_example(&lab, name, &ex, GRAPH_FAULTS);
+    let file = microsoft_run_file(&lab, name, &ex, &server.url, HOST_FAULTS);
+    let mut rng = Rng(0x6a09_e667 ^ name.len() as u64);
+    let id = kill_and_resume(&lab.state, &file, 2, &mut rng, (1_500, 3_000));
+    let mut child = portflow(&lab.state)
+        .args(["resume", &id])
+        .env("PORTFLOW_TEST_CLIENT_SECRET", APP_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("resume");
+    // The host processes, seen while the resume runs (it may be short).
+    let mut hosts = Vec::new();
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break st;
+        }
+        if hosts.is_empty() {
+            hosts = host_processes();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(matches!(status.code(), Some(0 | 1 | 3)), "{name}: resume {status}");
+    assert_hosts_clean(name, &hosts, false);
+    let log = host_log(&lab.path(&format!("{name}-host.log")));
+    assert!(log.iter().any(|r| r["type"] == "call"), "{name}: the hosts were called");
+    assert_like_plain(&lab, name, &ex, &lab.state, &id, server);
+}
+
+#[test]
+fn direct_routing_to_operator_connect_through_graph_and_powershell() {
+    killed_wave("dr", "dr-to-oc");
+}
+
+#[test]
+fn onprem_to_online_through_the_skype_for_business_host() {
+    killed_wave("sfb", "onprem-to-online");
+}
+
+#[test]
+fn emergency_locations_through_powershell() {
+    let lab = Lab::new();
+    let ex = example("emergency-locations");
+    let server = serve_example(&lab, "loc", &ex, GRAPH_FAULTS);
+    let file = microsoft_run_file(&lab, "loc", &ex, &server.url, HOST_FAULTS);
+    let o = run(portflow(&lab.state).arg("run").arg(&file));
+    assert!(matches!(o.status.code(), Some(0 | 1 | 3)), "{}\n{}", stdout(&o), stderr(&o));
+    assert_no_secret("run output", &[o.stdout, o.stderr].concat());
+    let id = only_run_id(&lab.state).expect("run");
+    assert_like_plain(&lab, "loc", &ex, &lab.state, &id, server);
+}
+
+#[test]
+fn calling_plans_to_operator_connect_ends_its_port_wait_by_signal() {
+    let lab = Lab::new();
+    let ex = example("cp-to-oc");
+    let server = serve_example(&lab, "cp", &ex, GRAPH_FAULTS);
+    let file = microsoft_run_file(&lab, "cp", &ex, &server.url, HOST_FAULTS);
+    // No API reads the operator's port order: the engineer confirms it.
+    let o = pf(&lab.state, &["plan", &file.to_string_lossy()]);
+    assert!(stdout(&o).contains("for signal `port-completed` only"), "{}", stdout(&o));
+    let subjects = csv_subjects(&ex);
+    let (id, hosts) = run_signalling(&lab.state, &file, "port-completed", &subjects, |_| {});
+    assert_hosts_clean("cp", &hosts, true);
+    assert_like_plain(&lab, "cp", &ex, &lab.state, &id, server);
+}
+
+#[test]
+fn conferencing_e_mails_are_sent_once_through_powershell() {
+    let lab = Lab::new();
+    let ex = example("conferencing-info");
+    let server = serve_example(&lab, "conf", &ex, GRAPH_FAULTS);
+    // Noise only: a host dying mid-send asks a person (another test), which
+    // the plain simulator never does.
+    let file = microsoft_run_file(&lab, "conf", &ex, &server.url, "noise=0.5");
+    let o = run(portflow(&lab.state).arg("run").arg(&file));
+    assert!(matches!(o.status.code(), Some(0 | 1 | 3)), "{}\n{}", stdout(&o), stderr(&o));
+    let id = only_run_id(&lab.state).expect("run");
+    assert_like_plain(&lab, "conf", &ex, &lab.state, &id, server);
+}
+
+#[test]
+fn conference_id_resets_are_manual_and_verified_through_powershell() {
+    let lab = Lab::new();
+    let ex = example("reset-conference-id");
+    let server = serve_example(&lab, "reset", &ex, GRAPH_FAULTS);
+    let file = microsoft_run_file(&lab, "reset", &ex, &server.url, "noise=0.5");
+    let subjects = csv_subjects(&ex);
+    let url = server.url.clone();
+    // The person resets the ID in the admin center, then says `done`; the
+    // wait sees the new ID through Get-CsOnlineDialInConferencingUser.
+    let (id, hosts) = run_signalling(&lab.state, &file, "done", &subjects, |user| {
+        act_on_tenant(&url, serde_json::json!({"op": "reset_conference_id", "user": user}));
+    });
+    assert_hosts_clean("reset", &hosts, true);
+    assert_like_plain(&lab, "reset", &ex, &lab.state, &id, server);
+}
