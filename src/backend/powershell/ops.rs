@@ -270,7 +270,9 @@ mod tests {
     #[test]
     fn every_catalog_cmdlet_is_in_the_table() {
         for k in OperationKind::ALL {
-            let Some(text) = k.info().cmdlet else { continue };
+            let Some(text) = k.info().cmdlet else {
+                continue;
+            };
             let cmdlet = text.split_whitespace().next().unwrap_or("");
             assert!(
                 HOST_OPS.iter().any(|o| o.cmdlet == cmdlet),

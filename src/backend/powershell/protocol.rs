@@ -77,7 +77,9 @@ impl std::fmt::Debug for ConnectAuth {
             ConnectAuth::CertificateThumbprint { thumbprint, .. } => {
                 write!(f, "CertificateThumbprint({thumbprint})")
             }
-            ConnectAuth::Windows { tokens } => write!(f, "Windows({} tokens, redacted)", tokens.len()),
+            ConnectAuth::Windows { tokens } => {
+                write!(f, "Windows({} tokens, redacted)", tokens.len())
+            }
         }
     }
 }
@@ -271,7 +273,10 @@ mod tests {
         let line = ok.to_line();
         assert!(line.starts_with(FRAME));
         assert_eq!(parse_line(&line), Line::Reply(ok));
-        assert_eq!(parse_line("WARNING: The names of some imported commands"), Line::Noise);
+        assert_eq!(
+            parse_line("WARNING: The names of some imported commands"),
+            Line::Noise
+        );
         assert_eq!(parse_line(""), Line::Noise);
         assert!(matches!(
             parse_line(&format!("{FRAME}{{\"id\": 3")),
