@@ -16,9 +16,13 @@
 //! body shapes, JSON-in-message errors, missing permissions), drawn
 //! deterministically from the tenant's seed where random.
 //!
-//! `portflow sim serve` serves it, with the token endpoint of [`token`].
+//! `portflow sim serve` serves it, with the token endpoint of [`token`] and
+//! the Teams PowerShell endpoint of [`powershell`] (what the test PowerShell
+//! host calls).
 
 mod odata;
+#[cfg(feature = "graph")]
+pub mod powershell;
 mod routes;
 #[cfg(test)]
 mod tests;
@@ -251,8 +255,10 @@ pub fn permission_names() -> &'static [&'static str] {
 }
 
 /// [`router`] with the simulated Entra token endpoint beside it
-/// (`POST /{tenant}/oauth2/v2.0/token`, matched before any Graph path); the
-/// endpoint's issuer also checks the Graph requests' tokens.
+/// (`POST /{tenant}/oauth2/v2.0/token`, matched before any Graph path) and
+/// the Teams PowerShell endpoint ([`powershell::EXECUTE_PATH`]); the
+/// endpoint's issuer also checks both surfaces' tokens, each for its own
+/// audience.
 #[cfg(feature = "graph")]
 pub fn router_with_token_endpoint(
     tenant: Arc<SimTenant>,
@@ -260,12 +266,17 @@ pub fn router_with_token_endpoint(
     entra: Arc<token::EntraSim>,
 ) -> Router {
     let sim = Arc::new(GraphSim::new(tenant, cfg, entra.clone()));
+    let teams = Arc::new(token::TeamsTokens(entra.clone()));
     Router::new()
         .fallback(move |State(sim): State<Arc<GraphSim>>, req: Request| {
             let entra = entra.clone();
+            let teams = teams.clone();
             async move {
-                if token::EntraSim::is_token_path(req.uri().path()) {
+                let path = req.uri().path();
+                if token::EntraSim::is_token_path(path) {
                     entra.serve(req).await
+                } else if path == powershell::EXECUTE_PATH {
+                    powershell::serve(&sim, teams.as_ref(), req).await
                 } else {
                     routes::dispatch(&sim, req).await
                 }

@@ -79,7 +79,7 @@ pub(crate) struct Lros {
 }
 
 /// Per-request context for headers and error bodies.
-struct Ctx {
+pub(super) struct Ctx {
     /// The request's sequence number on this server.
     seq: u64,
     request_id: String,
@@ -117,7 +117,7 @@ impl Ctx {
         r
     }
 
-    fn json(&self, status: StatusCode, body: Value) -> Response {
+    pub(super) fn json(&self, status: StatusCode, body: Value) -> Response {
         self.response(status, Some(&body))
     }
 
@@ -130,7 +130,7 @@ impl Ctx {
         self.plain_error(status, code, message)
     }
 
-    fn plain_error(&self, status: StatusCode, code: &str, message: &str) -> Response {
+    pub(super) fn plain_error(&self, status: StatusCode, code: &str, message: &str) -> Response {
         self.json(
             status,
             json!({"error": {
@@ -198,29 +198,36 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+impl Ctx {
+    /// The context of request `n`, answered at `now`.
+    pub(super) fn new(sim: &GraphSim, h: &HeaderMap, n: u64, now: Timestamp) -> Ctx {
+        let request_id = guid(Key::new(sim.seed()).str("graph-request").int(n));
+        Ctx {
+            seq: n,
+            client_request_id: header_str(h, "client-request-id")
+                .filter(|s| !s.is_empty() && s.len() <= 200)
+                .map_or_else(|| request_id.clone(), str::to_string),
+            request_id,
+            date: now.rfc3339(),
+            json_in_message: sim.cfg.json_in_message_errors,
+            include_unknown: header_str(h, "prefer").is_some_and(|p| {
+                p.split(',').any(|x| {
+                    x.trim()
+                        .eq_ignore_ascii_case("include-unknown-enum-members")
+                })
+            }),
+        }
+    }
+}
+
 /// Answer one request.
 pub(super) async fn dispatch(sim: &GraphSim, req: Request) -> Response {
     let n = sim.next_request();
     let now = sim.now();
-    let request_id = guid(Key::new(sim.seed()).str("graph-request").int(n));
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
-    let ctx = Ctx {
-        seq: n,
-        client_request_id: header_str(h, "client-request-id")
-            .filter(|s| !s.is_empty() && s.len() <= 200)
-            .map_or_else(|| request_id.clone(), str::to_string),
-        request_id,
-        date: now.rfc3339(),
-        json_in_message: sim.cfg.json_in_message_errors,
-        include_unknown: header_str(h, "prefer").is_some_and(|p| {
-            p.split(',').any(|x| {
-                x.trim()
-                    .eq_ignore_ascii_case("include-unknown-enum-members")
-            })
-        }),
-    };
-    if let Err(r) = authenticate(sim, &ctx, h, now) {
+    let ctx = Ctx::new(sim, h, n, now);
+    if let Err(r) = authenticate(sim, sim.tokens.as_ref(), &ctx, h, now) {
         return r;
     }
     if let Some(r) = injected_fault(sim, &ctx, n, now) {
@@ -329,7 +336,15 @@ async fn batch(sim: &GraphSim, ctx: &Ctx, body: &[u8]) -> Reply {
     Ok(ctx.json(StatusCode::OK, json!({"responses": out})))
 }
 
-fn authenticate(sim: &GraphSim, ctx: &Ctx, h: &HeaderMap, now: Timestamp) -> Result<(), Response> {
+/// The bearer token must pass `tokens` and, when tokens issued before
+/// [`super::GraphSimConfig::expire_tokens_issued_before`] are refused, be newer.
+pub(super) fn authenticate(
+    sim: &GraphSim,
+    tokens: &dyn super::TokenCheck,
+    ctx: &Ctx,
+    h: &HeaderMap,
+    now: Timestamp,
+) -> Result<(), Response> {
     let unauthorized = |code: &str, message: &str| {
         let mut r = ctx.error(StatusCode::UNAUTHORIZED, code, message);
         r.headers_mut().insert(
@@ -350,11 +365,11 @@ fn authenticate(sim: &GraphSim, ctx: &Ctx, h: &HeaderMap, now: Timestamp) -> Res
             "Access token is empty.",
         ));
     };
-    if let Err(r) = sim.tokens.check(token) {
+    if let Err(r) = tokens.check(token) {
         return Err(unauthorized(&r.code, &r.message));
     }
     if let Some(t) = sim.cfg.expire_tokens_issued_before {
-        let old = sim.tokens.issued_at(token).is_some_and(|iat| iat < t);
+        let old = tokens.issued_at(token).is_some_and(|iat| iat < t);
         if now >= t && old {
             let r = super::Reject::expired();
             return Err(unauthorized(&r.code, &r.message));

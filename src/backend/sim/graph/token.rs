@@ -9,11 +9,18 @@
 //! granted application permissions in `roles`; [`EntraSim`] is also the
 //! [`TokenCheck`] of the Graph router, on the tenant's clock.
 //!
+//! Scope `48ac35b8-9aa8-4d74-927d-1f4a14a0b239/.default` (the Skype and Teams
+//! Tenant Admin API, which `Connect-MicrosoftTeams -AccessTokens` needs) gets
+//! a token with that resource as `aud` ([`Audience::Teams`]): the Graph routes
+//! refuse it, and only it admits the simulated Teams PowerShell endpoint
+//! ([`TeamsTokens`]).
+//!
 //! No secret, assertion or token is logged or echoed in a refusal.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -43,6 +50,10 @@ pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jw
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 /// Longest assertion lifetime (`exp − nbf`) Entra accepts.
 pub const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// The Skype and Teams Tenant Admin API's application id: the `aud` of its tokens.
+pub const TEAMS_RESOURCE: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239";
+/// The scope a client asks for a Teams PowerShell token with.
+pub const TEAMS_SCOPE: &str = "48ac35b8-9aa8-4d74-927d-1f4a14a0b239/.default";
 /// Largest token request body read.
 const MAX_FORM: usize = 64 * 1024;
 /// Longest client assertion or access token looked at.
@@ -233,6 +244,15 @@ pub fn granted_roles(missing: &[String]) -> Vec<String> {
         .filter(|p| !missing.iter().any(|m| m == *p))
         .map(|p| p.to_string())
         .collect()
+}
+
+/// The resource a token is for (its `aud`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// The simulated Graph: `aud` is the server's base URL.
+    Graph,
+    /// The Skype and Teams Tenant Admin API ([`TEAMS_RESOURCE`]).
+    Teams,
 }
 
 /// The simulated token endpoint and the check of the tokens it issues.
@@ -503,23 +523,27 @@ impl EntraSim {
             ));
         }
         let scope = field("scope").ok_or_else(|| missing("scope"))?;
-        let accepted = [
+        let graph_scopes = [
             format!("{}/.default", self.base()),
             format!("{}/.default", super::GRAPH_BASE),
         ];
-        if !accepted.iter().any(|a| a == scope) {
+        let audience = if graph_scopes.iter().any(|a| a == scope) {
+            Audience::Graph
+        } else if scope.eq_ignore_ascii_case(TEAMS_SCOPE) {
+            Audience::Teams
+        } else {
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",
                 70011,
                 format!(
                     "The provided value for the input parameter 'scope' is not valid. The scope \
-                     {} is not valid (expected {}).",
+                     {} is not valid (expected {} or {TEAMS_SCOPE}).",
                     shown(scope),
-                    accepted[0]
+                    graph_scopes[0]
                 ),
             ));
-        }
+        };
         match (field("client_assertion"), field("client_secret")) {
             (Some(_), Some(_)) => {
                 return Err(refuse(
@@ -574,7 +598,7 @@ impl EntraSim {
             "token_type": "Bearer",
             "expires_in": secs,
             "ext_expires_in": secs,
-            "access_token": self.issue(now),
+            "access_token": self.issue_for(now, audience),
         }))
     }
 
@@ -691,24 +715,33 @@ impl EntraSim {
         Ok(())
     }
 
-    /// A new access token issued at `now`.
+    /// A new Graph access token issued at `now`.
     pub fn issue(&self, now: Timestamp) -> String {
+        self.issue_for(now, Audience::Graph)
+    }
+
+    /// A new access token for `audience`, issued at `now`.
+    pub fn issue_for(&self, now: Timestamp, audience: Audience) -> String {
         let iat = now.millis().div_euclid(1000);
         let exp = iat.saturating_add(self.cfg.token_lifetime.as_secs() as i64);
         let tid = &self.cfg.tenant_id;
         let header = json!({"typ": "JWT", "alg": "HS256"});
-        let claims = json!({
-            "aud": self.base(),
+        let mut claims = json!({
+            "aud": self.audience(audience),
             "iss": format!("https://sts.windows.net/{tid}/"),
             "iat": iat,
             "nbf": iat,
             "exp": exp,
             "appid": self.cfg.app.client_id,
             "idtyp": "app",
-            "roles": self.cfg.roles,
             "tid": tid,
             "ver": "1.0",
         });
+        // Graph permissions mean nothing to the Teams admin API (it goes by
+        // the app's directory role), so its tokens carry none.
+        if audience == Audience::Graph {
+            claims["roles"] = json!(self.cfg.roles);
+        }
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -716,6 +749,34 @@ impl EntraSim {
         );
         let tag = ring::hmac::sign(&self.key, input.as_bytes());
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// The `aud` of `audience`'s tokens.
+    fn audience(&self, audience: Audience) -> &str {
+        match audience {
+            Audience::Graph => self.base(),
+            Audience::Teams => TEAMS_RESOURCE,
+        }
+    }
+
+    /// Whether `token` is one of ours for `audience`, unexpired.
+    pub fn check_for(&self, token: &str, audience: Audience) -> Result<(), Reject> {
+        let Some(claims) = self.claims(token) else {
+            return Err(Reject::invalid(
+                "Access token validation failure. Invalid audience or signature.",
+            ));
+        };
+        let ours = claims.get("aud").and_then(Value::as_str) == Some(self.audience(audience))
+            && claims.get("tid").and_then(Value::as_str) == Some(self.cfg.tenant_id.as_str());
+        if !ours {
+            return Err(Reject::invalid(
+                "Access token validation failure. Invalid audience.",
+            ));
+        }
+        match seconds(&claims, "exp") {
+            Some(exp) if self.clock.now().millis() < exp.saturating_mul(1000) => Ok(()),
+            _ => Err(Reject::expired()),
+        }
     }
 
     /// The claims of one of our tokens whose signature holds.
@@ -756,28 +817,28 @@ fn respond(status: StatusCode, body: &Value) -> Response {
 }
 
 impl TokenCheck for EntraSim {
+    /// Graph tokens only.
     fn check(&self, token: &str) -> Result<(), Reject> {
-        let Some(claims) = self.claims(token) else {
-            return Err(Reject::invalid(
-                "Access token validation failure. Invalid audience or signature.",
-            ));
-        };
-        let ours = claims.get("aud").and_then(Value::as_str) == Some(self.base())
-            && claims.get("tid").and_then(Value::as_str) == Some(self.cfg.tenant_id.as_str());
-        if !ours {
-            return Err(Reject::invalid(
-                "Access token validation failure. Invalid audience.",
-            ));
-        }
-        match seconds(&claims, "exp") {
-            Some(exp) if self.clock.now().millis() < exp.saturating_mul(1000) => Ok(()),
-            _ => Err(Reject::expired()),
-        }
+        self.check_for(token, Audience::Graph)
     }
 
     fn issued_at(&self, token: &str) -> Option<Timestamp> {
         let iat = seconds(&self.claims(token)?, "iat")?;
         Some(Timestamp(iat.saturating_mul(1000)))
+    }
+}
+
+/// The check of the simulated Teams PowerShell endpoint: [`EntraSim`]'s
+/// tokens for [`Audience::Teams`] only.
+pub struct TeamsTokens(pub Arc<EntraSim>);
+
+impl TokenCheck for TeamsTokens {
+    fn check(&self, token: &str) -> Result<(), Reject> {
+        self.0.check_for(token, Audience::Teams)
+    }
+
+    fn issued_at(&self, token: &str) -> Option<Timestamp> {
+        self.0.issued_at(token)
     }
 }
 
