@@ -21,7 +21,14 @@ const SIM: &str = "latency: {min: 30s, typical_max: 10m, tail_rate: 0}\n    \
                    operator: {address_modes: {operator_assigns: 1}}";
 
 /// Write a serve config and start `sim serve` on a free loopback port.
-fn serve(lab: &Lab, name: &str, state: &Path, users: u32, extra_app: &str, faults: &str) -> SimServer {
+fn serve(
+    lab: &Lab,
+    name: &str,
+    state: &Path,
+    users: u32,
+    extra_app: &str,
+    faults: &str,
+) -> SimServer {
     let cfg = lab.path(&format!("{name}-serve.yaml"));
     write(
         &cfg,

@@ -698,7 +698,15 @@ impl Drop for SimServer {
 pub fn start_sim_serve(state: &Path, name: &str, cfg: &Path) -> SimServer {
     use std::io::BufRead;
     let mut child = portflow(state)
-        .args(["sim", "serve", "--name", name, "--listen", "127.0.0.1:0", "--config"])
+        .args([
+            "sim",
+            "serve",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
         .arg(cfg)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

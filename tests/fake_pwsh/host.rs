@@ -18,6 +18,8 @@
 //! - `PORTFLOW_FAKE_PWSH_LOG`: a file to append one JSON line per request to,
 //!   `{"pid","type","op","args"}`; a connect logs its token count only.
 //! - `PORTFLOW_FAKE_PWSH_SLOW_MS`: a delay before each call.
+//! - `PORTFLOW_FAKE_PWSH_FAULT_OPS`: host operations (comma list) that get
+//!   the crash/hang/wrong-id/garble faults; others only noise. Unset: all.
 //!
 //! Faults apply to `call` only, so a restarted host always comes up:
 //! `crash` exits 1 before or after performing the call; `hang` answers
@@ -72,6 +74,8 @@ const NOISE: &[&str] = &[
 /// Fault rates per call.
 #[derive(Clone, Debug, Default)]
 struct Faults {
+    /// Operations the faults strike (`None`: every one).
+    ops: Option<Vec<String>>,
     crash: f64,
     hang: f64,
     wrong_id: f64,
@@ -186,8 +190,10 @@ fn noise_line(i: usize) {
 impl Host {
     fn from_env() -> Result<Host, String> {
         let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
-        let faults = Faults::parse(var("PORTFLOW_FAKE_PWSH_FAULTS").as_deref())
+        let mut faults = Faults::parse(var("PORTFLOW_FAKE_PWSH_FAULTS").as_deref())
             .map_err(|e| format!("PORTFLOW_FAKE_PWSH_FAULTS: {e}"))?;
+        faults.ops = var("PORTFLOW_FAKE_PWSH_FAULT_OPS")
+            .map(|v| v.split(',').map(|o| o.trim().to_string()).collect());
         let slow = match var("PORTFLOW_FAKE_PWSH_SLOW_MS") {
             None => None,
             Some(v) => Some(Duration::from_millis(v.parse().map_err(|_| {
@@ -387,10 +393,11 @@ impl Host {
 
     /// Which fault this call gets, whether it strikes after performing the
     /// call, and whether noise comes before the reply.
-    fn draw(&self) -> (Fault, bool, bool) {
+    fn draw(&self, op: &str) -> (Fault, bool, bool) {
         let d = Draw::new(self.faults.seed, self.pid, self.calls);
         let f = &self.faults;
-        let u = d.part(1).unit();
+        let struck = f.ops.as_ref().is_none_or(|ops| ops.iter().any(|o| o == op));
+        let u = if struck { d.part(1).unit() } else { 1.0 };
         let mut edge = 0.0;
         let mut fault = Fault::None;
         for (rate, which) in [
@@ -489,7 +496,7 @@ fn main() {
             Request::Call { id, op, args } => {
                 host.log(json!({"pid": host.pid, "type": "call", "op": op, "args": args}));
                 host.calls += 1;
-                let (fault, after, noise) = host.draw();
+                let (fault, after, noise) = host.draw(op);
                 if !after {
                     match fault {
                         Fault::Crash => std::process::exit(1),
