@@ -250,8 +250,11 @@ fn files_under(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
     }
 }
 
+/// A host process: its pid, `/proc/<pid>/cmdline` and `/proc/<pid>/environ`.
+type HostProc = (u32, Vec<u8>, Vec<u8>);
+
 /// The command lines and environments of the running test hosts.
-fn host_processes() -> Vec<(u32, Vec<u8>, Vec<u8>)> {
+fn host_processes() -> Vec<HostProc> {
     let fake = std::fs::canonicalize(FAKE).expect("test host path");
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -289,7 +292,7 @@ fn run_with_person(
     file: &Path,
     subjects: &[String],
     mut visit: impl FnMut(&str, &str) -> bool,
-) -> (String, Vec<(u32, Vec<u8>, Vec<u8>)>) {
+) -> (String, Vec<HostProc>) {
     let out = file.with_extension("out");
     let err = file.with_extension("err");
     let mut child = portflow(state)
@@ -484,7 +487,7 @@ fn assert_like_plain(
     }
 }
 
-fn assert_hosts_clean(name: &str, hosts: &[(u32, Vec<u8>, Vec<u8>)], required: bool) {
+fn assert_hosts_clean(name: &str, hosts: &[HostProc], required: bool) {
     assert!(
         !required || !hosts.is_empty(),
         "{name}: saw no host process"
