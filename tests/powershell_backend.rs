@@ -724,3 +724,139 @@ fn a_send_in_doubt_asks_a_person_and_never_repeats() {
         }
     }
 }
+
+/// `doctor` starts one host per part the workflow uses, says what it runs,
+/// and reads each PowerShell read once; a host that cannot start is named.
+#[test]
+fn doctor_starts_and_checks_the_powershell_hosts() {
+    let lab = Lab::new();
+    let ex = example("onprem-to-online");
+    let server = serve_example(&lab, "doc", &ex, "  throttle_rate: 0\n");
+    let file = microsoft_run_file(&lab, "doc", &ex, &server.url, ("noise=0.3", ""));
+    let o = pf(&lab.state, &["doctor", &file.to_string_lossy()]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}\n{}", stderr(&o));
+    assert!(
+        text.contains("powershell.teams (local ")
+            && text.contains("MicrosoftTeams 7.0.0, connected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("powershell.onprem (ssh sfbadmin01.corp.contoso.com)")
+            && text.contains("SkypeForBusiness 7.0.0, connected"),
+        "{text}"
+    );
+    for op in ["get_onprem_user", "move_user", "get_user"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(op) && l.contains("available")),
+            "{op}: {text}"
+        );
+    }
+    assert!(
+        text.contains("Get-CsUser -Identity") && text.contains("read the first subject"),
+        "{text}"
+    );
+    assert_no_secret("doctor", &[o.stdout.clone(), o.stderr.clone()].concat());
+    assert!(!lab.state.join("engine").exists(), "doctor writes nothing");
+
+    // No PowerShell where the run file says: named, exit 3.
+    let broken =
+        std::fs::read_to_string(&file)
+            .expect("run file")
+            .replacen(FAKE, "/nonexistent/pwsh", 1);
+    let bad = lab.path("broken.yaml");
+    write(&bad, &broken);
+    let o = pf(&lab.state, &["doctor", &bad.to_string_lossy()]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(3), "{text}\n{}", stderr(&o));
+    assert!(
+        text.contains("could not be started") && text.contains("/nonexistent/pwsh"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("get_user") && l.contains("unknown")),
+        "{text}"
+    );
+    assert_eq!(server.stop(), Some(0));
+}
+
+/// UPNs, numbers and location ids that would be code if pasted into a
+/// PowerShell command line reach the host as data, byte for byte.
+#[test]
+fn hostile_subject_data_reaches_the_host_as_data() {
+    let lab = Lab::new();
+    let ex = example("emergency-locations");
+    let server = serve_example(&lab, "evil", &ex, "  throttle_rate: 0\n");
+    let users = ["a'+$b+'c@contoso.com", "o'brien`$x`{1}|&=@contoso.com"];
+    let locations = [
+        "x'; Remove-CsOnlineUser -Identity y; '$(whoami)",
+        "loc\"@ $env:PATH `n é😀 ${a}",
+    ];
+    // Real rows of the example, with hostile users (their get_user fails)
+    // or hostile location ids (read after the user).
+    let rows: Vec<Vec<String>> =
+        std::fs::read_to_string(repo().join("examples/emergency-locations.csv"))
+            .expect("csv")
+            .lines()
+            .skip(1)
+            .take(4)
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect();
+    let csv = lab.path("evil.csv");
+    let mut text = String::from("user,number,location_id\n");
+    for (i, u) in users.iter().enumerate() {
+        text.push_str(&format!("{u},{},{}\n", rows[i][1], rows[i][2]));
+    }
+    for (i, l) in locations.iter().enumerate() {
+        let r = &rows[2 + i];
+        text.push_str(&format!(
+            "{},{},\"{}\"\n",
+            r[0],
+            r[1],
+            l.replace('"', "\"\"")
+        ));
+    }
+    write(&csv, &text);
+    let mut m = ex.clone();
+    let mut subjects = Mapping::new();
+    subjects.insert(key("csv"), key(&csv.display().to_string()));
+    m.insert(key("subjects"), Value::Mapping(subjects));
+    let file = microsoft_run_file(&lab, "evil", &m, &server.url, ("noise=0.3", ""));
+    // Every read through PowerShell, so the number goes there too.
+    let routed = std::fs::read_to_string(&file).expect("run file").replace(
+        "  powershell:\n",
+        "  routes: {get_number: powershell}\n  powershell:\n",
+    );
+    write(&file, &routed);
+    let o = pf(&lab.state, &["--json", "plan", &file.to_string_lossy()]);
+    assert!(
+        matches!(o.status.code(), Some(0 | 3)),
+        "{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let log = host_log(&lab.path("evil-host.log"));
+    let calls: Vec<&serde_json::Value> = log.iter().filter(|r| r["type"] == "call").collect();
+    for u in users {
+        assert!(
+            calls.iter().any(|c| c["args"]["Identity"] == u),
+            "{u} reached the host as Identity: {calls:?}"
+        );
+    }
+    assert!(
+        calls.iter().any(|c| c["op"] == "get_number_assignment"
+            && c["args"]["TelephoneNumber"] == rows[0][1].as_str()),
+        "{calls:?}"
+    );
+    for l in locations {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c["op"] == "get_lis_location" && c["args"]["LocationId"] == l),
+            "{l:?} reached the host as LocationId: {calls:?}"
+        );
+    }
+    assert_eq!(server.stop(), Some(0));
+}
