@@ -539,6 +539,22 @@ fn killed_wave(name: &str, ex_name: &str) {
         log.iter().any(|r| r["type"] == "call"),
         "{name}: the hosts were called"
     );
+    // Hosts sign in again: before the earlier token expires, and after the
+    // served tenant refused every token issued in its first 20 minutes.
+    let mut connects: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+    for r in log.iter().filter(|r| r["type"] == "connect") {
+        *connects.entry(r["pid"].as_u64().unwrap_or(0)).or_default() += 1;
+    }
+    assert!(
+        connects.values().any(|n| *n >= 2),
+        "{name}: no host connected twice: {connects:?}"
+    );
+    // Faults restarted hosts: more processes than the two pools hold.
+    assert!(
+        connects.len() > 4,
+        "{name}: {} host processes",
+        connects.len()
+    );
     assert_like_plain(&lab, name, &ex, &lab.state, &id, server);
 }
 

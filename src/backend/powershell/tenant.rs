@@ -566,6 +566,57 @@ mod tests {
         assert_eq!(strip_tel("14255550100"), "+14255550100");
     }
 
+    /// Replies derived from Microsoft's cmdlet documentation examples
+    /// (tests/fixtures/powershell/README.md), through the view builders and
+    /// the classifier.
+    #[test]
+    fn golden_replies_become_views_and_error_classes() {
+        use crate::backend::powershell::errors::to_backend;
+        use crate::backend::powershell::protocol::Reply;
+        let reply = |text: &str| -> Reply { serde_json::from_str(text).expect("a reply") };
+        let user = reply(include_str!(
+            "../../../tests/fixtures/powershell/get_online_user.ok.json"
+        ));
+        let v: crate::backend::UserView =
+            serde_json::from_value(user_view(&user.result, Some(false))).expect("a user view");
+        assert_eq!(v.upn, "kenmyer@litwareinc.com");
+        assert_eq!(v.homed, crate::backend::Homing::Online);
+        assert_eq!(v.line_uri.as_deref(), Some("+14025551234"));
+        assert_eq!(v.teams_upgrade_effective_mode, "TeamsOnly");
+        assert!(v.licences.iter().any(|l| l == "MCOEV"), "{:?}", v.licences);
+        for file in [
+            include_str!("../../../tests/fixtures/powershell/get_number_assignment.example1.json"),
+            include_str!("../../../tests/fixtures/powershell/get_number_assignment.example2.json"),
+        ] {
+            let r = reply(file);
+            let rows = r.result.as_array().expect("rows");
+            assert!(!rows.is_empty());
+            for row in rows {
+                let n: crate::backend::NumberView =
+                    serde_json::from_value(number_view(row)).expect("a number view");
+                assert!(n.telephone_number.starts_with('+'), "{n:?}");
+                assert!(!n.activation_state.is_empty());
+            }
+        }
+        let gone = reply(include_str!(
+            "../../../tests/fixtures/powershell/set_number_assignment.not_found.json"
+        ));
+        let e = to_backend(
+            "Set-CsPhoneNumberAssignment",
+            &gone.error.unwrap_or_default(),
+        );
+        assert_eq!(e.kind, ErrorKind::Precondition);
+        assert!(is_gone(&e), "{e:?}");
+        let denied = reply(include_str!(
+            "../../../tests/fixtures/powershell/set_number_assignment.unauthorized.json"
+        ));
+        let e = to_backend(
+            "Set-CsPhoneNumberAssignment",
+            &denied.error.unwrap_or_default(),
+        );
+        assert_eq!(e.kind, ErrorKind::Auth, "{e:?}");
+    }
+
     #[test]
     fn every_operation_has_a_part_or_a_reason() {
         for k in OperationKind::ALL {
