@@ -90,49 +90,6 @@ fn subjects_csv(lab: &Lab, name: &str, keep: Option<&[String]>) -> PathBuf {
     path
 }
 
-/// Every file under `dir`, as bytes.
-fn all_files(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            all_files(&p, out);
-        } else if let Ok(b) = std::fs::read(&p) {
-            out.push((p, b));
-        }
-    }
-}
-
-/// What would betray a credential: a JWT (token or client assertion) or the
-/// private key's PEM body.
-fn secret_markers() -> Vec<Vec<u8>> {
-    let pem = std::fs::read_to_string(repo().join("tests/fixtures/graph/test-app-key.pem"))
-        .expect("test key");
-    let mut m: Vec<Vec<u8>> = ["eyJhbGci", "eyJ0eXAi", "eyJraWQi", "Bearer ey"]
-        .iter()
-        .map(|s| s.as_bytes().to_vec())
-        .collect();
-    m.extend(
-        pem.lines()
-            .filter(|l| !l.starts_with("-----") && l.len() > 40)
-            .take(3)
-            .map(|l| l.as_bytes().to_vec()),
-    );
-    m
-}
-
-fn assert_no_secret(what: &str, bytes: &[u8]) {
-    for m in secret_markers() {
-        assert!(
-            !bytes.windows(m.len()).any(|w| w == m.as_slice()),
-            "{what} holds a credential ({:?}…)",
-            String::from_utf8_lossy(&m[..8.min(m.len())])
-        );
-    }
-}
-
 /// 300 seeded users, the ones whose line is on-premises blocked at `plan`
 /// (their path needs PowerShell); the rest (≥ 200) moved through Graph with
 /// 429s (with and without Retry-After), 503s, every token revoked mid-wave,
@@ -304,8 +261,8 @@ fn a_dr_to_oc_wave_through_graph_survives_faults_and_kills() {
     );
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
     let mut files = Vec::new();
-    all_files(&lab.state, &mut files);
-    all_files(&lab.path("backup"), &mut files);
+    files_under(&lab.state, &mut files);
+    files_under(&lab.path("backup"), &mut files);
     assert!(!files.is_empty());
     for (p, bytes) in &files {
         assert_no_secret(&p.display().to_string(), bytes);

@@ -208,46 +208,35 @@ fn plain_outcomes(lab: &Lab, name: &str, ex: &Mapping) -> Vec<(String, String, S
     outcomes(&state, &id)
 }
 
-/// Markers of a credential: a JWT, a bearer header, the key's PEM body, the
-/// app secret.
-fn secret_markers() -> Vec<Vec<u8>> {
-    let pem = std::fs::read_to_string(repo().join("tests/fixtures/graph/test-app-key.pem"))
-        .expect("test key");
-    let mut m: Vec<Vec<u8>> = ["eyJhbGci", "eyJ0eXAi", "eyJraWQi", "Bearer ey", APP_SECRET]
-        .iter()
-        .map(|s| s.as_bytes().to_vec())
-        .collect();
-    m.extend(
-        pem.lines()
-            .filter(|l| !l.starts_with("-----") && l.len() > 40)
-            .take(3)
-            .map(|l| l.as_bytes().to_vec()),
+/// [`common::assert_no_secret`], and the served app's client secret.
+fn assert_no_secret_or_app_secret(what: &str, bytes: &[u8]) {
+    assert_no_secret(what, bytes);
+    let m = APP_SECRET.as_bytes();
+    assert!(
+        !bytes.windows(m.len()).any(|w| w == m),
+        "{what} holds the app's client secret"
     );
-    m
 }
 
-fn assert_no_secret(what: &str, bytes: &[u8]) {
-    for m in secret_markers() {
-        assert!(
-            !bytes.windows(m.len()).any(|w| w == m.as_slice()),
-            "{what} holds a credential ({:?}…)",
-            String::from_utf8_lossy(&m[..8.min(m.len())])
-        );
-    }
-}
-
-fn files_under(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else if let Ok(b) = std::fs::read(&p) {
-            out.push((p, b));
+/// How often each non-idempotent action succeeded on the served tenant in
+/// `dir` (opened after its server stopped), by (user, operation).
+fn successful_non_idempotent(dir: &Path) -> std::collections::BTreeMap<(String, String), usize> {
+    let sim = portflow::backend::sim::SimTenant::open(
+        dir,
+        &portflow::backend::sim::SimConfig::default(),
+        std::sync::Arc::new(portflow::clock::SystemClock),
+    )
+    .expect("open the served tenant");
+    let mut once = std::collections::BTreeMap::new();
+    for e in sim.audit_log().expect("audit log") {
+        if !e.op.info().idempotent && matches!(e.outcome, portflow::backend::sim::AuditOutcome::Ok)
+        {
+            *once
+                .entry((e.user.clone().unwrap_or_default(), e.op.to_string()))
+                .or_insert(0) += 1;
         }
     }
+    once
 }
 
 /// A host process: its pid, `/proc/<pid>/cmdline` and `/proc/<pid>/environ`.
@@ -435,25 +424,10 @@ fn assert_like_plain(
     );
     assert_eq!(server.stop(), Some(0), "sim serve stops cleanly");
     let tenant_dir = lab.path(&format!("{name}-server")).join("sim").join(name);
-    let sim = portflow::backend::sim::SimTenant::open(
-        &tenant_dir,
-        &portflow::backend::sim::SimConfig::default(),
-        std::sync::Arc::new(portflow::clock::SystemClock),
-    )
-    .expect("open the served tenant");
-    let mut once = std::collections::BTreeMap::new();
-    for e in sim.audit_log().expect("audit log") {
-        if !e.op.info().idempotent && matches!(e.outcome, portflow::backend::sim::AuditOutcome::Ok)
-        {
-            *once
-                .entry((e.user.clone().unwrap_or_default(), e.op.to_string()))
-                .or_insert(0) += 1;
-        }
-    }
+    let once = successful_non_idempotent(&tenant_dir);
     for ((user, op), n) in &once {
         assert_eq!(*n, 1, "{name}: {op} ran {n} times for {user}");
     }
-    drop(sim);
     let want = plain_outcomes(lab, name, ex);
     assert_eq!(got.len(), want.len(), "{name}: subjects");
     let differ: Vec<String> = got
@@ -483,7 +457,7 @@ fn assert_like_plain(
     }
     assert!(!files.is_empty());
     for (p, bytes) in &files {
-        assert_no_secret(&p.display().to_string(), bytes);
+        assert_no_secret_or_app_secret(&p.display().to_string(), bytes);
     }
 }
 
@@ -493,8 +467,8 @@ fn assert_hosts_clean(name: &str, hosts: &[HostProc], required: bool) {
         "{name}: saw no host process"
     );
     for (pid, cmdline, environ) in hosts {
-        assert_no_secret(&format!("{name}: /proc/{pid}/cmdline"), cmdline);
-        assert_no_secret(&format!("{name}: /proc/{pid}/environ"), environ);
+        assert_no_secret_or_app_secret(&format!("{name}: /proc/{pid}/cmdline"), cmdline);
+        assert_no_secret_or_app_secret(&format!("{name}: /proc/{pid}/environ"), environ);
         let env = String::from_utf8_lossy(environ);
         assert!(
             !env.contains("PORTFLOW_TEST_CLIENT_SECRET"),
@@ -503,12 +477,26 @@ fn assert_hosts_clean(name: &str, hosts: &[HostProc], required: bool) {
     }
 }
 
-/// A wave killed twice and resumed to its end.
-fn killed_wave(name: &str, ex_name: &str) {
+/// A lab with the example's tenant served (`graph_faults`) and its run file
+/// on `kind: microsoft` (`host`: the test host's faults and the operations
+/// they strike).
+fn prepare(
+    name: &str,
+    ex_name: &str,
+    graph_faults: &str,
+    host: (&str, &str),
+) -> (Lab, Mapping, SimServer, PathBuf) {
     let lab = Lab::new();
     let ex = example(ex_name);
-    let server = serve_example(&lab, name, &ex, GRAPH_FAULTS);
-    let file = microsoft_run_file(&lab, name, &ex, &server.url, (HOST_FAULTS, &faulted_ops()));
+    let server = serve_example(&lab, name, &ex, graph_faults);
+    let file = microsoft_run_file(&lab, name, &ex, &server.url, host);
+    (lab, ex, server, file)
+}
+
+/// A wave killed twice and resumed to its end.
+fn killed_wave(name: &str, ex_name: &str) {
+    let (lab, ex, server, file) =
+        prepare(name, ex_name, GRAPH_FAULTS, (HOST_FAULTS, &faulted_ops()));
     let mut rng = Rng(0x6a09_e667 ^ name.len() as u64);
     let id = kill_and_resume(&lab.state, &file, 2, &mut rng, (1_500, 3_000));
     let mut child = portflow(&lab.state)
@@ -570,10 +558,12 @@ fn onprem_to_online_through_the_skype_for_business_host() {
 
 #[test]
 fn emergency_locations_through_powershell() {
-    let lab = Lab::new();
-    let ex = example("emergency-locations");
-    let server = serve_example(&lab, "loc", &ex, GRAPH_FAULTS);
-    let file = microsoft_run_file(&lab, "loc", &ex, &server.url, (HOST_FAULTS, &faulted_ops()));
+    let (lab, ex, server, file) = prepare(
+        "loc",
+        "emergency-locations",
+        GRAPH_FAULTS,
+        (HOST_FAULTS, &faulted_ops()),
+    );
     let o = run(portflow(&lab.state).arg("run").arg(&file));
     assert!(
         matches!(o.status.code(), Some(0 | 1 | 3)),
@@ -581,17 +571,19 @@ fn emergency_locations_through_powershell() {
         stdout(&o),
         stderr(&o)
     );
-    assert_no_secret("run output", &[o.stdout, o.stderr].concat());
+    assert_no_secret_or_app_secret("run output", &[o.stdout, o.stderr].concat());
     let id = only_run_id(&lab.state).expect("run");
     assert_like_plain(&lab, "loc", &ex, &lab.state, &id, server);
 }
 
 #[test]
 fn calling_plans_to_operator_connect_ends_its_port_wait_by_signal() {
-    let lab = Lab::new();
-    let ex = example("cp-to-oc");
-    let server = serve_example(&lab, "cp", &ex, GRAPH_FAULTS);
-    let file = microsoft_run_file(&lab, "cp", &ex, &server.url, (HOST_FAULTS, &faulted_ops()));
+    let (lab, ex, server, file) = prepare(
+        "cp",
+        "cp-to-oc",
+        GRAPH_FAULTS,
+        (HOST_FAULTS, &faulted_ops()),
+    );
     // No API reads the operator's port order: the engineer confirms it.
     let o = pf(&lab.state, &["plan", &file.to_string_lossy()]);
     assert!(
@@ -610,14 +602,10 @@ fn calling_plans_to_operator_connect_ends_its_port_wait_by_signal() {
 
 #[test]
 fn conferencing_e_mails_are_sent_once_through_powershell() {
-    let lab = Lab::new();
-    let ex = example("conferencing-info");
-    let server = serve_example(&lab, "conf", &ex, GRAPH_FAULTS);
-    let file = microsoft_run_file(
-        &lab,
+    let (lab, ex, server, file) = prepare(
         "conf",
-        &ex,
-        &server.url,
+        "conferencing-info",
+        GRAPH_FAULTS,
         (HOST_FAULTS, &faulted_ops()),
     );
     let o = run(portflow(&lab.state).arg("run").arg(&file));
@@ -633,14 +621,10 @@ fn conferencing_e_mails_are_sent_once_through_powershell() {
 
 #[test]
 fn conference_id_resets_are_manual_and_verified_through_powershell() {
-    let lab = Lab::new();
-    let ex = example("reset-conference-id");
-    let server = serve_example(&lab, "reset", &ex, GRAPH_FAULTS);
-    let file = microsoft_run_file(
-        &lab,
+    let (lab, ex, server, file) = prepare(
         "reset",
-        &ex,
-        &server.url,
+        "reset-conference-id",
+        GRAPH_FAULTS,
         (HOST_FAULTS, &faulted_ops()),
     );
     let subjects = csv_subjects(&ex);
@@ -682,14 +666,10 @@ fn conference_id_resets_are_manual_and_verified_through_powershell() {
 /// subject asks a person, saying the outcome is unknown. No mail twice.
 #[test]
 fn a_send_in_doubt_asks_a_person_and_never_repeats() {
-    let lab = Lab::new();
-    let ex = example("conferencing-info");
-    let server = serve_example(&lab, "doubt", &ex, "  throttle_rate: 0\n");
-    let file = microsoft_run_file(
-        &lab,
+    let (lab, _, server, file) = prepare(
         "doubt",
-        &ex,
-        &server.url,
+        "conferencing-info",
+        "  throttle_rate: 0\n",
         (
             "noise=0.3,crash=0.3,hang=0.1,wrong_id=0.1",
             "send_dialin_email",
@@ -718,20 +698,11 @@ fn a_send_in_doubt_asks_a_person_and_never_repeats() {
     }
     assert_eq!(server.stop(), Some(0));
     let tenant_dir = lab.path("doubt-server").join("sim").join("doubt");
-    let sim = portflow::backend::sim::SimTenant::open(
-        &tenant_dir,
-        &portflow::backend::sim::SimConfig::default(),
-        std::sync::Arc::new(portflow::clock::SystemClock),
-    )
-    .expect("open the served tenant");
-    let mut sends = std::collections::BTreeMap::new();
-    for e in sim.audit_log().expect("audit log") {
-        if e.op.to_string() == "send_conferencing_info"
-            && matches!(e.outcome, portflow::backend::sim::AuditOutcome::Ok)
-        {
-            *sends.entry(e.user.clone().unwrap_or_default()).or_insert(0) += 1;
-        }
-    }
+    let sends: std::collections::BTreeMap<String, usize> = successful_non_idempotent(&tenant_dir)
+        .into_iter()
+        .filter(|((_, op), _)| op == "send_conferencing_info")
+        .map(|((user, _), n)| (user, n))
+        .collect();
     assert!(sends.values().all(|n| *n == 1), "{sends:?}");
     // Those that succeeded sent exactly one mail.
     for (s, o, _) in &got {
@@ -745,10 +716,12 @@ fn a_send_in_doubt_asks_a_person_and_never_repeats() {
 /// and reads each PowerShell read once; a host that cannot start is named.
 #[test]
 fn doctor_starts_and_checks_the_powershell_hosts() {
-    let lab = Lab::new();
-    let ex = example("onprem-to-online");
-    let server = serve_example(&lab, "doc", &ex, "  throttle_rate: 0\n");
-    let file = microsoft_run_file(&lab, "doc", &ex, &server.url, ("noise=0.3", ""));
+    let (lab, _, server, file) = prepare(
+        "doc",
+        "onprem-to-online",
+        "  throttle_rate: 0\n",
+        ("noise=0.3", ""),
+    );
     let o = pf(&lab.state, &["doctor", &file.to_string_lossy()]);
     let text = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{text}\n{}", stderr(&o));
@@ -773,7 +746,7 @@ fn doctor_starts_and_checks_the_powershell_hosts() {
         text.contains("Get-CsUser -Identity") && text.contains("read the first subject"),
         "{text}"
     );
-    assert_no_secret("doctor", &[o.stdout.clone(), o.stderr.clone()].concat());
+    assert_no_secret_or_app_secret("doctor", &[o.stdout.clone(), o.stderr.clone()].concat());
     assert!(!lab.state.join("engine").exists(), "doctor writes nothing");
 
     // No PowerShell where the run file says: named, exit 3.

@@ -160,7 +160,8 @@ pub fn powershell_part(kind: OperationKind) -> Option<&'static str> {
     }
 }
 
-/// Operations Graph performs (`graph::tenant::AUTOMATED`, without the feature).
+/// Operations Graph performs (also `graph::tenant::AUTOMATED`); here so that
+/// routing is known without the `graph` feature.
 pub const GRAPH_OPERATIONS: &[OperationKind] = &[
     OperationKind::GetUser,
     OperationKind::GetNumber,

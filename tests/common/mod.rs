@@ -734,3 +734,46 @@ pub fn start_sim_serve(state: &Path, name: &str, cfg: &Path) -> SimServer {
         stopped: false,
     }
 }
+
+/// Every file under `dir`, as bytes.
+pub fn files_under(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p, b));
+        }
+    }
+}
+
+/// What would betray a credential: a JWT (token or client assertion) or the
+/// private key's PEM body.
+pub fn secret_markers() -> Vec<Vec<u8>> {
+    let pem = std::fs::read_to_string(repo().join("tests/fixtures/graph/test-app-key.pem"))
+        .expect("test key");
+    let mut m: Vec<Vec<u8>> = ["eyJhbGci", "eyJ0eXAi", "eyJraWQi", "Bearer ey"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    m.extend(
+        pem.lines()
+            .filter(|l| !l.starts_with("-----") && l.len() > 40)
+            .take(3)
+            .map(|l| l.as_bytes().to_vec()),
+    );
+    m
+}
+
+pub fn assert_no_secret(what: &str, bytes: &[u8]) {
+    for m in secret_markers() {
+        assert!(
+            !bytes.windows(m.len()).any(|w| w == m.as_slice()),
+            "{what} holds a credential ({:?}…)",
+            String::from_utf8_lossy(&m[..8.min(m.len())])
+        );
+    }
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::auth::{Certificate, Credential, HttpTokenEndpoint, JwtAlg, TokenCache, TokenSource};
 use super::client::{ClientConfig, GraphClient, DEFAULT_MAX_CONCURRENCY};
 use super::tenant::{GraphTenant, TenantConfig};
-use super::{http_client, Cloud, Endpoints};
+use super::{Cloud, Endpoints};
 use crate::backend::config::{CredentialChoice, MicrosoftConfig};
 use crate::clock::{SharedClock, SystemClock};
 
@@ -90,22 +90,6 @@ pub fn token_cache(
     };
     let endpoint = Arc::new(HttpTokenEndpoint::new(http, token_url, clock.clone()));
     Ok(TokenCache::new(source, endpoint, clock).with_wall_clock(Arc::new(SystemClock)))
-}
-
-/// A [`GraphTenant`] for `cfg`, on `clock` (the run's: polling of
-/// long-running operations and token lifetimes follow it).
-pub fn open(cfg: &MicrosoftConfig, clock: SharedClock) -> Result<GraphTenant, OpenError> {
-    let endpoints = endpoints(cfg)?;
-    let http =
-        http_client(&endpoints, cfg.graph.timeout.unwrap_or(DEFAULT_TIMEOUT)).map_err(OpenError)?;
-    let tokens = Arc::new(token_cache(
-        cfg,
-        &endpoints,
-        http.clone(),
-        clock.clone(),
-        &endpoints.scope(),
-    )?);
-    tenant_over(cfg, &endpoints, http, tokens, clock)
 }
 
 /// A [`GraphTenant`] over an HTTP client and token cache built already.

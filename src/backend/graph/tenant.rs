@@ -48,15 +48,7 @@ impl Default for TenantConfig {
 }
 
 /// The operations Graph performs (everything else: PowerShell or manual).
-pub const AUTOMATED: &[OperationKind] = &[
-    OperationKind::GetUser,
-    OperationKind::GetNumber,
-    OperationKind::AssignNumber,
-    OperationKind::RemoveNumber,
-    OperationKind::SetNumberLocation,
-    OperationKind::RemoveLicence,
-    OperationKind::GrantVoiceRoutingPolicy,
-];
+pub const AUTOMATED: &[OperationKind] = crate::backend::powershell_config::GRAPH_OPERATIONS;
 
 /// A tenant reached through Microsoft Graph.
 pub struct GraphTenant {
