@@ -849,3 +849,36 @@ fn hostile_subject_data_reaches_the_host_as_data() {
     }
     assert_eq!(server.stop(), Some(0));
 }
+
+/// Bad `powershell:` and `routes:` values are refused at their
+/// `file:line:col`, before anything starts.
+#[test]
+fn bad_powershell_settings_are_refused_where_they_are_written() {
+    let lab = Lab::new();
+    let file = lab.path("bad.yaml");
+    write(
+        &file,
+        &format!(
+            "workflow: send-conferencing-info\n\
+             backend:\n  kind: microsoft\n  tenant_id: {TENANT_ID}\n  client_id: {CLIENT_ID}\n  \
+             credential: {{certificate: /etc/portflow/app.pem}}\n  \
+             powershell:\n    teams: {{timeout: 5m}}\n    onprem: {{runner: ssh, ssh: {{host: '-oProxyCommand=x'}}, script: 'C:\\a&b.ps1'}}\n  \
+             routes: {{move_user: graph, get_number: manual}}\n\
+             subjects: {{csv: {}}}\n",
+            repo().join("examples/conferencing-users.csv").display()
+        ),
+    );
+    let o = pf(&lab.state, &["validate", &file.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    for want in [
+        "bad.yaml:8:22: backend.powershell.teams.timeout: 5m is not below the run's call_timeout",
+        "powershell.onprem.ssh.host: a host name",
+        "powershell.onprem.script: must not contain quotes, shell operators",
+        "routes.move_user: graph: Graph has no API for it",
+        "routes.get_number: manual: a read cannot be a manual task",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    assert!(!lab.state.join("engine").exists(), "nothing was created");
+}

@@ -172,6 +172,12 @@ pub const GRAPH_OPERATIONS: &[OperationKind] = &[
     OperationKind::GrantVoiceRoutingPolicy,
 ];
 
+/// Deadline of one cmdlet call unless the part says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(100);
+/// Deadline of a host's start-up and sign-in (importing MicrosoftTeams
+/// takes tens of seconds on a cold host).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(180);
+
 const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
 const CONNECT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(1800));
 

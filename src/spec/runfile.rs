@@ -177,6 +177,33 @@ impl RunFile {
         for (path, msg) in self.backend.problems() {
             out.push((format!("backend.{path}"), msg));
         }
+        if let crate::backend::BackendConfig::Microsoft(ms) = &self.backend {
+            // The engine's own deadline must not cut a cmdlet's short: the
+            // host would be abandoned mid-request instead of timing out.
+            let parts = [
+                ("teams", &ms.powershell.teams),
+                ("onprem", &ms.powershell.onprem),
+            ];
+            for (name, part) in parts {
+                let Some(part) = part else { continue };
+                let t = part
+                    .timeout
+                    .unwrap_or(crate::backend::powershell_config::DEFAULT_TIMEOUT);
+                if t >= self.call_timeout {
+                    let at = format!("backend.powershell.{name}.timeout");
+                    out.push((
+                        at.clone(),
+                        format!(
+                            "{at}: {} is not below the run's call_timeout ({}): raise call_timeout \
+                             (e.g. call_timeout: {}) or lower the timeout",
+                            humantime::format_duration(t),
+                            humantime::format_duration(self.call_timeout),
+                            humantime::format_duration(t + std::time::Duration::from_secs(60)),
+                        ),
+                    ));
+                }
+            }
+        }
         out
     }
 }

@@ -7,8 +7,6 @@
 //! `teams` part, Skype for Business Server cmdlets in the `onprem` part; an
 //! operation whose part is not configured is not automated here.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
@@ -513,11 +511,7 @@ impl Tenant for PowerShellTenant {
     }
 }
 
-/// Deadline of one cmdlet call unless the run file says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(100);
-/// Deadline of a host's start-up and sign-in (importing MicrosoftTeams
-/// takes tens of seconds on a cold host).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(180);
+pub use crate::backend::powershell_config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 
 #[cfg(test)]
 mod tests {
