@@ -93,8 +93,8 @@ impl MicrosoftTenant {
         };
         let mut view = ps.execute(call).await?;
         // PowerShell cannot tell group-based licences; Graph can.
-        if let Some(g) = &self.graph {
-            let from_graph = g.execute(call).await?;
+        if let (Some(g), Operation::GetUser { user }) = (&self.graph, &call.op) {
+            let from_graph = g.licence_paths(user, call).await?;
             if let Some(a) = from_graph.get("licence_assignments") {
                 view["licence_assignments"] = a.clone();
             }

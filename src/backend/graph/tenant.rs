@@ -207,6 +207,35 @@ impl GraphTenant {
         Ok(ops::user_view(&user, config.as_ref(), &skus, source))
     }
 
+    /// The licences of `upn` and how each reaches them (one request, plus
+    /// `subscribedSkus` when a SKU is new): what a PowerShell `get_user`
+    /// cannot tell. As `{"licences": [...], "licence_assignments": [...]}`.
+    pub async fn licence_paths(&self, upn: &str, call: &Call) -> Result<Value, BackendError> {
+        let path = format!(
+            "{}{}",
+            odata::user_path(upn),
+            odata::query(&[("$select", "id,assignedLicenses,licenseAssignmentStates")])
+        );
+        let user = entity(&self.client.get(&path, log(call)).await?.body).clone();
+        let held: Vec<&str> = user
+            .get("assignedLicenses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.get("skuId").and_then(Value::as_str))
+            .collect();
+        let skus = if held.is_empty() {
+            Skus::default()
+        } else {
+            self.skus(&held, call).await?
+        };
+        let view = ops::user_view(&user, None, &skus, None);
+        Ok(json!({
+            "licences": view["licences"],
+            "licence_assignments": view["licence_assignments"],
+        }))
+    }
+
     /// After a 202: check the `Location`'s origin, poll briefly, classify a
     /// failure; still running → success with the operation's URL.
     async fn follow(&self, reply: Reply, what: &str, call: &Call) -> Result<Value, BackendError> {
