@@ -1325,3 +1325,24 @@ fn a_wait_past_its_deadline_is_judged_on_a_fresh_observation() {
         "{error}"
     );
 }
+
+#[test]
+fn a_wait_no_backend_can_read_waits_for_its_signal_without_polling() {
+    let mut s = sim2("a@contoso.com");
+    // As on a real tenant for a port order: the read has no API.
+    s.manual_ops = vec![crate::backend::OperationKind::GetNumber];
+    to_upload(&mut s);
+    let fourteen_days = Duration::from_secs(14 * 24 * 3600);
+    assert_eq!(
+        s.inst.due,
+        Some(s.now.plus(fourteen_days)),
+        "first poll only at the deadline"
+    );
+    let t = s.feed(Input::Signal {
+        name: "uploaded".into(),
+        data: Value::Null,
+        by: "eng".into(),
+    });
+    assert_eq!(t.rule, machine::SIGNAL_WAIT_MET);
+    assert_eq!(s.phase(), (6, "blocked"), "on to the next step");
+}
