@@ -18,6 +18,10 @@
 //! - `PORTFLOW_FAKE_PWSH_LOG`: a file to append one JSON line per request to,
 //!   `{"pid","type","op","args"}`; a connect logs its token count only.
 //! - `PORTFLOW_FAKE_PWSH_SLOW_MS`: a delay before each call.
+//! - `PORTFLOW_FAKE_PWSH_STALE`: report another script's SHA-256 in `hello`
+//!   (a stale copy on a remote box).
+//! - `PORTFLOW_FAKE_PWSH_MODULES`: the modules `hello` reports installed
+//!   (comma list; default both).
 //! - `PORTFLOW_FAKE_PWSH_FAULT_OPS`: host operations (comma list) that get
 //!   the crash/hang/wrong-id/garble faults; others only noise. Unset: all.
 //!
@@ -232,14 +236,30 @@ impl Host {
 
     fn hello(&self, id: &str) -> Reply {
         self.log(json!({"pid": self.pid, "type": "hello", "op": null, "args": null}));
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        let sha = match var("PORTFLOW_FAKE_PWSH_STALE") {
+            Some(_) => "0".repeat(64),
+            None => script_sha256(),
+        };
+        let installed = var("PORTFLOW_FAKE_PWSH_MODULES")
+            .unwrap_or_else(|| "MicrosoftTeams,SkypeForBusiness".into());
+        let version = |m: &str| {
+            installed
+                .split(',')
+                .any(|i| i.trim() == m)
+                .then_some(MODULE_VERSION)
+        };
         Reply::success(
             id,
             json!({
                 "protocol": PROTOCOL,
-                "script_sha256": script_sha256(),
+                "script_sha256": sha,
                 "ps_version": PS_VERSION,
                 "ps_edition": "Core",
-                "modules": {"MicrosoftTeams": MODULE_VERSION, "SkypeForBusiness": MODULE_VERSION},
+                "modules": {
+                    "MicrosoftTeams": version("MicrosoftTeams"),
+                    "SkypeForBusiness": version("SkypeForBusiness"),
+                },
             }),
         )
     }
