@@ -499,11 +499,14 @@ fn killed_wave(name: &str, ex_name: &str) {
         prepare(name, ex_name, GRAPH_FAULTS, (HOST_FAULTS, &faulted_ops()));
     let mut rng = Rng(0x6a09_e667 ^ name.len() as u64);
     let id = kill_and_resume(&lab.state, &file, 2, &mut rng, (1_500, 3_000));
+    // With debug logs (host noise, stderr, every call): no secret in them.
+    let log_file = lab.path(&format!("{name}-resume.log"));
     let mut child = portflow(&lab.state)
         .args(["resume", &id])
         .env("PORTFLOW_TEST_CLIENT_SECRET", APP_SECRET)
+        .env("PORTFLOW_LOG", "portflow=debug")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_file).expect("log file"))
         .spawn()
         .expect("resume");
     // The host processes, seen while the resume runs (it may be short).
@@ -522,6 +525,12 @@ fn killed_wave(name: &str, ex_name: &str) {
         "{name}: resume {status}"
     );
     assert_hosts_clean(name, &hosts, false);
+    let logged = std::fs::read(&log_file).expect("debug log");
+    assert!(
+        String::from_utf8_lossy(&logged).contains("PowerShell host output (not a reply)"),
+        "{name}: the debug log shows the hosts' noise"
+    );
+    assert_no_secret_or_app_secret(&format!("{name}: resume's debug log"), &logged);
     let log = host_log(&lab.path(&format!("{name}-host.log")));
     assert!(
         log.iter().any(|r| r["type"] == "call"),
