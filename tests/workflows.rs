@@ -825,7 +825,7 @@ fn send_conferencing_info_mails_each_microsoft_user_once_and_refuses_the_others(
         &engine[&none[0]].0,
         &steps,
         "conferencing-check-enabled",
-        "no audio conferencing",
+        "no Microsoft audio conferencing",
     );
 
     let sim = open_run_tenant(&lab.state, &id, &id, &cfg);
