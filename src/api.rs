@@ -138,10 +138,10 @@ pub struct Output {
     pub code: Option<u8>,
 }
 
-/// Query of `GET /api/cli/{status|show|outages|sim-log|sim-outages}`.
+/// Query of `GET /api/cli/{resolve|status|show|outages|sim-log|sim-outages}`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CliQuery {
-    /// Run id.
+    /// Run id (`resolve`: a prefix of it).
     #[serde(default)]
     pub run: String,
     /// Subject (`show`), user (`sim-log`).

@@ -21,12 +21,33 @@ pub const DAMAGED_HINT: &str = "`portflow verify` shows what is damaged; restore
 pub const NO_SPACE_HINT: &str = "everything confirmed before the failure is stored; free \
      space on that file system (keep more than --min-free), then `portflow resume`";
 
+/// Runs an ambiguous run id prefix lists at most.
+pub const MAX_CANDIDATES: usize = 10;
+
+fn more_runs(total: usize, shown: usize) -> String {
+    if total > shown {
+        format!(" and {} more", total - shown)
+    } else {
+        String::new()
+    }
+}
+
 /// A failure of an application operation, with its cause kept as the source.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No stored run has this id.
     #[error("no run {0:?} in this state directory")]
     RunNotFound(String),
+    /// A run id prefix that more than one stored run starts with.
+    #[error("run id prefix {prefix:?} matches {total} runs: {}{}", .candidates.join(", "), more_runs(*.total, .candidates.len()))]
+    AmbiguousRun {
+        /// What was given.
+        prefix: String,
+        /// The first runs it matches (at most [`MAX_CANDIDATES`]).
+        candidates: Vec<String>,
+        /// How many runs it matches.
+        total: usize,
+    },
     /// The run has no such subject.
     #[error("run {run} has no subject {subject:?}")]
     SubjectNotFound {
@@ -233,6 +254,7 @@ impl Error {
             | Error::ScheduleNotFound(_)
             | Error::UnknownAction { .. } => Kind::NotFound,
             Error::NothingApplies { .. }
+            | Error::AmbiguousRun { .. }
             | Error::Spec(_)
             | Error::RunPath(_)
             | Error::TenantName(_)
@@ -267,6 +289,9 @@ impl Error {
         match self {
             Error::RunNotFound(_) => Some(
                 "`portflow status` lists the runs; check --state / PORTFLOW_STATE".to_string(),
+            ),
+            Error::AmbiguousRun { .. } => Some(
+                "give more characters of the run id; `portflow status` lists the runs".to_string(),
             ),
             Error::SubjectNotFound { run, .. } => Some(format!("`portflow status {run}` shows the run")),
             Error::ScheduleNotFound(_) => {

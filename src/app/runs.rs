@@ -150,6 +150,32 @@ pub fn load_run(store: &dyn Store, id: &str) -> Result<RunRecord> {
     records::get_run(store, id)?.ok_or_else(|| Error::RunNotFound(id.to_string()))
 }
 
+/// The full id of the stored run `given` names: its own id, or a prefix of
+/// exactly one run's id. Every command that takes a run id resolves it here,
+/// whether this process or the daemon holds the store.
+pub fn resolve_run_id(store: &dyn Store, given: &str) -> Result<String> {
+    // Run ids never contain `/`; an empty prefix names no run in particular.
+    if given.is_empty() || given.contains('/') {
+        return Err(Error::RunNotFound(given.to_string()));
+    }
+    if records::get_run(store, given)?.is_some() {
+        return Ok(given.to_string());
+    }
+    let mut ids = records::run_ids_with_prefix(store, given)?;
+    match ids.len() {
+        0 => Err(Error::RunNotFound(given.to_string())),
+        1 => Ok(ids.remove(0)),
+        total => {
+            ids.truncate(super::error::MAX_CANDIDATES);
+            Err(Error::AmbiguousRun {
+                prefix: given.to_string(),
+                candidates: ids,
+                total,
+            })
+        }
+    }
+}
+
 /// The composed workflow a run pinned when it started.
 pub fn pinned_workflow(record: &RunRecord) -> Result<Workflow> {
     let parse = |pin: &WorkflowPin| {
@@ -258,4 +284,53 @@ pub fn runs_to_resume(store: &dyn Store, id: Option<&str>) -> Result<Vec<RunReco
             .filter(|r| r.finished_at.is_none())
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn store_with(ids: &[&str]) -> MemoryStore {
+        let store = MemoryStore::new();
+        let mut b = Batch::default();
+        for id in ids {
+            records::put_run(&mut b, &crate::app::outages::tests::record(id)).expect("put");
+        }
+        store.apply(&b).expect("apply");
+        store
+    }
+
+    #[test]
+    fn a_unique_prefix_names_its_run_and_an_ambiguous_one_lists_at_most_ten() {
+        let mut ids: Vec<String> = (0..12)
+            .map(|i| format!("20261123-1015{i:02}-ab12"))
+            .collect();
+        ids.push("20261124-090000-0001".into());
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let store = store_with(&refs);
+        let full = "20261124-090000-0001";
+        assert_eq!(resolve_run_id(&store, full).expect("exact"), full);
+        assert_eq!(resolve_run_id(&store, "20261124").expect("prefix"), full);
+        assert_eq!(
+            resolve_run_id(&store, "20261123-101507").expect("prefix"),
+            "20261123-101507-ab12"
+        );
+        let e = resolve_run_id(&store, "20261123").expect_err("ambiguous");
+        assert_eq!(e.kind(), crate::app::Kind::Input);
+        let text = e.to_string();
+        assert!(text.contains("matches 12 runs"), "{text}");
+        assert!(
+            text.contains("20261123-101509-ab12") && !text.contains("20261123-101510"),
+            "{text}"
+        );
+        assert!(text.ends_with(" and 2 more"), "{text}");
+        assert!(e.hint_text().is_some_and(|h| h.contains("portflow status")));
+        for unknown in ["2027", "", "2026/", "x"] {
+            assert!(
+                matches!(resolve_run_id(&store, unknown), Err(Error::RunNotFound(_))),
+                "{unknown:?}"
+            );
+        }
+    }
 }

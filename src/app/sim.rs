@@ -129,8 +129,9 @@ fn open_existing(app: &App, store: Option<&dyn Store>, tenant: &str) -> Result<A
     })
 }
 
-/// The named simulated tenant the stored run `id` uses (`backend: {kind: sim,
-/// tenant: NAME}`), `None` when there is no such run or it has its own tenant.
+/// The simulated tenant the stored run `id` (or a unique prefix of it) uses:
+/// the one its run file names (`backend: {kind: sim, tenant: NAME}`), or its
+/// own, named by its id; `None` when there is no such run.
 fn run_tenant(app: &App, store: Option<&dyn Store>, id: &str) -> Result<Option<String>> {
     let opened;
     let store: &dyn Store = match store {
@@ -148,7 +149,12 @@ fn run_tenant(app: &App, store: Option<&dyn Store>, id: &str) -> Result<Option<S
             &opened
         }
     };
-    let Some(record) = crate::store::records::get_run(store, id)? else {
+    let id = match super::runs::resolve_run_id(store, id) {
+        Ok(full) => full,
+        Err(Error::RunNotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(record) = crate::store::records::get_run(store, &id)? else {
         return Ok(None);
     };
     let file: RunFile = serde_yaml::from_str(&record.run_text).map_err(|e| {
@@ -157,7 +163,7 @@ fn run_tenant(app: &App, store: Option<&dyn Store>, id: &str) -> Result<Option<S
         ))
     })?;
     Ok(match file.backend {
-        BackendConfig::Sim(cfg) => cfg.tenant,
+        BackendConfig::Sim(cfg) => Some(cfg.tenant.unwrap_or(id)),
         BackendConfig::Microsoft(_) => None,
     })
 }

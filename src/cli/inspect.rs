@@ -9,14 +9,19 @@ use crate::report::exit;
 /// `portflow status [RUN]`.
 pub async fn status(app: &App, run: Option<&str>) -> Result<u8, CliError> {
     let conn = connect(app)?;
-    print!("{}", conn.service().status(run, app.json).await?);
+    let run = match run {
+        Some(r) => Some(conn.run_id(r).await?),
+        None => None,
+    };
+    print!("{}", conn.service().status(run.as_deref(), app.json).await?);
     Ok(exit::OK)
 }
 
 /// `portflow show RUN SUBJECT`.
 pub async fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
     let conn = connect(app)?;
-    print!("{}", conn.service().show(run, subject, app.json).await?);
+    let run = conn.run_id(run).await?;
+    print!("{}", conn.service().show(&run, subject, app.json).await?);
     Ok(exit::OK)
 }
 
@@ -24,6 +29,7 @@ pub async fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
 pub async fn outages(app: &App, run: &str, csv: bool) -> Result<u8, CliError> {
     let format = Format::from_flags(app.json, csv)?;
     let conn = connect(app)?;
-    print!("{}", conn.service().outages(run, format).await?);
+    let run = conn.run_id(run).await?;
+    print!("{}", conn.service().outages(&run, format).await?);
     Ok(exit::OK)
 }

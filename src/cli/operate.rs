@@ -27,6 +27,7 @@ async fn send(
     nothing: &str,
 ) -> Result<u8, CliError> {
     let conn = connect(app)?;
+    let run = &conn.run_id(run).await?;
     let service = conn.service();
     let subject = body.subject.clone();
     let a = match service.operate(run, verb, &body).await {

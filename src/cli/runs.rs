@@ -93,6 +93,11 @@ pub async fn resume(
             .hint("portflow resume --continue <run>: `portflow status` lists the runs"));
     }
     let conn = connect(app)?;
+    let run = match run {
+        Some(r) => Some(conn.run_id(r).await?),
+        None => None,
+    };
+    let run = run.as_deref();
     if let (Some(id), Some(by)) = (run, continue_by) {
         let accepted = conn.service().continue_breaker(id, by).await?;
         if !app.json {

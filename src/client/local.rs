@@ -43,6 +43,10 @@ impl Local {
 
 #[async_trait]
 impl Service for Local {
+    async fn resolve_run(&self, run: &str) -> Result<String> {
+        crate::app::runs::resolve_run_id(&*self.store, run)
+    }
+
     async fn operate(&self, run: &str, verb: &str, body: &OperateBody) -> Result<Applied> {
         crate::app::operate::operate(&*self.store, self.committer(), run, verb, body).await
     }

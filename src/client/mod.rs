@@ -28,6 +28,12 @@ impl Conn {
             Conn::Daemon(d) => d,
         }
     }
+
+    /// The full id of the run `given` names: its id or a unique prefix of it
+    /// (every command taking a run id resolves it here first).
+    pub async fn run_id(&self, given: &str) -> Result<String> {
+        self.service().resolve_run(given).await
+    }
 }
 
 /// Open the store here, or find the daemon holding it; any other failure to

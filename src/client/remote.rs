@@ -280,6 +280,10 @@ fn progress_line(v: &RunProgress) -> String {
 
 #[async_trait]
 impl Service for Daemon {
+    async fn resolve_run(&self, run: &str) -> Result<String> {
+        self.text("resolve", &format!("run={}", enc(run)))
+    }
+
     async fn operate(&self, run: &str, verb: &str, body: &OperateBody) -> Result<Applied> {
         self.call(
             "POST",

@@ -14,6 +14,8 @@ use crate::app::Result;
 /// The operations both owners of a state directory serve, with the same answers.
 #[async_trait]
 pub trait Service: Send + Sync {
+    /// The full id of the run `run` names (its id or a unique prefix of it).
+    async fn resolve_run(&self, run: &str) -> Result<String>;
     /// `approve`, `signal`, `cancel`, `retry` on run `run`.
     async fn operate(&self, run: &str, verb: &str, body: &OperateBody) -> Result<Applied>;
     /// `resume --continue`: close run `run`'s circuit breaker; the failures accepted.

@@ -91,6 +91,19 @@ pub fn list_runs(store: &dyn Store) -> Result<Vec<RunRecord>, StoreError> {
     decode_all(store, keys::RUN_PREFIX)
 }
 
+/// Ids of the stored runs that start with `prefix`, in id order (keys only:
+/// no record is decoded).
+pub fn run_ids_with_prefix(store: &dyn Store, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    store.scan_prefix(&keys::run(prefix), &mut |k, _| {
+        if let Some(id) = k.strip_prefix(keys::RUN_PREFIX) {
+            out.push(String::from_utf8_lossy(id).into_owned());
+        }
+        true
+    })?;
+    Ok(out)
+}
+
 /// Add a new instance (snapshot, subject index, timer) to a batch.
 pub fn put_new_instance(b: &mut Batch, inst: &Instance) -> Result<(), StoreError> {
     let key = inst.key();

@@ -1,6 +1,7 @@
 //! What CLI commands print, made here for a CLI that finds the state
 //! directory held by this daemon: `GET /api/cli/{status|show|outages|sim-log|sim-outages}`
-//! and `POST /api/cli/plan`.
+//! and `POST /api/cli/plan`; and `GET /api/cli/resolve?run=PREFIX`, the full id
+//! of the run a prefix names.
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::Json;
@@ -11,7 +12,7 @@ use crate::app::show::{show_text, status_text};
 use crate::app::{Error, Result};
 use crate::daemon::state::Shared;
 
-/// `GET /api/cli/{command}?run=…&subject=…&json=…`.
+/// `GET /api/cli/{command}?run=…&subject=…&json=…` (`resolve`: the run's full id).
 pub(super) async fn text(
     State(d): State<Shared>,
     UrlPath(command): UrlPath<String>,
@@ -19,6 +20,7 @@ pub(super) async fn text(
 ) -> Result<Json<Output>> {
     let run = (!q.run.is_empty()).then_some(q.run.as_str());
     let output = match command.as_str() {
+        "resolve" => crate::app::runs::resolve_run_id(&*d.store, &q.run)?,
         "status" => status_text(&*d.store, run, q.json)?,
         "show" => show_text(&*d.store, &q.run, &q.subject, q.json)?,
         "outages" => outages_text(&*d.store, &q.run, Format::from_flags(q.json, q.csv)?)?,
@@ -33,7 +35,7 @@ pub(super) async fn text(
         other => {
             return Err(Error::UnknownAction {
                 verb: other.to_string(),
-                expected: "status, show, outages, sim-log or sim-outages",
+                expected: "resolve, status, show, outages, sim-log or sim-outages",
             })
         }
     };
