@@ -44,6 +44,13 @@ pub struct OperateBody {
     /// Only this subject (default: every instance of the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// `approve`, `signal`: these subjects; the answer gives each one's outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+    /// `approve`, `signal`: every instance waiting at this step for this gate
+    /// or signal; the answer gives each one's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_at: Option<String>,
     /// `approve`: the gate step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
@@ -82,6 +89,46 @@ pub struct Applied {
     /// only stored.
     #[serde(default)]
     pub driven: bool,
+    /// Each addressed subject's outcome, for a request with `subjects` or
+    /// `waiting_at` (such a request is answered even when nothing changed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<SubjectApplied>,
+    /// Subjects of `subjects` the run does not have: when there are any,
+    /// nothing was applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<String>,
+}
+
+impl OperateBody {
+    /// Whether it addresses a list of subjects (`subjects`, `waiting_at`),
+    /// answered per subject.
+    pub fn is_bulk(&self) -> bool {
+        !self.subjects.is_empty() || self.waiting_at.is_some()
+    }
+}
+
+/// What an input did to one subject of a bulk request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectApplied {
+    /// The subject.
+    pub subject: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Why it failed (`outcome: failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What an input did to one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It applied.
+    Changed,
+    /// The instance does not wait for it (elsewhere, or ended).
+    NotWaiting,
+    /// Applying it failed.
+    Failed,
 }
 
 /// Answer to `POST /api/runs/{run}/continue`.

@@ -149,3 +149,174 @@ fn run_ids_may_be_abbreviated_to_a_unique_prefix_here_and_through_the_daemon() {
     });
     assert_eq!(stop_daemon(d), Some(0));
 }
+
+#[test]
+fn approve_and_signal_many_subjects_from_a_file_or_all_waiting_at_a_step() {
+    let lab = Lab::new();
+    let id = blocked_run(&lab, "w", 4);
+    let at = |s: &str| state_of(&lab.state, &id, s);
+    let list = lab.path("list.csv");
+    let list_s = list.to_string_lossy().into_owned();
+
+    // A CSV's `user` column; comments and blank lines are skipped.
+    write(
+        &list,
+        "# wave 7, first half\nnumber,user\n\n+14255550001,u1@contoso.com\n+14255550002,u2@contoso.com\n",
+    );
+    let o = pf(
+        &lab.state,
+        &["approve", &id, "--subjects", &list_s, "--by", "lead"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("approved: u1@contoso.com\napproved: u2@contoso.com\n")
+            && out.contains(&format!("run {id}: 2 approved\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("continue with: portflow resume {id}")),
+        "{out}"
+    );
+    assert_eq!(at("u3@contoso.com"), ("blocked".into(), Some(0)));
+
+    // A bad line, or a subject the run does not have: exit 2, nothing applied.
+    write(&list, "u3@contoso.com\n\nu4@contoso.com,u1@contoso.com\n");
+    let o = pf(&lab.state, &["approve", &id, "--subjects", &list_s]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{list_s}:3:15: a comma in a list")),
+        "{}",
+        stderr(&o)
+    );
+    write(&list, "u3@contoso.com\n# typo next\nu9@contoso.com\n");
+    let o = pf(&lab.state, &["approve", &id, "--subjects", &list_s]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "{list_s}:3:1: run {id} has no subject \"u9@contoso.com\""
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(at("u3@contoso.com"), ("blocked".into(), Some(0)));
+
+    // Every instance waiting at the gate: the two left.
+    let (code, v) = pf_json(&lab.state, &["approve", &id, "--all-waiting", "go-ahead"]);
+    assert_eq!(code, 0, "{v}");
+    let names: Vec<&str> = v["subjects"]
+        .as_array()
+        .expect("subjects")
+        .iter()
+        .filter(|s| s["outcome"] == "changed")
+        .filter_map(|s| s["subject"].as_str())
+        .collect();
+    assert_eq!(names, ["u3@contoso.com", "u4@contoso.com"], "{v}");
+    let o = pf(&lab.state, &["approve", &id, "--all-waiting", "go-ahead"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "nothing approved: no instance of run {id} waits at gate \"go-ahead\""
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let (code, v) = pf_json(&lab.state, &["resume", &id]);
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["states"]["blocked"], 4, "all at the manual task: {v}");
+
+    // An unknown step names the run's steps.
+    let o = pf(
+        &lab.state,
+        &["signal", &id, "done", "--all-waiting", "nope"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has no step \"nope\"")
+            && stderr(&o).contains("hint: its steps: go-ahead, confirm"),
+        "{}",
+        stderr(&o)
+    );
+    // The subject, --subjects and --all-waiting exclude one another.
+    let o = pf(
+        &lab.state,
+        &[
+            "signal",
+            &id,
+            "u1@contoso.com",
+            "done",
+            "--all-waiting",
+            "confirm",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // Some not waiting: the others are signalled, exit 3.
+    let o = pf(&lab.state, &["signal", &id, "u1@contoso.com", "done"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    write(&list, "u1@contoso.com\nu2@contoso.com\n");
+    let o = pf(
+        &lab.state,
+        &["signal", &id, "done", "--subjects", &list_s, "--by", "tech"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "signalled: u2@contoso.com\nrun {id}: 1 signalled, 1 not waiting (u1@contoso.com)\n"
+        )),
+        "{}",
+        stdout(&o)
+    );
+    // None waiting: exit 1.
+    let o = pf(&lab.state, &["signal", &id, "done", "--subjects", &list_s]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("0 signalled, 2 not waiting"),
+        "{}",
+        stdout(&o)
+    );
+    let (_, v) = pf_json(&lab.state, &["show", &id, "u2@contoso.com"]);
+    let by_tech = v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .any(|e| e["event"] == "signal_received" && e["by"] == "tech");
+    assert!(by_tech, "the sender is in the history: {v}");
+
+    // Through the daemon: its driver takes them; the same checks on the file.
+    let d = start_daemon(&lab.state, &[]);
+    write(&list, "u3@contoso.com\nnobody@contoso.com\n");
+    let o = pf(&lab.state, &["signal", &id, "done", "--subjects", &list_s]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{list_s}:2:1: run {id} has no subject")),
+        "{}",
+        stderr(&o)
+    );
+    let o = pf(
+        &lab.state,
+        &["signal", &id, "done", "--all-waiting", "confirm"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("signalled: u3@contoso.com\nsignalled: u4@contoso.com\n")
+            && out.contains("2 signalled (taken by the run's live driver; no resume needed)"),
+        "{out}"
+    );
+    wait_for(10, "every subject to finish", || {
+        let (_, v) = pf_json(&lab.state, &["status", &id]);
+        (v["states"]["succeeded"] == 4).then_some(())
+    });
+    let o = pf(
+        &lab.state,
+        &["signal", &id, "done", "--all-waiting", "confirm"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("waits at step \"confirm\" for signal \"done\""),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stop_daemon(d), Some(0));
+}

@@ -3,11 +3,14 @@
 //! [`apply_input`] that applies it to stored instances through the same
 //! transition function and the same [`RunContext`] as the run's driver.
 
+use std::collections::{HashMap, HashSet};
+
 use super::context::RunContext;
 use super::runs::load_run;
 use super::{Error, Result};
 pub use crate::api::Applied;
-use crate::api::OperateBody;
+use crate::api::{OperateBody, Outcome, SubjectApplied};
+use crate::engine::instance::{Instance, Phase, Status};
 use crate::engine::machine::{self, Input, Persist};
 use crate::engine::run::RunRecord;
 use crate::spec::model::{Step, Workflow};
@@ -25,14 +28,66 @@ pub enum Target<'a> {
     All,
     /// One subject.
     Subject(&'a str),
-    /// These indices (what a driver did not take).
-    Indices(Vec<u32>),
+    /// These subjects, each answered on its own (a bulk request).
+    Subjects(&'a [String]),
+    /// Every instance waiting at this step (index) for the input (a bulk request).
+    WaitingAt(usize),
 }
 
 impl<'a> Target<'a> {
     /// One subject, or all.
     pub fn of(subject: Option<&'a str>) -> Target<'a> {
         subject.map_or(Target::All, Target::Subject)
+    }
+
+    /// What `body` addresses, checked against the workflow: one subject, a
+    /// list of them, those waiting at a step, or every instance.
+    pub fn of_body(wf: &Workflow, verb: &str, body: &'a OperateBody) -> Result<Target<'a>> {
+        let given = [
+            body.subject.is_some(),
+            !body.subjects.is_empty(),
+            body.waiting_at.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(Error::input(
+                "give one of `subject`, `subjects` and `waiting_at`, not several",
+            ));
+        }
+        if body.is_bulk() && !matches!(verb, "approve" | "signal") {
+            return Err(Error::input(format!(
+                "`subjects` and `waiting_at` apply to approve and signal, not {verb}"
+            )));
+        }
+        Ok(match (&body.waiting_at, body.subjects.is_empty()) {
+            (Some(step), _) if verb == "approve" => {
+                Target::WaitingAt(step_index(wf, step, "an approval gate", is_approval)?)
+            }
+            (Some(step), _) => Target::WaitingAt(step_index(wf, step, "a step", |_| true)?),
+            (None, false) => Target::Subjects(&body.subjects),
+            (None, true) => Target::of(body.subject.as_deref()),
+        })
+    }
+}
+
+/// The instances an input addresses.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Their indices.
+    pub idx: Vec<u32>,
+    /// Their subjects, in the same order (bulk targets only).
+    pub subjects: Vec<String>,
+    /// Subjects asked for that the run does not have.
+    pub unknown: Vec<String>,
+}
+
+/// Whether `inst` is stopped at step `step` waiting for something (a person,
+/// a signal, a wait's condition).
+fn waits_at(inst: &Instance, step: usize) -> bool {
+    match &inst.status {
+        Status::Running { step: s, phase } | Status::Compensating { step: s, phase, .. } => {
+            *s == step && matches!(phase, Phase::Blocked { .. } | Phase::Waiting { .. })
+        }
+        _ => false,
     }
 }
 
@@ -52,22 +107,59 @@ impl OpenRun {
         Ok(OpenRun { record, ctx })
     }
 
-    /// The indices `target` addresses.
-    pub fn indices(&self, store: &dyn Store, target: &Target<'_>) -> Result<Vec<u32>> {
+    /// The instances `target` addresses for `input`. A single subject the run
+    /// does not have is an error; those of a list are in `unknown`. Those
+    /// waiting at a step are the ones there that `input` would move on (the
+    /// state machine is asked, nothing is stored).
+    pub fn select(
+        &self,
+        store: &dyn Store,
+        target: &Target<'_>,
+        input: &Input,
+    ) -> Result<Selection> {
         let run = &self.record.id;
-        Ok(match target {
-            Target::All => (0..self.record.subjects).collect(),
-            Target::Indices(v) => v.clone(),
+        let mut sel = Selection::default();
+        match target {
+            Target::All => sel.idx = (0..self.record.subjects).collect(),
             Target::Subject(sub) => {
-                vec![records::find_subject(store, run, sub)?.ok_or_else(|| {
+                sel.idx = vec![records::find_subject(store, run, sub)?.ok_or_else(|| {
                     Error::SubjectNotFound {
                         run: run.clone(),
                         subject: sub.to_string(),
                     }
                 })?]
             }
-        })
+            Target::Subjects(list) => {
+                let mut seen = HashSet::new();
+                for s in list.iter().filter(|s| seen.insert(s.as_str())) {
+                    match records::find_subject(store, run, s)? {
+                        Some(i) => {
+                            sel.idx.push(i);
+                            sel.subjects.push(s.clone());
+                        }
+                        None => sel.unknown.push(s.clone()),
+                    }
+                }
+            }
+            Target::WaitingAt(step) => {
+                let now = self.ctx.clock.now();
+                records::for_each_instance(store, run, &mut |inst| {
+                    if waits_at(&inst, *step)
+                        && machine::transition(self.ctx.ctx(now), &inst, input.clone()).persist
+                            != Persist::Nothing
+                    {
+                        sel.idx.push(inst.idx);
+                        sel.subjects.push(inst.subject);
+                    }
+                })?;
+            }
+        }
+        Ok(sel)
     }
+}
+
+fn is_approval(s: &Step) -> bool {
+    s.gate.as_ref().is_some_and(|g| g.approval.is_some())
 }
 
 /// Past tense of a verb, for messages.
@@ -102,15 +194,19 @@ pub fn parse_verb(wf: &Workflow, verb: &str, body: &OperateBody) -> Result<Input
     let by = body.by.clone().unwrap_or_else(|| "api".into());
     Ok(match verb {
         "approve" => {
-            if let Some(s) = &body.step {
-                step_index(wf, s, "an approval gate", |x| {
-                    x.gate.as_ref().is_some_and(|g| g.approval.is_some())
-                })?;
+            // Approving those waiting at a gate opens that gate only.
+            let step = match (&body.step, &body.waiting_at) {
+                (Some(s), Some(w)) if s != w => {
+                    return Err(Error::input(format!(
+                        "`step` {s:?} and `waiting_at` {w:?} name different gates"
+                    )))
+                }
+                (s, w) => s.clone().or_else(|| w.clone()),
+            };
+            if let Some(s) = &step {
+                step_index(wf, s, "an approval gate", is_approval)?;
             }
-            Input::Approve {
-                step: body.step.clone(),
-                by,
-            }
+            Input::Approve { step, by }
         }
         "signal" => Input::Signal {
             name: body
@@ -145,7 +241,7 @@ pub fn parse_verb(wf: &Workflow, verb: &str, body: &OperateBody) -> Result<Input
 }
 
 /// What [`apply_input`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effect {
     /// Instances changed.
     pub changed: usize,
@@ -153,22 +249,24 @@ pub struct Effect {
     pub unchanged: usize,
     /// Whether the run has work again (it was finished and now is not).
     pub reopened: bool,
+    /// Each addressed instance found in the store, and whether it changed.
+    pub each: Vec<(u32, bool)>,
 }
 
-/// Apply `input` to the addressed instances of `run` through the store (for a
+/// Apply `input` to instances `targets` of `run` through the store (for a
 /// run no driver owns), in one commit. A finished run that gets work again is
 /// marked unfinished, so `resume` without a run id finds it.
 pub async fn apply_input(
     store: &dyn Store,
     committer: &Committer,
     run: &mut OpenRun,
-    target: &Target<'_>,
+    targets: &[u32],
     input: &Input,
 ) -> Result<Effect> {
     let mut effect = Effect::default();
     let mut batch = Batch::default();
     let now = run.ctx.clock.now();
-    for idx in run.indices(store, target)? {
+    for &idx in targets {
         let key = InstanceKey {
             run: run.record.id.clone(),
             idx,
@@ -179,15 +277,18 @@ pub async fn apply_input(
         // A stopped instance is not cancelled again.
         if matches!(input, Input::Cancel { .. }) && inst.is_terminal() {
             effect.unchanged += 1;
+            effect.each.push((idx, false));
             continue;
         }
         let t = machine::transition(run.ctx.ctx(now), &inst, input.clone());
-        if t.persist == Persist::Nothing {
-            effect.unchanged += 1;
-        } else {
+        let changed = t.persist != Persist::Nothing;
+        if changed {
             records::put_transition(&mut batch, &inst, &t)?;
             effect.changed += 1;
+        } else {
+            effect.unchanged += 1;
         }
+        effect.each.push((idx, changed));
     }
     if effect.changed > 0 && run.record.finished_at.is_some() {
         run.record.finished_at = None;
@@ -213,7 +314,67 @@ pub fn applied(run: &str, verb: &str, changed: usize, unchanged: usize) -> Resul
         changed,
         unchanged,
         driven: false,
+        subjects: Vec::new(),
+        unknown: Vec::new(),
     })
+}
+
+/// What an input did to one instance: changed or not, or why it failed.
+pub type InstanceOutcome = std::result::Result<bool, String>;
+
+/// The answer to a bulk request (`subjects`, `waiting_at`): each selected
+/// subject's outcome, from `outcomes` by index (an index without one was not
+/// found in the store). Answered even when nothing changed.
+pub fn bulk_applied(
+    run: &str,
+    verb: &str,
+    sel: &Selection,
+    outcomes: &HashMap<u32, InstanceOutcome>,
+) -> Applied {
+    let mut subjects = Vec::with_capacity(sel.idx.len());
+    for (idx, subject) in sel.idx.iter().zip(&sel.subjects) {
+        let (outcome, error) = match outcomes.get(idx) {
+            Some(Ok(true)) => (Outcome::Changed, None),
+            Some(Ok(false)) => (Outcome::NotWaiting, None),
+            Some(Err(e)) => (Outcome::Failed, Some(e.clone())),
+            None => (
+                Outcome::Failed,
+                Some("its instance is missing from the store".to_string()),
+            ),
+        };
+        subjects.push(SubjectApplied {
+            subject: subject.clone(),
+            outcome,
+            error,
+        });
+    }
+    let changed = subjects
+        .iter()
+        .filter(|s| s.outcome == Outcome::Changed)
+        .count();
+    Applied {
+        run: run.to_string(),
+        action: verb.to_string(),
+        changed,
+        unchanged: subjects.len() - changed,
+        driven: false,
+        subjects,
+        unknown: Vec::new(),
+    }
+}
+
+/// The answer to a bulk request naming subjects the run does not have:
+/// nothing was applied.
+pub fn unknown_subjects(run: &str, verb: &str, unknown: Vec<String>) -> Applied {
+    Applied {
+        run: run.to_string(),
+        action: verb.to_string(),
+        changed: 0,
+        unchanged: 0,
+        driven: false,
+        subjects: Vec::new(),
+        unknown,
+    }
 }
 
 /// Parse and apply `verb` to a stored run no driver owns (the CLI's local path).
@@ -226,7 +387,15 @@ pub async fn operate(
 ) -> Result<Applied> {
     let mut run = OpenRun::load(store, run_id)?;
     let input = parse_verb(&run.ctx.workflow, verb, body)?;
-    let target = Target::of(body.subject.as_deref());
-    let e = apply_input(store, committer, &mut run, &target, &input).await?;
-    applied(run_id, verb, e.changed, e.unchanged)
+    let target = Target::of_body(&run.ctx.workflow, verb, body)?;
+    let sel = run.select(store, &target, &input)?;
+    if !sel.unknown.is_empty() {
+        return Ok(unknown_subjects(run_id, verb, sel.unknown));
+    }
+    let e = apply_input(store, committer, &mut run, &sel.idx, &input).await?;
+    if !body.is_bulk() {
+        return applied(run_id, verb, e.changed, e.unchanged);
+    }
+    let outcomes = e.each.iter().map(|&(i, c)| (i, Ok(c))).collect();
+    Ok(bulk_applied(run_id, verb, &sel, &outcomes))
 }

@@ -110,29 +110,48 @@ pub enum Command {
     },
     /// Approve a gate for a run's instances (then `resume`).
     Approve {
-        /// Run id.
+        /// Run id (or a unique prefix of it).
         run: String,
         /// Gate step id (default: whichever gate each instance waits at).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all_waiting")]
         step: Option<String>,
         /// Only this subject.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["subjects", "all_waiting"])]
         subject: Option<String>,
+        /// The subjects listed in FILE (one per line, or a CSV's `user` or first
+        /// column), each reported.
+        #[arg(long, value_name = "FILE", conflicts_with = "all_waiting")]
+        subjects: Option<PathBuf>,
+        /// Every instance waiting at this approval gate, each reported.
+        #[arg(long, value_name = "STEP")]
+        all_waiting: Option<String>,
         /// Name recorded as the approver.
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
-    /// Send a named signal to an instance (`done` completes a manual task).
+    /// Send a named signal to an instance (`done` completes a manual task), or
+    /// to many with --subjects or --all-waiting.
+    #[command(
+        override_usage = "portflow signal [OPTIONS] <RUN> <SUBJECT> <NAME>\n       \
+        portflow signal [OPTIONS] <RUN> <NAME> (--subjects <FILE> | --all-waiting <STEP>)"
+    )]
     Signal {
-        /// Run id.
+        /// Run id (or a unique prefix of it).
         run: String,
-        /// Subject (e.g. the user's UPN).
-        subject: String,
-        /// Signal name.
-        name: String,
+        /// The subject (e.g. the user's UPN), left out with --subjects or
+        /// --all-waiting; then the signal name.
+        #[arg(value_names = ["SUBJECT", "NAME"], num_args = 1..=2, required = true)]
+        args: Vec<String>,
         /// JSON data sent with it (a wait it satisfies sees it as `obs`).
         #[arg(long)]
         data: Option<String>,
+        /// The subjects listed in FILE (one per line, or a CSV's `user` or first
+        /// column), each reported.
+        #[arg(long, value_name = "FILE", conflicts_with = "all_waiting")]
+        subjects: Option<PathBuf>,
+        /// Every instance waiting at this step for the signal, each reported.
+        #[arg(long, value_name = "STEP")]
+        all_waiting: Option<String>,
         /// Name recorded as the sender.
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,

@@ -133,15 +133,26 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
             run,
             step,
             subject,
+            subjects,
+            all_waiting,
             by,
-        } => operate::approve(app, &run, subject.as_deref(), step.as_deref(), &by).await,
+        } => {
+            let who = operate::Who::of(subject, subjects, all_waiting);
+            operate::approve(app, &run, who, step.as_deref(), &by).await
+        }
         Command::Signal {
             run,
-            subject,
-            name,
+            args,
             data,
+            subjects,
+            all_waiting,
             by,
-        } => operate::signal(app, &run, Some(&subject), &name, data.as_deref(), &by).await,
+        } => {
+            let (subject, name) =
+                operate::signal_args(args, subjects.is_some() || all_waiting.is_some())?;
+            let who = operate::Who::of(subject, subjects, all_waiting);
+            operate::signal(app, &run, who, &name, data.as_deref(), &by).await
+        }
         Command::Cancel {
             run,
             subject,

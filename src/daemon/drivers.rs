@@ -2,6 +2,7 @@
 //! operator inputs; starting runs from run files (the API and schedules) and
 //! applying operator inputs to runs whether a driver owns them or not.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use tokio::sync::{mpsc, oneshot};
@@ -109,13 +110,18 @@ pub(crate) async fn apply_input(
     };
     let mut run = OpenRun::load(&*d.store, run_id)?;
     let input = operate::parse_verb(&run.ctx.workflow, verb, body)?;
-    let targets = run.indices(&*d.store, &Target::of(body.subject.as_deref()))?;
-    let addressed = targets.len();
+    let target = Target::of_body(&run.ctx.workflow, verb, body)?;
+    let sel = run.select(&*d.store, &target, &input)?;
+    if !sel.unknown.is_empty() {
+        return Ok(operate::unknown_subjects(run_id, verb, sel.unknown));
+    }
+    // A bulk request answers per subject: one failing does not stop the others.
+    let bulk = body.is_bulk();
     let sender = d.drivers.inbox(run_id);
-    let mut changed = 0usize;
+    let mut outcomes: HashMap<u32, operate::InstanceOutcome> = HashMap::new();
     let mut driven = false;
     let mut offline = Vec::new();
-    for idx in targets {
+    for &idx in &sel.idx {
         let routed = match &sender {
             Some(tx) => {
                 let (reply, answer) = oneshot::channel();
@@ -128,11 +134,17 @@ pub(crate) async fn apply_input(
                     .await
                     .is_ok();
                 match (sent, if sent { answer.await.ok() } else { None }) {
-                    (true, Some(rule)) => {
-                        changed += usize::from(rule? != UNEXPECTED);
+                    (true, Some(Ok(rule))) => {
+                        outcomes.insert(idx, Ok(rule != UNEXPECTED));
                         driven = true;
                         true
                     }
+                    (true, Some(Err(e))) if bulk => {
+                        outcomes.insert(idx, Err(e.to_string()));
+                        driven = true;
+                        true
+                    }
+                    (true, Some(Err(e))) => return Err(e.into()),
                     _ => false,
                 }
             }
@@ -143,15 +155,8 @@ pub(crate) async fn apply_input(
         }
     }
     if !offline.is_empty() {
-        let e = operate::apply_input(
-            &*d.store,
-            &d.committer,
-            &mut run,
-            &Target::Indices(offline),
-            &input,
-        )
-        .await?;
-        changed += e.changed;
+        let e = operate::apply_input(&*d.store, &d.committer, &mut run, &offline, &input).await?;
+        outcomes.extend(e.each.iter().map(|&(i, c)| (i, Ok(c))));
         // A foreground drive does not take on runs: they wait for `resume`.
         if e.changed > 0 && run.record.finished_at.is_none() && d.role == Role::Daemon {
             start_driver(d, run.record.clone())?;
@@ -160,7 +165,12 @@ pub(crate) async fn apply_input(
     }
     // Instances changed outside the cache's view; the page and /metrics read them again.
     d.scans.invalidate();
-    let mut applied = operate::applied(run_id, verb, changed, addressed - changed)?;
+    let mut applied = if bulk {
+        operate::bulk_applied(run_id, verb, &sel, &outcomes)
+    } else {
+        let changed = outcomes.values().filter(|o| matches!(o, Ok(true))).count();
+        operate::applied(run_id, verb, changed, sel.idx.len() - changed)?
+    };
     applied.driven = driven;
     Ok(applied)
 }

@@ -16,6 +16,7 @@ pub mod runfile;
 pub mod schedules;
 pub mod serve;
 pub mod source;
+pub mod subject_list;
 pub mod subjects;
 pub mod template;
 pub mod validate;

@@ -385,7 +385,7 @@ impl<'a> Lines<'a> {
 }
 
 /// 1-based character column where each field of a raw CSV line starts.
-fn field_cols(line: &str) -> Vec<usize> {
+pub(crate) fn field_cols(line: &str) -> Vec<usize> {
     let mut cols = vec![1];
     let mut quoted = false;
     for (i, ch) in line.chars().enumerate() {
