@@ -320,3 +320,54 @@ fn approve_and_signal_many_subjects_from_a_file_or_all_waiting_at_a_step() {
     );
     assert_eq!(stop_daemon(d), Some(0));
 }
+
+#[test]
+fn cancel_records_who_cancelled_and_show_says_so() {
+    let lab = Lab::new();
+    let id = blocked_run(&lab, "c", 2);
+    let o = pf(
+        &lab.state,
+        &[
+            "cancel",
+            &id,
+            "--subject",
+            "u1@contoso.com",
+            "--by",
+            "ops-lead",
+            "--reason",
+            "wave postponed",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (_, v) = pf_json(&lab.state, &["show", &id, "u1@contoso.com"]);
+    let last = v["events"]
+        .as_array()
+        .and_then(|e| e.last().cloned())
+        .unwrap_or_default();
+    assert_eq!(last["event"], "cancelled", "{v}");
+    assert_eq!(last["by"], "ops-lead", "{v}");
+    assert_eq!(last["reason"], "wave postponed", "{v}");
+    let o = pf(&lab.state, &["show", &id, "u1@contoso.com"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("state: cancelled by ops-lead: wave postponed") && out.contains("by=ops-lead"),
+        "{out}"
+    );
+
+    // Through the daemon, without --by: $USER is recorded.
+    let d = start_daemon(&lab.state, &[]);
+    let o = run(portflow(&lab.state).env("USER", "night-shift").args([
+        "cancel",
+        &id,
+        "--subject",
+        "u2@contoso.com",
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stop_daemon(d), Some(0));
+    let o = pf(&lab.state, &["show", &id, "u2@contoso.com"]);
+    assert!(
+        stdout(&o).contains("state: cancelled by night-shift: cancelled by the operator"),
+        "{}",
+        stdout(&o)
+    );
+}

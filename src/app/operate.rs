@@ -222,6 +222,7 @@ pub fn parse_verb(wf: &Workflow, verb: &str, body: &OperateBody) -> Result<Input
                 .clone()
                 .unwrap_or_else(|| "cancelled through the API".into()),
             rollback: body.rollback,
+            by,
         },
         "retry" => Input::Retry {
             from_step: body

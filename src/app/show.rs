@@ -11,7 +11,7 @@ use super::outages::{paused_json, DownNow};
 use super::runs::{load_run, pinned_workflow, run_clock};
 use super::summary::{pins, RunSummary};
 use super::{json_text, Error, Result};
-use crate::engine::instance::{Event, Phase, Status, TERMINAL_NAMES};
+use crate::engine::instance::{Event, EventKind, Phase, Status, TERMINAL_NAMES};
 use crate::report::escape::escape_controls;
 use crate::report::table::{human_duration, Table};
 use crate::store::keys::InstanceKey;
@@ -183,6 +183,19 @@ pub fn show_text(store: &dyn Store, run: &str, subject: &str, json_out: bool) ->
             step_name(*step),
             step_name(*failed_step)
         ),
+        Status::Cancelled => match events.iter().rev().find_map(|e| match &e.kind {
+            EventKind::Cancelled { reason, by } => Some((reason, by)),
+            _ => None,
+        }) {
+            // Operator text: a newline in it must not forge a line.
+            Some((reason, Some(by))) => format!(
+                "cancelled by {}: {}",
+                escape_controls(by),
+                escape_controls(reason)
+            ),
+            Some((reason, None)) => format!("cancelled: {}", escape_controls(reason)),
+            None => "cancelled".to_string(),
+        },
         s => s.name().to_string(),
     };
     let _ = writeln!(out, "state: {detail}");
@@ -420,6 +433,7 @@ mod tests {
             at: Timestamp(T),
             kind: EventKind::Cancelled {
                 reason: "bye\u{1b}[2J\nforged line".into(),
+                by: Some("ops".into()),
             },
         }];
         let mut b = Batch::default();
@@ -430,6 +444,11 @@ mod tests {
         let text = ok(show_text(&store, "r1", "user0000@contoso.com", false));
         assert!(!text.contains('\u{1b}'), "{text:?}");
         assert!(text.contains("bye\\u{1b}[2J\\nforged line"), "{text}");
+        assert!(
+            text.contains("state: cancelled by ops: bye\\u{1b}[2J\\nforged line\n"),
+            "{text}"
+        );
+        assert!(!text.lines().any(|l| l.starts_with("forged")), "{text}");
     }
 
     #[test]

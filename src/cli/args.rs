@@ -169,6 +169,9 @@ pub enum Command {
         /// Why (recorded in the history).
         #[arg(long, default_value = "cancelled by the operator")]
         reason: String,
+        /// Name recorded as who cancelled.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
     },
     /// Restart failed, rolled-back, cancelled or needs-attention instances (then `resume`).
     Retry {

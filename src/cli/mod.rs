@@ -158,7 +158,8 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
             subject,
             rollback,
             reason,
-        } => operate::cancel(app, &run, subject.as_deref(), rollback, &reason).await,
+            by,
+        } => operate::cancel(app, &run, subject.as_deref(), rollback, &reason, &by).await,
         Command::Retry {
             run,
             subject,

@@ -348,11 +348,13 @@ pub async fn cancel(
     subject: Option<&str>,
     rollback: bool,
     reason: &str,
+    by: &str,
 ) -> Result<u8, CliError> {
     let body = OperateBody {
         subject: subject.map(str::to_string),
         rollback,
         reason: Some(reason.to_string()),
+        by: Some(by.to_string()),
         ..OperateBody::default()
     };
     let extra = if rollback {

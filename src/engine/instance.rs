@@ -403,6 +403,9 @@ pub enum EventKind {
         error: String,
         /// Steps to undo, in order.
         undo: Vec<String>,
+        /// Who cancelled, when a cancel started it (absent in older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// One step's compensation is done.
     Compensated {
@@ -550,7 +553,10 @@ pub enum EventKind {
     },
     /// Cancelled.
     Cancelled {
-        /// Why / by whom.
+        /// Why.
         reason: String,
+        /// Who (absent in records older than `cancel --by`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
 }

@@ -55,10 +55,12 @@ pub enum Input {
     },
     /// Stop the instance, optionally undoing what it did.
     Cancel {
-        /// Why / who.
+        /// Why.
         reason: String,
         /// Run the compensations of the steps done.
         rollback: bool,
+        /// Who.
+        by: String,
     },
     /// Restart a failed, rolled-back, cancelled or needs-attention instance.
     Retry {
@@ -516,7 +518,7 @@ impl<'a> Builder<'a> {
             Vec::new()
         };
         if !undo.is_empty() {
-            self.start_rollback(idx, error, undo);
+            self.start_rollback(idx, error, undo, None);
             return ACT_FAIL;
         }
         let id = self.step(idx).id.clone();
@@ -528,11 +530,19 @@ impl<'a> Builder<'a> {
         ACT_FAIL
     }
 
-    fn start_rollback(&mut self, failed: usize, error: String, undo: Vec<usize>) {
+    /// `by`: the operator whose cancel started it (`None` after a failure).
+    fn start_rollback(
+        &mut self,
+        failed: usize,
+        error: String,
+        undo: Vec<usize>,
+        by: Option<String>,
+    ) {
         self.event(EventKind::RollbackStarted {
             step: self.step(failed).id.clone(),
             error: error.clone(),
             undo: undo.iter().map(|&j| self.step(j).id.clone()).collect(),
+            by,
         });
         let first = undo[0];
         self.set(
@@ -1156,7 +1166,11 @@ fn apply(b: &mut Builder<'_>, input: Input) -> &'static str {
         return TERMINAL;
     }
     match input {
-        Input::Cancel { reason, rollback } => cancel(b, reason, rollback),
+        Input::Cancel {
+            reason,
+            rollback,
+            by,
+        } => cancel(b, reason, rollback, by),
         Input::Approve { step, by } => approve(b, step.as_deref(), &by),
         Input::Signal { name, data, by } => signal(b, &name, data, &by),
         Input::Tick if b.inst.status == Status::Pending => {
@@ -1185,7 +1199,7 @@ fn apply(b: &mut Builder<'_>, input: Input) -> &'static str {
     }
 }
 
-fn cancel(b: &mut Builder<'_>, reason: String, rollback: bool) -> &'static str {
+fn cancel(b: &mut Builder<'_>, reason: String, rollback: bool, by: String) -> &'static str {
     let at = match &b.inst.status {
         Status::Running { step, phase } => Some((
             *step,
@@ -1197,12 +1211,15 @@ fn cancel(b: &mut Builder<'_>, reason: String, rollback: bool) -> &'static str {
         if let Some((idx, in_doubt)) = at {
             let undo = b.undo_list(idx, in_doubt);
             if !undo.is_empty() {
-                b.start_rollback(idx, format!("cancelled: {reason}"), undo);
+                b.start_rollback(idx, format!("cancelled: {reason}"), undo, Some(by));
                 return CANCEL;
             }
         }
     }
-    b.event(EventKind::Cancelled { reason });
+    b.event(EventKind::Cancelled {
+        reason,
+        by: Some(by),
+    });
     b.set(Status::Cancelled, None);
     CANCEL
 }

@@ -541,13 +541,40 @@ fn cancel_and_terminal_states() {
     assert_eq!(
         s.feed(Input::Cancel {
             reason: "wave postponed".into(),
-            rollback: false
+            rollback: false,
+            by: "ops-lead".into(),
         })
         .rule,
         machine::CANCEL
     );
     assert_eq!(s.inst.status, Status::Cancelled);
+    assert_eq!(
+        s.events.last().map(|e| e.kind.clone()),
+        Some(EventKind::Cancelled {
+            reason: "wave postponed".into(),
+            by: Some("ops-lead".into()),
+        })
+    );
     assert_eq!(s.feed(Input::Tick).rule, machine::TERMINAL);
+}
+
+#[test]
+fn cancel_events_stored_before_cancel_by_still_read() {
+    let old = r#"{"seq": 3, "at": 1893456000000, "event": "cancelled", "reason": "cancelled by the operator"}"#;
+    let e: super::instance::Event = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        e.kind,
+        EventKind::Cancelled {
+            reason: "cancelled by the operator".into(),
+            by: None
+        }
+    );
+    let old = r#"{"seq": 3, "at": 1893456000000, "event": "rollback_started", "step": "a", "error": "x", "undo": ["a"]}"#;
+    let e: super::instance::Event = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(e.kind, EventKind::RollbackStarted { by: None, .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -846,8 +873,15 @@ fn on_timeout_rollback_overrides_a_stop_policy_and_cancel_can_roll_back() {
     let t = s.feed(Input::Cancel {
         reason: "wave postponed".into(),
         rollback: true,
+        by: "ops-lead".into(),
     });
     assert_eq!(t.rule, machine::CANCEL);
+    assert!(
+        t.events.iter().any(|e| matches!(&e.kind,
+            EventKind::RollbackStarted { by: Some(b), .. } if b == "ops-lead")),
+        "{:?}",
+        t.events
+    );
     let Status::Compensating {
         step, remaining, ..
     } = &s.inst.status
