@@ -63,12 +63,16 @@ pub struct OperateBody {
     /// `cancel`: undo what was done first.
     #[serde(default)]
     pub rollback: bool,
-    /// `cancel`: why.
+    /// `cancel`: why; `retry`: why the inputs are amended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// `retry`: the step to continue from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_step: Option<String>,
+    /// `retry` of one `subject`: inputs to give new values first (input name →
+    /// value as a run file writes it; empty: none).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub set: std::collections::BTreeMap<String, String>,
     /// Who sends it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,

@@ -371,3 +371,164 @@ fn cancel_records_who_cancelled_and_show_says_so() {
         stdout(&o)
     );
 }
+
+/// A workflow that refuses a subject without a number, then waits for a
+/// person to port it: the manual task's text shows the number it uses.
+const AMEND_WORKFLOW: &str = "name: amend-test\nversion: 1\nsubject: user\ninputs:\n  \
+    user: {type: upn}\n  number: {type: e164, optional: true}\n  \
+    mode: {type: string, optional: true, values: [fast, careful]}\nsteps:\n  \
+    - id: has-number\n    check: {require: \"inputs.number != null\", message: \"${inputs.user} has no number\"}\n  \
+    - id: confirm\n    manual: {instructions: \"port ${inputs.number} by hand\"}\n";
+
+#[test]
+fn retry_set_amends_an_input_in_the_history_and_the_retry_uses_it() {
+    let lab = Lab::new();
+    let wf = lab.path("amend-wf.yaml");
+    write(&wf, AMEND_WORKFLOW);
+    let csv = lab.path("amend.csv");
+    write(
+        &csv,
+        "user,number\nu1@contoso.com,+14255550001\nu2@contoso.com,\nu3@contoso.com,\n",
+    );
+    let rf = lab.path("amend.yaml");
+    write(
+        &rf,
+        &format!(
+            "workflow: {}\nbackend:\n  kind: sim\n  seed: 1\n  users: 5\nsubjects: {{csv: {}}}\nconcurrency: 10\n",
+            wf.display(),
+            csv.display()
+        ),
+    );
+    let (code, doc) = pf_json(&lab.state, &["run", &rf.to_string_lossy()]);
+    assert_eq!(code, 3, "{doc}");
+    assert_eq!(doc["states"]["failed"], 2, "u2 and u3 are refused: {doc}");
+    let id = doc["run"].as_str().expect("run id").to_string();
+    let show = |s: &str| pf_json(&lab.state, &["show", &id, s]).1;
+    let hash = show("u2@contoso.com")["workflow"]["hash"].clone();
+
+    // Refused, nothing changed: a value the run file would refuse, an unknown
+    // input, the subject itself, several subjects.
+    for (args, says) in [
+        (vec!["--set", "number=12"], "`12` is not an E.164 number"),
+        (
+            vec!["--set", "mode=reckless"],
+            "`reckless` is not a value of input `mode`",
+        ),
+        (
+            vec!["--set", "numbr=+14255550002"],
+            "workflow amend-test has no input `numbr`",
+        ),
+        (
+            vec!["--set", "user=x@contoso.com"],
+            "input `user` is the subject",
+        ),
+        (vec!["--set", "number"], "expected INPUT=VALUE"),
+    ] {
+        let mut full = vec!["retry", &id, "--subject", "u2@contoso.com"];
+        full.extend(args);
+        let o = pf(&lab.state, &full);
+        assert_eq!(o.status.code(), Some(2), "{full:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{full:?}: {}", stderr(&o));
+    }
+    let o = pf(&lab.state, &["retry", &id, "--set", "number=+14255550002"]);
+    assert_eq!(o.status.code(), Some(2), "needs --subject: {}", stderr(&o));
+    let v = show("u2@contoso.com");
+    assert_eq!(v["instance"]["status"]["state"], "failed", "{v}");
+    assert!(v["instance"]["inputs"]["number"].is_null(), "{v}");
+
+    let o = pf(
+        &lab.state,
+        &[
+            "retry",
+            &id,
+            "--subject",
+            "u2@contoso.com",
+            "--set",
+            "number=+14255550002",
+            "--set",
+            "mode=careful",
+            "--by",
+            "lead",
+            "--reason",
+            "missing in the CSV",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = show("u2@contoso.com");
+    assert_eq!(v["instance"]["inputs"]["number"], "+14255550002", "{v}");
+    assert_eq!(
+        v["workflow"]["hash"], hash,
+        "the pinned workflow stays: {v}"
+    );
+    let amended: Vec<&serde_json::Value> = v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event"] == "input_amended")
+        .collect();
+    assert_eq!(amended.len(), 2, "{v}");
+    let number = amended
+        .iter()
+        .find(|e| e["input"] == "number")
+        .expect("number amended");
+    assert!(number["old"].is_null(), "{number}");
+    assert_eq!(number["new"], "+14255550002");
+    assert_eq!(number["by"], "lead");
+    assert_eq!(number["reason"], "missing in the CSV");
+    let (code, v) = pf_json(&lab.state, &["resume", &id]);
+    assert_eq!(code, 3, "{v}");
+    let st = &show("u2@contoso.com")["instance"]["status"];
+    assert_eq!(st["phase"]["gate"], "port +14255550002 by hand", "{st}");
+
+    let o = pf(
+        &lab.state,
+        &[
+            "retry",
+            &id,
+            "--subject",
+            "u1@contoso.com",
+            "--set",
+            "number=+14255550009",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "u1 is not stopped, so nothing is amended: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("no input was amended"),
+        "{}",
+        stderr(&o)
+    );
+    // Through the daemon: the same, taken by its driver.
+    let d = start_daemon(&lab.state, &[]);
+    let o = pf(
+        &lab.state,
+        &[
+            "retry",
+            &id,
+            "--subject",
+            "u3@contoso.com",
+            "--set",
+            "number=+14255550003",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("taken by the run's live driver"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(stop_daemon(d), Some(0));
+    let v = show("u3@contoso.com");
+    assert_eq!(
+        v["instance"]["status"]["phase"]["gate"], "port +14255550003 by hand",
+        "{v}"
+    );
+    assert_eq!(
+        show("u1@contoso.com")["instance"]["inputs"]["number"],
+        "+14255550001"
+    );
+}

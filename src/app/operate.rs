@@ -5,6 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde_json::Value;
+
 use super::context::RunContext;
 use super::runs::load_run;
 use super::{Error, Result};
@@ -14,6 +16,7 @@ use crate::engine::instance::{Instance, Phase, Status};
 use crate::engine::machine::{self, Input, Persist};
 use crate::engine::run::RunRecord;
 use crate::spec::model::{Step, Workflow};
+use crate::spec::validate::check_subject_value;
 use crate::store::commit::Committer;
 use crate::store::keys::InstanceKey;
 use crate::store::{records, Batch, Store};
@@ -189,6 +192,51 @@ fn step_index(wf: &Workflow, id: &str, want: &str, ok: impl Fn(&Step) -> bool) -
     }
 }
 
+/// The inputs a retry amends (`body.set`), each checked as the run file's
+/// subject values are: an input of the workflow, not the subject, a valid
+/// value (empty only for an optional input).
+fn amendments(wf: &Workflow, body: &OperateBody) -> Result<Vec<(String, Value)>> {
+    if body.set.is_empty() {
+        return Ok(Vec::new());
+    }
+    if body.subject.is_none() {
+        return Err(
+            Error::input("amending inputs (`set`) is for one subject: give `subject`")
+                .hint("portflow retry <run> --subject <subject> --set <input>=<value>"),
+        );
+    }
+    let mut out = Vec::new();
+    for (name, value) in &body.set {
+        let Some(spec) = wf.inputs.get(name) else {
+            let names: Vec<&str> = wf.inputs.keys().map(String::as_str).collect();
+            return Err(
+                Error::input(format!("workflow {} has no input `{name}`", wf.name))
+                    .hint(format!("its inputs: {}", names.join(", "))),
+            );
+        };
+        if *name == wf.subject {
+            return Err(Error::input(format!(
+                "input `{name}` is the subject of {}: it names the instance and cannot be amended",
+                wf.name
+            ))
+            .hint("cancel this subject and start a run for the new one"));
+        }
+        let value = if value.is_empty() {
+            if !spec.optional {
+                return Err(Error::input(format!(
+                    "input `{name}` is required: it cannot be set to nothing"
+                )));
+            }
+            Value::Null
+        } else {
+            check_subject_value(spec, name, value).map_err(Error::input)?;
+            Value::String(value.clone())
+        };
+        out.push((name.clone(), value));
+    }
+    Ok(out)
+}
+
 /// The state-machine input of `verb` with `body`, checked against the workflow.
 pub fn parse_verb(wf: &Workflow, verb: &str, body: &OperateBody) -> Result<Input> {
     let by = body.by.clone().unwrap_or_else(|| "api".into());
@@ -230,6 +278,8 @@ pub fn parse_verb(wf: &Workflow, verb: &str, body: &OperateBody) -> Result<Input
                 .as_deref()
                 .map(|s| step_index(wf, s, "a step", |_| true))
                 .transpose()?,
+            amend: amendments(wf, body)?,
+            reason: body.reason.clone(),
             by,
         },
         other => {

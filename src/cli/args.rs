@@ -29,6 +29,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!(
+            "expected INPUT=VALUE (e.g. number=+14255550123), got {s:?}"
+        )),
+    }
+}
+
 fn parse_min_free(s: &str) -> Result<u64, String> {
     crate::engine::space::parse_size(s)
 }
@@ -184,6 +195,14 @@ pub enum Command {
         /// are not idempotent are never repeated.
         #[arg(long)]
         from_step: Option<String>,
+        /// Give the subject's input a new value first (repeatable; needs
+        /// --subject): checked like the run file's values, recorded in its
+        /// history with the old one. An empty value clears an optional input.
+        #[arg(long = "set", value_name = "INPUT=VALUE", value_parser = parse_set, requires = "subject")]
+        set: Vec<(String, String)>,
+        /// Why the inputs are amended (recorded in the history).
+        #[arg(long, requires = "set")]
+        reason: Option<String>,
         /// Name recorded as the operator.
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,

@@ -164,8 +164,21 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
             run,
             subject,
             from_step,
+            set,
+            reason,
             by,
-        } => operate::retry(app, &run, subject.as_deref(), from_step.as_deref(), &by).await,
+        } => {
+            let amend = operate::Amend { set, reason };
+            operate::retry(
+                app,
+                &run,
+                subject.as_deref(),
+                from_step.as_deref(),
+                amend,
+                &by,
+            )
+            .await
+        }
         Command::Serve {
             listen,
             allow_remote,

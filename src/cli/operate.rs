@@ -365,19 +365,43 @@ pub async fn cancel(
     send(app, run, "cancel", body, extra, "").await
 }
 
+/// `retry --set`: inputs to amend first, and why.
+#[derive(Debug, Default)]
+pub struct Amend {
+    /// `INPUT=VALUE` pairs, in the order given.
+    pub set: Vec<(String, String)>,
+    /// `--reason`.
+    pub reason: Option<String>,
+}
+
 /// `portflow retry`.
 pub async fn retry(
     app: &App,
     run: &str,
     subject: Option<&str>,
     from_step: Option<&str>,
+    amend: Amend,
     by: &str,
 ) -> Result<u8, CliError> {
+    let mut set = std::collections::BTreeMap::new();
+    for (name, value) in amend.set {
+        if set.insert(name.clone(), value).is_some() {
+            return Err(CliError::input(format!("--set {name}=… is given twice"))
+                .hint("give each input once"));
+        }
+    }
+    let nothing = if set.is_empty() {
+        ""
+    } else {
+        "; no input was amended"
+    };
     let body = OperateBody {
         subject: subject.map(str::to_string),
         from_step: from_step.map(str::to_string),
+        set,
+        reason: amend.reason,
         by: Some(by.to_string()),
         ..OperateBody::default()
     };
-    send(app, run, "retry", body, "", "").await
+    send(app, run, "retry", body, "", nothing).await
 }

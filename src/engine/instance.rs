@@ -414,6 +414,21 @@ pub enum EventKind {
     },
     /// Every compensation is done.
     RolledBack,
+    /// An operator gave an input a new value (before a retry); the pinned
+    /// workflow stays the same.
+    InputAmended {
+        /// The input.
+        input: String,
+        /// Its value before (`null`: none).
+        old: Value,
+        /// Its value now (`null`: none).
+        new: Value,
+        /// Who.
+        by: String,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// An operator restarted a stopped instance.
     Retried {
         /// Step it continues from.

@@ -68,6 +68,11 @@ pub enum Input {
         from_step: Option<usize>,
         /// Who.
         by: String,
+        /// Inputs to give new values first (checked against the workflow by
+        /// the caller), each recorded with its old value.
+        amend: Vec<(String, Value)>,
+        /// Why they are amended.
+        reason: Option<String>,
     },
 }
 
@@ -1159,8 +1164,14 @@ pub fn transition(ctx: Ctx<'_>, inst: &Instance, input: Input) -> Transition {
 }
 
 fn apply(b: &mut Builder<'_>, input: Input) -> &'static str {
-    if let Input::Retry { from_step, by } = &input {
-        return retry(b, *from_step, by);
+    if let Input::Retry {
+        from_step,
+        by,
+        amend,
+        reason,
+    } = &input
+    {
+        return retry(b, *from_step, by, amend, reason.as_deref());
     }
     if b.inst.status.is_terminal() {
         return TERMINAL;
@@ -1224,7 +1235,32 @@ fn cancel(b: &mut Builder<'_>, reason: String, rollback: bool, by: String) -> &'
     CANCEL
 }
 
-fn retry(b: &mut Builder<'_>, from_step: Option<usize>, by: &str) -> &'static str {
+/// Give inputs new values, each recorded with its old one (an unchanged
+/// value records nothing).
+fn amend_inputs(b: &mut Builder<'_>, amend: &[(String, Value)], by: &str, reason: Option<&str>) {
+    for (input, new) in amend {
+        let old = b.inst.inputs.get(input).cloned().unwrap_or(Value::Null);
+        if &old == new {
+            continue;
+        }
+        b.inst.inputs.insert(input.clone(), new.clone());
+        b.event(EventKind::InputAmended {
+            input: input.clone(),
+            old,
+            new: new.clone(),
+            by: by.to_string(),
+            reason: reason.map(str::to_string),
+        });
+    }
+}
+
+fn retry(
+    b: &mut Builder<'_>,
+    from_step: Option<usize>,
+    by: &str,
+    amend: &[(String, Value)],
+    reason: Option<&str>,
+) -> &'static str {
     // A rollback that stopped for a person goes on undoing (unless told where to go).
     if let (
         Status::NeedsAttention {
@@ -1235,6 +1271,7 @@ fn retry(b: &mut Builder<'_>, from_step: Option<usize>, by: &str) -> &'static st
         None,
     ) = (b.inst.status.clone(), from_step)
     {
+        amend_inputs(b, amend, by, reason);
         b.event(EventKind::Retried {
             from_step: b.step(step).id.clone(),
             by: by.to_string(),
@@ -1259,6 +1296,7 @@ fn retry(b: &mut Builder<'_>, from_step: Option<usize>, by: &str) -> &'static st
     let from = from_step
         .unwrap_or(stopped_at)
         .min(b.ctx.wf.steps.len().saturating_sub(1));
+    amend_inputs(b, amend, by, reason);
     b.event(EventKind::Retried {
         from_step: b.step(from).id.clone(),
         by: by.to_string(),

@@ -680,9 +680,43 @@ fn a_false_check_refuses_the_subject_with_its_message() {
     let t = s.feed(Input::Retry {
         from_step: None,
         by: "eng".into(),
+        amend: Vec::new(),
+        reason: None,
     });
     assert_eq!(t.rule, machine::RETRY);
     assert_eq!(s.phase(), (0, "ready"));
+}
+
+#[test]
+fn a_retry_amends_inputs_first_and_records_old_and_new() {
+    let mut s = sim2("cloud@contoso.com");
+    let amend = || vec![("number".to_string(), json!("+14250000099"))];
+    s.feed(Input::Tick);
+    let t = s.feed(Input::Retry {
+        from_step: None,
+        by: "eng".into(),
+        amend: amend(),
+        reason: Some("typo".into()),
+    });
+    assert_eq!(t.rule, machine::RETRY);
+    assert_eq!(s.inst.inputs["number"], json!("+14250000099"));
+    let kinds: Vec<&EventKind> = t.events.iter().map(|e| &e.kind).collect();
+    assert!(
+        matches!(kinds.as_slice(), [EventKind::InputAmended { input, old, new, by, reason }, EventKind::Retried { .. }]
+            if input == "number" && old == &json!("+14250000001") && new == &json!("+14250000099")
+                && by == "eng" && reason.as_deref() == Some("typo")),
+        "{kinds:?}"
+    );
+    // Not stopped: the retry does not apply, and nothing is amended.
+    let before = s.inst.clone();
+    let t = s.feed(Input::Retry {
+        from_step: None,
+        by: "eng".into(),
+        amend: vec![("number".to_string(), json!("+14250000042"))],
+        reason: None,
+    });
+    assert_eq!(t.rule, machine::UNEXPECTED);
+    assert_eq!(s.inst, before);
 }
 
 #[test]
@@ -1060,6 +1094,8 @@ fn retry_after_a_failed_compensation_goes_on_with_the_rollback() {
     let t = s.feed(Input::Retry {
         from_step: None,
         by: "eng".into(),
+        amend: Vec::new(),
+        reason: None,
     });
     assert_eq!(t.rule, machine::RETRY);
     assert!(t.effect.is_none(), "an operator input starts no call");
@@ -1158,6 +1194,8 @@ steps:
     s.feed(Input::Retry {
         from_step: Some(0),
         by: "eng".into(),
+        amend: Vec::new(),
+        reason: None,
     });
     s.feed(Input::Tick);
     s.feed(Input::ActionOk(json!({"conference_id": "1111111"})));

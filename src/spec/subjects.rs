@@ -8,14 +8,12 @@ use std::path::Path;
 use indexmap::IndexMap;
 
 use super::diag::Diagnostic;
-use super::limits::{
-    MAX_CSV_BYTES, MAX_INPUTS, MAX_SUBJECTS, MAX_SUBJECT_PROBLEMS, MAX_VALUE_BYTES,
-};
+use super::limits::{MAX_CSV_BYTES, MAX_INPUTS, MAX_SUBJECTS, MAX_SUBJECT_PROBLEMS};
 use super::locate::{join_index, join_key, PosMap};
 use super::model::{InputType, Workflow};
 use super::runfile::{OperatorSpec, Subject, SubjectsSpec};
 use super::source::read_text;
-use super::validate::{check_input_value, check_input_values};
+use super::validate::check_subject_value;
 
 /// A value the run file's `operator:` gives every subject that lacks it.
 struct Fill {
@@ -99,22 +97,8 @@ impl Collector<'_> {
                     ok = false;
                 }
                 None => {}
-                Some(v) if v.len() > MAX_VALUE_BYTES => {
-                    self.out.push(Diagnostic::new(
-                        file,
-                        l,
-                        c,
-                        format!(
-                            "the value of input `{name}` is {} bytes long; at most {MAX_VALUE_BYTES}",
-                            v.len()
-                        ),
-                    ));
-                    ok = false;
-                }
                 Some(v) => {
-                    let checked = check_input_value(spec.ty, name, v)
-                        .and_then(|()| check_input_values(spec, name, v));
-                    if let Err(msg) = checked {
+                    if let Err(msg) = check_subject_value(spec, name, v) {
                         self.out.push(Diagnostic::new(file, l, c, msg));
                         ok = false;
                     }

@@ -71,6 +71,20 @@ pub fn is_step_id(s: &str) -> bool {
         && c.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-')
 }
 
+/// Check a subject's value of input `name` as a run file's subjects are
+/// checked (length, type, `values`); `Err` has the message. An empty value
+/// is no value: the caller decides whether the input may lack one.
+pub fn check_subject_value(spec: &InputSpec, name: &str, value: &str) -> Result<(), String> {
+    if value.len() > super::limits::MAX_VALUE_BYTES {
+        return Err(format!(
+            "the value of input `{name}` is {} bytes long; at most {}",
+            value.len(),
+            super::limits::MAX_VALUE_BYTES
+        ));
+    }
+    check_input_value(spec.ty, name, value).and_then(|()| check_input_values(spec, name, value))
+}
+
 /// Check a literal value against an input type; `Err` has the message.
 pub fn check_input_value(ty: InputType, name: &str, value: &str) -> Result<(), String> {
     match ty {
