@@ -150,6 +150,21 @@ impl GraphTenant {
         Ok(s)
     }
 
+    /// The SKUs needed to name `user`'s `assignedLicenses` (none held: none read).
+    async fn skus_held_by(&self, user: &Value, call: &Call) -> Result<Skus, BackendError> {
+        let held: Vec<&str> = user
+            .get("assignedLicenses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.get("skuId").and_then(Value::as_str))
+            .collect();
+        if held.is_empty() {
+            return Ok(Skus::default());
+        }
+        self.skus(&held, call).await
+    }
+
     async fn number_rows(&self, number: &str, call: &Call) -> Result<Vec<Value>, BackendError> {
         let path = odata::number_assignment_query(&ops::e164(number));
         self.client.get_all(&path, log(call)).await
@@ -177,18 +192,7 @@ impl GraphTenant {
             Err(e) if e.kind == ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let held: Vec<&str> = user
-            .get("assignedLicenses")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l.get("skuId").and_then(Value::as_str))
-            .collect();
-        let skus = if held.is_empty() {
-            Skus::default()
-        } else {
-            self.skus(&held, call).await?
-        };
+        let skus = self.skus_held_by(&user, call).await?;
         let view = ops::user_view(&user, config.as_ref(), &skus, None);
         // The line's source tells an on-premises (synced) line URI.
         let Some(line) = view["line_uri"].as_str().map(str::to_string) else {
@@ -217,18 +221,7 @@ impl GraphTenant {
             odata::query(&[("$select", "id,assignedLicenses,licenseAssignmentStates")])
         );
         let user = entity(&self.client.get(&path, log(call)).await?.body).clone();
-        let held: Vec<&str> = user
-            .get("assignedLicenses")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l.get("skuId").and_then(Value::as_str))
-            .collect();
-        let skus = if held.is_empty() {
-            Skus::default()
-        } else {
-            self.skus(&held, call).await?
-        };
+        let skus = self.skus_held_by(&user, call).await?;
         let view = ops::user_view(&user, None, &skus, None);
         Ok(json!({
             "licences": view["licences"],
