@@ -207,6 +207,9 @@ pub struct CliQuery {
     /// `outages`: CSV output.
     #[serde(default)]
     pub csv: bool,
+    /// The zone human times are shown in (`Europe/Berlin`; empty: UTC).
+    #[serde(default)]
+    pub tz: String,
 }
 
 /// Body of `POST /api/backup`.

@@ -233,11 +233,29 @@ fn outage_steps_wait_for_the_porting_window() {
     let id = only_run_id(&state).expect("run id");
     let v = json(&run(portflow(&state).args(["--json", "status", &id])));
     assert_eq!(v["states"]["window"], 6, "{v}");
-    let o = run(portflow(&state).args(["show", &id, "user0001@contoso.com"]));
+    // Human times in the operator's zone (`--tz`), or UTC with `--utc`.
+    let o =
+        run(portflow(&state).args(["show", &id, "user0001@contoso.com", "--tz", "Europe/Berlin"]));
     assert!(
-        stdout(&o).contains("waiting for window (opens at 2026-12-31T23:00:00.000Z)"),
+        stdout(&o).contains("waiting for window (opens at 2027-01-01 00:00:00 CET)"),
         "{}",
         stdout(&o)
+    );
+    let o = run(portflow(&state).args(["show", &id, "user0001@contoso.com", "--utc"]));
+    assert!(
+        stdout(&o).contains("waiting for window (opens at 2026-12-31 23:00:00 UTC)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = portflow(&state)
+        .args(["status", "--tz", "Mars/Olympus"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2), "a bad zone is bad input");
+    assert!(
+        stderr(&o).contains("unknown time zone `Mars/Olympus`"),
+        "{}",
+        stderr(&o)
     );
 
     // An hourly window at 6000x opens within a second: the wave completes.

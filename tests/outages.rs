@@ -133,7 +133,7 @@ fn outages_lists_who_is_down_and_every_ended_outage_locally_and_through_the_daem
         "{text}"
     );
     assert!(
-        text.contains("at 2030-01-01T00:00:00.000Z (the run's clock)"),
+        text.contains("at 2030-01-01 00:00:00 UTC (the run's clock)"),
         "{text}"
     );
     assert!(text.contains("at most 2 out of service at once"), "{text}");

@@ -40,6 +40,8 @@ pub struct App {
     pub workflow_dirs: Vec<PathBuf>,
     /// `--min-free`, in bytes (0: no free-space guard).
     pub min_free: u64,
+    /// The zone human output shows times in (`--tz`, `--utc`).
+    pub zone: crate::report::zone::Zone,
 }
 
 impl App {

@@ -15,6 +15,7 @@ use crate::clock::Timestamp;
 use crate::engine::instance::{Instance, OpenOutage, OutageSpan, Status};
 use crate::engine::run::RunRecord;
 use crate::report::table::{human_duration, Table};
+use crate::report::zone::Zone;
 use crate::store::{keys, Store, StoreError};
 
 /// What the outage views read of an instance snapshot; decoding skips the rest
@@ -347,19 +348,19 @@ impl OutageReport {
         format!("{now}; {ended}")
     }
 
-    /// What `outages` prints.
-    pub fn render(&self) -> String {
+    /// What `outages` prints, its times in `zone`.
+    pub fn render(&self, zone: Zone) -> String {
         let s = self.summary();
         let mut out = format!(
             "run {} · at {} (the run's clock)\n{}\n",
             self.run,
-            self.now.rfc3339(),
+            zone.format(self.now),
             self.summary_line()
         );
         if let (n, Some(at)) = s.peak {
             out.push_str(&format!(
                 "at most {n} out of service at once (first at {})\n",
-                at.rfc3339()
+                zone.format(at)
             ));
         }
         if s.stuck > 0 {
@@ -376,7 +377,7 @@ impl OutageReport {
                 t.row([
                     r.subject.clone(),
                     r.idx.to_string(),
-                    r.since.rfc3339(),
+                    zone.format(r.since),
                     human_duration(r.duration(self.now)),
                     r.step.clone(),
                     r.state_text(80),
@@ -399,8 +400,8 @@ impl OutageReport {
                 t.row([
                     e.subject.clone(),
                     e.idx.to_string(),
-                    e.start.rfc3339(),
-                    e.end.rfc3339(),
+                    zone.format(e.start),
+                    zone.format(e.end),
                     human_duration(e.duration()),
                     e.step.clone(),
                     e.restored_by.clone(),
@@ -518,11 +519,12 @@ impl Format {
 }
 
 /// What `outages` prints.
-pub fn outages_text(store: &dyn Store, run: &str, format: Format) -> Result<String> {
+/// What `outages` prints; human times in `zone`.
+pub fn outages_text(store: &dyn Store, run: &str, format: Format, zone: Zone) -> Result<String> {
     let record = load_run(store, run)?;
     let report = OutageReport::load(store, &record)?;
     Ok(match format {
-        Format::Text => report.render(),
+        Format::Text => report.render(zone),
         Format::Json => format!(
             "{}\n",
             serde_json::to_string_pretty(&report.to_json()).unwrap_or_else(|_| "null".into())
@@ -794,10 +796,15 @@ pub(crate) mod tests {
             "out of service now: 2 (longest 1h 30m, user0000@contoso.com); \
              ended: 1 (median 14m 0s, longest 14m 0s)"
         );
-        let text = rep.render();
+        let text = rep.render(Zone::Utc);
         assert!(
-            text.contains("at 2030-01-01T00:00:00.000Z (the run's clock)"),
+            text.contains("at 2030-01-01 00:00:00 UTC (the run's clock)"),
             "{text}"
+        );
+        let berlin = rep.render(Zone::Named(chrono_tz::Tz::Europe__Berlin));
+        assert!(
+            berlin.contains("at 2030-01-01 01:00:00 CET (the run's clock)"),
+            "{berlin}"
         );
         assert!(text.contains("1 stopped while out of service"), "{text}");
         assert!(
@@ -882,7 +889,7 @@ pub(crate) mod tests {
     #[test]
     fn unknown_run_is_bad_input_with_a_hint_and_flags_exclude_each_other() {
         let store = MemoryStore::new();
-        let e = match outages_text(&store, "no-such-run", Format::Text) {
+        let e = match outages_text(&store, "no-such-run", Format::Text, Zone::Utc) {
             Ok(t) => panic!("answered {t}"),
             Err(e) => e,
         };

@@ -14,11 +14,18 @@ use super::{json_text, Error, Result};
 use crate::engine::instance::{Event, EventKind, Phase, Status, TERMINAL_NAMES};
 use crate::report::escape::escape_controls;
 use crate::report::table::{human_duration, Table};
+use crate::report::zone::Zone;
 use crate::store::keys::InstanceKey;
 use crate::store::{records, Store};
 
 /// What `status` prints.
-pub fn status_text(store: &dyn Store, run: Option<&str>, json_out: bool) -> Result<String> {
+/// Human times are shown in `zone`; JSON stays UTC.
+pub fn status_text(
+    store: &dyn Store,
+    run: Option<&str>,
+    json_out: bool,
+    zone: Zone,
+) -> Result<String> {
     let out;
     match run {
         Some(id) => {
@@ -28,7 +35,7 @@ pub fn status_text(store: &dyn Store, run: Option<&str>, json_out: bool) -> Resu
             if json_out {
                 out = json_text(&s.to_json());
             } else {
-                out = s.render();
+                out = s.render(zone);
             }
         }
         None => {
@@ -36,6 +43,7 @@ pub fn status_text(store: &dyn Store, run: Option<&str>, json_out: bool) -> Resu
             let mut docs = Vec::new();
             let mut t = Table::new([
                 "run",
+                "label",
                 "workflow",
                 "created",
                 "subjects",
@@ -71,14 +79,15 @@ pub fn status_text(store: &dyn Store, run: Option<&str>, json_out: bool) -> Resu
                     .saturating_sub(TERMINAL_NAMES.iter().map(|k| get(k)).sum::<usize>());
                 t.row([
                     r.id.clone(),
+                    r.label.as_deref().map_or("-".into(), escape_controls),
                     r.workflow.name.clone(),
-                    r.created_at.rfc3339(),
+                    zone.format(r.created_at),
                     r.subjects.to_string(),
                     get("succeeded").to_string(),
                     get("failed").to_string(),
                     get("needs_attention").to_string(),
                     active.to_string(),
-                    r.finished_at.map_or("-".into(), |t| t.rfc3339()),
+                    r.finished_at.map_or("-".into(), |t| zone.format(t)),
                 ]);
                 docs.push(json!({
                     "run": r.id, "label": r.label, "workflow": r.workflow.name,
@@ -100,7 +109,14 @@ pub fn status_text(store: &dyn Store, run: Option<&str>, json_out: bool) -> Resu
 }
 
 /// What `show` prints.
-pub fn show_text(store: &dyn Store, run: &str, subject: &str, json_out: bool) -> Result<String> {
+/// Human times are shown in `zone`; JSON stays UTC.
+pub fn show_text(
+    store: &dyn Store,
+    run: &str,
+    subject: &str,
+    json_out: bool,
+    zone: Zone,
+) -> Result<String> {
     use std::fmt::Write as _;
     let mut out = String::new();
     let record = load_run(store, run)?;
@@ -149,7 +165,11 @@ pub fn show_text(store: &dyn Store, run: &str, subject: &str, json_out: bool) ->
         Status::Running {
             step,
             phase: Phase::Window { opens },
-        } => format!("waiting for window (opens at {opens}) before {}", step_name(*step)),
+        } => format!(
+            "waiting for window (opens at {}) before {}",
+            zone.format(*opens),
+            step_name(*step)
+        ),
         Status::Running {
             step,
             phase: Phase::Held { reason },
@@ -203,7 +223,7 @@ pub fn show_text(store: &dyn Store, run: &str, subject: &str, json_out: bool) ->
         let _ = writeln!(
             out,
             "out of service since {} ({} at the run's clock), taken down by {}",
-            d.since,
+            zone.format(d.since),
             human_duration(run_clock(&record).now().since(d.since)),
             d.step
         );
@@ -212,22 +232,22 @@ pub fn show_text(store: &dyn Store, run: &str, subject: &str, json_out: bool) ->
         let _ = writeln!(
             out,
             "was out of service {} → {} ({}), taken down by {}, restored by {}",
-            o.start,
-            o.end,
+            zone.format(o.start),
+            zone.format(o.end),
             human_duration(o.end.since(o.start)),
             o.step,
             o.restored_by
         );
     }
     if let Some(d) = inst.due {
-        let _ = writeln!(out, "next: {d}");
+        let _ = writeln!(out, "next: {}", zone.format(d));
     }
     let _ = writeln!(out, "backend calls: {}", inst.calls);
     let mut t = Table::new(["#", "at", "event", "details"]);
     for e in &events {
         t.row([
             e.seq.to_string(),
-            e.at.rfc3339(),
+            zone.format(e.at),
             event_name(e),
             escape_controls(&event_details(e)),
         ]);
@@ -311,7 +331,7 @@ mod tests {
     fn status_of_a_run_says_who_is_out_of_service_and_that_it_is_paused() {
         let r = paused_run();
         let store = store_with(&r, &instances("r1"));
-        let text = ok(status_text(&store, Some("r1"), false));
+        let text = ok(status_text(&store, Some("r1"), false, Zone::Utc));
         assert!(
             text.contains(
                 "out of service now: 2 (longest 1h 30m, user0000@contoso.com), 1 of them stopped; \
@@ -327,8 +347,8 @@ mod tests {
             text.contains("continue with: portflow resume --continue r1"),
             "{text}"
         );
-        let v: Value =
-            serde_json::from_str(&ok(status_text(&store, Some("r1"), true))).unwrap_or(Value::Null);
+        let v: Value = serde_json::from_str(&ok(status_text(&store, Some("r1"), true, Zone::Utc)))
+            .unwrap_or(Value::Null);
         assert_eq!(v["out_of_service"]["now"], 2, "{v}");
         assert_eq!(v["out_of_service"]["stuck"], 1, "{v}");
         assert_eq!(v["out_of_service"]["longest"]["duration_s"], 5400.0, "{v}");
@@ -343,13 +363,24 @@ mod tests {
     fn status_of_all_runs_adds_a_line_per_run_with_someone_down_or_paused() {
         let r1 = paused_run();
         let store = store_with(&r1, &instances("r1"));
-        let r2 = record("r2");
+        let mut r2 = record("r2");
+        r2.label = Some("wave 3 \u{1b}[31mBerlin".into());
         let mut b = Batch::default();
         records::put_run(&mut b, &r2).expect("our records encode");
         records::put_new_instance(&mut b, &inst("r2", 0, Status::Succeeded))
             .expect("our records encode");
         assert!(store.apply(&b).is_ok());
-        let text = ok(status_text(&store, None, false));
+        let text = ok(status_text(&store, None, false, Zone::Utc));
+        // The run's label, made safe for the terminal; times in the zone asked for.
+        assert!(text.contains("label"), "{text}");
+        assert!(text.contains("wave 3 \\u{1b}[31mBerlin"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains(" UTC"), "{text}");
+        let one = ok(status_text(&store, Some("r2"), false, Zone::Utc));
+        assert!(
+            one.starts_with("run r2 \"wave 3 \\u{1b}[31mBerlin\" · "),
+            "{one}"
+        );
         assert!(
             text.contains("run r1: out of service now: 2 (longest 1h 30m, user0000@contoso.com)"),
             "{text}"
@@ -364,8 +395,8 @@ mod tests {
             !text.contains("run r2:"),
             "nothing to say about r2:\n{text}"
         );
-        let v: Value =
-            serde_json::from_str(&ok(status_text(&store, None, true))).unwrap_or(Value::Null);
+        let v: Value = serde_json::from_str(&ok(status_text(&store, None, true, Zone::Utc)))
+            .unwrap_or(Value::Null);
         assert_eq!(v["runs"][0]["out_of_service"]["now"], 2, "{v}");
         assert_eq!(v["runs"][1]["out_of_service"]["now"], 0, "{v}");
         assert_eq!(v["runs"][1]["paused"], Value::Null, "{v}");
@@ -390,7 +421,7 @@ mod tests {
                 inst("r1", 1, held(step_of("remove-dr-number"))),
             ],
         );
-        let text = ok(status_text(&store, Some("r1"), false));
+        let text = ok(status_text(&store, Some("r1"), false, Zone::Utc));
         assert!(text.contains("2 subjects: 2 held"), "{text}");
         // The phase table: its header, then the row of the step where they are held.
         let mut lines = text
@@ -410,8 +441,8 @@ mod tests {
         assert!(row.starts_with("remove-dr-number"), "{text}");
         assert_eq!(col(row, "held").as_deref(), Some("2"), "{text}");
         assert_eq!(col(row, "ready").as_deref(), Some(""), "{text}");
-        let v: Value =
-            serde_json::from_str(&ok(status_text(&store, Some("r1"), true))).unwrap_or(Value::Null);
+        let v: Value = serde_json::from_str(&ok(status_text(&store, Some("r1"), true, Zone::Utc)))
+            .unwrap_or(Value::Null);
         assert_eq!(
             v["steps"][step_of("remove-dr-number")]["step"],
             "remove-dr-number"
@@ -441,7 +472,13 @@ mod tests {
         next.seq = 1;
         records::put_replaced_instance(&mut b, &i, &next, &events).expect("our records encode");
         assert!(store.apply(&b).is_ok());
-        let text = ok(show_text(&store, "r1", "user0000@contoso.com", false));
+        let text = ok(show_text(
+            &store,
+            "r1",
+            "user0000@contoso.com",
+            false,
+            Zone::Utc,
+        ));
         assert!(!text.contains('\u{1b}'), "{text:?}");
         assert!(text.contains("bye\\u{1b}[2J\\nforged line"), "{text}");
         assert!(
@@ -496,7 +533,13 @@ mod tests {
         next.seq = 3;
         records::put_replaced_instance(&mut b, &i, &next, &events).expect("our records encode");
         assert!(store.apply(&b).is_ok());
-        let text = ok(show_text(&store, "r1", "user0000@contoso.com", false));
+        let text = ok(show_text(
+            &store,
+            "r1",
+            "user0000@contoso.com",
+            false,
+            Zone::Utc,
+        ));
         assert!(
             text.contains(
                 "state: held before assign-oc-number: the run's out-of-service budget (2) is full\n  \
@@ -506,7 +549,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "out of service since 2029-12-31T22:30:00.000Z (1h 30m at the run's clock), \
+                "out of service since 2029-12-31 22:30:00 UTC (1h 30m at the run's clock), \
                  taken down by remove-dr-number"
             ),
             "{text}"

@@ -13,7 +13,10 @@ use super::Result;
 use crate::clock::Timestamp;
 use crate::engine::instance::{EventKind, Instance, Status, PHASE_NAMES, TERMINAL_NAMES};
 use crate::engine::run::RunRecord;
+use crate::report::escape::escape_controls;
+use crate::report::normalise::normalise;
 use crate::report::table::{human_duration, Table};
+use crate::report::zone::Zone;
 use crate::spec::model::Workflow;
 use crate::store::{records, Store};
 
@@ -172,16 +175,8 @@ impl RunSummary {
                 step, reason: why, ..
             } => {
                 let step_id = self.steps.get(*step).cloned().unwrap_or_default();
-                // Group by reason: the subject's own values would make every row unique.
-                let mut why = why.clone();
-                for v in i
-                    .inputs
-                    .values()
-                    .filter_map(Value::as_str)
-                    .filter(|v| v.len() > 3)
-                {
-                    why = why.replace(v, "<…>");
-                }
+                // Group by cause: the subject's own values would make every row unique.
+                let why = normalise(why, &i.inputs);
                 let short: String = why.chars().take(400).collect();
                 let key = format!("{} at {step_id}: {short}", i.status.name());
                 let e = self.problems.entry(key).or_insert((0, i.subject.clone()));
@@ -252,8 +247,8 @@ impl RunSummary {
         })
     }
 
-    /// Human form.
-    pub fn render(&self) -> String {
+    /// Human form, its times in `zone`.
+    pub fn render(&self, zone: Zone) -> String {
         let mut out = String::new();
         let states: Vec<String> = std::iter::once(&"pending")
             .chain(PHASE_NAMES)
@@ -264,8 +259,21 @@ impl RunSummary {
                     .map(|n| format!("{n} {}", s.replace('_', " ")))
             })
             .collect();
+        let label = self
+            .record
+            .label
+            .as_deref()
+            .map_or(String::new(), |l| format!(" \"{}\"", escape_controls(l)));
+        let when = match self.record.finished_at {
+            Some(f) => format!(
+                "{} → {}",
+                zone.format(self.record.created_at),
+                zone.format(f)
+            ),
+            None => format!("started {}", zone.format(self.record.created_at)),
+        };
         out.push_str(&format!(
-            "run {} · {} · {} subjects: {}\n",
+            "run {}{label} · {} · {when} · {} subjects: {}\n",
             self.record.id,
             pins(&self.record),
             self.total,

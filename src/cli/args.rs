@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::report::zone::Zone;
+
 /// portflow: durable orchestrator for Microsoft Teams Phone migrations.
 #[derive(Debug, Parser)]
 #[command(name = "portflow", version, about, long_about = None)]
@@ -24,9 +26,21 @@ pub struct Cli {
     /// Log format on stderr: text, or json (one object per line, for log shippers).
     #[arg(long, global = true, env = "PORTFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Show times in this IANA time zone (`Europe/Berlin`); default: `TZ`,
+    /// else the system's zone. JSON and CSV stay in UTC.
+    #[arg(long, global = true, env = "PORTFLOW_TZ", value_parser = parse_zone)]
+    pub tz: Option<Zone>,
+    /// Show times in UTC (wins over `--tz` and `PORTFLOW_TZ`).
+    #[arg(long, global = true)]
+    pub utc: bool,
     /// Command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_zone(s: &str) -> Result<Zone, String> {
+    s.parse()
+        .map_err(|e: crate::report::zone::UnknownZone| e.to_string())
 }
 
 fn parse_set(s: &str) -> Result<(String, String), String> {

@@ -13,7 +13,12 @@ pub async fn status(app: &App, run: Option<&str>) -> Result<u8, CliError> {
         Some(r) => Some(conn.run_id(r).await?),
         None => None,
     };
-    print!("{}", conn.service().status(run.as_deref(), app.json).await?);
+    print!(
+        "{}",
+        conn.service()
+            .status(run.as_deref(), app.json, app.zone)
+            .await?
+    );
     Ok(exit::OK)
 }
 
@@ -21,7 +26,12 @@ pub async fn status(app: &App, run: Option<&str>) -> Result<u8, CliError> {
 pub async fn show(app: &App, run: &str, subject: &str) -> Result<u8, CliError> {
     let conn = connect(app)?;
     let run = conn.run_id(run).await?;
-    print!("{}", conn.service().show(&run, subject, app.json).await?);
+    print!(
+        "{}",
+        conn.service()
+            .show(&run, subject, app.json, app.zone)
+            .await?
+    );
     Ok(exit::OK)
 }
 
@@ -30,6 +40,6 @@ pub async fn outages(app: &App, run: &str, csv: bool) -> Result<u8, CliError> {
     let format = Format::from_flags(app.json, csv)?;
     let conn = connect(app)?;
     let run = conn.run_id(run).await?;
-    print!("{}", conn.service().outages(&run, format).await?);
+    print!("{}", conn.service().outages(&run, format, app.zone).await?);
     Ok(exit::OK)
 }

@@ -26,6 +26,7 @@ pub use self::error::CliError;
 use self::print::{print_json, print_warnings};
 use crate::app::App;
 pub use crate::report::exit;
+use crate::report::zone::Zone;
 use crate::spec;
 
 /// Entry point of the binary.
@@ -61,6 +62,11 @@ pub fn main() -> ExitCode {
         json: cli.json,
         workflow_dirs: cli.workflow_dirs.clone(),
         min_free: cli.min_free,
+        zone: match (cli.utc, cli.tz) {
+            (true, _) => Zone::Utc,
+            (false, Some(z)) => z,
+            (false, None) => Zone::local(),
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

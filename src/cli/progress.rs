@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::clock::{SharedClock, Stopwatch};
+use crate::clock::{SharedClock, Stopwatch, Timestamp};
 use crate::engine::budget::OutageBudget;
+use crate::engine::eta::{Estimate, Eta};
 use crate::engine::executor::{Place, Progress};
 use crate::engine::instance::PHASE_NAMES;
 use crate::report::table::{human_duration, Table};
@@ -43,7 +44,8 @@ impl Display {
                     _ = &mut rx => break,
                     _ = tick.tick() => {}
                 }
-                let mut text = frame(&wf, &progress, watch.elapsed(), clock.now().since(v0));
+                let now = clock.now();
+                let mut text = frame(&wf, &progress, watch.elapsed(), now.since(v0), now);
                 if let Some(b) = &budget {
                     text.push_str(&budget_line(b));
                 }
@@ -75,7 +77,13 @@ impl Display {
     }
 }
 
-fn frame(wf: &Workflow, progress: &Progress, real: Duration, virt: Duration) -> String {
+fn frame(
+    wf: &Workflow,
+    progress: &Progress,
+    real: Duration,
+    virt: Duration,
+    now: Timestamp,
+) -> String {
     let counts = progress.counts();
     let total: usize = counts.values().sum();
     let mut done = 0;
@@ -104,12 +112,8 @@ fn frame(wf: &Workflow, progress: &Progress, real: Duration, virt: Duration) -> 
         }
     }
     let finished = done + failed;
-    let eta = if finished > 0 && finished < total {
-        let per = real.as_secs_f64() / finished as f64;
-        format!(
-            ", ETA ~{}",
-            human_duration(Duration::from_secs_f64(per * (total - finished) as f64))
-        )
+    let eta = if finished < total {
+        eta_text(wf, &progress.estimate(wf.steps.len(), now), real, virt)
     } else {
         String::new()
     };
@@ -121,6 +125,37 @@ fn frame(wf: &Workflow, progress: &Progress, real: Duration, virt: Duration) -> 
     );
     if !t.is_empty() {
         out.push_str(&t.render());
+    }
+    out
+}
+
+/// `, ETA ~9m` from the steps' observed durations, in real time (a
+/// time-scaled rehearsal runs the engine clock faster), with what it leaves out.
+fn eta_text(wf: &Workflow, e: &Estimate, real: Duration, virt: Duration) -> String {
+    // Real seconds per engine second, as seen so far.
+    let ratio = if virt.is_zero() {
+        1.0
+    } else {
+        real.as_secs_f64() / virt.as_secs_f64()
+    };
+    let shown = |d: Duration| human_duration(Duration::from_secs_f64(d.as_secs_f64() * ratio));
+    let mut out = match e.eta {
+        Eta::Known(d) => format!(", ETA ~{}", shown(d)),
+        Eta::AtLeast { remaining, untimed } => format!(
+            ", ETA at least {} ({} not timed yet)",
+            shown(remaining),
+            wf.steps.get(untimed).map_or("a step", |s| s.id.as_str())
+        ),
+        Eta::Unknown => ", ETA unknown until a subject finishes a step".to_string(),
+    };
+    if e.people > 0 {
+        out.push_str(&format!(
+            ", {} waiting for a person (not counted)",
+            e.people
+        ));
+    }
+    if e.window > 0 {
+        out.push_str(&format!(", {} waiting for a porting window", e.window));
     }
     out
 }

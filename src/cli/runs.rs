@@ -283,7 +283,7 @@ async fn drive(
         print_json(&doc);
         return Ok(code);
     }
-    print!("{}", summary.render());
+    print!("{}", summary.render(app.zone));
     print!("{}", outcome.render_chain());
     println!(
         "elapsed: {} real, {} virtual (time scale {})",

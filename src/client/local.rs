@@ -13,6 +13,7 @@ use crate::app::schedules::ScheduleOp;
 use crate::app::show::{show_text, status_text};
 use crate::app::{App, Result};
 use crate::clock::{Clock, SystemClock};
+use crate::report::zone::Zone;
 use crate::store::commit::Committer;
 use crate::store::sled_store::SledStore;
 
@@ -56,16 +57,16 @@ impl Service for Local {
         crate::app::runs::accept_failures(&*self.store, self.committer(), &mut record, by).await
     }
 
-    async fn status(&self, run: Option<&str>, json: bool) -> Result<String> {
-        status_text(&*self.store, run, json)
+    async fn status(&self, run: Option<&str>, json: bool, zone: Zone) -> Result<String> {
+        status_text(&*self.store, run, json, zone)
     }
 
-    async fn show(&self, run: &str, subject: &str, json: bool) -> Result<String> {
-        show_text(&*self.store, run, subject, json)
+    async fn show(&self, run: &str, subject: &str, json: bool, zone: Zone) -> Result<String> {
+        show_text(&*self.store, run, subject, json, zone)
     }
 
-    async fn outages(&self, run: &str, format: Format) -> Result<String> {
-        outages_text(&*self.store, run, format)
+    async fn outages(&self, run: &str, format: Format, zone: Zone) -> Result<String> {
+        outages_text(&*self.store, run, format, zone)
     }
 
     async fn backup(&self, dest: &Path) -> Result<BackupDone> {

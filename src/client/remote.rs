@@ -21,6 +21,7 @@ use crate::app::outages::Format;
 use crate::app::schedules::ScheduleOp;
 use crate::app::{App, Error, Result};
 use crate::report::exit;
+use crate::report::zone::Zone;
 
 /// A daemon named by `daemon.json` (it may have died since).
 pub struct Daemon {
@@ -204,7 +205,7 @@ impl Daemon {
             if !v.active {
                 // The daemon applies the same outcome rule as a local run.
                 let code = v.outcome.map_or(exit::FAILED, |o| o.exit_code);
-                print!("{}", self.status(Some(id), json).await?);
+                print!("{}", self.status(Some(id), json, self.app.zone).await?);
                 return Ok(code);
             }
             if !json {
@@ -247,7 +248,10 @@ impl Daemon {
         let record = crate::app::runs::load_run(&store, id)?;
         let wf = crate::app::runs::pinned_workflow(&record)?;
         let code = crate::app::runs::run_outcome(&store, &record, &wf)?.exit_code();
-        print!("{}", crate::app::show::status_text(&store, Some(id), json)?);
+        print!(
+            "{}",
+            crate::app::show::status_text(&store, Some(id), json, self.app.zone)?
+        );
         Ok(code)
     }
 }
@@ -305,28 +309,38 @@ impl Service for Daemon {
         Ok(c.accepted)
     }
 
-    async fn status(&self, run: Option<&str>, json: bool) -> Result<String> {
+    async fn status(&self, run: Option<&str>, json: bool, zone: Zone) -> Result<String> {
         self.text(
             "status",
-            &format!("run={}&json={json}", enc(run.unwrap_or(""))),
+            &format!(
+                "run={}&json={json}&tz={}",
+                enc(run.unwrap_or("")),
+                enc(&zone.to_string())
+            ),
         )
     }
 
-    async fn show(&self, run: &str, subject: &str, json: bool) -> Result<String> {
+    async fn show(&self, run: &str, subject: &str, json: bool, zone: Zone) -> Result<String> {
         self.text(
             "show",
-            &format!("run={}&subject={}&json={json}", enc(run), enc(subject)),
+            &format!(
+                "run={}&subject={}&json={json}&tz={}",
+                enc(run),
+                enc(subject),
+                enc(&zone.to_string())
+            ),
         )
     }
 
-    async fn outages(&self, run: &str, format: Format) -> Result<String> {
+    async fn outages(&self, run: &str, format: Format, zone: Zone) -> Result<String> {
         self.text(
             "outages",
             &format!(
-                "run={}&json={}&csv={}",
+                "run={}&json={}&csv={}&tz={}",
                 enc(run),
                 format == Format::Json,
-                format == Format::Csv
+                format == Format::Csv,
+                enc(&zone.to_string())
             ),
         )
     }

@@ -10,6 +10,7 @@ use crate::api::{Applied, BackupDone, OperateBody};
 use crate::app::outages::Format;
 use crate::app::schedules::ScheduleOp;
 use crate::app::Result;
+use crate::report::zone::Zone;
 
 /// The operations both owners of a state directory serve, with the same answers.
 #[async_trait]
@@ -21,11 +22,11 @@ pub trait Service: Send + Sync {
     /// `resume --continue`: close run `run`'s circuit breaker; the failures accepted.
     async fn continue_breaker(&self, run: &str, by: &str) -> Result<u32>;
     /// What `status [RUN]` prints.
-    async fn status(&self, run: Option<&str>, json: bool) -> Result<String>;
+    async fn status(&self, run: Option<&str>, json: bool, zone: Zone) -> Result<String>;
     /// What `show RUN SUBJECT` prints.
-    async fn show(&self, run: &str, subject: &str, json: bool) -> Result<String>;
+    async fn show(&self, run: &str, subject: &str, json: bool, zone: Zone) -> Result<String>;
     /// What `outages RUN` prints.
-    async fn outages(&self, run: &str, format: Format) -> Result<String>;
+    async fn outages(&self, run: &str, format: Format, zone: Zone) -> Result<String>;
     /// `backup DEST` (an absolute path).
     async fn backup(&self, dest: &Path) -> Result<BackupDone>;
     /// A `schedule …` operation; the answer is the schedule view document.

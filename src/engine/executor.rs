@@ -11,11 +11,13 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::budget::{OutageBudget, SlotView};
+use super::eta::{estimate, Estimate, Position, StepTimes};
 use super::instance::{Instance, Status};
 use super::limiter::RateLimiter;
 use super::machine::{self, Ctx, Effect, Input, Persist};
@@ -74,29 +76,89 @@ impl Place {
 /// Live counts of a run (shared with the progress display).
 #[derive(Debug, Default)]
 pub struct Progress {
-    places: Mutex<HashMap<u32, Place>>,
+    places: Mutex<Places>,
     /// Backend calls made by this process.
     pub calls: AtomicU64,
     /// Transitions committed by this process.
     pub transitions: AtomicU64,
 }
 
+/// Where each instance is, since when it is at its step, and how long the
+/// steps have taken the instances that left them (for the ETA).
+#[derive(Debug, Default)]
+struct Places {
+    at: HashMap<u32, Place>,
+    entered: HashMap<u32, (usize, Timestamp)>,
+    times: StepTimes,
+}
+
 impl Progress {
-    fn set(&self, idx: u32, place: Place) {
-        self.places
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(idx, place);
+    pub(super) fn set(&self, idx: u32, place: Place, now: Timestamp) {
+        let mut p = self.places.lock().unwrap_or_else(|p| p.into_inner());
+        let Places { at, entered, times } = &mut *p;
+        at.insert(idx, place);
+        let step = match place {
+            Place::Step(_, "rolling_back") | Place::Pending => None,
+            Place::Step(s, _) => Some(s),
+            Place::Terminal("succeeded") => Some(usize::MAX),
+            Place::Terminal(_) => None,
+        };
+        let Some(step) = step else {
+            entered.remove(&idx);
+            return;
+        };
+        match entered.get(&idx).copied() {
+            Some((from, since)) if step > from => {
+                times.record(from, now.since(since));
+                if step == usize::MAX {
+                    entered.remove(&idx);
+                } else {
+                    // Steps passed over (`when` false) took no time.
+                    for skipped in from + 1..step {
+                        times.record(skipped, Duration::ZERO);
+                    }
+                    entered.insert(idx, (step, now));
+                }
+            }
+            Some(_) => {}
+            None if step != usize::MAX => {
+                entered.insert(idx, (step, now));
+            }
+            None => {}
+        }
     }
 
     /// Count of instances per place.
     pub fn counts(&self) -> BTreeMap<Place, usize> {
         let places = self.places.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = BTreeMap::new();
-        for p in places.values() {
+        for p in places.at.values() {
             *out.entry(*p).or_insert(0) += 1;
         }
         out
+    }
+
+    /// The run's ETA at `now` (engine clock) for a workflow of `steps` steps.
+    pub fn estimate(&self, steps: usize, now: Timestamp) -> Estimate {
+        let p = self.places.lock().unwrap_or_else(|p| p.into_inner());
+        let positions: Vec<Position> =
+            p.at.iter()
+                .filter_map(|(idx, place)| match place {
+                    Place::Pending => Some(Position::Pending),
+                    Place::Terminal(_) | Place::Step(_, "rolling_back") => None,
+                    Place::Step(_, "blocked") => Some(Position::Person),
+                    Place::Step(_, "window") => Some(Position::Window),
+                    Place::Step(s, _) => Some(Position::At {
+                        step: *s,
+                        since: p
+                            .entered
+                            .get(idx)
+                            .filter(|(at, _)| at == s)
+                            .map_or(Duration::ZERO, |(_, t)| now.since(*t)),
+                    }),
+                })
+                .collect();
+        estimate(&p.times, steps, &positions)
     }
 }
 
@@ -318,7 +380,7 @@ impl Driver {
                     match res {
                         Ok(Ok((idx, place, due))) => {
                             in_flight.remove(&idx);
-                            self.progress.set(idx, place);
+                            self.progress.set(idx, place, self.clock.now());
                             if let Some(d) = due {
                                 heap.push(Reverse((d, idx)));
                             }
@@ -437,6 +499,7 @@ impl Driver {
             .unwrap_or_else(|p| p.into_inner());
         for (idx, status) in &statuses {
             places
+                .at
                 .entry(*idx)
                 .or_insert_with(|| Place::of_status(status));
             // Held for space before a restart: the guard wakes them when there is room.
@@ -507,7 +570,8 @@ impl Driver {
             let _ = m.reply.send(Err(EngineError::Internal(e.to_string())));
             return Err(e.into());
         }
-        self.progress.set(m.idx, Place::of(&t.next));
+        self.progress
+            .set(m.idx, Place::of(&t.next), self.clock.now());
         self.observe_budget(&t.next).await?;
         let _ = m.reply.send(Ok(t.rule));
         Ok(t.next.due)
@@ -541,7 +605,7 @@ impl Driver {
             }
             self.persist(&inst, &t).await?;
             inst = t.next;
-            self.progress.set(idx, Place::of(&inst));
+            self.progress.set(idx, Place::of(&inst), self.clock.now());
             self.observe_budget(&inst).await?;
             input = match t.effect {
                 None => return Ok((idx, Place::of(&inst), inst.due)),

@@ -1189,3 +1189,29 @@ async fn a_hung_call_hits_its_deadline_and_is_reconciled_without_resending() {
     assert!(keys.contains(&"run/0/mail/1".to_string()), "{keys:?}");
     assert!(keys.contains(&"run/0/policy/2".to_string()), "{keys:?}");
 }
+
+#[test]
+fn progress_times_steps_for_the_eta() {
+    use super::eta::Eta;
+    use super::executor::Place;
+    let p = Progress::default();
+    let t0 = Timestamp(1_000_000);
+    let min = Duration::from_secs(60);
+    // Instance 0 goes through step 0 in 1 min and the sync wait of step 1 in
+    // 10 min, passing over step 2; instance 1 has been waiting 4 min at step 1.
+    p.set(0, Place::Step(0, "acting"), t0);
+    p.set(0, Place::Step(1, "waiting"), t0.plus(min));
+    p.set(1, Place::Step(1, "waiting"), t0.plus(min * 7));
+    p.set(0, Place::Step(3, "acting"), t0.plus(min * 11));
+    p.set(0, Place::Terminal("succeeded"), t0.plus(min * 12));
+    p.set(2, Place::Step(1, "blocked"), t0.plus(min * 11));
+    let e = p.estimate(4, t0.plus(min * 11));
+    // 10 − 4 minutes left at step 1, step 2 took 0, step 3 took 1.
+    assert_eq!(e.eta, Eta::Known(min * 7));
+    assert_eq!(e.people, 1);
+    // A failure or a rollback is not a step's duration.
+    p.set(1, Place::Step(1, "rolling_back"), t0.plus(min * 12));
+    p.set(1, Place::Terminal("failed"), t0.plus(min * 13));
+    let e = p.estimate(4, t0.plus(min * 13));
+    assert_eq!(e.eta, Eta::Known(Duration::ZERO), "{e:?}");
+}

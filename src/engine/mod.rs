@@ -2,6 +2,7 @@
 //! timers and backend results, commits its transitions and performs its effects.
 
 pub mod budget;
+pub mod eta;
 pub mod executor;
 pub mod instance;
 pub mod limiter;

@@ -6,3 +6,4 @@ pub mod exit;
 pub mod normalise;
 pub mod outcome;
 pub mod table;
+pub mod zone;

@@ -24,6 +24,8 @@ pub fn portflow(state: &Path) -> Command {
     c.arg("--workflows").arg(repo().join("workflows"));
     c.env_remove("PORTFLOW_STATE");
     c.env("PORTFLOW_LOG", "error");
+    // Human times in UTC whatever the machine's zone (tests that check zones say so).
+    c.env("PORTFLOW_TZ", "UTC");
     c
 }
 

@@ -11,6 +11,7 @@ use crate::app::outages::{outages_text, Format};
 use crate::app::show::{show_text, status_text};
 use crate::app::{Error, Result};
 use crate::daemon::state::Shared;
+use crate::report::zone::{UnknownZone, Zone};
 
 /// `GET /api/cli/{command}?run=…&subject=…&json=…` (`resolve`: the run's full id).
 pub(super) async fn text(
@@ -19,11 +20,17 @@ pub(super) async fn text(
     Query(q): Query<CliQuery>,
 ) -> Result<Json<Output>> {
     let run = (!q.run.is_empty()).then_some(q.run.as_str());
+    let zone: Zone = match q.tz.as_str() {
+        "" => Zone::Utc,
+        tz => tz
+            .parse()
+            .map_err(|e: UnknownZone| Error::input(e.to_string()))?,
+    };
     let output = match command.as_str() {
         "resolve" => crate::app::runs::resolve_run_id(&*d.store, &q.run)?,
-        "status" => status_text(&*d.store, run, q.json)?,
-        "show" => show_text(&*d.store, &q.run, &q.subject, q.json)?,
-        "outages" => outages_text(&*d.store, &q.run, Format::from_flags(q.json, q.csv)?)?,
+        "status" => status_text(&*d.store, run, q.json, zone)?,
+        "show" => show_text(&*d.store, &q.run, &q.subject, q.json, zone)?,
+        "outages" => outages_text(&*d.store, &q.run, Format::from_flags(q.json, q.csv)?, zone)?,
         "sim-log" | "sim-outages" => crate::app::sim::sim_text(
             &d.app,
             Some(&*d.store),
