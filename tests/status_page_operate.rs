@@ -74,11 +74,17 @@ impl Fixture {
             };
             fail(
                 &mut insts[2],
-                format!("User '{}' lacks a Teams Phone licence (request 7f3a9c2e1b4d8a01)", u(3)),
+                format!(
+                    "User '{}' lacks a Teams Phone licence (request 7f3a9c2e1b4d8a01)",
+                    u(3)
+                ),
             );
             fail(
                 &mut insts[3],
-                format!("User '{}' lacks a Teams Phone licence (request 0c1d2e3f4a5b6c72)", u(4)),
+                format!(
+                    "User '{}' lacks a Teams Phone licence (request 0c1d2e3f4a5b6c72)",
+                    u(4)
+                ),
             );
             fail(&mut insts[4], "Graph answered 403 Forbidden".into());
         });
@@ -126,16 +132,7 @@ impl Fixture {
 
     /// The subject's phase (or state) and step index.
     fn phase(&self, s: &str) -> (String, Option<u64>) {
-        let v = self.subject(s);
-        let st = &v["instance"]["status"];
-        (
-            st["phase"]["phase"]
-                .as_str()
-                .or(st["state"].as_str())
-                .unwrap_or_default()
-                .to_string(),
-            st["step"].as_u64(),
-        )
+        phase_and_step(&self.subject(s)["instance"]["status"])
     }
 
     /// The subject's events of `kind`.
@@ -148,6 +145,21 @@ impl Fixture {
             .filter(|e| e["event"] == kind)
             .collect()
     }
+}
+
+/// Click the button `selector` finds and wait until the page's answer line
+/// is about `action` and says one instance changed.
+fn press(b: &mut cdp::Browser, selector: &str, action: &str) {
+    b.click(selector);
+    let js = format!(
+        "(() => {{ const t = document.getElementById('action-result').textContent; \
+         return t.startsWith({action:?}) && t; }})()"
+    );
+    let said = b.wait_for(20, &js);
+    assert!(
+        said.as_str().is_some_and(|t| t.contains("1 changed")),
+        "{action}: {said}"
+    );
 }
 
 #[test]
@@ -179,7 +191,11 @@ fn the_views_group_work_and_problems_and_search_finds_subjects() {
     let a = fx.get("/api/attention");
     assert_eq!(a["total"], 3, "{a}");
     let causes = a["groups"].as_array().expect("groups");
-    assert_eq!(causes.len(), 2, "one cause of two messages is one group: {a}");
+    assert_eq!(
+        causes.len(),
+        2,
+        "one cause of two messages is one group: {a}"
+    );
     assert_eq!(causes[0]["count"], 2);
     assert_eq!(
         causes[0]["cause"],
@@ -194,8 +210,17 @@ fn the_views_group_work_and_problems_and_search_finds_subjects() {
     assert_eq!(s["matches"][0]["run"], fx.run.as_str());
     assert_eq!(s["matches"][0]["state"], "blocked");
     let s = fx.get("/api/subjects?q=contoso&limit=4");
-    assert_eq!((s["total"].as_u64(), s["truncated"].as_bool()), (Some(6), Some(true)));
-    let (st, v) = http(&fx.d().addr, "GET", "/api/subjects?q=%20", Some(&fx.d().token), "");
+    assert_eq!(
+        (s["total"].as_u64(), s["truncated"].as_bool()),
+        (Some(6), Some(true))
+    );
+    let (st, v) = http(
+        &fx.d().addr,
+        "GET",
+        "/api/subjects?q=%20",
+        Some(&fx.d().token),
+        "",
+    );
     assert_eq!(st, 400, "{v}");
     let win = fx.get("/api/windows");
     assert_eq!(win["windows"], json!([]), "this run has no window: {win}");
@@ -220,7 +245,10 @@ fn a_cookie_write_from_another_site_is_refused_403_and_changes_nothing() {
         std::io::Write::write_all(&mut s, req.as_bytes()).expect("send");
         let mut out = String::new();
         std::io::Read::read_to_string(&mut s, &mut out).expect("read");
-        out.split(' ').nth(1).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0)
+        out.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .unwrap_or(0)
     };
     let evil = "Origin: http://evil.example";
     let other_port = format!("Origin: http://{}", d.addr.replace(':', ":1"));
@@ -232,7 +260,11 @@ fn a_cookie_write_from_another_site_is_refused_403_and_changes_nothing() {
     ] {
         assert_eq!(send(&headers), 403, "{headers:?}");
     }
-    assert_eq!(fx.phase(&u(1)), ("blocked".into(), Some(0)), "nothing changed");
+    assert_eq!(
+        fx.phase(&u(1)),
+        ("blocked".into(), Some(0)),
+        "nothing changed"
+    );
     assert!(fx.events(&u(1), "gate_approved").is_empty());
     // The page's own request passes.
     assert_eq!(send(&["Sec-Fetch-Site: same-origin"]), 200);
@@ -255,24 +287,38 @@ fn chromium_clicks_approve_done_and_cancel_and_the_run_moves_on() {
     b.wait_for(20, "document.body.dataset.loaded === '1'");
     assert_eq!(b.eval("document.body.dataset.view"), "status");
     assert_eq!(
-        b.eval(&format!("document.documentElement.outerHTML.includes({:?})", fx.d().token)),
+        b.eval(&format!(
+            "document.documentElement.outerHTML.includes({:?})",
+            fx.d().token
+        )),
         false,
         "the token is not in the page"
     );
 
     // The worklist shows both groups with the API's counts.
     for g in work["groups"].as_array().expect("groups") {
-        let id = format!("work-count-{}-{}-{}", fx.run, g["step"].as_str().expect("step"), g["kind"].as_str().expect("kind"));
+        let id = format!(
+            "work-count-{}-{}-{}",
+            fx.run,
+            g["step"].as_str().expect("step"),
+            g["kind"].as_str().expect("kind")
+        );
         let shown = b.eval(&format!("document.getElementById({id:?})?.dataset.count"));
         assert_eq!(shown, json!(g["count"].to_string()), "{id}");
     }
-    assert_eq!(b.eval("document.querySelectorAll('details.work').length"), 2);
+    assert_eq!(
+        b.eval("document.querySelectorAll('details.work').length"),
+        2
+    );
     // Needs attention: one group per normalised cause, with the API's counts.
     let causes = attention["groups"].as_array().expect("groups");
     let shown = b.eval(
         "[...document.querySelectorAll('details.cause')].map(d => [d.querySelector('[data-cause]').textContent, Number(d.dataset.count)])",
     );
-    let expected: Vec<Value> = causes.iter().map(|g| json!([g["cause"], g["count"]])).collect();
+    let expected: Vec<Value> = causes
+        .iter()
+        .map(|g| json!([g["cause"], g["count"]]))
+        .collect();
     assert_eq!(shown, json!(expected));
     assert_eq!(
         b.eval("document.querySelectorAll('details.cause tr[data-subject]').length"),
@@ -280,24 +326,37 @@ fn chromium_clicks_approve_done_and_cancel_and_the_run_moves_on() {
         "every failed subject is listed under its cause"
     );
 
+    // A picture of the page as an operator sees it.
+    let png = b.screenshot();
+    let info = png::Decoder::new(std::io::Cursor::new(&png))
+        .read_info()
+        .expect("a PNG")
+        .info()
+        .clone();
+    assert_eq!(info.width, 1280);
+    assert!(info.height >= 900, "{}", info.height);
+
     // Approve u1: the page asks the operator's name once.
-    b.click(&format!("tr[data-kind='approval'][data-subject='{}'] button[data-verb='approve']", u(1)));
-    let said = b.wait_for(20, &format!(
-        "(() => {{ const r = document.getElementById('action-result'); return r.textContent.startsWith('approve {}') && r.textContent; }})()",
-        u(1)
-    ));
-    assert!(said.as_str().is_some_and(|t| t.contains("1 changed")), "{said}");
+    press(
+        &mut b,
+        &format!(
+            "tr[data-kind='approval'][data-subject='{}'] button[data-verb='approve']",
+            u(1)
+        ),
+        &format!("approve {}", u(1)),
+    );
     assert_eq!(b.dialogs.len(), 1, "{:?}", b.dialogs);
     assert_eq!(b.dialogs[0].0, "prompt");
 
     // The manual task's "done" for u2 (the name is remembered).
-    b.wait_for(20, &format!("document.querySelector(\"tr[data-kind='manual'][data-subject='{}'] button[data-verb='signal']\")", u(2)));
-    b.click(&format!("tr[data-kind='manual'][data-subject='{}'] button[data-verb='signal']", u(2)));
-    let said = b.wait_for(20, &format!(
-        "(() => {{ const r = document.getElementById('action-result'); return r.textContent.startsWith('signal {}') && r.textContent; }})()",
-        u(2)
-    ));
-    assert!(said.as_str().is_some_and(|t| t.contains("1 changed")), "{said}");
+    press(
+        &mut b,
+        &format!(
+            "tr[data-kind='manual'][data-subject='{}'] button[data-verb='signal']",
+            u(2)
+        ),
+        &format!("signal {}", u(2)),
+    );
     assert_eq!(b.dialogs.len(), 1, "no second prompt: {:?}", b.dialogs);
 
     // Through the API: both moved on, recorded with the name the page sent.
@@ -315,11 +374,11 @@ fn chromium_clicks_approve_done_and_cancel_and_the_run_moves_on() {
     });
 
     // Cancel asks first; the page refreshes to the new worklist.
-    b.click(&format!("tr[data-subject='{}'] button[data-verb='cancel']", u(6)));
-    b.wait_for(20, &format!(
-        "document.getElementById('action-result').textContent.startsWith('cancel {}')",
-        u(6)
-    ));
+    press(
+        &mut b,
+        &format!("tr[data-subject='{}'] button[data-verb='cancel']", u(6)),
+        &format!("cancel {}", u(6)),
+    );
     assert_eq!(b.dialogs.len(), 2, "{:?}", b.dialogs);
     assert_eq!(b.dialogs[1].0, "confirm");
     assert_eq!(fx.phase(&u(6)).0, "cancelled");
@@ -334,20 +393,32 @@ fn chromium_clicks_approve_done_and_cancel_and_the_run_moves_on() {
 
     // Search finds u2 and shows its history, as the API has it.
     b.eval("document.getElementById('search-q').value = 'U2@'; document.getElementById('search-form').requestSubmit()");
-    b.wait_for(20, &format!(
-        "document.getElementById('history-subject')?.dataset.subject === '{}'",
-        u(2)
-    ));
+    b.wait_for(
+        20,
+        &format!(
+            "document.getElementById('history-subject')?.dataset.subject === '{}'",
+            u(2)
+        ),
+    );
     let history = fx.subject(&u(2));
     let n = history["events"].as_array().map_or(0, Vec::len);
     assert!(n >= 3, "{history}");
-    assert_eq!(b.eval("document.querySelectorAll('#history-table tbody tr').length"), n);
-    assert_eq!(b.eval("document.getElementById('search-total').dataset.count"), "1");
+    assert_eq!(
+        b.eval("document.querySelectorAll('#history-table tbody tr').length"),
+        n
+    );
+    assert_eq!(
+        b.eval("document.getElementById('search-total').dataset.count"),
+        "1"
+    );
     assert_eq!(
         b.eval(&format!("!!document.querySelector(\"#history-table tr[data-event='signal_received'][data-by='{OPERATOR}']\")")),
         true
     );
-    assert_eq!(b.eval("document.getElementById('history-subject').dataset.state"), "succeeded");
+    assert_eq!(
+        b.eval("document.getElementById('history-subject').dataset.state"),
+        "succeeded"
+    );
 
     // Report links for the run, exactly where the daemon serves them.
     let links = b.eval(&format!(

@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::app::outages::{for_each_head, DownRow, Head};
 use crate::app::backends::manual_ops;
+use crate::app::outages::{for_each_head, DownRow, Head};
 use crate::app::runs::{pinned_workflow, stored_run_file};
 use crate::clock::{Stopwatch, Timestamp};
-use crate::engine::run::RunRecord;
 use crate::daemon::worklist::{self, WorkItem, WorkKind};
+use crate::engine::run::RunRecord;
 use crate::metrics::{Family, Histogram, HistogramSnapshot, MetricType, OUTAGE_BUCKETS};
 use crate::schedule::Window;
 use crate::spec::runfile::WindowSpec;
@@ -86,9 +86,7 @@ impl RunScan {
             .map(|wf| wf.steps.iter().map(|s| s.id.clone()).collect())
             .unwrap_or_default();
         let needs_file = !work.is_empty() || record.finished_at.is_none();
-        let file = needs_file
-            .then(|| stored_run_file(record).ok())
-            .flatten();
+        let file = needs_file.then(|| stored_run_file(record).ok()).flatten();
         let work = match (&wf, &file) {
             (Some(wf), Some(file)) => worklist::signal_only(work, wf, &manual_ops(file)),
             // Without them no wait can be judged: keep what is blocked.

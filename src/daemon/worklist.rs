@@ -238,13 +238,21 @@ mod tests {
             ]
         };
         let readable = signal_only(items(), &wf, &[]);
-        assert_eq!(readable.len(), 1, "a wait the backend reads is nobody's work");
+        assert_eq!(
+            readable.len(),
+            1,
+            "a wait the backend reads is nobody's work"
+        );
         assert_eq!(readable[0].kind, WorkKind::Approval);
         let manual = signal_only(items(), &wf, &[OperationKind::GetPortOrder]);
         assert_eq!(manual.len(), 2);
         assert_eq!(manual[1].kind, WorkKind::SignalOnly);
         assert_eq!(manual[1].signal.as_deref(), Some("ported"));
-        assert!(manual[1].text.contains("signal `ported`"), "{}", manual[1].text);
+        assert!(
+            manual[1].text.contains("signal `ported`"),
+            "{}",
+            manual[1].text
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `--remote-debugging-pipe`: Chromium reads JSON messages ending in '\0' on
 //! fd 3 and writes its answers and events the same way on fd 4, so no
 //! websocket is needed. Enough to open a page, read its DOM and click.
+//! Include it beside `chromium.rs` (its flags are shared).
 #![allow(dead_code)]
 
 use std::fs::File;
@@ -45,16 +46,8 @@ impl Browser {
         let (out_read, out_write) = pipe();
         let mut command = Command::new(browser);
         command
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--hide-scrollbars",
-                "--remote-debugging-pipe",
-                "--window-size=1280,900",
-            ])
+            .args(crate::chromium::HEADLESS)
+            .args(["--remote-debugging-pipe", "--window-size=1280,900"])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::null())
@@ -153,8 +146,10 @@ impl Browser {
         if msg["method"] == "Page.javascriptDialogOpening" {
             let p = &msg["params"];
             let kind = p["type"].as_str().unwrap_or_default().to_string();
-            self.dialogs
-                .push((kind.clone(), p["message"].as_str().unwrap_or_default().into()));
+            self.dialogs.push((
+                kind.clone(),
+                p["message"].as_str().unwrap_or_default().into(),
+            ));
             let mut params = json!({"accept": true});
             if kind == "prompt" {
                 params["promptText"] = json!(self.prompt_text);
@@ -261,6 +256,16 @@ impl Browser {
         }
     }
 
+    /// A PNG of the page's full height.
+    pub fn screenshot(&mut self) -> Vec<u8> {
+        use base64_decode as decode;
+        let r = self.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        decode(r["data"].as_str().expect("screenshot data"))
+    }
+
     /// Click the element `selector` finds (it must exist).
     pub fn click(&mut self, selector: &str) {
         let sel = serde_json::to_string(selector).expect("json");
@@ -276,4 +281,27 @@ impl Drop for Browser {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Standard base64 (the protocol's encoding of binary data).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in text.bytes().filter_map(value) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
 }
