@@ -57,7 +57,8 @@ impl Fixture {
             &rf,
             &format!(
                 "workflow: {}\nlabel: page wave\nbackend:\n  kind: sim\n  seed: 1\n  users: 5\n\
-                 subjects: {{csv: {}}}\nconcurrency: 10\n",
+                 subjects: {{csv: {}}}\nconcurrency: 10\n\
+                 window: {{cron: \"0 22 * * *\", duration: 6h, timezone: Europe/Berlin}}\n",
                 wf.display(),
                 csv.display()
             ),
@@ -222,8 +223,28 @@ fn the_views_group_work_and_problems_and_search_finds_subjects() {
         "",
     );
     assert_eq!(st, 400, "{v}");
+    // The run's porting window (no step of this workflow waits for it).
     let win = fx.get("/api/windows");
-    assert_eq!(win["windows"], json!([]), "this run has no window: {win}");
+    let list = win["windows"].as_array().expect("windows");
+    assert_eq!(list.len(), 1, "{win}");
+    let w = &list[0];
+    assert_eq!(w["run"], fx.run.as_str());
+    assert_eq!(
+        (&w["cron"], &w["duration"], &w["timezone"]),
+        (&json!("0 22 * * *"), &json!("6h"), &json!("Europe/Berlin"))
+    );
+    let at = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(w[k].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{k}: {e}: {w}"))
+    };
+    let (opens, closes) = (at("opens"), at("closes"));
+    assert!(closes > opens, "{w}");
+    let open_for = (closes - opens).num_minutes();
+    match w["open"].as_bool() {
+        Some(true) => assert!(open_for <= 360, "{w}"),
+        Some(false) => assert_eq!(open_for, 360, "{w}"),
+        None => panic!("{w}"),
+    }
 }
 
 #[test]
@@ -335,6 +356,16 @@ fn chromium_clicks_approve_done_and_cancel_and_the_run_moves_on() {
         .clone();
     assert_eq!(info.width, 1280);
     assert!(info.height >= 900, "{}", info.height);
+
+    // The window, shown in the browser's zone with UTC on hover.
+    let title = b.eval(&format!(
+        "document.querySelector(\"#windows-table tr[data-run='{}'] time\")?.title",
+        fx.run
+    ));
+    assert!(
+        title.as_str().is_some_and(|t| t.ends_with("Z (UTC)")),
+        "{title}"
+    );
 
     // Approve u1: the page asks the operator's name once.
     press(
