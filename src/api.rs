@@ -268,10 +268,20 @@ fn default_page() -> usize {
     100
 }
 
-/// Query of `GET /api/attention` and `GET /api/out-of-service`.
+/// Query of `GET /api/attention`, `/api/out-of-service` and `/api/worklist`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LimitQuery {
     /// Rows at most.
+    pub limit: Option<usize>,
+}
+
+/// Query of `GET /api/subjects`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SearchQuery {
+    /// A subject or part of one (case-insensitive).
+    #[serde(default)]
+    pub q: String,
+    /// Matches at most.
     pub limit: Option<usize>,
 }
 

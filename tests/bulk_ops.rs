@@ -55,15 +55,7 @@ fn blocked_run(lab: &Lab, name: &str, n: usize) -> String {
 fn state_of(state: &std::path::Path, run: &str, subject: &str) -> (String, Option<u64>) {
     let (code, v) = pf_json(state, &["show", run, subject]);
     assert_eq!(code, 0, "{v}");
-    let st = &v["instance"]["status"];
-    (
-        st["phase"]["phase"]
-            .as_str()
-            .or(st["state"].as_str())
-            .unwrap_or_default()
-            .to_string(),
-        st["step"].as_u64(),
-    )
+    phase_and_step(&v["instance"]["status"])
 }
 
 fn common_prefix(a: &str, b: &str) -> String {

@@ -104,6 +104,9 @@ pub(super) async fn require_token(State(d): State<Shared>, req: Request, next: N
     }
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
     match credential(&d, req.headers()) {
+        // The right cookie, ignored because another site sent it: on a write
+        // that is the forgery this layer exists for, so say so.
+        None if !read && foreign_cookie(&d, req.headers()) => cross_origin(),
         None => unauthorized(),
         Some(Credential::Cookie) if !read && !same_origin(req.headers()) => cross_origin(),
         Some(_) => next.run(req).await,
@@ -121,6 +124,19 @@ pub(super) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
     if !matches!(fetch_site, None | Some("same-origin") | Some("none")) {
         return None;
     }
+    raw_cookie(headers)
+}
+
+/// Whether a request without a bearer header carries the daemon's token in
+/// the cookie that [`cookie_token`] ignored as another site's.
+fn foreign_cookie(daemon: &Daemon, headers: &HeaderMap) -> bool {
+    headers.get(header::AUTHORIZATION).is_none()
+        && cookie_token(headers).is_none()
+        && raw_cookie(headers).is_some_and(|t| token_matches(&daemon.token, t))
+}
+
+/// The `portflow_token` cookie's value, whoever sent it.
+fn raw_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -13,6 +13,7 @@ mod scan;
 mod scheduler;
 mod state;
 mod web;
+mod worklist;
 
 use std::io::Read;
 use std::net::SocketAddr;

@@ -1,5 +1,6 @@
 //! Per-run figures that the daemon's status page and `/metrics` read every few
-//! seconds: instances per state, who is out of service, ended outage lengths.
+//! seconds: instances per state, who is out of service, ended outage lengths,
+//! who waits for a person, every subject's state, the porting window.
 //!
 //! Reading them means decoding every instance of every run, so they are cached
 //! per run. A run at rest (finished and not driven) changes only through an
@@ -11,11 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::app::backends::manual_ops;
 use crate::app::outages::{for_each_head, DownRow, Head};
-use crate::app::runs::pinned_workflow;
+use crate::app::runs::{pinned_workflow, stored_run_file};
 use crate::clock::{Stopwatch, Timestamp};
+use crate::daemon::worklist::{self, WorkItem, WorkKind};
 use crate::engine::run::RunRecord;
 use crate::metrics::{Family, Histogram, HistogramSnapshot, MetricType, OUTAGE_BUCKETS};
+use crate::schedule::Window;
+use crate::spec::runfile::WindowSpec;
 use crate::store::{Store, StoreError};
 
 /// How stale the figures of a run in motion may be.
@@ -30,6 +35,24 @@ pub(crate) struct RunScan {
     pub down: Vec<DownRow>,
     /// Lengths of the run's ended outages.
     pub ended: HistogramSnapshot,
+    /// Instances waiting for a person, in index order.
+    pub work: Vec<WorkItem>,
+    /// Every subject with its state name, in index order (for search).
+    pub subjects: Vec<(String, &'static str)>,
+    /// Step ids of the pinned workflow, read only when someone is down or
+    /// waits for a person (empty otherwise).
+    pub steps: Vec<String>,
+    /// The run's porting window, while the run is unfinished.
+    pub window: Option<RunWindow>,
+}
+
+/// A run's porting window as its run file writes it, compiled.
+#[derive(Debug)]
+pub(crate) struct RunWindow {
+    /// The stored `window:` block.
+    pub spec: WindowSpec,
+    /// It compiled.
+    pub window: Window,
 }
 
 impl RunScan {
@@ -38,27 +61,55 @@ impl RunScan {
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
         let ended = Histogram::new(OUTAGE_BUCKETS);
         let mut down: Vec<Head> = Vec::new();
+        let mut work = Vec::new();
+        let mut subjects = Vec::new();
         for_each_head(store, &record.id, &mut |h| {
             *counts.entry(h.status.name()).or_insert(0) += 1;
             for o in &h.outages {
                 ended.observe(o.end.since(o.start));
             }
+            work.extend(worklist::of_head(&h));
+            subjects.push((h.subject.clone(), h.status.name()));
             if h.down.is_some() {
                 down.push(h);
             }
         })?;
-        // Parse the pinned workflow (for step names) only when someone is down.
-        let steps: Vec<String> = if down.is_empty() {
-            Vec::new()
+        // Parse the pinned workflow (for step names) only when someone is down
+        // or waits; the stored run file only for waits and an unfinished run's window.
+        let wf = if down.is_empty() && work.is_empty() {
+            None
         } else {
-            pinned_workflow(record)
-                .map(|wf| wf.steps.iter().map(|s| s.id.clone()).collect())
-                .unwrap_or_default()
+            pinned_workflow(record).ok()
+        };
+        let steps: Vec<String> = wf
+            .as_ref()
+            .map(|wf| wf.steps.iter().map(|s| s.id.clone()).collect())
+            .unwrap_or_default();
+        let needs_file = !work.is_empty() || record.finished_at.is_none();
+        let file = needs_file.then(|| stored_run_file(record).ok()).flatten();
+        let work = match (&wf, &file) {
+            (Some(wf), Some(file)) => worklist::signal_only(work, wf, &manual_ops(file)),
+            // Without them no wait can be judged: keep what is blocked.
+            _ => work
+                .into_iter()
+                .filter(|w| w.kind != WorkKind::SignalOnly)
+                .collect(),
+        };
+        let window = match (record.finished_at, file) {
+            (None, Some(file)) => file.window.and_then(|spec| {
+                let window = spec.compile().ok()?;
+                Some(RunWindow { spec, window })
+            }),
+            _ => None,
         };
         Ok(RunScan {
             counts,
             down: down.iter().filter_map(|h| DownRow::of(h, &steps)).collect(),
             ended: ended.snapshot(),
+            work,
+            subjects,
+            steps,
+            window,
         })
     }
 }

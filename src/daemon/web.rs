@@ -1,6 +1,7 @@
 //! The daemon's browser side: the status page (`GET /`), its sign-in (a cookie
-//! holding the token), `GET /metrics` for Prometheus, `GET /api/attention` and
-//! `GET /api/out-of-service`.
+//! holding the token), `GET /metrics` for Prometheus, and the views the page
+//! reads: `GET /api/attention`, `/api/out-of-service`, `/api/worklist`,
+//! `/api/subjects?q=` and `/api/windows`.
 //!
 //! The page is one static asset ([`PAGE`]) that never contains the token: its
 //! script reads the JSON API with the cookie the browser sends.
@@ -15,13 +16,15 @@ use serde_json::{json, Value};
 use super::auth::{authorized, token_matches, COOKIE};
 use super::scan::{self, RunScan, TTL};
 use super::state::{Daemon, Shared};
-use crate::api::{LimitQuery, LoginForm, PageQuery};
+use super::worklist;
+use crate::api::{LimitQuery, LoginForm, PageQuery, SearchQuery};
 use crate::app::outages::sort_down;
 use crate::app::runs::run_clock;
-use crate::app::Result;
+use crate::app::{Error, Result};
 use crate::engine::instance::Status;
 use crate::engine::run::RunRecord;
 use crate::metrics::{self, Family, MetricType};
+use crate::report::normalise::{normalise, Grouper};
 use crate::store::records;
 
 /// The status page and its sign-in form: HTML, CSS and JS in one file.
@@ -35,6 +38,9 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/metrics", get(metrics_text))
         .route("/api/attention", get(attention))
         .route("/api/out-of-service", get(out_of_service))
+        .route("/api/worklist", get(worklist_view))
+        .route("/api/subjects", get(subjects))
+        .route("/api/windows", get(windows))
 }
 
 /// Headers every page answer carries: nothing cached, nothing framed, no referrer.
@@ -181,8 +187,9 @@ fn needs_operator(s: &Status) -> Option<(usize, &str)> {
 fn attention_list(d: &Shared, limit: usize) -> Result<Value> {
     let mut out = Vec::new();
     let mut total = 0usize;
+    let mut grouper = Grouper::new();
     let mut runs = records::list_runs(&*d.store)?;
-    runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    newest_first(&mut runs, |r| r);
     for r in runs {
         let mut steps: Option<Vec<String>> = None;
         for i in records::list_instances(&*d.store, &r.id)? {
@@ -190,6 +197,8 @@ fn attention_list(d: &Shared, limit: usize) -> Result<Value> {
                 continue;
             };
             total += 1;
+            // Every instance counts in its cause's group, listed or not.
+            grouper.add(&i.subject, why, &i.inputs);
             if out.len() >= limit {
                 continue;
             }
@@ -205,10 +214,16 @@ fn attention_list(d: &Shared, limit: usize) -> Result<Value> {
                 "state": i.status.name(),
                 "step": ids.get(step),
                 "reason": why.chars().take(300).collect::<String>(),
+                "cause": normalise(why, &i.inputs),
             }));
         }
     }
-    Ok(json!({"instances": out, "total": total, "truncated": total > out.len()}))
+    Ok(json!({
+        "instances": out,
+        "groups": grouper.finish(),
+        "total": total,
+        "truncated": total > out.len(),
+    }))
 }
 
 async fn attention(State(d): State<Shared>, Query(q): Query<LimitQuery>) -> Response {
@@ -266,6 +281,122 @@ fn out_of_service_list(d: &Shared, limit: usize) -> Result<Value> {
 async fn out_of_service(State(d): State<Shared>, Query(q): Query<LimitQuery>) -> Response {
     let limit = q.limit.unwrap_or(50).min(1000);
     match out_of_service_list(&d, limit) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Sort runs newest first (then by id, descending).
+fn newest_first<T>(runs: &mut [T], record: impl Fn(&T) -> &RunRecord) {
+    runs.sort_by(|a, b| {
+        let (a, b) = (record(a), record(b));
+        b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id))
+    });
+}
+
+/// Who waits for a person, grouped by run (newest first) and step; each
+/// group lists at most `limit` subjects.
+fn worklist_list(d: &Shared, limit: usize) -> Result<Value> {
+    let mut runs = run_scans(d)?;
+    newest_first(&mut runs, |(r, _)| r);
+    let mut groups = Vec::new();
+    let mut total = 0usize;
+    for (r, scan) in &runs {
+        total += scan.work.len();
+        groups.extend(
+            worklist::groups(&r.id, &scan.steps, &scan.work, limit)
+                .into_iter()
+                .map(|mut g| {
+                    g["label"] = json!(r.label);
+                    g
+                }),
+        );
+    }
+    Ok(json!({"groups": groups, "total": total}))
+}
+
+async fn worklist_view(State(d): State<Shared>, Query(q): Query<LimitQuery>) -> Response {
+    let limit = q.limit.unwrap_or(50).min(1000);
+    match worklist_list(&d, limit) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Subjects containing `q` (case-insensitive) in every run: exact matches
+/// first, then prefixes, then the rest; newest run first within each.
+fn search_subjects(d: &Shared, q: &str, limit: usize) -> Result<Value> {
+    let needle = q.trim().to_lowercase();
+    if needle.is_empty() {
+        return Err(Error::input("give `q`: a subject or part of one"));
+    }
+    let mut runs = run_scans(d)?;
+    newest_first(&mut runs, |(r, _)| r);
+    let mut hits = Vec::new();
+    for (order, (r, scan)) in runs.iter().enumerate() {
+        for (subject, state) in &scan.subjects {
+            let lower = subject.to_lowercase();
+            let rank = if lower == needle {
+                0
+            } else if lower.starts_with(&needle) {
+                1
+            } else if lower.contains(&needle) {
+                2
+            } else {
+                continue;
+            };
+            hits.push((rank, order, r.id.as_str(), subject.as_str(), *state));
+        }
+    }
+    // Stable: index order within a run stays.
+    hits.sort_by_key(|(rank, order, ..)| (*rank, *order));
+    let total = hits.len();
+    let matches: Vec<Value> = hits
+        .iter()
+        .take(limit)
+        .map(|(_, _, run, subject, state)| json!({"run": run, "subject": subject, "state": state}))
+        .collect();
+    Ok(json!({"q": q, "matches": matches, "total": total, "truncated": total > matches.len()}))
+}
+
+async fn subjects(State(d): State<Shared>, Query(q): Query<SearchQuery>) -> Response {
+    let limit = q.limit.unwrap_or(50).min(1000);
+    match search_subjects(&d, &q.q, limit) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The porting window of every unfinished run that has one: open now or not,
+/// when it opens and closes next, at the run's own clock.
+fn windows_list(d: &Shared) -> Result<Value> {
+    let mut runs = run_scans(d)?;
+    newest_first(&mut runs, |(r, _)| r);
+    let out: Vec<Value> = runs
+        .iter()
+        .filter_map(|(r, scan)| {
+            let w = scan.window.as_ref()?;
+            let now = run_clock(r).now();
+            let at = |t: Option<crate::clock::Timestamp>| t.map(|t| t.rfc3339());
+            Some(json!({
+                "run": r.id,
+                "label": r.label,
+                "cron": w.spec.cron,
+                "duration": w.spec.duration,
+                "timezone": w.spec.timezone,
+                "open": w.window.contains(now),
+                "opens": at(w.window.next_open(now)),
+                "closes": at(w.window.closes_at(now)),
+                "now": now.rfc3339(),
+                "scaled": r.clock.is_some(),
+            }))
+        })
+        .collect();
+    Ok(json!({"windows": out}))
+}
+
+async fn windows(State(d): State<Shared>) -> Response {
+    match windows_list(&d) {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }

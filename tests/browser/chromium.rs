@@ -42,18 +42,21 @@ pub fn chromium() -> Option<PathBuf> {
     None
 }
 
+/// The flags of every headless Chromium the tests start.
+pub const HEADLESS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--hide-scrollbars",
+];
+
 /// Run headless Chromium with its own profile; stdout goes to `out`.
 pub fn run_chromium(browser: &Path, profile: &Path, args: &[String], out: &Path) {
     let mut child = Command::new(browser)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--virtual-time-budget=5000",
-        ])
+        .args(HEADLESS)
+        .arg("--virtual-time-budget=5000")
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .stdin(Stdio::null())

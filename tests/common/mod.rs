@@ -564,6 +564,18 @@ pub fn kill_daemon(mut d: Daemon) {
     let _ = d.child.wait();
 }
 
+/// A stored instance status's phase (or state, when not running) and step index.
+pub fn phase_and_step(status: &serde_json::Value) -> (String, Option<u64>) {
+    (
+        status["phase"]["phase"]
+            .as_str()
+            .or(status["state"].as_str())
+            .unwrap_or_default()
+            .to_string(),
+        status["step"].as_u64(),
+    )
+}
+
 /// Poll `f` every 100 ms until it returns `Some`, for at most `secs` seconds.
 pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let t0 = std::time::Instant::now();
