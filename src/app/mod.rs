@@ -11,6 +11,7 @@ pub mod error;
 pub mod operate;
 pub mod outages;
 pub mod plan;
+pub mod report;
 pub mod runpath;
 pub mod runs;
 pub mod schedules;
