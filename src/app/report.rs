@@ -3,6 +3,8 @@
 //! The per-subject facts are the ones `show --json` gives: the instance
 //! snapshot and its history.
 
+use std::path::Path;
+
 use chrono_tz::Tz;
 
 use super::runs::{load_run, pinned_workflow, run_clock, stored_run_file};
@@ -30,6 +32,54 @@ pub fn report_text(
     build(store, &record)?
         .render(format, zone)
         .map_err(|e| Error::runtime(format!("writing the CSV report: {e}")))
+}
+
+/// The format a report is written in: `--format`; else `json` with
+/// `--json`; else the extension of `--out` (`.csv`, `.json`, `.html`); else
+/// none (the caller's default). `--json` with another `--format` is an error.
+pub fn choose_format(
+    json: bool,
+    format: Option<Format>,
+    out: Option<&Path>,
+) -> Result<Option<Format>> {
+    match (json, format) {
+        (true, Some(f)) if f != Format::Json => Err(Error::input(format!(
+            "--json and --format {} exclude each other",
+            f.name()
+        ))
+        .hint("drop --json, or use --format json")),
+        (_, Some(f)) => Ok(Some(f)),
+        (true, None) => Ok(Some(Format::Json)),
+        (false, None) => Ok(out.and_then(Format::of_path)),
+    }
+}
+
+/// Write `text` to `path` whole or not at all: into a temporary file beside
+/// it, synced, then renamed over it.
+pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let cannot = |e: std::io::Error| {
+        Error::input(format!("cannot write {}: {e}", path.display()))
+            .hint("choose a writable path for --out")
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::input(format!("--out {}: not a file name", path.display())))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    let done = written.and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(cannot(e));
+    }
+    Ok(())
 }
 
 /// The display zone of a run when the operator names none: its porting
@@ -364,6 +414,31 @@ mod tests {
         let g = &sum.funnel[gate];
         assert_eq!((g.reached, g.stopped, g.passed), (3, 1, 2));
         assert_eq!(sum.funnel[failed_at].stopped, 1);
+    }
+
+    #[test]
+    fn the_format_comes_from_the_flag_then_json_then_the_file_name() {
+        let html = Some(Path::new("out/r.html"));
+        assert_eq!(choose_format(false, None, html).ok().flatten(), Some(Format::Html));
+        assert_eq!(
+            choose_format(false, Some(Format::Csv), html).ok().flatten(),
+            Some(Format::Csv)
+        );
+        assert_eq!(choose_format(true, None, html).ok().flatten(), Some(Format::Json));
+        assert_eq!(choose_format(false, None, Some(Path::new("r.txt"))).ok().flatten(), None);
+        assert!(choose_format(true, Some(Format::Html), None).is_err());
+    }
+
+    #[test]
+    fn a_report_file_is_replaced_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, "old").expect("write");
+        write_atomically(&path, "new,text\n").expect("written");
+        assert_eq!(std::fs::read_to_string(&path).ok().as_deref(), Some("new,text\n"));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+        assert_eq!(names.len(), 1, "no temporary file is left");
+        assert!(write_atomically(&dir.path().join("missing/r.csv"), "x").is_err());
     }
 
     #[test]

@@ -109,7 +109,9 @@ fn sled_panics_are_damage() {
 async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
     match cmd {
         Command::Validate { files } => validate(app, &files),
-        Command::Plan { file } => plan::plan(app, &file).await,
+        Command::Plan { file, format, out } => {
+            plan::plan(app, &file, format.map(Into::into), out.as_deref()).await
+        }
         Command::Doctor { file } => plan::doctor(app, &file).await,
         Command::Run { file, listen } => runs::run(app, &file, listen).await,
         Command::Resume {
@@ -128,6 +130,9 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
         }
         Command::Status { run } => inspect::status(app, run.as_deref()).await,
         Command::Show { run, subject } => inspect::show(app, &run, &subject).await,
+        Command::Report { run, format, out } => {
+            inspect::report(app, &run, format.map(Into::into), out.as_deref()).await
+        }
         Command::Outages { run, csv } => inspect::outages(app, &run, csv).await,
         Command::Approve {
             run,

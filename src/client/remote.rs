@@ -21,6 +21,7 @@ use crate::app::outages::Format;
 use crate::app::schedules::ScheduleOp;
 use crate::app::{App, Error, Result};
 use crate::report::exit;
+use crate::report::run_report::Format as ReportFormat;
 
 /// A daemon named by `daemon.json` (it may have died since).
 pub struct Daemon {
@@ -130,10 +131,11 @@ impl Daemon {
     }
 
     /// `plan FILE` here, the daemon holding the simulated tenants.
-    pub fn plan(&self, file: &Path, json: bool) -> Result<(String, u8)> {
+    pub fn plan(&self, file: &Path, json: bool, format: Option<ReportFormat>) -> Result<(String, u8)> {
         let body = RunFileBody {
             run_file: absolute(file)?,
             json,
+            format: format.map(|f| f.name().to_string()),
         };
         let out: Output = self.call("POST", "/api/cli/plan", Some(&body))?;
         Ok((out.output, out.code.unwrap_or(exit::OK)))
@@ -162,6 +164,7 @@ impl Daemon {
         let body = RunFileBody {
             run_file: absolute(file)?,
             json: false,
+            format: None,
         };
         self.call("POST", "/api/runs", Some(&body))
     }
@@ -327,6 +330,18 @@ impl Service for Daemon {
                 enc(run),
                 format == Format::Json,
                 format == Format::Csv
+            ),
+        )
+    }
+
+    async fn report(&self, run: &str, format: ReportFormat, zone: Option<&str>) -> Result<String> {
+        self.text(
+            "report",
+            &format!(
+                "run={}&format={}&tz={}",
+                enc(run),
+                format.name(),
+                enc(zone.unwrap_or_default())
             ),
         )
     }
