@@ -296,7 +296,10 @@ mod tests {
             scale: 600.0,
         };
         // 10 virtual minutes after the anchor are 1 real second after it.
-        assert_eq!(c.real_of(Timestamp(5_000_000 + 600_000)), Timestamp(1_001_000));
+        assert_eq!(
+            c.real_of(Timestamp(5_000_000 + 600_000)),
+            Timestamp(1_001_000)
+        );
         assert_eq!(c.real_of(Timestamp(5_000_000)), Timestamp(1_000_000));
     }
 

@@ -472,11 +472,7 @@ pub async fn plan_loaded(
             );
         }
     }
-    let code = if none_blocked {
-        exit::OK
-    } else {
-        exit::FAILED
-    };
+    let code = if none_blocked { exit::OK } else { exit::FAILED };
     Ok((out, code))
 }
 

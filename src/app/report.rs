@@ -169,15 +169,16 @@ fn subject_row(
     let mut error_class = None;
     let mut actions = Vec::new();
     for e in events {
-        let mut act = |action: &'static str, by: &str, step: Option<&str>, detail: Option<String>| {
-            actions.push(Action {
-                action,
-                by: by.to_string(),
-                at: at(e.at),
-                step: step.map(str::to_string),
-                detail,
-            })
-        };
+        let mut act =
+            |action: &'static str, by: &str, step: Option<&str>, detail: Option<String>| {
+                actions.push(Action {
+                    action,
+                    by: by.to_string(),
+                    at: at(e.at),
+                    step: step.map(str::to_string),
+                    detail,
+                })
+            };
         match &e.kind {
             EventKind::ActionFailed {
                 error,
@@ -219,7 +220,11 @@ fn subject_row(
         inst.status,
         Status::Failed { .. } | Status::RolledBack { .. } | Status::NeedsAttention { .. }
     );
-    if error_class.is_none() && message.as_deref().is_some_and(|m| m.starts_with("refused:")) {
+    if error_class.is_none()
+        && message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("refused:"))
+    {
         error_class = Some("refused".into());
     }
     if !stopped && !matches!(inst.status, Status::Compensating { .. }) {
@@ -419,13 +424,24 @@ mod tests {
     #[test]
     fn the_format_comes_from_the_flag_then_json_then_the_file_name() {
         let html = Some(Path::new("out/r.html"));
-        assert_eq!(choose_format(false, None, html).ok().flatten(), Some(Format::Html));
+        assert_eq!(
+            choose_format(false, None, html).ok().flatten(),
+            Some(Format::Html)
+        );
         assert_eq!(
             choose_format(false, Some(Format::Csv), html).ok().flatten(),
             Some(Format::Csv)
         );
-        assert_eq!(choose_format(true, None, html).ok().flatten(), Some(Format::Json));
-        assert_eq!(choose_format(false, None, Some(Path::new("r.txt"))).ok().flatten(), None);
+        assert_eq!(
+            choose_format(true, None, html).ok().flatten(),
+            Some(Format::Json)
+        );
+        assert_eq!(
+            choose_format(false, None, Some(Path::new("r.txt")))
+                .ok()
+                .flatten(),
+            None
+        );
         assert!(choose_format(true, Some(Format::Html), None).is_err());
     }
 
@@ -435,7 +451,10 @@ mod tests {
         let path = dir.path().join("r.csv");
         std::fs::write(&path, "old").expect("write");
         write_atomically(&path, "new,text\n").expect("written");
-        assert_eq!(std::fs::read_to_string(&path).ok().as_deref(), Some("new,text\n"));
+        assert_eq!(
+            std::fs::read_to_string(&path).ok().as_deref(),
+            Some("new,text\n")
+        );
         let names: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
         assert_eq!(names.len(), 1, "no temporary file is left");
         assert!(write_atomically(&dir.path().join("missing/r.csv"), "x").is_err());

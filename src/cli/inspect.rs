@@ -44,11 +44,16 @@ pub async fn report(
     format: Option<ReportFormat>,
     out: Option<&Path>,
 ) -> Result<u8, CliError> {
-    let format = crate::app::report::choose_format(app.json, format, out)?.unwrap_or(ReportFormat::Json);
+    let format =
+        crate::app::report::choose_format(app.json, format, out)?.unwrap_or(ReportFormat::Json);
     let conn = connect(app)?;
     let run = conn.run_id(run).await?;
     let text = conn.service().report(&run, format, None).await?;
-    emit(&text, out, &format!("the {} report of run {run}", format.name()))?;
+    emit(
+        &text,
+        out,
+        &format!("the {} report of run {run}", format.name()),
+    )?;
     Ok(exit::OK)
 }
 

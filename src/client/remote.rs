@@ -131,7 +131,12 @@ impl Daemon {
     }
 
     /// `plan FILE` here, the daemon holding the simulated tenants.
-    pub fn plan(&self, file: &Path, json: bool, format: Option<ReportFormat>) -> Result<(String, u8)> {
+    pub fn plan(
+        &self,
+        file: &Path,
+        json: bool,
+        format: Option<ReportFormat>,
+    ) -> Result<(String, u8)> {
         let body = RunFileBody {
             run_file: absolute(file)?,
             json,

@@ -39,7 +39,8 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 /// What the status page may load: its own inline script and style, the API.
-const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+const PAGE_CSP: &str =
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
      connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'";
 
 fn page_headers(resp: &mut Response) {

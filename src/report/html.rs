@@ -108,8 +108,11 @@ pub enum Cell {
     Lines(Vec<String>),
 }
 
+/// A table row: its `data-*` attributes (name without `data-`, value), its cells.
+pub type Row = (Vec<(&'static str, String)>, Vec<Cell>);
+
 /// A table: a header, then rows each with its `data-*` attributes.
-pub fn table(headers: &[&str], rows: &[(Vec<(&str, String)>, Vec<Cell>)]) -> String {
+pub fn table(headers: &[&str], rows: &[Row]) -> String {
     let mut out = String::from("<table><thead><tr>");
     for h in headers {
         let _ = write!(out, "<th>{}</th>", escape_html(h));
@@ -162,7 +165,7 @@ pub struct Bar {
 pub fn bar_chart(id: &str, attr: &str, title: &str, bars: &[Bar]) -> String {
     const WIDTH: usize = 900;
     const LABEL: usize = 280;
-    const ROW: usize = 24;
+    const ROW: usize = 18;
     let track = WIDTH - LABEL - 60;
     let max = bars.iter().map(|b| b.count).max().unwrap_or(0).max(1);
     let height = ROW * bars.len().max(1) + 8;
@@ -187,9 +190,9 @@ pub fn bar_chart(id: &str, attr: &str, title: &str, bars: &[Bar]) -> String {
             out,
             "><text x=\"0\" y=\"{}\">{}</text><rect class=\"track\" x=\"{LABEL}\" y=\"{y}\" \
              width=\"{track}\" height=\"{}\"/>",
-            y + 15,
+            y + 12,
             escape_html(&b.label),
-            ROW - 6
+            ROW - 4
         );
         let mut x = LABEL;
         for (class, n) in &b.parts {
@@ -198,7 +201,7 @@ pub fn bar_chart(id: &str, attr: &str, title: &str, bars: &[Bar]) -> String {
                 let _ = write!(
                     out,
                     "<rect class=\"{class}\" x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{}\"/>",
-                    ROW - 6
+                    ROW - 4
                 );
             }
             x += w;
@@ -207,7 +210,7 @@ pub fn bar_chart(id: &str, attr: &str, title: &str, bars: &[Bar]) -> String {
             out,
             "<text x=\"{}\" y=\"{}\">{}</text></g>",
             x + 6,
-            y + 15,
+            y + 12,
             b.count
         );
     }
@@ -233,6 +236,29 @@ pub fn legend(items: &[(&str, &str)]) -> String {
     }
     out.push_str("</p>\n");
     out
+}
+
+/// Causes grouped by [`super::normalise::Grouper`] as a table whose rows carry
+/// `data-count`; `none` when there is none. `what` heads the cause column.
+pub fn groups_table(groups: &[super::normalise::Group], what: &str, none: &str) -> String {
+    if groups.is_empty() {
+        return para("muted", none);
+    }
+    let rows: Vec<Row> = groups
+        .iter()
+        .map(|g| {
+            (
+                vec![("count", g.count.to_string())],
+                vec![
+                    Cell::Num(g.count.to_string()),
+                    Cell::Msg(g.cause.clone()),
+                    Cell::Lines(g.examples.clone()),
+                    Cell::Lines(g.subjects.clone()),
+                ],
+            )
+        })
+        .collect();
+    table(&["count", what, "examples", "e.g. subjects"], &rows)
 }
 
 /// A paragraph of text.
@@ -274,7 +300,10 @@ mod tests {
                 parts: vec![("passed", 1), ("stopped", 1)],
             }],
         );
-        assert!(c.contains("data-step=\"&quot;x\" data-count=\"2\" data-passed=\"1\""), "{c}");
+        assert!(
+            c.contains("data-step=\"&quot;x\" data-count=\"2\" data-passed=\"1\""),
+            "{c}"
+        );
         assert!(c.contains("&lt;y&gt;") && !c.contains("<y>"), "{c}");
         let p = page("<t>", "<s>", Some("<l>"), "");
         assert!(!p.contains("<t>") && !p.contains("<s>") && !p.contains("<l>"));

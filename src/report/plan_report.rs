@@ -112,30 +112,12 @@ impl PlanReport {
             ),
         ));
         let groups = self.groups();
-        let inner = if groups.is_empty() {
-            html::para("muted", "Nothing blocks any subject.")
-        } else {
-            let rows: Vec<(Vec<(&str, String)>, Vec<Cell>)> = groups
-                .iter()
-                .map(|g| {
-                    (
-                        vec![("count", g.count.to_string())],
-                        vec![
-                            Cell::Num(g.count.to_string()),
-                            Cell::Msg(g.cause.clone()),
-                            Cell::Lines(g.examples.clone()),
-                            Cell::Lines(g.subjects.clone()),
-                        ],
-                    )
-                })
-                .collect();
-            html::table(&["count", "blocker", "examples", "e.g. subjects"], &rows)
-        };
+        let inner = html::groups_table(&groups, "blocker", "Nothing blocks any subject.");
         body.push_str(&html::section("groups", "Blocked, by cause", &inner));
         let mut headers = vec!["subject"];
         headers.extend(self.inputs.iter().map(String::as_str));
         headers.extend(["status", "blockers", "path"]);
-        let rows: Vec<(Vec<(&str, String)>, Vec<Cell>)> = self
+        let rows: Vec<html::Row> = self
             .subjects
             .iter()
             .map(|p| {
@@ -200,10 +182,11 @@ mod tests {
     fn sample() -> PlanReport {
         let row = |i: u32, blockers: Vec<String>| PlanRow {
             subject: format!("user{i:04}@contoso.com"),
-            inputs: json!({"user": format!("user{i:04}@contoso.com"), "number": format!("+1425{i:07}")})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
+            inputs:
+                json!({"user": format!("user{i:04}@contoso.com"), "number": format!("+1425{i:07}")})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
             blockers,
             path: vec!["inspect".into(), "assign".into()],
         };
@@ -239,15 +222,22 @@ mod tests {
         assert_eq!(g[0].count, 3);
         let csv = p.to_csv().unwrap_or_default();
         let mut lines = csv.lines();
-        assert_eq!(lines.next(), Some("subject,user,number,status,blockers,path"));
+        assert_eq!(
+            lines.next(),
+            Some("subject,user,number,status,blockers,path")
+        );
         assert!(
-            lines.next().unwrap_or_default().starts_with(
-                "user0000@contoso.com,user0000@contoso.com,'+14250000000,ready,,"
-            ),
+            lines
+                .next()
+                .unwrap_or_default()
+                .starts_with("user0000@contoso.com,user0000@contoso.com,'+14250000000,ready,,"),
             "{csv}"
         );
         let page = p.to_html(Tz::UTC);
-        assert!(page.contains("data-state=\"blocked\" data-count=\"3\""), "{page}");
+        assert!(
+            page.contains("data-state=\"blocked\" data-count=\"3\""),
+            "{page}"
+        );
         assert!(page.contains("<tr data-count=\"3\">"), "{page}");
     }
 }

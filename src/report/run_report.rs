@@ -450,11 +450,7 @@ impl RunReport {
         for r in &self.subjects {
             let mut row: Vec<String> = vec![r.idx.to_string(), r.subject.clone()];
             for name in &self.inputs {
-                row.push(match r.inputs.get(name) {
-                    Some(Value::String(s)) => s.clone(),
-                    None | Some(Value::Null) => String::new(),
-                    Some(v) => v.to_string(),
-                });
+                row.push(input_text(&r.inputs, name));
             }
             row.push(r.state.into());
             row.push(r.step.clone().unwrap_or_default());
@@ -540,11 +536,12 @@ impl RunReport {
                 parts: vec![("passed", f.passed), ("at", f.at), ("stopped", f.stopped)],
             })
             .collect();
-        let funnel = html::legend(&[
-            ("passed", "went past it"),
-            ("at", "still there"),
-            ("stopped", "stopped there"),
-        ]) + &html::bar_chart("funnel-chart", "step", "Subjects reaching each step", &bars);
+        let funnel =
+            html::legend(&[
+                ("passed", "went past it"),
+                ("at", "still there"),
+                ("stopped", "stopped there"),
+            ]) + &html::bar_chart("funnel-chart", "step", "Subjects reaching each step", &bars);
         body.push_str(&html::section("funnel", "Per step", &funnel));
         let o = &s.outages;
         let mut line = format!(
@@ -554,7 +551,10 @@ impl RunReport {
             human_duration(round_s(o.total))
         );
         if let Some((d, who)) = &o.longest {
-            line.push_str(&format!(", longest {} ({who})", human_duration(round_s(*d))));
+            line.push_str(&format!(
+                ", longest {} ({who})",
+                human_duration(round_s(*d))
+            ));
         }
         if self.time_scale.is_some() {
             line.push_str(" · on the rehearsal's virtual clock");
@@ -572,26 +572,7 @@ impl RunReport {
         let outages = html::para("", &line)
             + &html::bar_chart("outage-chart", "bucket", "Outages by length", &bars);
         body.push_str(&html::section("outages", "Time out of service", &outages));
-        let groups = if s.groups.is_empty() {
-            html::para("muted", "No subject failed.")
-        } else {
-            let rows: Vec<(Vec<(&str, String)>, Vec<Cell>)> = s
-                .groups
-                .iter()
-                .map(|g| {
-                    (
-                        vec![("count", g.count.to_string())],
-                        vec![
-                            Cell::Num(g.count.to_string()),
-                            Cell::Msg(g.cause.clone()),
-                            Cell::Lines(g.examples.clone()),
-                            Cell::Lines(g.subjects.clone()),
-                        ],
-                    )
-                })
-                .collect();
-            html::table(&["count", "cause", "examples", "e.g. subjects"], &rows)
-        };
+        let groups = html::groups_table(&s.groups, "cause", "No subject failed.");
         body.push_str(&html::section("groups", "Problems by cause", &groups));
         let scaled = self.time_scale.is_some();
         let mut headers = vec!["#", "subject"];
@@ -601,17 +582,13 @@ impl RunReport {
             headers.extend(["start (virtual, UTC)", "end (virtual, UTC)"]);
         }
         headers.extend(["out of service", "calls", "who did what"]);
-        let rows: Vec<(Vec<(&str, String)>, Vec<Cell>)> = self
+        let rows: Vec<html::Row> = self
             .subjects
             .iter()
             .map(|r| {
                 let mut cells = vec![Cell::Num(r.idx.to_string()), Cell::Text(r.subject.clone())];
                 for name in &self.inputs {
-                    cells.push(Cell::Text(match r.inputs.get(name) {
-                        Some(Value::String(v)) => v.clone(),
-                        None | Some(Value::Null) => String::new(),
-                        Some(v) => v.to_string(),
-                    }));
+                    cells.push(Cell::Text(input_text(&r.inputs, name)));
                 }
                 cells.push(Cell::Text(r.state.replace('_', " ")));
                 cells.push(Cell::Text(r.step.clone().unwrap_or_default()));
@@ -621,9 +598,8 @@ impl RunReport {
                     _ => String::new(),
                 };
                 cells.push(Cell::Msg(error));
-                let utc = |a: &Option<At>| {
-                    a.map_or(Vec::new(), |a| vec![local(&a), a.real.rfc3339()])
-                };
+                let utc =
+                    |a: &Option<At>| a.map_or(Vec::new(), |a| vec![local(&a), a.real.rfc3339()]);
                 cells.push(Cell::Lines(utc(&r.start)));
                 cells.push(Cell::Lines(utc(&r.end)));
                 if scaled {
@@ -693,6 +669,15 @@ impl RunReport {
             Format::Csv => self.to_csv(zone)?,
             Format::Html => self.to_html(zone),
         })
+    }
+}
+
+/// An input's value as a cell's text (an absent one is empty).
+fn input_text(inputs: &Map<String, Value>, name: &str) -> String {
+    match inputs.get(name) {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(v) => v.to_string(),
     }
 }
 
@@ -810,7 +795,12 @@ pub(crate) mod tests {
         let s = sample().summary();
         assert_eq!(
             s.states,
-            vec![("pending", 1), ("blocked", 1), ("succeeded", 1), ("failed", 2)]
+            vec![
+                ("pending", 1),
+                ("blocked", 1),
+                ("succeeded", 1),
+                ("failed", 2)
+            ]
         );
         let f: Vec<(usize, usize, usize, usize)> = s
             .funnel
@@ -858,9 +848,15 @@ pub(crate) mod tests {
         let mut r = sample();
         r.subjects[4].subject = "<script>alert(1)</script>".into();
         let page = r.to_html(Tz::UTC);
-        assert!(page.contains("data-state=\"failed\" data-count=\"2\""), "{page}");
+        assert!(
+            page.contains("data-state=\"failed\" data-count=\"2\""),
+            "{page}"
+        );
         assert!(page.contains("data-step=\"check\" data-count=\"4\" data-passed=\"2\" data-at=\"0\" data-stopped=\"2\""), "{page}");
-        assert!(page.contains("data-bucket=\"4h-plus\" data-count=\"1\""), "{page}");
+        assert!(
+            page.contains("data-bucket=\"4h-plus\" data-count=\"1\""),
+            "{page}"
+        );
         assert!(page.contains("<tr data-count=\"2\">"), "{page}");
         assert!(page.contains("id=\"live\""), "{page}");
         assert!(!page.contains("<script"), "{page}");
@@ -885,6 +881,10 @@ pub(crate) mod tests {
         assert_eq!(v["summary"]["states"]["failed"], 2);
         assert_eq!(v["summary"]["groups"][0]["count"], 2);
         let csv = r.to_csv(zone).unwrap_or_default();
-        assert!(csv.lines().next().unwrap_or_default().contains("start_virtual_utc"));
+        assert!(csv
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("start_virtual_utc"));
     }
 }

@@ -31,9 +31,18 @@ mod tests {
         let winter = Timestamp::parse_rfc3339("2026-11-23T22:15:00Z").unwrap_or_default();
         let summer = Timestamp::parse_rfc3339("2026-07-01T22:15:00Z").unwrap_or_default();
         let berlin = parse_zone("Europe/Berlin").unwrap_or(Tz::UTC);
-        assert_eq!(local_rfc3339(winter, berlin), "2026-11-23T23:15:00.000+01:00");
-        assert_eq!(local_rfc3339(summer, berlin), "2026-07-02T00:15:00.000+02:00");
-        assert_eq!(local_rfc3339(winter, Tz::UTC), "2026-11-23T22:15:00.000+00:00");
+        assert_eq!(
+            local_rfc3339(winter, berlin),
+            "2026-11-23T23:15:00.000+01:00"
+        );
+        assert_eq!(
+            local_rfc3339(summer, berlin),
+            "2026-07-02T00:15:00.000+02:00"
+        );
+        assert_eq!(
+            local_rfc3339(winter, Tz::UTC),
+            "2026-11-23T22:15:00.000+00:00"
+        );
         assert!(parse_zone("Mars/Olympus").is_err());
     }
 }
