@@ -166,6 +166,9 @@ pub struct RunFileBody {
     /// `plan` only: JSON output.
     #[serde(default)]
     pub json: bool,
+    /// `plan` only: `csv` or `html` (a report instead of the text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 /// Answer to `POST /api/runs`.
@@ -207,9 +210,20 @@ pub struct CliQuery {
     /// `outages`: CSV output.
     #[serde(default)]
     pub csv: bool,
-    /// The zone human times are shown in (`Europe/Berlin`; empty: UTC).
+    /// `report`: `json`, `csv` or `html`.
+    #[serde(default)]
+    pub format: String,
+    /// `report`: the display time zone (IANA name; empty: the run's default).
     #[serde(default)]
     pub tz: String,
+}
+
+/// Query of `GET /runs/{run}/report.{csv,json,html}`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ReportQuery {
+    /// Display time zone (IANA name; default: the run's porting window's, else UTC).
+    #[serde(default)]
+    pub tz: Option<String>,
 }
 
 /// Body of `POST /api/backup`.

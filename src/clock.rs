@@ -177,6 +177,13 @@ impl ScaledClock {
     fn real_now(&self) -> Timestamp {
         SystemClock.now()
     }
+
+    /// The real instant at which this clock showed the virtual instant `t`
+    /// (a rehearsal's history is on virtual time; reports give real time).
+    pub fn real_of(&self, t: Timestamp) -> Timestamp {
+        let virtual_elapsed = (t.0 - self.virtual_anchor.0) as f64;
+        Timestamp(self.real_anchor.0 + (virtual_elapsed / self.scale).round() as i64)
+    }
 }
 
 impl Clock for ScaledClock {
@@ -279,6 +286,21 @@ mod tests {
         let s = t.rfc3339();
         assert!(s.ends_with('Z'), "{s}");
         assert_eq!(Timestamp::parse_rfc3339(&s).ok(), Some(t));
+    }
+
+    #[test]
+    fn scaled_clock_maps_virtual_instants_back_to_real_ones() {
+        let c = ScaledClock {
+            real_anchor: Timestamp(1_000_000),
+            virtual_anchor: Timestamp(5_000_000),
+            scale: 600.0,
+        };
+        // 10 virtual minutes after the anchor are 1 real second after it.
+        assert_eq!(
+            c.real_of(Timestamp(5_000_000 + 600_000)),
+            Timestamp(1_001_000)
+        );
+        assert_eq!(c.real_of(Timestamp(5_000_000)), Timestamp(1_000_000));
     }
 
     #[test]

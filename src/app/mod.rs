@@ -11,6 +11,7 @@ pub mod error;
 pub mod operate;
 pub mod outages;
 pub mod plan;
+pub mod report;
 pub mod runpath;
 pub mod runs;
 pub mod schedules;
@@ -42,6 +43,9 @@ pub struct App {
     pub min_free: u64,
     /// The zone human output shows times in (`--tz`, `--utc`).
     pub zone: crate::report::zone::Zone,
+    /// Whether the operator chose the zone (`--tz`, `PORTFLOW_TZ`, `--utc`);
+    /// otherwise a report shows the run's own porting-window zone.
+    pub zone_chosen: bool,
 }
 
 impl App {

@@ -11,6 +11,8 @@ use super::{App, Error, Result};
 use crate::backend::{Operation, Tenant};
 use crate::clock::{SharedClock, SystemClock, Timestamp};
 use crate::report::exit;
+use crate::report::plan_report::{PlanReport, PlanRow};
+use crate::report::run_report::Format as ReportFormat;
 use crate::report::table::{human_duration, Table};
 use crate::spec::model::{ActionSpec, Workflow};
 use crate::spec::runfile::Subject;
@@ -28,8 +30,24 @@ struct PlannedStep {
 #[derive(Debug, Clone, serde::Serialize)]
 struct SubjectPlan {
     subject: String,
+    #[serde(skip)]
+    inputs: serde_json::Map<String, Value>,
     steps: Vec<PlannedStep>,
     blockers: Vec<String>,
+}
+
+impl SubjectPlan {
+    /// The steps it will go through (not those skipped or only checked).
+    fn path(&self) -> Vec<String> {
+        let mut path: Vec<String> = self
+            .steps
+            .iter()
+            .filter(|s| s.will != "skip" && s.will != "check")
+            .map(|s| s.step.clone())
+            .collect();
+        path.dedup();
+        path
+    }
 }
 
 /// Expression context as the engine builds it, from what was observed so far.
@@ -115,6 +133,7 @@ async fn plan_subject(
     let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
     let mut plan = SubjectPlan {
         subject: name.clone(),
+        inputs: inputs.clone(),
         steps: Vec::new(),
         blockers: Vec::new(),
     };
@@ -311,8 +330,13 @@ fn step_needs(
         .find_map(|op| tenant.needs(op).map(|n| (op, n)))
 }
 
-/// What `plan` prints for a loaded run file, and its exit code.
-pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8)> {
+/// What `plan` prints for a loaded run file, and its exit code: text, JSON
+/// (`app.json`), or with `format` the preflight report as CSV or HTML.
+pub async fn plan_loaded(
+    app: &App,
+    loaded: &LoadedRun,
+    format: Option<ReportFormat>,
+) -> Result<(String, u8)> {
     use std::fmt::Write;
     let mut out = String::new();
     let then: Vec<Workflow> = loaded.then.iter().map(|w| w.workflow.clone()).collect();
@@ -344,6 +368,7 @@ pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8)> 
         .collect()
         .await;
     let reads = opened.close();
+    let none_blocked = plans.iter().all(|p| p.blockers.is_empty());
     let blocked: Vec<&SubjectPlan> = plans.iter().filter(|p| !p.blockers.is_empty()).collect();
     let mut grouped: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for p in &blocked {
@@ -353,7 +378,40 @@ pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8)> 
             e.0 += 1;
         }
     }
-    if app.json {
+    if let Some(f @ (ReportFormat::Csv | ReportFormat::Html)) = format {
+        let report = PlanReport {
+            run_file: loaded.origin.clone(),
+            workflow: (wf.name.clone(), wf.version, loaded.workflow.hash.clone()),
+            tenant: note,
+            planned_at: started,
+            inputs: wf.inputs.keys().cloned().collect(),
+            subjects: plans
+                .iter()
+                .map(|p| PlanRow {
+                    path: p.path(),
+                    subject: p.subject.clone(),
+                    inputs: p.inputs.clone(),
+                    blockers: p.blockers.clone(),
+                })
+                .collect(),
+        };
+        // The operator's zone when chosen, else the run file's window's.
+        let window_zone = loaded
+            .file
+            .window
+            .as_ref()
+            .and_then(|w| crate::report::zone::parse_zone(&w.timezone).ok());
+        let zone = match (app.zone_chosen, window_zone) {
+            (false, Some(z)) => z,
+            _ => app.zone.tz(),
+        };
+        out = match f {
+            ReportFormat::Html => report.to_html(zone),
+            _ => report
+                .to_csv()
+                .map_err(|e| Error::runtime(format!("writing the CSV plan: {e}")))?,
+        };
+    } else if app.json || format == Some(ReportFormat::Json) {
         out.push_str(&pretty(&json!({
             "run_file": loaded.origin,
             "workflow": {"name": wf.name, "version": wf.version, "hash": loaded.workflow.hash},
@@ -377,13 +435,7 @@ pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8)> 
         );
         let mut branches: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for p in &plans {
-            let mut path: Vec<String> = p
-                .steps
-                .iter()
-                .filter(|s| s.will != "skip" && s.will != "check")
-                .map(|s| s.step.clone())
-                .collect();
-            path.dedup();
+            let path = p.path();
             branches
                 .entry(path.join(" → "))
                 .or_default()
@@ -424,11 +476,7 @@ pub async fn plan_loaded(app: &App, loaded: &LoadedRun) -> Result<(String, u8)> 
             );
         }
     }
-    let code = if blocked.is_empty() {
-        exit::OK
-    } else {
-        exit::FAILED
-    };
+    let code = if none_blocked { exit::OK } else { exit::FAILED };
     Ok((out, code))
 }
 

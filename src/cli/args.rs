@@ -58,6 +58,28 @@ fn parse_min_free(s: &str) -> Result<u64, String> {
     crate::engine::space::parse_size(s)
 }
 
+/// `--format` of `report` and `plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormatArg {
+    /// One JSON document.
+    Json,
+    /// One row per subject, with a header.
+    Csv,
+    /// One self-contained HTML page.
+    Html,
+}
+
+impl From<ReportFormatArg> for crate::report::run_report::Format {
+    fn from(f: ReportFormatArg) -> Self {
+        use crate::report::run_report::Format;
+        match f {
+            ReportFormatArg::Json => Format::Json,
+            ReportFormatArg::Csv => Format::Csv,
+            ReportFormatArg::Html => Format::Html,
+        }
+    }
+}
+
 /// How log lines are written (`--log-format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -81,6 +103,14 @@ pub enum Command {
     Plan {
         /// Run file.
         file: PathBuf,
+        /// A report instead of the text: csv (one row per subject, ready or
+        /// blocked and why) or html (one page; blockers grouped by cause); json
+        /// is `--json`'s document. Default: from --out's extension.
+        #[arg(long, value_enum)]
+        format: Option<ReportFormatArg>,
+        /// Write it to FILE (whole or not at all) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Check a run file's backend read-only: sign in, read each read endpoint once,
     /// and say per operation of its workflow whether it can run (exit 0 only then).
@@ -125,6 +155,20 @@ pub enum Command {
         /// One CSV row per outage (open and ended), with a header.
         #[arg(long)]
         csv: bool,
+    },
+    /// A run's report for the change board (finished or live): per subject its
+    /// inputs, state, step, error, times, outage, calls and who acted; a summary
+    /// per state, per step and by error cause.
+    Report {
+        /// Run id (or a unique prefix of it).
+        run: String,
+        /// json, csv (one row per subject) or html (one self-contained page).
+        /// Default: from --out's extension, else json.
+        #[arg(long, value_enum)]
+        format: Option<ReportFormatArg>,
+        /// Write it to FILE (whole or not at all) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Show one instance and its full event history.
     Show {

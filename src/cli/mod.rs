@@ -67,6 +67,7 @@ pub fn main() -> ExitCode {
             (false, Some(z)) => z,
             (false, None) => Zone::local(),
         },
+        zone_chosen: cli.utc || cli.tz.is_some(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -115,7 +116,9 @@ fn sled_panics_are_damage() {
 async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
     match cmd {
         Command::Validate { files } => validate(app, &files),
-        Command::Plan { file } => plan::plan(app, &file).await,
+        Command::Plan { file, format, out } => {
+            plan::plan(app, &file, format.map(Into::into), out.as_deref()).await
+        }
         Command::Doctor { file } => plan::doctor(app, &file).await,
         Command::Run { file, listen } => runs::run(app, &file, listen).await,
         Command::Resume {
@@ -134,6 +137,9 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
         }
         Command::Status { run } => inspect::status(app, run.as_deref()).await,
         Command::Show { run, subject } => inspect::show(app, &run, &subject).await,
+        Command::Report { run, format, out } => {
+            inspect::report(app, &run, format.map(Into::into), out.as_deref()).await
+        }
         Command::Outages { run, csv } => inspect::outages(app, &run, csv).await,
         Command::Approve {
             run,

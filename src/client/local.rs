@@ -13,6 +13,7 @@ use crate::app::schedules::ScheduleOp;
 use crate::app::show::{show_text, status_text};
 use crate::app::{App, Result};
 use crate::clock::{Clock, SystemClock};
+use crate::report::run_report::Format as ReportFormat;
 use crate::report::zone::Zone;
 use crate::store::commit::Committer;
 use crate::store::sled_store::SledStore;
@@ -67,6 +68,10 @@ impl Service for Local {
 
     async fn outages(&self, run: &str, format: Format, zone: Zone) -> Result<String> {
         outages_text(&*self.store, run, format, zone)
+    }
+
+    async fn report(&self, run: &str, format: ReportFormat, zone: Option<&str>) -> Result<String> {
+        crate::app::report::report_text(&*self.store, run, format, zone)
     }
 
     async fn backup(&self, dest: &Path) -> Result<BackupDone> {

@@ -21,6 +21,7 @@ use crate::app::outages::Format;
 use crate::app::schedules::ScheduleOp;
 use crate::app::{App, Error, Result};
 use crate::report::exit;
+use crate::report::run_report::Format as ReportFormat;
 use crate::report::zone::Zone;
 
 /// A daemon named by `daemon.json` (it may have died since).
@@ -131,10 +132,16 @@ impl Daemon {
     }
 
     /// `plan FILE` here, the daemon holding the simulated tenants.
-    pub fn plan(&self, file: &Path, json: bool) -> Result<(String, u8)> {
+    pub fn plan(
+        &self,
+        file: &Path,
+        json: bool,
+        format: Option<ReportFormat>,
+    ) -> Result<(String, u8)> {
         let body = RunFileBody {
             run_file: absolute(file)?,
             json,
+            format: format.map(|f| f.name().to_string()),
         };
         let out: Output = self.call("POST", "/api/cli/plan", Some(&body))?;
         Ok((out.output, out.code.unwrap_or(exit::OK)))
@@ -163,6 +170,7 @@ impl Daemon {
         let body = RunFileBody {
             run_file: absolute(file)?,
             json: false,
+            format: None,
         };
         self.call("POST", "/api/runs", Some(&body))
     }
@@ -341,6 +349,18 @@ impl Service for Daemon {
                 format == Format::Json,
                 format == Format::Csv,
                 enc(&zone.to_string())
+            ),
+        )
+    }
+
+    async fn report(&self, run: &str, format: ReportFormat, zone: Option<&str>) -> Result<String> {
+        self.text(
+            "report",
+            &format!(
+                "run={}&format={}&tz={}",
+                enc(run),
+                format.name(),
+                enc(zone.unwrap_or_default())
             ),
         )
     }

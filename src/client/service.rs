@@ -10,6 +10,7 @@ use crate::api::{Applied, BackupDone, OperateBody};
 use crate::app::outages::Format;
 use crate::app::schedules::ScheduleOp;
 use crate::app::Result;
+use crate::report::run_report::Format as ReportFormat;
 use crate::report::zone::Zone;
 
 /// The operations both owners of a state directory serve, with the same answers.
@@ -27,6 +28,8 @@ pub trait Service: Send + Sync {
     async fn show(&self, run: &str, subject: &str, json: bool, zone: Zone) -> Result<String>;
     /// What `outages RUN` prints.
     async fn outages(&self, run: &str, format: Format, zone: Zone) -> Result<String>;
+    /// What `report RUN` writes, times in `zone` (default: the run's).
+    async fn report(&self, run: &str, format: ReportFormat, zone: Option<&str>) -> Result<String>;
     /// `backup DEST` (an absolute path).
     async fn backup(&self, dest: &Path) -> Result<BackupDone>;
     /// A `schedule …` operation; the answer is the schedule view document.

@@ -24,6 +24,7 @@ use crate::app::{Error, Result};
 use crate::engine::instance::Status;
 use crate::engine::run::RunRecord;
 use crate::metrics::{self, Family, MetricType};
+use crate::report::escape::escape_html;
 use crate::report::normalise::{normalise, Grouper};
 use crate::store::records;
 
@@ -43,8 +44,18 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/api/windows", get(windows))
 }
 
-/// Headers every page answer carries: nothing cached, nothing framed, no referrer.
+/// What the status page may load: its own inline script and style, the API.
+const PAGE_CSP: &str =
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+     connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'";
+
 fn page_headers(resp: &mut Response) {
+    security_headers(resp, PAGE_CSP);
+}
+
+/// Headers every page answer carries: nothing cached, nothing framed, no
+/// referrer, and the content security policy `csp`.
+pub(super) fn security_headers(resp: &mut Response, csp: &'static str) {
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
@@ -57,27 +68,8 @@ fn page_headers(resp: &mut Response) {
     );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
-        ),
+        HeaderValue::from_static(csp),
     );
-}
-
-/// Escape text for HTML.
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The page in one of its two views (`status` or `signin`), with a message for the form.

@@ -57,6 +57,14 @@ impl Zone {
         from_env.or_else(system_zone).unwrap_or(Zone::Utc)
     }
 
+    /// The zone as chrono-tz names it (`UTC` for [`Zone::Utc`]).
+    pub fn tz(&self) -> Tz {
+        match self {
+            Zone::Utc => Tz::UTC,
+            Zone::Named(tz) => *tz,
+        }
+    }
+
     /// `2026-12-01 23:10:00 CET`: the instant in this zone, to the second.
     pub fn format(&self, t: Timestamp) -> String {
         let Some(utc) = DateTime::<Utc>::from_timestamp_millis(t.millis()) else {
@@ -81,6 +89,22 @@ impl Zone {
             Zone::Named(tz) => utc.with_timezone(tz).format("%H:%M %Z").to_string(),
         }
     }
+}
+
+/// `t` in `zone`, RFC 3339 with the zone's offset at that instant
+/// (`2026-11-23T23:15:00.000+01:00`), as reports write it.
+pub fn local_rfc3339(t: Timestamp, zone: Tz) -> String {
+    match DateTime::from_timestamp_millis(t.0) {
+        Some(dt) => dt
+            .with_timezone(&zone)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+        None => t.rfc3339(),
+    }
+}
+
+/// An IANA time zone by name (`Europe/Berlin`, `UTC`).
+pub fn parse_zone(name: &str) -> Result<Tz, UnknownZone> {
+    Ok(name.parse::<Zone>()?.tz())
 }
 
 /// The zone `/etc/localtime` links to (`…/zoneinfo/Europe/Berlin`).
@@ -116,5 +140,25 @@ mod tests {
         assert_eq!(berlin.format(t), "2026-12-01 23:10:00 CET");
         assert_eq!(berlin.format_short(t), "23:10 CET");
         assert_eq!(berlin.to_string(), "Europe/Berlin");
+    }
+
+    #[test]
+    fn instants_show_in_the_zone_with_its_offset_of_the_day() {
+        let winter = Timestamp::parse_rfc3339("2026-11-23T22:15:00Z").unwrap_or_default();
+        let summer = Timestamp::parse_rfc3339("2026-07-01T22:15:00Z").unwrap_or_default();
+        let berlin = parse_zone("Europe/Berlin").unwrap_or(Tz::UTC);
+        assert_eq!(
+            local_rfc3339(winter, berlin),
+            "2026-11-23T23:15:00.000+01:00"
+        );
+        assert_eq!(
+            local_rfc3339(summer, berlin),
+            "2026-07-02T00:15:00.000+02:00"
+        );
+        assert_eq!(
+            local_rfc3339(winter, Tz::UTC),
+            "2026-11-23T22:15:00.000+00:00"
+        );
+        assert!(parse_zone("Mars/Olympus").is_err());
     }
 }

@@ -5,6 +5,7 @@
 mod backup;
 mod cli;
 mod operate;
+mod report;
 mod runs;
 mod schedules;
 
@@ -44,6 +45,9 @@ pub(super) fn router(daemon: Shared) -> Router {
         .route("/api/runs/{run}/instances", get(runs::instances))
         .route("/api/runs/{run}/outages", get(runs::outages))
         .route("/api/runs/{run}/{verb}", post(operate::operate))
+        .route("/runs/{run}/report.csv", get(report::csv))
+        .route("/runs/{run}/report.json", get(report::json))
+        .route("/runs/{run}/report.html", get(report::html))
         .route("/api/cli/{command}", get(cli::text))
         .route("/api/cli/plan", post(cli::plan))
         .route("/api/backup", post(backup::backup))
