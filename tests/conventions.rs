@@ -166,13 +166,30 @@ fn bad_files_are_rejected_by_the_schema_and_the_loader_alike() {
     let workflow = "name: w\nversion: 1\nsubject: user\ninputs:\n  user: {type: upn}\n\
                     steps:\n  - id: look\n    action: {op: get_user, args: {user: \"${inputs.user}\"}}\n";
     let run_file = "workflow: w.yaml\nsubjects:\n  - {user: a@contoso.com}\n";
-    let schedule = "name: nightly\ncron: \"0 22 * * *\"\ntimezone: UTC\nlaunch: {run_file: run.yaml}\n";
+    let schedule =
+        "name: nightly\ncron: \"0 22 * * *\"\ntimezone: UTC\nlaunch: {run_file: run.yaml}\n";
     let cases: Vec<(SchemaKind, String, bool)> = vec![
         (SchemaKind::Workflow, workflow.to_string(), true),
-        (SchemaKind::Workflow, format!("{workflow}stepz: []\n"), false),
-        (SchemaKind::Workflow, workflow.replace("version: 1", "version: one"), false),
-        (SchemaKind::Workflow, workflow.replace("{type: upn}", "{type: phone}"), false),
-        (SchemaKind::Workflow, workflow.replace("op: get_user", "op: get_usr"), false),
+        (
+            SchemaKind::Workflow,
+            format!("{workflow}stepz: []\n"),
+            false,
+        ),
+        (
+            SchemaKind::Workflow,
+            workflow.replace("version: 1", "version: one"),
+            false,
+        ),
+        (
+            SchemaKind::Workflow,
+            workflow.replace("{type: upn}", "{type: phone}"),
+            false,
+        ),
+        (
+            SchemaKind::Workflow,
+            workflow.replace("op: get_user", "op: get_usr"),
+            false,
+        ),
         (
             SchemaKind::Workflow,
             format!("{workflow}    retry: {{attempts: 2, initial: 10}}\n"),
@@ -187,36 +204,81 @@ fn bad_files_are_rejected_by_the_schema_and_the_loader_alike() {
         // A plain scalar is text to the loader: `2024` is the label "2024".
         (SchemaKind::Run, format!("{run_file}label: 2024\n"), true),
         (SchemaKind::Run, format!("{run_file}labels: x\n"), false),
-        (SchemaKind::Run, format!("{run_file}concurrency: five\n"), false),
-        (SchemaKind::Run, format!("{run_file}call_timeout: 90\n"), false),
-        (SchemaKind::Run, format!("{run_file}stop_after_failures: 5%\n"), true),
-        (SchemaKind::Run, format!("{run_file}backend: {{kind: sim, seeds: 4}}\n"), false),
-        (SchemaKind::Run, format!("{run_file}backend: {{kind: cloud}}\n"), false),
+        (
+            SchemaKind::Run,
+            format!("{run_file}concurrency: five\n"),
+            false,
+        ),
+        (
+            SchemaKind::Run,
+            format!("{run_file}call_timeout: 90\n"),
+            false,
+        ),
+        (
+            SchemaKind::Run,
+            format!("{run_file}stop_after_failures: 5%\n"),
+            true,
+        ),
+        (
+            SchemaKind::Run,
+            format!("{run_file}backend: {{kind: sim, seeds: 4}}\n"),
+            false,
+        ),
+        (
+            SchemaKind::Run,
+            format!("{run_file}backend: {{kind: cloud}}\n"),
+            false,
+        ),
         (
             SchemaKind::Run,
             run_file.replace("a@contoso.com}", "a@contoso.com, number: +14255550100}"),
             false,
         ),
         (SchemaKind::Schedule, schedule.to_string(), true),
-        (SchemaKind::Schedule, format!("schedules:\n  - {}", schedule.replace('\n', "\n    ")), true),
-        (SchemaKind::Schedule, format!("{schedule}when: never\n"), false),
-        (SchemaKind::Schedule, schedule.replace("{run_file: run.yaml}", "{}"), false),
         (
             SchemaKind::Schedule,
-            schedule.replace("{run_file: run.yaml}", "{run_file: run.yaml, next_wave: {run_file: run.yaml, size: 5}}"),
+            format!("schedules:\n  - {}", schedule.replace('\n', "\n    ")),
+            true,
+        ),
+        (
+            SchemaKind::Schedule,
+            format!("{schedule}when: never\n"),
             false,
         ),
-        (SchemaKind::Schedule, format!("{schedule}overlap: sometimes\n"), false),
+        (
+            SchemaKind::Schedule,
+            schedule.replace("{run_file: run.yaml}", "{}"),
+            false,
+        ),
+        (
+            SchemaKind::Schedule,
+            schedule.replace(
+                "{run_file: run.yaml}",
+                "{run_file: run.yaml, next_wave: {run_file: run.yaml, size: 5}}",
+            ),
+            false,
+        ),
+        (
+            SchemaKind::Schedule,
+            format!("{schedule}overlap: sometimes\n"),
+            false,
+        ),
     ];
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::write(tmp.path().join("w.yaml"), workflow).expect("write");
     std::fs::write(tmp.path().join("run.yaml"), run_file).expect("write");
     for (i, (kind, text, valid)) in cases.iter().enumerate() {
         let by_schema = v.check(*kind, text);
-        assert_eq!(by_schema.is_ok(), *valid, "case {i} ({kind:?}):\n{text}\n{by_schema:?}");
+        assert_eq!(
+            by_schema.is_ok(),
+            *valid,
+            "case {i} ({kind:?}):\n{text}\n{by_schema:?}"
+        );
         let file = tmp.path().join(format!("case{i}.yaml"));
         std::fs::write(&file, text).expect("write");
-        let o = run(portflow(&tmp.path().join("state")).arg("validate").arg(&file));
+        let o = run(portflow(&tmp.path().join("state"))
+            .arg("validate")
+            .arg(&file));
         assert_eq!(
             o.status.code() == Some(0),
             *valid,
@@ -251,8 +313,11 @@ fn validate_checks_a_schedule_file_and_the_run_files_it_launches() {
     let o = run(portflow(&state).arg("validate").arg(&bad));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("bad.yaml:3:14:"), "{}", stderr(&o));
-    std::fs::write(tmp.path().join("run.yaml"), "workflow: nowhere\nsubjects:\n  - {user: a@contoso.com}\n")
-        .expect("write");
+    std::fs::write(
+        tmp.path().join("run.yaml"),
+        "workflow: nowhere\nsubjects:\n  - {user: a@contoso.com}\n",
+    )
+    .expect("write");
     std::fs::write(
         &bad,
         "name: nightly\ncron: \"0 22 * * *\"\ntimezone: UTC\nlaunch:\n  run_file: run.yaml\n",
@@ -267,7 +332,16 @@ fn validate_checks_a_schedule_file_and_the_run_files_it_launches() {
     );
 }
 
-const SUBCOMMANDS: &[&str] = &["validate", "run", "resume", "status", "schedule", "schema", "completions", "man"];
+const SUBCOMMANDS: &[&str] = &[
+    "validate",
+    "run",
+    "resume",
+    "status",
+    "schedule",
+    "schema",
+    "completions",
+    "man",
+];
 
 #[test]
 fn completion_scripts_are_generated_for_each_shell() {
@@ -289,14 +363,22 @@ fn completion_scripts_are_generated_for_each_shell() {
         if shell == "bash" {
             let file = tmp.path().join("portflow.bash");
             std::fs::write(&file, &script).expect("write");
-            match std::process::Command::new("bash").arg("-n").arg(&file).output() {
+            match std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&file)
+                .output()
+            {
                 Ok(o) => assert!(o.status.success(), "bash -n: {}", stderr(&o)),
                 Err(e) => eprintln!("bash not available ({e}); syntax not checked"),
             }
         }
     }
     let o = run(portflow(&tmp.path().join("state")).args(["completions", "tcsh"]));
-    assert_eq!(o.status.code(), Some(2), "an unknown shell is a usage error");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
 }
 
 #[test]
@@ -306,9 +388,16 @@ fn man_pages_render_for_portflow_and_every_subcommand() {
     let o = run(portflow(&state).arg("man"));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let page = stdout(&o);
-    assert!(page.contains(".TH portflow 1"), "{}", &page[..page.len().min(300)]);
+    assert!(
+        page.contains(".TH portflow 1"),
+        "{}",
+        &page[..page.len().min(300)]
+    );
     for sub in SUBCOMMANDS {
-        assert!(page.contains(&format!("portflow\\-{sub}(1)")), "main page lists {sub}");
+        assert!(
+            page.contains(&format!("portflow\\-{sub}(1)")),
+            "main page lists {sub}"
+        );
     }
     let dir = tmp.path().join("man");
     let o = run(portflow(&state).arg("man").arg("--out").arg(&dir));
@@ -320,16 +409,34 @@ fn man_pages_render_for_portflow_and_every_subcommand() {
         .collect();
     pages.sort();
     let top = ["portflow.1".to_string()];
-    let subs = ["run", "schedule", "schedule-add", "sim-init", "schema", "man"];
-    for want in top.iter().cloned().chain(subs.iter().map(|s| format!("portflow-{s}.1"))) {
+    let subs = [
+        "run",
+        "schedule",
+        "schedule-add",
+        "sim-init",
+        "schema",
+        "man",
+    ];
+    for want in top
+        .iter()
+        .cloned()
+        .chain(subs.iter().map(|s| format!("portflow-{s}.1")))
+    {
         assert!(pages.contains(&want), "{want} in {pages:?}");
         let text = read(&dir.join(&want));
         assert!(text.contains(".TH "), "{want} has the roff header");
     }
-    assert!(!pages.iter().any(|p| p.contains("help")), "no page for clap's help: {pages:?}");
+    assert!(
+        !pages.iter().any(|p| p.contains("help")),
+        "no page for clap's help: {pages:?}"
+    );
     let blocked = tmp.path().join("file");
     std::fs::write(&blocked, "").expect("write");
     let o = run(portflow(&state).arg("man").arg("--out").arg(&blocked));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("cannot write man pages"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot write man pages"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -35,8 +35,11 @@ pub(super) fn man(out: Option<&Path>) -> Result<u8, CliError> {
     };
     let written = crate::shell::write_man_pages(Cli::command(), dir).map_err(|e| {
         CliError::from(
-            crate::app::Error::input(format!("cannot write man pages into {}: {e}", dir.display()))
-                .hint("choose a writable directory for --out"),
+            crate::app::Error::input(format!(
+                "cannot write man pages into {}: {e}",
+                dir.display()
+            ))
+            .hint("choose a writable directory for --out"),
         )
     })?;
     eprintln!("wrote {} man pages into {}", written.len(), dir.display());

@@ -95,16 +95,23 @@ pub enum Launch {
 #[serde(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [{"required": ["run_file"]}, {"required": ["next_wave"]}]))]
 struct LaunchRepr {
+    /// Start a run of this run file (relative to the schedule file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "PathBuf")]
     run_file: Option<PathBuf>,
+    /// Start the next wave of `size` subjects of this run file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "NextWaveRepr")]
     next_wave: Option<NextWaveRepr>,
 }
 
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NextWaveRepr {
+    /// The run file the waves come from (relative to the schedule file).
     run_file: PathBuf,
+    /// How many subjects per wave.
+    #[schemars(range(min = 1))]
     size: usize,
 }
 

@@ -109,8 +109,9 @@ impl JsonSchema for QuotedText {
 /// The bare `0` is a duration too.
 pub struct DurationText;
 
-/// What [`DurationText`] matches: numbers each followed by a unit, or `0`.
-pub const DURATION_PATTERN: &str = r"^\s*(0|([0-9]+\s*[A-Za-zµ]+\s*)+)\s*$";
+/// What [`DurationText`] matches: numbers (with a fraction: `1.5h`) each
+/// followed by a unit, or `0`. Unit names are left to the loader.
+pub const DURATION_PATTERN: &str = r"^\s*(0|([0-9]+(\.[0-9]+)?\s*[A-Za-zµ]+\s*)+)\s*$";
 
 impl JsonSchema for DurationText {
     fn inline_schema() -> bool {
@@ -199,8 +200,8 @@ impl JsonSchema for OperationKind {
 /// How the loader reads YAML scalars, applied to every subschema: a plain
 /// string also takes a number or boolean (serde_yaml reads the scalar's
 /// text). Strings with an `enum`, `const`, `pattern`, `format` or `$comment`
-/// keep to strings. Also writes durations' defaults as text and drops
-/// rustdoc link brackets from descriptions.
+/// keep to strings. Also writes durations' defaults as text, drops `null`
+/// defaults and rustdoc link brackets from descriptions.
 #[derive(Clone)]
 struct YamlScalars;
 
@@ -213,8 +214,13 @@ impl Transform for YamlScalars {
             if !strict {
                 widen_string(obj.get_mut("type"));
             }
-            if let Some(d) = obj.get_mut("default") {
-                duration_default(d);
+            match obj.get_mut("default") {
+                // Says nothing a missing key does not; clutters editors' hovers.
+                Some(Value::Null) => {
+                    obj.remove("default");
+                }
+                Some(d) => duration_default(d),
+                None => {}
             }
             if let Some(Value::String(text)) = obj.get_mut("description") {
                 *text = text.replace("[`", "`").replace("`]", "`");
@@ -235,7 +241,10 @@ fn widen_string(ty: Option<&mut Value>) {
     if !types.iter().any(|t| t == "string") {
         return;
     }
-    let at = types.iter().position(|t| t == "string").map_or(0, |i| i + 1);
+    let at = types
+        .iter()
+        .position(|t| t == "string")
+        .map_or(0, |i| i + 1);
     types.splice(at..at, ["number".into(), "boolean".into()]);
     *ty = Value::Array(types);
 }
@@ -261,13 +270,21 @@ mod tests {
     #[test]
     fn the_duration_pattern_agrees_with_the_loader() {
         let re = regex::Regex::new(DURATION_PATTERN).expect("pattern compiles");
-        for ok in ["30s", "10m", "1h 30m", "1h30m", "14d", "0", " 2 days ", "100ms"] {
+        for ok in [
+            "30s", "10m", "1h 30m", "1h30m", "14d", "0", " 2 days ", "100ms", "1.5h",
+        ] {
             assert!(re.is_match(ok), "{ok} should match");
-            assert!(crate::clock::parse_duration(ok).is_ok(), "{ok} should parse");
+            assert!(
+                crate::clock::parse_duration(ok).is_ok(),
+                "{ok} should parse"
+            );
         }
-        for bad in ["10", "", "m", "1.5h", "-1s"] {
+        for bad in ["10", "", "m", "1.s", ".5h", "-1s"] {
             assert!(!re.is_match(bad), "{bad} should not match");
-            assert!(crate::clock::parse_duration(bad).is_err(), "{bad} is refused");
+            assert!(
+                crate::clock::parse_duration(bad).is_err(),
+                "{bad} is refused"
+            );
         }
     }
 
@@ -275,14 +292,23 @@ mod tests {
     fn string_fields_take_yaml_scalars_and_defaults_read_as_durations() {
         let run = schema(SchemaKind::Run);
         let props = &run["properties"];
-        assert_eq!(props["label"]["type"], serde_json::json!(["string", "number", "boolean", "null"]));
-        assert_eq!(props["workflow"]["type"], serde_json::json!(["string", "number", "boolean"]));
+        assert_eq!(
+            props["label"]["type"],
+            serde_json::json!(["string", "number", "boolean", "null"])
+        );
+        assert_eq!(
+            props["workflow"]["type"],
+            serde_json::json!(["string", "number", "boolean"])
+        );
         assert_eq!(props["call_timeout"]["default"], "2m");
         assert_eq!(run["additionalProperties"], false);
         assert_eq!(run["title"], "portflow run file");
         assert!(run.get("$id").is_none());
         let wf = schema(SchemaKind::Workflow);
-        assert_eq!(wf["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        assert_eq!(
+            wf["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
         let step = &wf["$defs"]["Step"]["properties"];
         assert!(
             step["description"]["description"]

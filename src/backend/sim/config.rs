@@ -200,7 +200,9 @@ impl SimConfig {
 }
 
 /// The migration a seeded tenant is set up for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// Users on Direct Routing numbers (30% set in on-premises AD), to move to
