@@ -103,6 +103,11 @@ fn shipped_schemas_are_what_portflow_schema_prints() {
     assert_eq!(read(&out), schema_text(SchemaKind::Run));
     let o = run(portflow(&tmp.path().join("state")).args(["schema", "plan"]));
     assert_eq!(o.status.code(), Some(2), "an unknown kind is a usage error");
+    let o = run(portflow(&tmp.path().join("state"))
+        .args(["schema", "run", "--out"])
+        .arg(tmp.path().join("no/such/dir/run.schema.json")));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
 }
 
 #[test]

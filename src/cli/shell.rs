@@ -5,8 +5,10 @@ use std::path::Path;
 
 use clap::CommandFactory;
 
+use super::args::Cli;
+use super::error::CliError;
 use super::print::write_out;
-use super::{exit, Cli, CliError};
+use crate::report::exit;
 use crate::spec::schema::{schema_text, SchemaKind};
 
 /// `portflow schema <kind> [--out FILE]`.

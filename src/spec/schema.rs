@@ -85,25 +85,37 @@ pub fn schema_text(kind: SchemaKind) -> String {
     text
 }
 
+/// A `JsonSchema` impl with a fixed schema, written out where it is used
+/// (no `$defs` entry): the shape a custom deserializer accepts.
+macro_rules! fixed_schema {
+    ($ty:ty, $name:literal, $schema:expr) => {
+        impl JsonSchema for $ty {
+            fn inline_schema() -> bool {
+                true
+            }
+            fn schema_name() -> Cow<'static, str> {
+                $name.into()
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                $schema
+            }
+        }
+    };
+}
+
 /// Marks a plain string that YAML numbers and booleans must not stand for
 /// (an inline subject's value: `+14255550100` unquoted is a number and is
 /// refused); [`YamlScalars`] leaves schemas with a `$comment` alone.
 pub struct QuotedText;
 
-impl JsonSchema for QuotedText {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "QuotedText".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "$comment": "Text only: quote numbers (\"+14255550100\"), the loader refuses YAML numbers and booleans here."
-        })
-    }
-}
+fixed_schema!(
+    QuotedText,
+    "QuotedText",
+    json_schema!({
+        "type": "string",
+        "$comment": "Text only: quote numbers (\"+14255550100\"), the loader refuses YAML numbers and booleans here."
+    })
+);
 
 /// A duration as users write it (`30s`, `10m`, `1h 30m`, `14d`; humantime).
 /// The bare `0` is a duration too.
@@ -113,89 +125,57 @@ pub struct DurationText;
 /// followed by a unit, or `0`. Unit names are left to the loader.
 pub const DURATION_PATTERN: &str = r"^\s*(0|([0-9]+(\.[0-9]+)?\s*[A-Za-zµ]+\s*)+)\s*$";
 
-impl JsonSchema for DurationText {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": ["string", "integer"],
-            "pattern": DURATION_PATTERN,
-            "minimum": 0,
-            "maximum": 0,
-            "examples": ["30s", "10m", "1h 30m", "14d"]
-        })
-    }
-}
+fixed_schema!(
+    DurationText,
+    "Duration",
+    json_schema!({
+        "type": ["string", "integer"],
+        "pattern": DURATION_PATTERN,
+        "minimum": 0,
+        "maximum": 0,
+        "examples": ["30s", "10m", "1h 30m", "14d"]
+    })
+);
 
-impl JsonSchema for Expr {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "Condition".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": "A condition over `inputs`, `steps` (and `obs` in a wait), \
-                            e.g. `obs.number == null` (docs/workflows.md)."
-        })
-    }
-}
+fixed_schema!(
+    Expr,
+    "Condition",
+    json_schema!({
+        "type": "string",
+        "description": "A condition over `inputs`, `steps` (and `obs` in a wait), \
+                        e.g. `obs.number == null` (docs/workflows.md)."
+    })
+);
 
-impl JsonSchema for Template {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "Template".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        // Scalars other than strings are templates of their text; null is `${null}`.
-        json_schema!({
-            "type": ["string", "number", "boolean", "null"],
-            "description": "Text with `${…}` expressions, e.g. `${inputs.user}`."
-        })
-    }
-}
+// Scalars other than strings are templates of their text; null is `${null}`.
+fixed_schema!(
+    Template,
+    "Template",
+    json_schema!({
+        "type": ["string", "number", "boolean", "null"],
+        "description": "Text with `${…}` expressions, e.g. `${inputs.user}`."
+    })
+);
 
-impl JsonSchema for FailureLimit {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "FailureLimit".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": ["integer", "string"],
-            "minimum": 1,
-            "pattern": r"^\s*([0-9]+|[0-9]*\.?[0-9]+\s*%)\s*$",
-            "examples": [3, "5%"]
-        })
-    }
-}
+fixed_schema!(
+    FailureLimit,
+    "FailureLimit",
+    json_schema!({
+        "type": ["integer", "string"],
+        "minimum": 1,
+        "pattern": r"^\s*([0-9]+|[0-9]*\.?[0-9]+\s*%)\s*$",
+        "examples": [3, "5%"]
+    })
+);
 
-impl JsonSchema for OperationKind {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "Operation".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let names: Vec<&str> = OperationKind::ALL.iter().map(|k| k.info().name).collect();
-        json_schema!({
-            "type": "string",
-            "enum": names,
-            "description": "An operation of the catalog (docs/workflows.md)."
-        })
-    }
-}
+fixed_schema!(OperationKind, "Operation", {
+    let names: Vec<&str> = OperationKind::ALL.iter().map(|k| k.info().name).collect();
+    json_schema!({
+        "type": "string",
+        "enum": names,
+        "description": "An operation of the catalog (docs/workflows.md)."
+    })
+});
 
 /// How the loader reads YAML scalars, applied to every subschema: a plain
 /// string also takes a number or boolean (serde_yaml reads the scalar's
