@@ -17,5 +17,6 @@ pub mod engine;
 pub mod metrics;
 pub mod report;
 pub mod schedule;
+pub mod shell;
 pub mod spec;
 pub mod store;

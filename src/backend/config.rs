@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::sim::SimConfig;
 
 /// Which backend a run talks to (`kind:`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BackendConfig {
     /// The simulated tenant.
@@ -67,7 +67,7 @@ impl BackendConfig {
 
 /// `kind: microsoft`: an Entra app registration with admin-consented
 /// application permissions, and where to reach Graph.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MicrosoftConfig {
     /// Entra tenant: a GUID or a domain name (`contoso.onmicrosoft.com`).
@@ -99,7 +99,7 @@ fn default_cloud() -> String {
 /// `credential:` of `kind: microsoft`: exactly one of a certificate or a
 /// client secret reference. Paths are absolute: a run is resumed from its
 /// stored copy of the run file, possibly from another directory.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialConfig {
     /// PEM file holding the certificate and its RSA private key.
@@ -151,7 +151,7 @@ impl CredentialConfig {
 }
 
 /// `graph:` of `kind: microsoft`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphSettings {
     /// `false`: every operation goes to PowerShell or a person (the
@@ -170,6 +170,7 @@ pub struct GraphSettings {
     pub rate_limit: Option<f64>,
     /// Timeout of one HTTP request (default 30s).
     #[serde(default, deserialize_with = "crate::clock::opt_duration")]
+    #[schemars(with = "Option<crate::spec::schema::DurationText>")]
     pub timeout: Option<std::time::Duration>,
 }
 

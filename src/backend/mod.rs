@@ -58,7 +58,7 @@ impl fmt::Display for NumberType {
 }
 
 /// How a backend call failed, which decides whether the engine retries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// HTTP 429 / TooManyRequests: wait (Retry-After when given) and retry.
@@ -263,7 +263,7 @@ pub enum Homing {
 /// Who sets the emergency address of an Operator Connect number, as the
 /// operator chose at upload (DOMAIN 3.2). Numbers of other types are
 /// [`AddressMode::TenantAssigns`]: the tenant's admins set their locations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AddressMode {
     /// The operator set the address at upload; the tenant may change it.

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::OperationKind;
 
 /// `powershell:`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PowerShellSettings {
     /// The cloud cmdlets (MicrosoftTeams module).
@@ -34,7 +34,7 @@ pub struct PowerShellSettings {
 }
 
 /// One part: `powershell.teams` or `powershell.onprem`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PowerShellPart {
     /// `local` (default) or `ssh`.
@@ -52,9 +52,11 @@ pub struct PowerShellPart {
     /// Deadline of one cmdlet call (default 100s; keep it below the run's
     /// `call_timeout`).
     #[serde(default, deserialize_with = "crate::clock::opt_duration")]
+    #[schemars(with = "Option<crate::spec::schema::DurationText>")]
     pub timeout: Option<Duration>,
     /// Deadline of a host's start-up and sign-in (default 3m).
     #[serde(default, deserialize_with = "crate::clock::opt_duration")]
+    #[schemars(with = "Option<crate::spec::schema::DurationText>")]
     pub connect_timeout: Option<Duration>,
     /// teams: `access_tokens` (default: portflow's credential, tokens over
     /// stdin) or `certificate_thumbprint` (a Windows host's certificate
@@ -76,7 +78,7 @@ pub struct PowerShellPart {
 }
 
 /// `ssh:` of a part.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SshSettings {
     /// Host name or address of the Windows admin box.

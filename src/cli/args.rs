@@ -92,9 +92,10 @@ pub enum LogFormat {
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check workflow and run files; print `file:line:col: message` per problem.
+    /// Check workflow, run and schedule files (a schedule file's run files too);
+    /// print `file:line:col: message` per problem.
     Validate {
-        /// Files to check (workflows or run files).
+        /// Files to check (workflows, run files or schedule files, told apart by content).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -316,6 +317,28 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: PowershellCommand,
+    },
+    // Editor support and shell conventions.
+    /// Print the JSON Schema (draft 2020-12) of workflow, run or schedule files,
+    /// for editors and CI (the same as docs/schema/<kind>.schema.json).
+    Schema {
+        /// Which file it describes.
+        kind: crate::spec::schema::SchemaKind,
+        /// Write it to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print the completion script of a shell to stdout (see docs/shell.md).
+    Completions {
+        /// The shell.
+        shell: crate::shell::Shell,
+    },
+    /// Print portflow's man page, or write portflow.1 and one page per command
+    /// (portflow-run.1, portflow-schedule-add.1, …) into a directory.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 

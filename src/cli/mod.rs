@@ -14,6 +14,7 @@ mod print;
 mod progress;
 mod runs;
 mod schedule;
+mod shell;
 mod simcmd;
 
 use std::path::PathBuf;
@@ -212,6 +213,9 @@ async fn dispatch(app: &App, cmd: Command) -> Result<u8, CliError> {
         Command::Sim { command } => simcmd::sim(app, command).await,
         Command::Powershell { command } => powershell(command),
         Command::Bench { command } => bench::bench(app, command).await,
+        Command::Schema { kind, out } => shell::schema(kind, out.as_deref()),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { out } => shell::man(out.as_deref()),
     }
 }
 
@@ -282,12 +286,7 @@ fn powershell(cmd: args::PowershellCommand) -> Result<u8, CliError> {
     let args::PowershellCommand::Script { out } = cmd;
     match out {
         Some(path) => {
-            std::fs::write(&path, HOST_SCRIPT.as_bytes()).map_err(|e| {
-                CliError::from(
-                    crate::app::Error::input(format!("cannot write {}: {e}", path.display()))
-                        .hint("choose a writable path for --out"),
-                )
-            })?;
+            print::write_out(&path, HOST_SCRIPT.as_bytes())?;
             eprintln!(
                 "wrote {} (sha256 {}); copy it byte for byte (no line-ending conversion) to the \
                  path named by the run file's `script:`",

@@ -11,3 +11,16 @@ pub(super) fn print_warnings(warnings: &[crate::spec::Diagnostic]) {
         eprintln!("warning: {w}");
     }
 }
+
+/// Write a command's output to the file `--out` names.
+pub(super) fn write_out(
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> Result<(), super::error::CliError> {
+    std::fs::write(path, bytes).map_err(|e| {
+        super::error::CliError::from(
+            crate::app::Error::input(format!("cannot write {}: {e}", path.display()))
+                .hint("choose a writable path for --out"),
+        )
+    })
+}

@@ -15,7 +15,9 @@ use crate::clock::Timestamp;
 pub const MAX_CATCH_UP_FIRES: usize = 1000;
 
 /// Which missed fire times to run when the daemon comes back.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CatchUp {
     /// Run none: wait for the next fire time. The default, because a missed night
@@ -29,7 +31,9 @@ pub enum CatchUp {
 }
 
 /// What to do when a fire time comes while the previous run is still going.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {
     /// Drop this fire. The default: two porting waves at once would compete for

@@ -24,7 +24,7 @@ use crate::spec::limits::{human_duration, MAX_SPAN, MAX_SUBJECTS};
 ///   max_age: 6h            # humantime, default 24h
 /// launch: {next_wave: {run_file: waves/dr.yaml, size: 500}}
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// Unique name of the schedule.
@@ -44,7 +44,7 @@ pub struct ScheduleSpec {
 }
 
 /// Catch-up settings of a [`ScheduleSpec`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CatchUpSpec {
     /// Which missed fire times to run.
@@ -52,6 +52,7 @@ pub struct CatchUpSpec {
     pub policy: CatchUp,
     /// Missed fire times older than this are never run (humantime, e.g. `6h`).
     #[serde(default = "default_max_age", with = "humantime_text")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub max_age: Duration,
 }
 
@@ -69,7 +70,7 @@ fn default_max_age() -> Duration {
 }
 
 /// What a fire launches.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "LaunchRepr", into = "LaunchRepr")]
 pub enum Launch {
     /// Start a run of this run file (`launch: {run_file: waves/dr.yaml}`).
@@ -90,19 +91,27 @@ pub enum Launch {
 /// The written form. A map with one key rather than a serde enum, because
 /// serde_yaml-family crates want `!run_file a.yaml` tags for enums, and users
 /// write `{run_file: a.yaml}`.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["run_file"]}, {"required": ["next_wave"]}]))]
 struct LaunchRepr {
+    /// Start a run of this run file (relative to the schedule file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "PathBuf")]
     run_file: Option<PathBuf>,
+    /// Start the next wave of `size` subjects of this run file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "NextWaveRepr")]
     next_wave: Option<NextWaveRepr>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NextWaveRepr {
+    /// The run file the waves come from (relative to the schedule file).
     run_file: PathBuf,
+    /// How many subjects per wave.
+    #[schemars(range(min = 1))]
     size: usize,
 }
 

@@ -14,6 +14,7 @@ pub mod locate;
 pub mod model;
 pub mod runfile;
 pub mod schedules;
+pub mod schema;
 pub mod serve;
 pub mod source;
 pub mod subject_list;

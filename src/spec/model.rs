@@ -18,7 +18,7 @@ use super::template::Template;
 use crate::backend::{ErrorKind, OperationKind};
 
 /// A workflow definition: the steps of one migration for one subject.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workflow {
     /// Unique name, e.g. `direct-routing-to-operator-connect`.
@@ -63,7 +63,9 @@ pub struct StepReads {
 }
 
 /// Failure policy of a workflow or run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// The instance stops in `failed`.
@@ -190,7 +192,7 @@ impl Workflow {
 }
 
 /// Declared type of an input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InputType {
     /// A user principal name (`user@domain`).
@@ -212,7 +214,7 @@ impl fmt::Display for InputType {
 }
 
 /// One input of a workflow.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// Its type.
@@ -232,7 +234,7 @@ pub struct InputSpec {
 }
 
 /// One step: optional condition, gate, action and wait, in that order.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// Unique id within the workflow (`[a-z0-9_-]`).
@@ -298,7 +300,7 @@ impl Step {
 }
 
 /// A gate: a manual approval (`approval`) or a named signal (`signal`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GateSpec {
     /// What the approver confirms (`portflow approve`).
@@ -327,7 +329,7 @@ impl GateSpec {
 }
 
 /// A precondition checked when the step is reached.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
     /// Must be true to go on (over `inputs`, earlier `steps`).
@@ -337,7 +339,7 @@ pub struct CheckSpec {
 }
 
 /// A task done by a person; the instance waits for the signal `done`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManualSpec {
     /// What to do, step by step (templated: `${inputs.user}`).
@@ -345,7 +347,7 @@ pub struct ManualSpec {
 }
 
 /// The undo of a step: an action, optionally verified by a wait.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompensateSpec {
     /// Operation name from the catalog.
@@ -372,7 +374,7 @@ impl CompensateSpec {
 }
 
 /// A templated backend operation.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionSpec {
     /// Operation name from the catalog.
@@ -383,7 +385,7 @@ pub struct ActionSpec {
 }
 
 /// Poll an observation until a condition holds.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitSpec {
     /// The observation to poll (`get_user`, `get_number`).
@@ -392,9 +394,11 @@ pub struct WaitSpec {
     pub until: Expr,
     /// Typical time until the change is visible; polls grow toward it.
     #[serde(default = "default_expected", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub expected: Duration,
     /// Give up after this long.
     #[serde(deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub timeout: Duration,
     /// Poll intervals.
     #[serde(default)]
@@ -413,14 +417,16 @@ fn default_expected() -> Duration {
 }
 
 /// Poll interval policy: start at `initial`, multiply by `factor`, never above `max`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollSpec {
     /// First interval.
     #[serde(default = "default_poll_initial", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub initial: Duration,
     /// Largest interval.
     #[serde(default = "default_poll_max", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub max: Duration,
     /// Growth factor (≥ 1).
     #[serde(default = "default_factor")]
@@ -448,7 +454,7 @@ fn default_factor() -> f64 {
 }
 
 /// What a wait does when it times out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnTimeout {
     /// The instance fails.
@@ -461,7 +467,7 @@ pub enum OnTimeout {
 }
 
 /// Retry policy for an action.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
     /// Total attempts including the first (≥ 1).
@@ -469,9 +475,11 @@ pub struct RetrySpec {
     pub attempts: u32,
     /// First backoff.
     #[serde(default = "default_backoff_initial", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub initial: Duration,
     /// Largest backoff.
     #[serde(default = "default_backoff_max", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub max: Duration,
     /// Which error kinds are retried.
     #[serde(default = "default_retry_on")]

@@ -10,7 +10,7 @@ pub use crate::backend::config::BackendConfig;
 use crate::backend::AddressMode;
 
 /// A run file (`examples/*.yaml`) as written by the user.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunFile {
     /// Workflow name (looked up in the workflow directories, then the built-in
@@ -37,6 +37,7 @@ pub struct RunFile {
         default = "default_call_timeout",
         deserialize_with = "crate::clock::duration"
     )]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub call_timeout: std::time::Duration,
     /// Gate step ids approved up front for every subject.
     #[serde(default)]
@@ -73,7 +74,7 @@ pub struct RunFile {
 
 /// `operator:` of a run file. Fills the workflow inputs `address_mode` and
 /// `operator` of every subject whose row does not give them.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorSpec {
     /// The operator's name, for messages (input `operator`).
@@ -223,7 +224,7 @@ pub const DEFAULT_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_
 
 /// A recurring porting window: opens at each `cron` fire time (5-field crontab,
 /// in `timezone`) and stays open for `duration`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
     /// When it opens, e.g. `0 22 * * MON-FRI`.
@@ -248,7 +249,7 @@ fn default_timezone() -> String {
 
 /// Where subjects come from: an inline list of input maps, or a CSV file whose
 /// header names the workflow's inputs.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum SubjectsSpec {
     /// `subjects: {csv: users.csv}` (path relative to the run file).
@@ -257,6 +258,7 @@ pub enum SubjectsSpec {
         csv: PathBuf,
     },
     /// `subjects: [{user: a@contoso.com, number: "+1…"}, …]`.
+    #[schemars(with = "Vec<IndexMap<String, crate::spec::schema::QuotedText>>")]
     Inline(Vec<IndexMap<String, String>>),
 }
 

@@ -22,10 +22,24 @@ use super::load::{diag, fail, position_map, read, serde_diag};
 use super::locate::{join_index, join_key, PosMap, Style};
 use crate::schedule::{Launch, ScheduleError, ScheduleSpec};
 
-#[derive(Deserialize)]
+/// A schedule file with a list of schedules.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ScheduleFile {
+pub(crate) struct ScheduleFile {
+    /// The schedules, each with a unique name.
     schedules: Vec<ScheduleSpec>,
+}
+
+/// The two forms of a schedule file, for its schema: `load_schedules` tells
+/// them apart by the top-level key `schedules`.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only its schema is used.
+pub(crate) enum ScheduleFileForms {
+    /// `schedules:` with a list of them.
+    List(ScheduleFile),
+    /// One schedule.
+    One(ScheduleSpec),
 }
 
 /// Load and check a schedule file. Relative run file paths come back absolute.

@@ -21,7 +21,7 @@ pub const MAX_USERS: u32 = 100_000;
 pub const MAX_SIM_COUNT: u32 = 100_000;
 
 /// Simulator knobs.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
     /// Seed for the tenant and every random draw.
@@ -37,6 +37,7 @@ pub struct SimConfig {
     /// Period of the Entra Connect directory sync; ticks fall on multiples of
     /// the interval counted from the Unix epoch.
     #[serde(default = "default_dirsync_interval", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub dirsync_interval: Duration,
     /// How long after a Direct Routing number left the tenant the operator
     /// uploads it as an Operator Connect number.
@@ -199,7 +200,9 @@ impl SimConfig {
 }
 
 /// The migration a seeded tenant is set up for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// Users on Direct Routing numbers (30% set in on-premises AD), to move to
@@ -228,7 +231,7 @@ impl Profile {
 }
 
 /// The simulated Operator Connect operator.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorConfig {
     /// Operator name (`PstnPartnerName`; default `Contoso Telecom`). Applies
@@ -272,7 +275,7 @@ impl OperatorConfig {
 
 /// Relative weights of the three emergency-address modes (DOMAIN 3.2): each
 /// at least 0, their sum above 0 (they need not add up to 1).
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, try_from = "AddressModeSharesWire")]
 pub struct AddressModeShares {
     /// The operator sets the address; the tenant may change it.
@@ -298,14 +301,17 @@ impl AddressModeShares {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AddressModeSharesWire {
     #[serde(default, deserialize_with = "share")]
+    #[schemars(range(min = 0.0))]
     operator_assigns: f64,
     #[serde(default, deserialize_with = "share")]
+    #[schemars(range(min = 0.0))]
     tenant_assigns: f64,
     #[serde(default, deserialize_with = "share")]
+    #[schemars(range(min = 0.0))]
     operator_locked: f64,
 }
 
@@ -341,7 +347,7 @@ fn share<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 }
 
 /// Port-out orders of Calling Plan numbers.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     /// Time from the order's creation (tenant seeding) to the FOC date.
@@ -363,14 +369,16 @@ impl Default for PortConfig {
 }
 
 /// FOC date of a port order, uniform in `[min, max]` after its creation.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FocConfig {
     /// Earliest (default 2h: demo scale; real orders take 7 to 14 days).
     #[serde(default = "default_foc_min", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub min: Duration,
     /// Latest (default 8h).
     #[serde(default = "default_foc_max", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub max: Duration,
 }
 
@@ -384,14 +392,16 @@ impl Default for FocConfig {
 }
 
 /// Delay of group-based licensing, uniform in `[min, max]`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LicenceDelayConfig {
     /// Shortest delay (default 0s).
     #[serde(default, deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub min: Duration,
     /// Longest delay (default 2h).
     #[serde(default = "default_licence_max", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub max: Duration,
 }
 
@@ -406,20 +416,23 @@ impl Default for LicenceDelayConfig {
 
 /// Read-side lag: most draws in `[min, typical_max]` skewed toward `min`, a
 /// fraction `tail_rate` uniform in `(typical_max, tail_max]`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyConfig {
     /// Shortest lag (default 30s).
     #[serde(default = "default_latency_min", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub min: Duration,
     /// Upper end of the usual lag (default 10m).
     #[serde(default = "default_latency_typical_max", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub typical_max: Duration,
     /// Probability of a long-tail lag (default 0.02).
     #[serde(default = "default_tail_rate")]
     pub tail_rate: f64,
     /// Longest lag (default 24h).
     #[serde(default = "default_latency_tail_max", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub tail_max: Duration,
 }
 
@@ -435,14 +448,16 @@ impl Default for LatencyConfig {
 }
 
 /// Delay of the operator's upload of a migrated number, uniform in `[min, max]`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadDelayConfig {
     /// Shortest delay (default 15m).
     #[serde(default = "default_upload_min", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub min: Duration,
     /// Longest delay (default 2h).
     #[serde(default = "default_upload_max", deserialize_with = "duration")]
+    #[schemars(with = "crate::spec::schema::DurationText")]
     pub max: Duration,
 }
 
@@ -456,7 +471,7 @@ impl Default for UploadDelayConfig {
 }
 
 /// Injected failures. Rates are probabilities per call in `[0, 1]`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultConfig {
     /// "Service is unavailable. Please try again" (default 0).
