@@ -356,6 +356,11 @@ fn chromium_clicks_approve_done_and_cancel_and_the_run_moves_on() {
         .clone();
     assert_eq!(info.width, 1280);
     assert!(info.height >= 900, "{}", info.height);
+    // The picture in docs/operations.md (refreshed with PORTFLOW_UPDATE_DOCS=1).
+    let docs = repo().join("docs/status-page.png");
+    if !docs.exists() || std::env::var_os("PORTFLOW_UPDATE_DOCS").is_some() {
+        std::fs::write(&docs, &png).expect("docs/status-page.png");
+    }
 
     // The window, shown in the browser's zone with UTC on hover.
     let title = b.eval(&format!(
