@@ -10,7 +10,6 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, Stopwatch, Timestamp};
 use crate::engine::budget::OutageBudget;
-use crate::engine::eta::{Estimate, Eta};
 use crate::engine::executor::{Place, Progress};
 use crate::engine::instance::PHASE_NAMES;
 use crate::report::table::{human_duration, Table};
@@ -113,7 +112,14 @@ fn frame(
     }
     let finished = done + failed;
     let eta = if finished < total {
-        eta_text(wf, &progress.estimate(wf.steps.len(), now), real, virt)
+        // Real seconds per engine second, as seen so far.
+        let ratio = if virt.is_zero() {
+            1.0
+        } else {
+            real.as_secs_f64() / virt.as_secs_f64()
+        };
+        let est = progress.estimate(wf.steps.len(), now);
+        est.suffix(|i| wf.steps.get(i).map(|s| s.id.as_str()), ratio)
     } else {
         String::new()
     };
@@ -125,37 +131,6 @@ fn frame(
     );
     if !t.is_empty() {
         out.push_str(&t.render());
-    }
-    out
-}
-
-/// `, ETA ~9m` from the steps' observed durations, in real time (a
-/// time-scaled rehearsal runs the engine clock faster), with what it leaves out.
-fn eta_text(wf: &Workflow, e: &Estimate, real: Duration, virt: Duration) -> String {
-    // Real seconds per engine second, as seen so far.
-    let ratio = if virt.is_zero() {
-        1.0
-    } else {
-        real.as_secs_f64() / virt.as_secs_f64()
-    };
-    let shown = |d: Duration| human_duration(Duration::from_secs_f64(d.as_secs_f64() * ratio));
-    let mut out = match e.eta {
-        Eta::Known(d) => format!(", ETA ~{}", shown(d)),
-        Eta::AtLeast { remaining, untimed } => format!(
-            ", ETA at least {} ({} not timed yet)",
-            shown(remaining),
-            wf.steps.get(untimed).map_or("a step", |s| s.id.as_str())
-        ),
-        Eta::Unknown => ", ETA unknown until a subject finishes a step".to_string(),
-    };
-    if e.people > 0 {
-        out.push_str(&format!(
-            ", {} waiting for a person (not counted)",
-            e.people
-        ));
-    }
-    if e.window > 0 {
-        out.push_str(&format!(", {} waiting for a porting window", e.window));
     }
     out
 }

@@ -78,6 +78,42 @@ pub struct Estimate {
     pub window: usize,
 }
 
+impl Estimate {
+    /// `, ETA ~9m` for the live display, with what it leaves out; engine
+    /// durations are shown times `real_per_engine` (a time-scaled rehearsal
+    /// runs the engine clock faster than real time).
+    pub fn suffix<'a>(
+        &self,
+        step_id: impl Fn(usize) -> Option<&'a str>,
+        real_per_engine: f64,
+    ) -> String {
+        let shown = |d: Duration| {
+            crate::report::table::human_duration(Duration::from_secs_f64(
+                d.as_secs_f64() * real_per_engine,
+            ))
+        };
+        let mut out = match self.eta {
+            Eta::Known(d) => format!(", ETA ~{}", shown(d)),
+            Eta::AtLeast { remaining, untimed } => format!(
+                ", ETA at least {} ({} not timed yet)",
+                shown(remaining),
+                step_id(untimed).unwrap_or("a step")
+            ),
+            Eta::Unknown => ", ETA unknown until a subject finishes a step".to_string(),
+        };
+        if self.people > 0 {
+            out.push_str(&format!(
+                ", {} waiting for a person (not counted)",
+                self.people
+            ));
+        }
+        if self.window > 0 {
+            out.push_str(&format!(", {} waiting for a porting window", self.window));
+        }
+        out
+    }
+}
+
 /// The ETA of `positions` for a workflow of `steps` steps. Subjects in
 /// progress go on in parallel; pending ones start as slots free, at the
 /// parallelism seen now.
@@ -224,6 +260,12 @@ mod tests {
             }
         );
         assert_eq!((e.people, e.window), (1, 1));
+        let ids = ["sync", "verify"];
+        assert_eq!(
+            e.suffix(|i| ids.get(i).copied(), 0.5),
+            ", ETA at least 1m 0s (verify not timed yet), 1 waiting for a person (not counted), \
+             1 waiting for a porting window"
+        );
         let none = estimate(&StepTimes::default(), 2, &[Position::Pending]);
         assert_eq!(none.eta, Eta::Unknown);
         let stuck = estimate(&t, 2, &[Position::Person, Position::Pending]);
