@@ -84,7 +84,7 @@ fn shipped_schemas_are_what_portflow_schema_prints() {
         let shipped = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             shipped == schema_text(kind),
-            "{} is out of date; regenerate it with\n  cargo run -- schema {} --out {}",
+            "{} is out of date; regenerate it with\n  cargo run --bin portflow -- schema {} --out {}",
             path.display(),
             kind.name(),
             Path::new("docs/schema").join(kind.file_name()).display()

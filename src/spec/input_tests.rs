@@ -423,3 +423,70 @@ fn lists_that_are_compared_with_each_other_are_bounded() {
         "stopped reading subjects here after 1000 problems",
     );
 }
+
+#[test]
+fn fast_polls_are_opted_into_and_warned_about_on_a_real_tenant() {
+    let fast = base_with(
+        "      timeout: 24h\n",
+        "      timeout: 2s\n      expected: 1s\n      poll: {initial: 100ms, max: 200ms}\n",
+    );
+    // Without the opt-in: both limits, each saying how to lift it.
+    let diags = errs(&fast);
+    let line = fast
+        .lines()
+        .position(|l| l.contains("timeout: 2s"))
+        .map_or(0, |i| i + 1);
+    expect(
+        &diags,
+        line,
+        col_of(&fast, line, "2s"),
+        "out of range (1m to 30d; from 1s with `fast_polls: true`)",
+    );
+    expect(
+        &diags,
+        line + 2,
+        col_of(&fast, line + 2, "100ms"),
+        "at least 1s (100ms with `fast_polls: true`",
+    );
+    // With it: 100 ms and 1 s are the floor.
+    let opted = fast.replacen("version: 1\n", "version: 1\nfast_polls: true\n", 1);
+    assert!(errs(&opted).is_empty(), "{:?}", errs(&opted));
+    let too_fast = opted.replacen("initial: 100ms", "initial: 50ms", 1);
+    let d = errs(&too_fast);
+    assert!(
+        d.iter()
+            .any(|d| d.message == "poll.initial must be at least 100ms"),
+        "{d:?}"
+    );
+    // On the simulator no warning; on a real tenant one, at the poll.
+    let d = Dir::new();
+    d.write("demo.yaml", &opted);
+    d.write("users.csv", CSV);
+    let sim = d.write("sim.yaml", RUN);
+    let real = d.write(
+        "real.yaml",
+        &format!(
+            "{RUN}backend:\n  kind: microsoft\n  tenant_id: contoso.onmicrosoft.com\n  \
+             client_id: 9a3e0000-0000-4000-8000-000000000002\n  \
+             credential: {{certificate: /etc/pf/app.pem}}\n"
+        ),
+    );
+    let warnings = |p: &std::path::Path| match load_run(p, &[]) {
+        Ok(r) => r.warnings(),
+        Err(e) => panic!("{e}"),
+    };
+    assert!(warnings(&sim).is_empty());
+    let w = warnings(&real);
+    assert_eq!(w.len(), 1, "{w:?}");
+    // One line lower: `fast_polls` was added at the top.
+    assert_eq!(
+        (w[0].line, w[0].col),
+        (line + 3, col_of(&opted, line + 3, "100ms"))
+    );
+    assert!(
+        w[0].message
+            .contains("step remove polls every 100ms on a real tenant"),
+        "{}",
+        w[0]
+    );
+}

@@ -18,7 +18,7 @@ use super::runfile::{RunFile, Subject};
 use super::source::{read_text, yaml_text};
 use super::subjects::load_subjects;
 use super::template::Template;
-use super::validate::{outage_warnings, validate_workflow};
+use super::validate::{fast_poll_warnings, outage_warnings, validate_workflow};
 
 /// A parsed and validated workflow, with the text it came from.
 #[derive(Clone, Debug)]
@@ -33,6 +33,9 @@ pub struct LoadedWorkflow {
     pub origin: String,
     /// Problems that do not stop it from running (see [`outage_warnings`]).
     pub warnings: Vec<Diagnostic>,
+    /// Warnings only for a run on a real tenant: sub-second polls (see
+    /// [`fast_poll_warnings`]).
+    pub real_tenant_warnings: Vec<Diagnostic>,
 }
 
 /// A parsed and validated run file, with its workflow and subjects.
@@ -53,11 +56,23 @@ pub struct LoadedRun {
 }
 
 impl LoadedRun {
-    /// Warnings of the workflow and of the `then:` workflows, in order.
+    /// Warnings of the workflow and of the `then:` workflows, in order, with
+    /// those that apply to the run's backend.
     pub fn warnings(&self) -> Vec<Diagnostic> {
+        let real = !matches!(
+            self.file.backend,
+            crate::backend::config::BackendConfig::Sim(_)
+        );
         std::iter::once(&self.workflow)
             .chain(&self.then)
-            .flat_map(|w| w.warnings.iter().cloned())
+            .flat_map(|w| {
+                let extra = if real {
+                    &w.real_tenant_warnings[..]
+                } else {
+                    &[]
+                };
+                w.warnings.iter().chain(extra).cloned()
+            })
             .collect()
     }
 }
@@ -305,12 +320,14 @@ pub fn parse_workflow(text: &str, origin: &str) -> Result<LoadedWorkflow, SpecEr
     SpecError::check(diags)?;
     let mut warnings = outage_warnings(&workflow, &map, origin);
     warnings.sort();
+    let real_tenant_warnings = fast_poll_warnings(&workflow, &map, origin);
     Ok(LoadedWorkflow {
         workflow,
         hash: sha256_hex(text),
         text: text.to_string(),
         origin: origin.to_string(),
         warnings,
+        real_tenant_warnings,
     })
 }
 

@@ -37,6 +37,11 @@ pub struct Workflow {
     /// newest first). A run file may override it.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// Allow waits to poll every 100 ms and to time out after 1 s (without it:
+    /// 1 s and 1 min). For systems that answer in under a second (the
+    /// simulator, benchmarks, an on-premises system); a run on a real tenant warns.
+    #[serde(default)]
+    pub fast_polls: bool,
     /// Ordered steps.
     pub steps: Vec<Step>,
     /// Failure policies of chained (`then:`) workflows, by segment (set by `compose`).

@@ -16,6 +16,12 @@ use crate::backend::{NumberType, OperationKind, ParamType};
 
 /// Shortest accepted wait timeout.
 pub const MIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shortest accepted wait timeout with `fast_polls: true`.
+pub const MIN_FAST_TIMEOUT: Duration = Duration::from_secs(1);
+/// Shortest accepted first poll interval.
+pub const MIN_POLL: Duration = Duration::from_secs(1);
+/// Shortest accepted first poll interval with `fast_polls: true`.
+pub const MIN_FAST_POLL: Duration = Duration::from_millis(100);
 /// Longest accepted wait timeout.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -196,10 +202,24 @@ impl Checker<'_> {
         let until = Scope { step, obs: true };
         self.check_expr(&w.until, 0, &join_key(wp, "until"), &until, "`wait.until`");
         let tp = join_key(wp, "timeout");
-        if w.timeout < MIN_TIMEOUT || w.timeout > MAX_TIMEOUT {
+        let (min_timeout, min_poll) = if self.wf.fast_polls {
+            (MIN_FAST_TIMEOUT, MIN_FAST_POLL)
+        } else {
+            (MIN_TIMEOUT, MIN_POLL)
+        };
+        if w.timeout < min_timeout || w.timeout > MAX_TIMEOUT {
+            let hint = if self.wf.fast_polls {
+                ""
+            } else {
+                "; from 1s with `fast_polls: true`"
+            };
             self.at(
                 &tp,
-                format!("timeout {} is out of range (1m to 30d)", fmt_dur(w.timeout)),
+                format!(
+                    "timeout {} is out of range ({} to 30d{hint})",
+                    fmt_dur(w.timeout),
+                    fmt_dur(min_timeout)
+                ),
             );
         }
         if w.expected > w.timeout {
@@ -222,11 +242,13 @@ impl Checker<'_> {
                 ),
             );
         }
-        if w.poll.initial < Duration::from_secs(1) {
-            self.at(
-                &join_key(&pp, "initial"),
-                "poll.initial must be at least 1s",
-            );
+        if w.poll.initial < min_poll {
+            let msg = if self.wf.fast_polls {
+                "poll.initial must be at least 100ms".to_string()
+            } else {
+                "poll.initial must be at least 1s (100ms with `fast_polls: true` at the top of the workflow)".to_string()
+            };
+            self.at(&join_key(&pp, "initial"), msg);
         }
         if w.poll.max > MAX_BACKOFF {
             self.at(
@@ -675,6 +697,40 @@ pub fn validate_workflow(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnos
         }
     }
     c.out
+}
+
+/// Where the workflow polls faster than once a second (`fast_polls: true`):
+/// a warning for runs on a real tenant, which syncs in minutes and throttles
+/// callers that poll it that often.
+pub fn fast_poll_warnings(wf: &Workflow, map: &PosMap, file: &str) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (i, step) in wf.steps.iter().enumerate() {
+        let sp = join_index("steps", i);
+        let waits = [
+            step.wait.as_ref().map(|w| (w, join_key(&sp, "wait"))),
+            step.compensate
+                .as_ref()
+                .and_then(|c| c.wait.as_ref())
+                .map(|w| (w, join_key(&sp, "compensate.wait"))),
+        ];
+        for (w, wp) in waits.into_iter().flatten() {
+            if w.poll.initial < MIN_POLL {
+                let p = map.at(&join_key(&wp, "poll.initial"));
+                out.push(Diagnostic::new(
+                    file,
+                    p.line,
+                    p.col,
+                    format!(
+                        "step {} polls every {} on a real tenant, which syncs in minutes and \
+                         throttles fast callers: poll.initial 1s or more is enough",
+                        step.id,
+                        fmt_dur(w.poll.initial)
+                    ),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Warnings (not errors) about a valid workflow: a `check` placed after a step
