@@ -977,7 +977,7 @@ impl<'a> Builder<'a> {
                 }
                 match holds {
                     Ok(true) => {
-                        let observed = self.unread_observation(idx);
+                        let observed = self.unread_observation(idx).map(|o| wait.proof(o));
                         self.event(EventKind::WaitSatisfied {
                             step: parts.id.to_string(),
                             polls,
@@ -1667,7 +1667,7 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
                         }
                         b.mark_down(idx);
                     }
-                    let observed = b.unread_observation(idx);
+                    let observed = b.unread_observation(idx).map(|o| wait.proof(o));
                     b.event(EventKind::WaitSatisfied {
                         step: parts.id.to_string(),
                         polls: 1,

@@ -421,6 +421,34 @@ fn default_expected() -> Duration {
     Duration::from_secs(600)
 }
 
+impl WaitSpec {
+    /// What of an observation the history keeps when the wait is met: the
+    /// top-level fields `until` reads (the proof), or all of it when `until`
+    /// reads `obs` whole or by a computed key. A full `get_user` is ~600 bytes
+    /// per wait; the proof is a few dozen.
+    pub fn proof(&self, obs: Value) -> Value {
+        let Value::Object(map) = &obs else {
+            return obs;
+        };
+        let mut fields = BTreeSet::new();
+        for path in self.until.paths() {
+            match path.as_slice() {
+                [root, field, ..] if root == "obs" => {
+                    fields.insert(field.clone());
+                }
+                [root] if root == "obs" => return obs,
+                _ => {}
+            }
+        }
+        let kept: serde_json::Map<String, Value> = map
+            .iter()
+            .filter(|(k, _)| fields.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Value::Object(kept)
+    }
+}
+
 /// Poll interval policy: start at `initial`, multiply by `factor`, never above `max`.
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -765,6 +765,33 @@ fn only_observations_a_later_expression_reads_are_kept() {
 }
 
 #[test]
+fn a_met_wait_keeps_only_the_fields_its_condition_reads() {
+    let wf = parse_workflow(BASE, "w.yaml")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .workflow;
+    let wait = wf.steps[1]
+        .wait
+        .as_ref()
+        .unwrap_or_else(|| panic!("a wait"));
+    let obs = serde_json::json!({"line_uri": null, "display_name": "A", "policies": [1, 2]});
+    assert_eq!(
+        wait.proof(obs.clone()),
+        serde_json::json!({"line_uri": null})
+    );
+    // `obs` read whole (or by a computed key): all of it.
+    let whole = base_with("until: obs.line_uri == null", "until: obs != null");
+    let wf = parse_workflow(&whole, "w.yaml")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .workflow;
+    let wait = wf.steps[1]
+        .wait
+        .as_ref()
+        .unwrap_or_else(|| panic!("a wait"));
+    assert_eq!(wait.proof(obs.clone()), obs);
+    assert_eq!(wait.proof(serde_json::json!(3)), serde_json::json!(3));
+}
+
+#[test]
 fn outputs_are_trimmed_to_the_fields_later_steps_read() {
     let text = builtin::workflow_text("direct-routing-to-operator-connect").unwrap_or_default();
     let wf = parse_workflow(text, "dr")
