@@ -445,3 +445,23 @@ fn man_pages_render_for_portflow_and_every_subcommand() {
         stderr(&o)
     );
 }
+
+/// The README's quick start is `cargo run --release -- run …`: with two
+/// binaries in the crate, cargo picks one only through `default-run`.
+#[test]
+fn the_quick_start_command_names_a_binary_cargo_run_can_pick() {
+    let manifest = read(&repo().join("Cargo.toml"));
+    let bins = manifest.matches("[[bin]]").count();
+    assert!(bins >= 1, "{manifest}");
+    if bins > 1 {
+        assert!(
+            manifest.contains("default-run = \"portflow\""),
+            "{bins} binaries and no `default-run = \"portflow\"`: `cargo run -- run …` fails"
+        );
+    }
+    let readme = read(&repo().join("README.md"));
+    assert!(
+        readme.contains("cargo run --release -- run examples/"),
+        "the quick start moved"
+    );
+}

@@ -17,10 +17,14 @@ use crate::app::outages::{for_each_head, DownRow, Head};
 use crate::app::runs::{pinned_workflow, stored_run_file};
 use crate::clock::{Stopwatch, Timestamp};
 use crate::daemon::worklist::{self, WorkItem, WorkKind};
+use crate::engine::instance::Status;
 use crate::engine::run::RunRecord;
 use crate::metrics::{Family, Histogram, HistogramSnapshot, MetricType, OUTAGE_BUCKETS};
+use crate::report::normalise::normalise;
 use crate::schedule::Window;
 use crate::spec::runfile::WindowSpec;
+use crate::store::keys::InstanceKey;
+use crate::store::records;
 use crate::store::{Store, StoreError};
 
 /// How stale the figures of a run in motion may be.
@@ -44,6 +48,33 @@ pub(crate) struct RunScan {
     pub steps: Vec<String>,
     /// The run's porting window, while the run is unfinished.
     pub window: Option<RunWindow>,
+    /// Instances an operator has to act on (failed, rolled back, needs
+    /// attention), in index order.
+    pub attention: Vec<Attention>,
+}
+
+/// One instance that needs an operator, with its message and its cause.
+#[derive(Debug)]
+pub(crate) struct Attention {
+    /// Subject.
+    pub subject: String,
+    /// State name.
+    pub state: &'static str,
+    /// Step id (empty when the workflow cannot be read).
+    pub step: String,
+    /// The message (at most 300 characters).
+    pub reason: String,
+    /// The message with its values lifted out ([`normalise`]).
+    pub cause: String,
+}
+
+/// States an operator has to act on: the step and the message.
+pub(crate) fn needs_operator(s: &Status) -> Option<(usize, &str)> {
+    match s {
+        Status::NeedsAttention { step, reason, .. } => Some((*step, reason)),
+        Status::Failed { step, error } | Status::RolledBack { step, error } => Some((*step, error)),
+        _ => None,
+    }
 }
 
 /// A run's porting window as its run file writes it, compiled.
@@ -63,7 +94,11 @@ impl RunScan {
         let mut down: Vec<Head> = Vec::new();
         let mut work = Vec::new();
         let mut subjects = Vec::new();
+        let mut stopped: Vec<u32> = Vec::new();
         for_each_head(store, &record.id, &mut |h| {
+            if needs_operator(&h.status).is_some() {
+                stopped.push(h.idx);
+            }
             *counts.entry(h.status.name()).or_insert(0) += 1;
             for o in &h.outages {
                 ended.observe(o.end.since(o.start));
@@ -76,7 +111,7 @@ impl RunScan {
         })?;
         // Parse the pinned workflow (for step names) only when someone is down
         // or waits; the stored run file only for waits and an unfinished run's window.
-        let wf = if down.is_empty() && work.is_empty() {
+        let wf = if down.is_empty() && work.is_empty() && stopped.is_empty() {
             None
         } else {
             pinned_workflow(record).ok()
@@ -102,7 +137,28 @@ impl RunScan {
             }),
             _ => None,
         };
+        // The whole snapshot (for the inputs a cause lifts out) only of those stopped.
+        let mut attention = Vec::with_capacity(stopped.len());
+        for idx in stopped {
+            let key = InstanceKey {
+                run: record.id.clone(),
+                idx,
+            };
+            let Some(i) = records::get_instance(store, &key)? else {
+                continue;
+            };
+            if let Some((step, why)) = needs_operator(&i.status) {
+                attention.push(Attention {
+                    state: i.status.name(),
+                    step: steps.get(step).cloned().unwrap_or_default(),
+                    reason: why.chars().take(300).collect(),
+                    cause: normalise(why, &i.inputs),
+                    subject: i.subject,
+                });
+            }
+        }
         Ok(RunScan {
+            attention,
             counts,
             down: down.iter().filter_map(|h| DownRow::of(h, &steps)).collect(),
             ended: ended.snapshot(),

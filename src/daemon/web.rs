@@ -21,11 +21,10 @@ use crate::api::{LimitQuery, LoginForm, PageQuery, SearchQuery};
 use crate::app::outages::sort_down;
 use crate::app::runs::run_clock;
 use crate::app::{Error, Result};
-use crate::engine::instance::Status;
 use crate::engine::run::RunRecord;
 use crate::metrics::{self, Family, MetricType};
 use crate::report::escape::escape_html;
-use crate::report::normalise::{normalise, Grouper};
+use crate::report::normalise::Grouper;
 use crate::store::records;
 
 /// The status page and its sign-in form: HTML, CSS and JS in one file.
@@ -166,48 +165,28 @@ async fn metrics_text(State(d): State<Shared>) -> Response {
         .into_response()
 }
 
-/// States an operator has to act on.
-fn needs_operator(s: &Status) -> Option<(usize, &str)> {
-    match s {
-        Status::NeedsAttention { step, reason, .. } => Some((*step, reason)),
-        Status::Failed { step, error } | Status::RolledBack { step, error } => Some((*step, error)),
-        _ => None,
-    }
-}
-
-/// Instances that need an operator: newest run first, at most `limit` (default 50).
+/// Instances that need an operator: newest run first, at most `limit` (default
+/// 50), from the runs' cached figures; the groups count every one of them.
 fn attention_list(d: &Shared, limit: usize) -> Result<Value> {
     let mut out = Vec::new();
     let mut total = 0usize;
     let mut grouper = Grouper::new();
-    let mut runs = records::list_runs(&*d.store)?;
-    newest_first(&mut runs, |r| r);
-    for r in runs {
-        let mut steps: Option<Vec<String>> = None;
-        for i in records::list_instances(&*d.store, &r.id)? {
-            let Some((step, why)) = needs_operator(&i.status) else {
-                continue;
-            };
+    let mut runs = run_scans(d)?;
+    newest_first(&mut runs, |(r, _)| r);
+    for (r, scan) in &runs {
+        for a in &scan.attention {
             total += 1;
-            // Every instance counts in its cause's group, listed or not.
-            grouper.add(&i.subject, why, &i.inputs);
-            if out.len() >= limit {
-                continue;
+            grouper.add_cause(&a.subject, &a.reason, a.cause.clone());
+            if out.len() < limit {
+                out.push(json!({
+                    "run": r.id,
+                    "subject": a.subject,
+                    "state": a.state,
+                    "step": (!a.step.is_empty()).then_some(&a.step),
+                    "reason": a.reason,
+                    "cause": a.cause,
+                }));
             }
-            // Parse the pinned workflow only for runs that have such instances.
-            let ids = steps.get_or_insert_with(|| {
-                crate::app::runs::pinned_workflow(&r)
-                    .map(|wf| wf.steps.iter().map(|s| s.id.clone()).collect())
-                    .unwrap_or_default()
-            });
-            out.push(json!({
-                "run": r.id,
-                "subject": i.subject,
-                "state": i.status.name(),
-                "step": ids.get(step),
-                "reason": why.chars().take(300).collect::<String>(),
-                "cause": normalise(why, &i.inputs),
-            }));
         }
     }
     Ok(json!({

@@ -255,7 +255,11 @@ impl Grouper {
 
     /// Count one subject's message (with its inputs, whose values are lifted out).
     pub fn add(&mut self, subject: &str, message: &str, inputs: &Map<String, Value>) {
-        let cause = normalise(message, inputs);
+        self.add_cause(subject, message, normalise(message, inputs));
+    }
+
+    /// Count one subject's message whose cause is already worked out.
+    pub fn add_cause(&mut self, subject: &str, message: &str, cause: String) {
         let g = self.groups.entry(cause.clone()).or_insert_with(|| Group {
             cause,
             count: 0,
