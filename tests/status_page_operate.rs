@@ -315,6 +315,17 @@ fn chromium_clicks_approve_done_and_cancel_and_the_run_moves_on() {
         false,
         "the token is not in the page"
     );
+    // Run times in the browser's zone, as the rest of the page (not ISO UTC).
+    let meta = b.eval(&format!(
+        "document.getElementById('run-{}')?.textContent ?? ''",
+        fx.run
+    ));
+    let meta = meta.as_str().unwrap_or_default();
+    let created = meta.split("created ").nth(1).unwrap_or_default();
+    assert!(
+        !created.is_empty() && !created.starts_with("20"),
+        "created in the browser's format: {meta}"
+    );
 
     // The worklist shows both groups with the API's counts.
     for g in work["groups"].as_array().expect("groups") {
