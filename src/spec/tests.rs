@@ -766,27 +766,23 @@ fn only_observations_a_later_expression_reads_are_kept() {
 
 #[test]
 fn a_met_wait_keeps_only_the_fields_its_condition_reads() {
-    let wf = parse_workflow(BASE, "w.yaml")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .workflow;
-    let wait = wf.steps[1]
-        .wait
-        .as_ref()
-        .unwrap_or_else(|| panic!("a wait"));
+    let wait_of = |text: &str| {
+        let wf = parse_workflow(text, "w.yaml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .workflow;
+        wf.steps[1].wait.clone().unwrap_or_else(|| panic!("a wait"))
+    };
     let obs = serde_json::json!({"line_uri": null, "display_name": "A", "policies": [1, 2]});
+    let wait = wait_of(BASE);
     assert_eq!(
         wait.proof(obs.clone()),
         serde_json::json!({"line_uri": null})
     );
     // `obs` read whole (or by a computed key): all of it.
-    let whole = base_with("until: obs.line_uri == null", "until: obs != null");
-    let wf = parse_workflow(&whole, "w.yaml")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .workflow;
-    let wait = wf.steps[1]
-        .wait
-        .as_ref()
-        .unwrap_or_else(|| panic!("a wait"));
+    let wait = wait_of(&base_with(
+        "until: obs.line_uri == null",
+        "until: obs != null",
+    ));
     assert_eq!(wait.proof(obs.clone()), obs);
     assert_eq!(wait.proof(serde_json::json!(3)), serde_json::json!(3));
 }
