@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::escape::csv_text;
 use super::html::{self, Cell};
 use super::normalise::{Group, Grouper};
-use super::zone::local_rfc3339;
+use super::zone::Zone;
 use crate::clock::Timestamp;
 
 /// One subject's preflight.
@@ -154,7 +154,7 @@ impl PlanReport {
             self.workflow.1,
             &self.workflow.2[..12.min(self.workflow.2.len())],
             self.tenant,
-            local_rfc3339(self.planned_at, zone),
+            Zone::Named(zone).format(self.planned_at),
             zone.name()
         );
         html::page(

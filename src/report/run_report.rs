@@ -17,7 +17,7 @@ use super::escape::csv_text;
 use super::html::{self, Bar, Cell};
 use super::normalise::{Group, Grouper};
 use super::table::human_duration;
-use super::zone::local_rfc3339;
+use super::zone::{local_rfc3339, Zone};
 use crate::clock::Timestamp;
 use crate::engine::instance::{PHASE_NAMES, TERMINAL_NAMES};
 
@@ -487,7 +487,8 @@ impl RunReport {
     /// inline SVG, the groups, every subject. No script; every value escaped.
     pub fn to_html(&self, zone: Tz) -> String {
         let s = self.summary();
-        let local = |a: &At| local_rfc3339(a.real, zone);
+        // People read the page: local time to the second, the UTC instant beside it.
+        let local = |a: &At| Zone::Named(zone).format(a.real);
         let mut subtitle = format!(
             "{} v{} ({}) · {} subjects · generated {} · times in {}",
             self.workflow.0,
