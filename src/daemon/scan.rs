@@ -17,7 +17,7 @@ use crate::app::outages::{for_each_head, DownRow, Head};
 use crate::app::runs::{pinned_workflow, stored_run_file};
 use crate::clock::{Stopwatch, Timestamp};
 use crate::daemon::worklist::{self, WorkItem, WorkKind};
-use crate::engine::instance::Status;
+use crate::engine::figures::needs_operator;
 use crate::engine::run::RunRecord;
 use crate::metrics::{Family, Histogram, HistogramSnapshot, MetricType, OUTAGE_BUCKETS};
 use crate::report::normalise::normalise;
@@ -53,6 +53,23 @@ pub(crate) struct RunScan {
     pub attention: Vec<Attention>,
 }
 
+impl Attention {
+    /// One that a driver's figures list (`steps`: the run's workflow).
+    pub fn of(s: &crate::engine::figures::Stopped, wf: &crate::spec::model::Workflow) -> Attention {
+        Attention {
+            subject: s.subject.clone(),
+            state: s.state,
+            step: wf
+                .steps
+                .get(s.step)
+                .map(|st| st.id.clone())
+                .unwrap_or_default(),
+            reason: s.reason.chars().take(300).collect(),
+            cause: normalise(&s.reason, &s.inputs),
+        }
+    }
+}
+
 /// One instance that needs an operator, with its message and its cause.
 #[derive(Debug)]
 pub(crate) struct Attention {
@@ -66,15 +83,6 @@ pub(crate) struct Attention {
     pub reason: String,
     /// The message with its values lifted out ([`normalise`]).
     pub cause: String,
-}
-
-/// States an operator has to act on: the step and the message.
-pub(crate) fn needs_operator(s: &Status) -> Option<(usize, &str)> {
-    match s {
-        Status::NeedsAttention { step, reason, .. } => Some((*step, reason)),
-        Status::Failed { step, error } | Status::RolledBack { step, error } => Some((*step, error)),
-        _ => None,
-    }
 }
 
 /// A run's porting window as its run file writes it, compiled.
@@ -233,9 +241,33 @@ impl ScanCache {
     }
 }
 
+/// What `/metrics` shows of one run.
+pub(crate) struct MetricView<'a> {
+    /// Run id.
+    pub run: &'a str,
+    /// Instances per state name.
+    pub counts: BTreeMap<&'static str, usize>,
+    /// Out of service now.
+    pub down: usize,
+    /// Lengths of the ended outages.
+    pub ended: HistogramSnapshot,
+}
+
+impl RunScan {
+    /// The metrics of this scan of `run`.
+    pub fn metrics<'a>(&self, run: &'a str) -> MetricView<'a> {
+        MetricView {
+            run,
+            counts: self.counts.clone(),
+            down: self.down.len(),
+            ended: self.ended.clone(),
+        }
+    }
+}
+
 /// `portflow_instances`, `portflow_out_of_service` and
 /// `portflow_outage_duration_seconds` from the runs' figures.
-pub(crate) fn families(runs: &[(&str, &RunScan)]) -> Vec<Family> {
+pub(crate) fn families(runs: &[MetricView<'_>]) -> Vec<Family> {
     let mut instances = Family::new(
         "portflow_instances",
         "Instances per run and state, from the stored snapshots.",
@@ -247,12 +279,12 @@ pub(crate) fn families(runs: &[(&str, &RunScan)]) -> Vec<Family> {
         MetricType::Gauge,
     );
     let mut ended = HistogramSnapshot::empty(OUTAGE_BUCKETS);
-    for (run, scan) in runs {
-        for (state, n) in &scan.counts {
-            instances = instances.sample(&[("run", run), ("state", state)], *n as f64);
+    for v in runs {
+        for (state, n) in &v.counts {
+            instances = instances.sample(&[("run", v.run), ("state", state)], *n as f64);
         }
-        down = down.sample(&[("run", run)], scan.down.len() as f64);
-        ended.add(&scan.ended);
+        down = down.sample(&[("run", v.run)], v.down as f64);
+        ended.add(&v.ended);
     }
     vec![
         instances,
@@ -299,7 +331,7 @@ mod tests {
         long.outages = vec![span(2000, 25 * 60), span(100, 1)]; // 25 h, and 1 min
         put(&store, &r2, &[long]);
         let (s1, s2) = (scan(&store, &r1), scan(&store, &r2));
-        let text = encode(&families(&[("r1", &s1), ("r2", &s2)]));
+        let text = encode(&families(&[s1.metrics("r1"), s2.metrics("r2")]));
         for line in [
             "# TYPE portflow_out_of_service gauge\n",
             "portflow_out_of_service{run=\"r1\"} 2\n",

@@ -14,7 +14,7 @@ use axum::{Form, Json, Router};
 use serde_json::{json, Value};
 
 use super::auth::{authorized, token_matches, COOKIE};
-use super::scan::{self, RunScan, TTL};
+use super::scan::{self, Attention, MetricView, RunScan, TTL};
 use super::state::{Daemon, Shared};
 use super::worklist;
 use crate::api::{LimitQuery, LoginForm, PageQuery, SearchQuery};
@@ -130,8 +130,22 @@ async fn login(State(d): State<Shared>, Form(f): Form<LoginForm>) -> Response {
 /// Families computed from the store (through the per-run cache) and the
 /// committer at scrape time.
 fn scraped(d: &Shared) -> Result<Vec<Family>> {
-    let runs = run_scans(d)?;
-    let views: Vec<(&str, &RunScan)> = runs.iter().map(|(r, s)| (r.id.as_str(), &**s)).collect();
+    let runs = run_figures(d)?;
+    let views: Vec<MetricView<'_>> = runs
+        .iter()
+        .map(|(r, f)| match f {
+            Figs::Live(driver) => {
+                let f = lock_figures(driver);
+                MetricView {
+                    run: r.id.as_str(),
+                    counts: f.counts().clone(),
+                    down: f.down(),
+                    ended: f.ended(),
+                }
+            }
+            Figs::Scan(s) => s.metrics(r.id.as_str()),
+        })
+        .collect();
     let mut families = scan::families(&views);
     let stats = d.committer.stats();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -171,21 +185,30 @@ fn attention_list(d: &Shared, limit: usize) -> Result<Value> {
     let mut out = Vec::new();
     let mut total = 0usize;
     let mut grouper = Grouper::new();
-    let mut runs = run_scans(d)?;
+    let mut runs = run_figures(d)?;
     newest_first(&mut runs, |(r, _)| r);
-    for (r, scan) in &runs {
-        for a in &scan.attention {
-            total += 1;
-            grouper.add_cause(&a.subject, &a.reason, a.cause.clone());
-            if out.len() < limit {
-                out.push(json!({
-                    "run": r.id,
-                    "subject": a.subject,
-                    "state": a.state,
-                    "step": (!a.step.is_empty()).then_some(&a.step),
-                    "reason": a.reason,
-                    "cause": a.cause,
-                }));
+    let mut add = |run: &str, a: &Attention| {
+        total += 1;
+        grouper.add_cause(&a.subject, &a.reason, a.cause.clone());
+        if out.len() < limit {
+            out.push(json!({
+                "run": run,
+                "subject": a.subject,
+                "state": a.state,
+                "step": (!a.step.is_empty()).then_some(&a.step),
+                "reason": a.reason,
+                "cause": a.cause,
+            }));
+        }
+    };
+    for (r, figs) in &runs {
+        match figs {
+            Figs::Scan(scan) => scan.attention.iter().for_each(|a| add(&r.id, a)),
+            Figs::Live(driver) => {
+                let f = lock_figures(driver);
+                for s in f.stopped() {
+                    add(&r.id, &Attention::of(s, &driver.workflow));
+                }
             }
         }
     }
@@ -371,6 +394,39 @@ async fn windows(State(d): State<Shared>) -> Response {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// A run's figures: kept by its driver while one drives it (once their seed
+/// is in), else read from the store and cached.
+enum Figs {
+    Live(std::sync::Arc<crate::engine::executor::Driver>),
+    Scan(std::sync::Arc<RunScan>),
+}
+
+fn lock_figures(
+    d: &crate::engine::executor::Driver,
+) -> std::sync::MutexGuard<'_, crate::engine::figures::Figures> {
+    d.progress.figures.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Every stored run with its figures: a driven run's from its driver, in
+/// time independent of its size; the others' from the scan cache.
+fn run_figures(d: &Daemon) -> Result<Vec<(RunRecord, Figs)>> {
+    let runs = records::list_runs(&*d.store)?;
+    let mut out = Vec::with_capacity(runs.len());
+    for r in runs {
+        if let Some(driver) = d.drivers.driver(&r.id) {
+            if lock_figures(&driver).complete() {
+                out.push((r, Figs::Live(driver)));
+                continue;
+            }
+        }
+        let scan = d
+            .scans
+            .get(&*d.store, &r, d.drivers.is_active(&r.id), TTL)?;
+        out.push((r, Figs::Scan(scan)));
+    }
+    Ok(out)
 }
 
 /// Every stored run with its figures (cached, see [`super::scan`]), oldest first.

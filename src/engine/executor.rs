@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use super::budget::{OutageBudget, SlotView};
 use super::eta::{estimate, Estimate, Position, StepTimes};
+use super::figures::Figures;
 use super::instance::{Instance, Status};
 use super::limiter::RateLimiter;
 use super::machine::{self, Ctx, Effect, Input, Persist};
@@ -77,6 +78,8 @@ impl Place {
 #[derive(Debug, Default)]
 pub struct Progress {
     places: Mutex<Places>,
+    /// The run's figures for the daemon's views (see [`Figures`]).
+    pub figures: Mutex<Figures>,
     /// Backend calls made by this process.
     pub calls: AtomicU64,
     /// Transitions committed by this process.
@@ -126,6 +129,13 @@ impl Progress {
             }
             None => {}
         }
+    }
+
+    fn observe(&self, inst: &Instance) {
+        self.figures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(inst);
     }
 
     /// Count of instances per place.
@@ -256,6 +266,20 @@ impl Driver {
             let (store, run) = (self.store.clone(), self.run_id.clone());
             tokio::task::spawn_blocking(move || records::list_statuses(&*store, &run))
         });
+        // The daemon's figures: seeded once, then kept by the workers. Nobody
+        // waits for it; until it is in, the daemon reads the store instead.
+        {
+            let (store, run, progress) = (
+                self.store.clone(),
+                self.run_id.clone(),
+                self.progress.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = Figures::seed(&progress.figures, &*store, &run) {
+                    tracing::warn!(run = %run, error = %e, "cannot read the run's figures; the daemon reads the store instead");
+                }
+            });
+        }
         let mut heap: BinaryHeap<Reverse<(Timestamp, u32)>> =
             records::run_timers(&*self.store, &self.run_id)?
                 .into_iter()
@@ -572,6 +596,7 @@ impl Driver {
         }
         self.progress
             .set(m.idx, Place::of(&t.next), self.clock.now());
+        self.progress.observe(&t.next);
         self.observe_budget(&t.next).await?;
         let _ = m.reply.send(Ok(t.rule));
         Ok(t.next.due)
@@ -606,6 +631,7 @@ impl Driver {
             self.persist(&inst, &t).await?;
             inst = t.next;
             self.progress.set(idx, Place::of(&inst), self.clock.now());
+            self.progress.observe(&inst);
             self.observe_budget(&inst).await?;
             input = match t.effect {
                 None => return Ok((idx, Place::of(&inst), inst.due)),

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod eta;
 pub mod executor;
+pub mod figures;
 pub mod instance;
 pub mod limiter;
 pub mod machine;
