@@ -134,7 +134,16 @@ fn anchor_runs_the_anchors_workload_and_prints_their_keys() {
     // Without --json: a table, then the same figures as one JSON line.
     let dir = tempfile::tempdir().expect("tempdir");
     let o = run(portflow(dir.path())
-        .args(["bench", "anchor", "--quick", "--k", "1", "--done-on", "2", "--dir"])
+        .args([
+            "bench",
+            "anchor",
+            "--quick",
+            "--k",
+            "1",
+            "--done-on",
+            "2",
+            "--dir",
+        ])
         .arg(dir.path()));
     assert!(o.status.success(), "{}", stderr(&o));
     let text = common::stdout(&o);

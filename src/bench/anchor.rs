@@ -283,3 +283,59 @@ pub fn report(opts: &AnchorOpts, f: &Figures, m: Value) -> Report {
         json: line,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Call, Operation, Tenant};
+
+    async fn policy(t: &AnchorTenant) -> Value {
+        let get = Call::observation(Operation::GetUser { user: scale_upn(7) });
+        let view = t.execute(&get).await.unwrap_or_default();
+        view["online_voice_routing_policy"].clone()
+    }
+
+    async fn grant(t: &AnchorTenant, p: &str) {
+        let op = Operation::GrantVoiceRoutingPolicy {
+            user: scale_upn(7),
+            policy: Some(p.into()),
+        };
+        assert!(t
+            .execute(&Call::action(op, "anchor/7/act/1", 1))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_external_system_answers_done_on_the_nth_poll_after_each_action() {
+        let t = AnchorTenant::new(3);
+        grant(&t, "bench-1").await;
+        assert_eq!(policy(&t).await, Value::Null);
+        assert_eq!(policy(&t).await, Value::Null);
+        assert_eq!(policy(&t).await, json!("bench-1"));
+        grant(&t, "bench-2").await;
+        assert_eq!(
+            policy(&t).await,
+            json!("bench-1"),
+            "a new action restarts the count"
+        );
+        assert_eq!(policy(&t).await, json!("bench-1"));
+        assert_eq!(policy(&t).await, json!("bench-2"));
+        assert_eq!((t.actions(), t.polls()), (2, 6));
+    }
+
+    #[test]
+    fn the_workflow_opts_into_fast_polls_and_refuses_faster_ones() {
+        let wf = workflow(5, Duration::from_millis(100));
+        assert!(wf
+            .as_ref()
+            .is_ok_and(|w| w.steps.len() == 10 && w.fast_polls));
+        let err = workflow(1, Duration::from_millis(50))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.is_some_and(|e| e.contains("poll.initial")),
+            "50ms is refused"
+        );
+    }
+}
