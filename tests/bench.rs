@@ -95,3 +95,61 @@ fn growth_has_a_row_per_figure_and_a_column_per_size() {
         .is_some());
     assert!(v["growth"]["backend calls per subject"].as_f64().is_some());
 }
+
+/// The keys `../shared/anchors-bench/common/summarize.py` and its readers use.
+const ANCHOR_KEYS: [&str; 12] = [
+    "engine",
+    "variant",
+    "n",
+    "k",
+    "wall_s",
+    "instances_per_s",
+    "steps_per_s",
+    "start_s",
+    "polls_total",
+    "server_hwm_mb",
+    "server_cpu_s",
+    "disk_mb",
+];
+
+#[test]
+fn anchor_runs_the_anchors_workload_and_prints_their_keys() {
+    let v = bench(&["anchor"]);
+    for key in ANCHOR_KEYS {
+        assert!(!v[key].is_null(), "no {key}: {v}");
+    }
+    assert_eq!(v["engine"], "portflow");
+    let (n, k) = (v["n"].as_u64().unwrap_or(0), v["k"].as_u64().unwrap_or(0));
+    assert_eq!((n, k), (50, 2), "{v}");
+    // 3 polls (done on the 3rd) and 1 action per step, every instance done.
+    assert_eq!(v["polls_total"].as_u64(), Some(3 * k * n), "{v}");
+    assert_eq!(v["actions_total"].as_u64(), Some(k * n), "{v}");
+    assert_eq!(v["succeeded"].as_u64(), Some(n), "{v}");
+    assert_eq!(v["failed"], 0);
+    // 2 durable 100 ms sleeps per step, one after the other.
+    assert!(num(&v["wall_s"]) >= 0.4, "{v}");
+    assert!(num(&v["wall_s"]) >= num(&v["start_s"]));
+    assert!(num(&v["server_hwm_mb"]) > 0.0 && num(&v["disk_mb"]) > 0.0);
+
+    // Without --json: a table, then the same figures as one JSON line.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = run(portflow(dir.path())
+        .args([
+            "bench",
+            "anchor",
+            "--quick",
+            "--k",
+            "1",
+            "--done-on",
+            "2",
+            "--dir",
+        ])
+        .arg(dir.path()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = common::stdout(&o);
+    assert!(text.contains("instances/s"), "{text}");
+    let last = text.lines().last().unwrap_or_default();
+    let line: Value = serde_json::from_str(last).expect("the last line is JSON");
+    assert_eq!(line["polls_total"].as_u64(), Some(2 * 50), "{line}");
+    assert_eq!(line["variant"], "bench-anchor,sleep100ms,c512");
+}

@@ -8,7 +8,9 @@
 //! - [`scale`]: 100,000 instances waiting on polls: memory, state size, resume after SIGKILL.
 //! - [`makespan`]: a DR → OC wave on the simulator's latency model in virtual time.
 //! - [`growth`]: the three at several sizes.
+//! - [`anchor`]: the anchors-bench workload, for a table beside Restate and Temporal.
 
+pub mod anchor;
 pub mod growth;
 pub mod makespan;
 pub mod scale;

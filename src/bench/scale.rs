@@ -34,7 +34,7 @@ use super::{
     Report, WorkDir,
 };
 use crate::clock::{Clock, ScaledClock, SharedClock, Stopwatch, SystemClock, Timestamp};
-use crate::engine::executor::{Driver, Place, Progress};
+use crate::engine::executor::{Driver, Place};
 use crate::report::table::Table;
 use crate::spec::model::Workflow;
 use crate::store::commit::Committer;
@@ -460,22 +460,16 @@ fn driver(
     concurrency: usize,
 ) -> Result<Arc<Driver>, BenchError> {
     Ok(Arc::new(Driver {
-        store: store as Arc<dyn Store>,
-        committer,
-        clock,
-        tenant,
-        run_id: RUN.into(),
-        workflow: dr_to_oc()?,
         approvals: vec!["operator-coordinated".into()],
-        on_failure: None,
-        manual_ops: Vec::new(),
-        window: None,
-        concurrency,
-        limiter: None,
-        call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
-        budget: None,
-        space: None,
-        progress: Arc::new(Progress::default()),
+        ..super::transitions::bench_driver(
+            store,
+            committer,
+            clock,
+            tenant,
+            RUN,
+            dr_to_oc()?,
+            concurrency,
+        )
     }))
 }
 

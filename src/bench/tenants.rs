@@ -108,6 +108,43 @@ pub fn scale_number(i: u32) -> String {
     format!("+1425{i:07}")
 }
 
+/// The index of a benchmark subject from its UPN (its digits; 0 if none).
+pub fn upn_index(upn: &str) -> u32 {
+    let digits: String = upn.chars().filter(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(0)
+}
+
+/// A Teams Phone user as a benchmark tenant answers `get_user`: online,
+/// licensed, number `line_uri` (none: voice off) and voice routing `policy`.
+pub fn bench_user_view(upn: &str, line_uri: Option<String>, policy: Option<String>) -> UserView {
+    let i = u64::from(upn_index(upn));
+    let licences = ["Teams", "MCOEV", "MCOProfessional", "MCOMEETADD"];
+    UserView {
+        id: format!("{i:08x}-5f1c-4c3e-9a51-{:012x}", i * 7919),
+        upn: upn.to_string(),
+        sip_address: upn.to_string(),
+        usage_location: "US".into(),
+        homed: Homing::Online,
+        hosting_provider: "sipfed.online.lync.com".into(),
+        interpreted_user_type: "DirSyncEnabledOnlineTeamsOnlyUser".into(),
+        teams_upgrade_effective_mode: "TeamsOnly".into(),
+        enterprise_voice_enabled: line_uri.is_some(),
+        line_uri,
+        on_prem_line_uri: None,
+        online_voice_routing_policy: policy,
+        feature_types: ["Teams", "AudioConferencing", "PhoneSystem"]
+            .map(String::from)
+            .to_vec(),
+        licences: licences.map(String::from).to_vec(),
+        dir_synced: true,
+        hosted_voicemail: true,
+        account_type: "User".into(),
+        licence_assignments: licences
+            .map(crate::backend::LicenceAssignment::direct)
+            .to_vec(),
+    }
+}
+
 /// A stand-in for a remote tenant with 100,000 users, answering the DR → OC
 /// workflow like a tenant whose operator has not uploaded any number yet: its
 /// instances all end up polling `wait-operator-upload`. It keeps almost no
@@ -130,8 +167,7 @@ impl ScaleTenant {
     }
 
     fn user_view(&self, upn: &str) -> Value {
-        let digits: String = upn.chars().filter(char::is_ascii_digit).collect();
-        let i: u32 = digits.parse().unwrap_or(0);
+        let i = upn_index(upn);
         let removed = self
             .removed
             .lock()
@@ -142,32 +178,11 @@ impl ScaleTenant {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(upn);
-        let view = UserView {
-            id: format!("{i:08x}-5f1c-4c3e-9a51-{:012x}", u64::from(i) * 7919),
-            upn: upn.to_string(),
-            sip_address: upn.to_string(),
-            usage_location: "US".into(),
-            homed: Homing::Online,
-            hosting_provider: "sipfed.online.lync.com".into(),
-            interpreted_user_type: "DirSyncEnabledOnlineTeamsOnlyUser".into(),
-            teams_upgrade_effective_mode: "TeamsOnly".into(),
-            line_uri: (!removed).then(|| scale_number(i)),
-            on_prem_line_uri: None,
-            enterprise_voice_enabled: !removed,
-            online_voice_routing_policy: (!unrouted).then(|| "DR-Seattle-International".into()),
-            feature_types: ["Teams", "AudioConferencing", "PhoneSystem"]
-                .map(String::from)
-                .to_vec(),
-            licences: ["Teams", "MCOEV", "MCOProfessional", "MCOMEETADD"]
-                .map(String::from)
-                .to_vec(),
-            dir_synced: true,
-            hosted_voicemail: true,
-            account_type: "User".into(),
-            licence_assignments: ["Teams", "MCOEV", "MCOProfessional", "MCOMEETADD"]
-                .map(crate::backend::LicenceAssignment::direct)
-                .to_vec(),
-        };
+        let view = bench_user_view(
+            upn,
+            (!removed).then(|| scale_number(i)),
+            (!unrouted).then(|| "DR-Seattle-International".into()),
+        );
         serde_json::to_value(view).unwrap_or(Value::Null)
     }
 
@@ -232,5 +247,87 @@ impl Tenant for ScaleTenant {
             Operation::GetNumber { number } => self.number_view(number),
             _ => json!({}),
         })
+    }
+}
+/// The external system of the anchors-bench workload: an action is a no-op
+/// that is counted and restarts its step's poll count; `get_user` shows the
+/// policy of the user's last action from the `done_on`th poll after it.
+/// Calls never wait, and no lock is held beyond one map update.
+pub struct AnchorTenant {
+    done_on: u32,
+    users: Mutex<HashMap<String, AnchorUser>>,
+    actions: AtomicU64,
+    polls: AtomicU64,
+}
+
+/// One user of [`AnchorTenant`].
+#[derive(Default)]
+struct AnchorUser {
+    /// The policy `get_user` shows.
+    visible: Option<String>,
+    /// The policy of the last action, until it becomes visible.
+    pending: Option<String>,
+    /// Polls since the last action.
+    polls: u32,
+}
+
+impl AnchorTenant {
+    /// A tenant whose changes show on the `done_on`th poll (at least the 1st).
+    pub fn new(done_on: u32) -> AnchorTenant {
+        AnchorTenant {
+            done_on: done_on.max(1),
+            users: Mutex::new(HashMap::new()),
+            actions: AtomicU64::new(0),
+            polls: AtomicU64::new(0),
+        }
+    }
+
+    /// Actions received.
+    pub fn actions(&self) -> u64 {
+        self.actions.load(Ordering::Relaxed)
+    }
+
+    /// Polls (`get_user`) received.
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::Relaxed)
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, AnchorUser>> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Tenant for AnchorTenant {
+    async fn execute(&self, call: &TenantCall) -> Result<Value, BackendError> {
+        match &call.op {
+            Operation::GrantVoiceRoutingPolicy { user, policy } => {
+                self.actions.fetch_add(1, Ordering::Relaxed);
+                let mut users = self.users();
+                let u = users.entry(user.clone()).or_default();
+                u.pending = policy.clone();
+                u.polls = 0;
+                Ok(json!({}))
+            }
+            Operation::GetUser { user } => {
+                self.polls.fetch_add(1, Ordering::Relaxed);
+                let policy = {
+                    let mut users = self.users();
+                    let u = users.entry(user.clone()).or_default();
+                    u.polls += 1;
+                    if u.polls >= self.done_on && u.pending.is_some() {
+                        u.visible = u.pending.take();
+                    }
+                    u.visible.clone()
+                };
+                let number = Some(scale_number(upn_index(user)));
+                Ok(serde_json::to_value(bench_user_view(user, number, policy))
+                    .unwrap_or(Value::Null))
+            }
+            other => Err(BackendError::new(
+                crate::backend::ErrorKind::Fatal,
+                format!("the anchors-bench tenant does not do {}", other.kind()),
+            )),
+        }
     }
 }

@@ -13,8 +13,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use super::tenants::scale_upn;
 use super::{io_write_bytes, machine, machine_line, round, thousands, BenchError, Report, WorkDir};
 use crate::backend::sim::{LatencyConfig, SimConfig, SimTenant};
+use crate::backend::Tenant;
 use crate::clock::{SharedClock, Stopwatch, SystemClock};
 use crate::engine::executor::{DriveEnd, Driver, Progress};
 use crate::engine::instance::Instance;
@@ -159,6 +161,44 @@ pub async fn create_instances(
     Ok(())
 }
 
+/// A driver of run `run` as a benchmark builds it: no approvals, window,
+/// limiter, budget or space guard; the default call timeout.
+pub fn bench_driver(
+    store: Arc<SledStore>,
+    committer: Committer,
+    clock: SharedClock,
+    tenant: Arc<dyn Tenant>,
+    run: &str,
+    workflow: Arc<Workflow>,
+    concurrency: usize,
+) -> Driver {
+    Driver {
+        store: store as Arc<dyn Store>,
+        committer,
+        clock,
+        tenant,
+        run_id: run.into(),
+        workflow,
+        approvals: Vec::new(),
+        on_failure: None,
+        manual_ops: Vec::new(),
+        window: None,
+        concurrency,
+        limiter: None,
+        call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
+        budget: None,
+        space: None,
+        progress: Arc::new(Progress::default()),
+    }
+}
+
+/// The inputs of benchmark subject `i`: `user` only.
+pub fn user_inputs(i: u32) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("user".into(), json!(scale_upn(i)));
+    m
+}
+
 /// Run one wave of `instances` × `steps` with the group (or naive) committer.
 pub async fn wave(
     opts: &TransitionsOpts,
@@ -179,32 +219,19 @@ pub async fn wave(
         "bench",
         instances,
         clock.now(),
-        |i| {
-            let mut m = serde_json::Map::new();
-            m.insert("user".into(), json!(format!("user{i:06}@contoso.com")));
-            m
-        },
-        |i| format!("user{i:06}@contoso.com"),
+        user_inputs,
+        scale_upn,
     )
     .await?;
-    let driver = Arc::new(Driver {
-        store: store.clone() as Arc<dyn Store>,
-        committer: committer.clone(),
+    let driver = Arc::new(bench_driver(
+        store.clone(),
+        committer.clone(),
         clock,
-        tenant: Arc::new(sim),
-        run_id: "bench".into(),
-        workflow: workflow(opts.steps)?,
-        approvals: Vec::new(),
-        on_failure: None,
-        manual_ops: Vec::new(),
-        window: None,
-        concurrency: opts.concurrency,
-        limiter: None,
-        call_timeout: crate::spec::runfile::DEFAULT_CALL_TIMEOUT,
-        budget: None,
-        space: None,
-        progress: Arc::new(Progress::default()),
-    });
+        Arc::new(sim),
+        "bench",
+        workflow(opts.steps)?,
+        opts.concurrency,
+    ));
     let stats = committer.stats();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let (groups0, bytes0, hist0) = (

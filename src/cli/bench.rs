@@ -100,6 +100,8 @@ pub enum BenchCommand {
         #[arg(long)]
         quick: bool,
     },
+    /// The anchors-bench workload (action, then polls with durable sleeps) in one process.
+    Anchor(bench::anchor::AnchorOpts),
     /// The child process of the scale benchmark (not for direct use).
     #[command(hide = true)]
     ScaleChild {
@@ -255,6 +257,7 @@ fn run(cmd: BenchCommand) -> Result<Report, bench::BenchError> {
             };
             bench::growth::run(&o)
         }
+        BenchCommand::Anchor(o) => bench::anchor::run(&o),
         BenchCommand::ScaleChild { .. } => {
             Err(bench::BenchError::new("scale-child runs on its own"))
         }
