@@ -102,6 +102,8 @@ pub fn run(opts: &GrowthOpts) -> Result<Report, BenchError> {
         Row::new("makespan / lower bound", Unit::PerSubject, ratio, n),
         Row::new("backend calls per subject", Unit::PerSubject, one, n),
         Row::new("makespan run, real time (s)", Unit::Total, secs, n),
+        Row::new("daemon view of a driven run (µs)", Unit::Total, one, n),
+        Row::new("the same read from the store (ms)", Unit::Total, one, n),
     ];
     let skip = |b: &str| opts.skip.iter().any(|s| s == b);
     let mut raw = Vec::new();
@@ -121,6 +123,8 @@ pub fn run(opts: &GrowthOpts) -> Result<Report, BenchError> {
             let f = rt.block_on(transitions::wave(&o, size, true))?;
             rows[0].values[i] = Some(f.per_second);
             rows[1].values[i] = Some(f.p99_ms);
+            rows[9].values[i] = Some(f.live_view_us);
+            rows[10].values[i] = Some(f.store_read_ms);
             doc["transitions"] =
                 json!({"per_s": round(f.per_second, 0), "p99_ms": round(f.p99_ms, 2)});
         }

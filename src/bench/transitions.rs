@@ -19,6 +19,7 @@ use crate::backend::sim::{LatencyConfig, SimConfig, SimTenant};
 use crate::backend::Tenant;
 use crate::clock::{SharedClock, Stopwatch, SystemClock};
 use crate::engine::executor::{DriveEnd, Driver, Progress};
+use crate::engine::figures::Figures as LiveFigures;
 use crate::engine::instance::Instance;
 use crate::report::table::Table;
 use crate::spec::model::Workflow;
@@ -81,6 +82,12 @@ pub struct Figures {
     pub disk_bytes_per_transition: f64,
     /// Mean transitions per group commit.
     pub mean_group: f64,
+    /// What the daemon's `/metrics` and `/api/attention` read of the run in
+    /// motion, from its driver's figures (µs per view).
+    pub live_view_us: f64,
+    /// One read of the run's instances from the store, what each view cost
+    /// before the driver kept figures (now: once per drive), in ms.
+    pub store_read_ms: f64,
 }
 
 impl Figures {
@@ -97,6 +104,8 @@ impl Figures {
             "payload_bytes_per_transition": round(self.payload_bytes_per_transition, 0),
             "disk_bytes_per_transition": round(self.disk_bytes_per_transition, 0),
             "mean_group": round(self.mean_group, 1),
+            "live_view_us": round(self.live_view_us, 2),
+            "store_read_ms": round(self.store_read_ms, 2),
         })
     }
 }
@@ -264,8 +273,11 @@ pub async fn wave(
             "only {done} of {instances} instances succeeded"
         )));
     }
+    let (live_view_us, store_read_ms) = view_costs(&driver, &*store, instances)?;
     let per = |x: u64| x as f64 / transitions.max(1) as f64;
     Ok(Figures {
+        live_view_us,
+        store_read_ms,
         design: if group { "group" } else { "naive" },
         instances,
         transitions,
@@ -278,6 +290,40 @@ pub async fn wave(
         disk_bytes_per_transition: per(disk),
         mean_group: transitions as f64 / groups.max(1) as f64,
     })
+}
+
+/// The cost of the daemon's view of a run in motion from its driver's
+/// figures (checked against the wave's outcome), and of one read of the run
+/// from the store instead.
+fn view_costs(
+    driver: &Driver,
+    store: &dyn Store,
+    instances: u32,
+) -> Result<(f64, f64), BenchError> {
+    let lock = |f: &'_ std::sync::Mutex<LiveFigures>| {
+        f.lock().unwrap_or_else(|p| p.into_inner()).counts().clone()
+    };
+    let counts = lock(&driver.progress.figures);
+    if counts.get("succeeded") != Some(&(instances as usize)) || counts.len() != 1 {
+        return Err(BenchError::new(format!(
+            "the driver's figures say {counts:?}, not {instances} succeeded"
+        )));
+    }
+    const VIEWS: u32 = 1_000;
+    let watch = Stopwatch::start();
+    for _ in 0..VIEWS {
+        let f = driver
+            .progress
+            .figures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        std::hint::black_box((f.counts().clone(), f.down(), f.ended(), f.stopped().count()));
+    }
+    let live_us = watch.elapsed().as_secs_f64() * 1e6 / f64::from(VIEWS);
+    let fresh = std::sync::Mutex::new(LiveFigures::default());
+    let watch = Stopwatch::start();
+    LiveFigures::seed(&fresh, store, &driver.run_id)?;
+    Ok((live_us, watch.elapsed().as_secs_f64() * 1e3))
 }
 
 /// Median time to overwrite 4 KB of a file in `base` and `fsync` it, as the
@@ -364,6 +410,13 @@ pub fn report(opts: &TransitionsOpts, figures: &[Figures], flush: Duration, m: V
     )];
     if let Some(r) = ratio {
         notes.push(format!("group commit / naive: {r:.1}×"));
+    }
+    if let Some(g) = figures.first() {
+        notes.push(format!(
+            "the daemon's view of the run in motion (/metrics, /api/attention) from the driver's figures: \
+             {:.2} µs; the same from the store, as each view did before: {:.1} ms",
+            g.live_view_us, g.store_read_ms
+        ));
     }
     let flush_ms = flush.as_secs_f64() * 1e3;
     if let Some(n) = figures.get(1) {
