@@ -250,6 +250,7 @@ impl Db {
     }
 
     /// Flush + fsync rounds done since the store was opened.
+    #[cfg(test)]
     pub(in crate::backend::sim) fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }
