@@ -18,19 +18,17 @@ const KILLS: u32 = 12;
 
 #[test]
 fn sigkill_during_conferencing_mails_and_resets_never_sends_twice() {
-    let crash_seed = std::env::var("PORTFLOW_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| u64::from(std::process::id()) ^ 0xc0f3);
-    eprintln!("crash seed: {crash_seed} (PORTFLOW_CRASH_SEED={crash_seed} replays it)");
-    let mut rng = Rng(crash_seed);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let state = tmp.path().join("state");
-    let csv = tmp.path().join("users.csv");
+    // Two workers and resets visible after 20 minutes to 2 hours: the sends and
+    // resets are spread over the first seconds, the run lasts about 20 s.
+    let (_tmp, state, run_file, mut rng) = lab(
+        0xc0f3,
+        USERS,
+        "latency: {min: 20m, typical_max: 2h, tail_rate: 0}\n  faults: {transient_rate: 0.02, throttle_rate: 0.02}",
+        "then: [reset-conference-id]\nconcurrency: 2\napprovals: [approve-reset]\ntime_scale: 400\n",
+    );
     let users: Vec<String> = (1..=USERS)
         .map(portflow::backend::sim::SimTenant::upn)
         .collect();
-    write(&csv, &format!("user\n{}\n", users.join("\n")));
     let cfg = sim_cfg(Profile::DirectRouting, SEED, USERS);
     let (refused, conference_ids) = {
         let (_dir, probe) = probe_tenant(&cfg);
@@ -45,23 +43,6 @@ fn sigkill_during_conferencing_mails_and_resets_never_sends_twice() {
             .collect();
         (refused, ids)
     };
-    // Two workers and resets visible after 20 minutes to 2 hours: the sends and
-    // resets are spread over the first seconds, the run lasts about 20 s.
-    let run_file = tmp.path().join("conf.yaml");
-    write(
-        &run_file,
-        &format!(
-            "workflow: send-conferencing-info\n\
-             then: [reset-conference-id]\n\
-             backend:\n  kind: sim\n  seed: {SEED}\n  users: {USERS}\n  latency: {{min: 20m, typical_max: 2h, tail_rate: 0}}\n  faults: {{transient_rate: 0.02, throttle_rate: 0.02}}\n\
-             subjects: {{csv: {}}}\n\
-             concurrency: 2\n\
-             approvals: [approve-reset]\n\
-             time_scale: 400\n",
-            csv.display()
-        ),
-    );
-
     let kills = KILLS;
     let id = kill_and_resume(&state, &run_file, kills, &mut rng, (100, 1000));
     let (code, doc) = pf_json(&state, &["resume", &id]);
@@ -164,31 +145,11 @@ fn sigkill_during_conferencing_mails_and_resets_never_sends_twice() {
 /// one per kill at this rate), never for one still waiting its turn.
 #[test]
 fn sigkill_while_calls_wait_for_the_rate_limiter_leaves_them_not_in_doubt() {
-    let crash_seed = std::env::var("PORTFLOW_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| u64::from(std::process::id()) ^ 0x1a7e);
-    eprintln!("crash seed: {crash_seed}");
-    let mut rng = Rng(crash_seed);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let state = tmp.path().join("state");
-    let csv = tmp.path().join("users.csv");
-    let users: Vec<String> = (1..=80)
-        .map(portflow::backend::sim::SimTenant::upn)
-        .collect();
-    write(&csv, &format!("user\n{}\n", users.join("\n")));
-    let run_file = tmp.path().join("conf.yaml");
-    write(
-        &run_file,
-        &format!(
-            "workflow: send-conferencing-info\n\
-             backend:\n  kind: sim\n  seed: {SEED}\n  users: 80\n  latency: {{min: 1s, typical_max: 2s, tail_rate: 0}}\n\
-             subjects: {{csv: {}}}\n\
-             concurrency: 20\n\
-             rate_limit: 40\n\
-             time_scale: 1\n",
-            csv.display()
-        ),
+    let (_tmp, state, run_file, mut rng) = lab(
+        0x1a7e,
+        80,
+        "latency: {min: 1s, typical_max: 2s, tail_rate: 0}",
+        "concurrency: 20\nrate_limit: 40\ntime_scale: 1\n",
     );
     let kills = 4;
     let id = kill_and_resume(&state, &run_file, kills, &mut rng, (300, 900));
@@ -214,4 +175,86 @@ fn sigkill_while_calls_wait_for_the_rate_limiter_leaves_them_not_in_doubt() {
         attention <= kills as usize,
         "{attention} in doubt after {kills} kills: intents were recorded for calls waiting their turn"
     );
+}
+
+/// Hundreds of actions in flight share each fsync of the simulated tenant
+/// (group commit). A kill at any instant leaves its audit log and outbox
+/// without a gap, and both stores pass `verify`.
+#[test]
+fn sigkill_amid_hundreds_of_concurrent_actions_leaves_stores_that_verify() {
+    let (_tmp, state, run_file, mut rng) = lab(
+        0x6c0d,
+        600,
+        "latency: {min: 20m, typical_max: 2h, tail_rate: 0}",
+        "then: [reset-conference-id]\nconcurrency: 600\napprovals: [approve-reset]\ntime_scale: 400\n",
+    );
+    let mut verified = 0;
+    // Kills from 1 s on: after the tenant is seeded (the sends and resets of
+    // 600 subjects start at once), before the resets' waits end (~18 s).
+    let id = kill_and_resume_checking(&state, &run_file, 4, &mut rng, (1000, 2500), |k| {
+        let (code, doc) = pf_json(&state, &["verify"]);
+        assert_eq!(code, 0, "verify after kill {k}: {doc}");
+        verified += 1;
+    });
+    assert_eq!(verified, 4);
+    let (_, doc) = pf_json(&state, &["resume", &id]);
+    assert_eq!(doc["end"], "Finished", "{doc}");
+    let cfg = sim_cfg(Profile::DirectRouting, SEED, 600);
+    let sim = open_run_tenant(&state, &id, &id, &cfg);
+    let numbered_from_one = |seqs: Vec<u64>| seqs.iter().copied().eq(1..=seqs.len() as u64);
+    let audit = sim.audit_log().expect("audit");
+    assert!(
+        numbered_from_one(audit.iter().map(|e| e.seq).collect()),
+        "audit gap"
+    );
+    let outbox = sim.outbox().expect("outbox");
+    assert!(
+        outbox.len() > 100,
+        "{} messages: the wave did not run",
+        outbox.len()
+    );
+    assert!(
+        numbered_from_one(outbox.iter().map(|m| m.seq).collect()),
+        "outbox gap"
+    );
+}
+
+/// A scratch directory with a CSV of seeded users `1..=users` and a run file of
+/// send-conferencing-info on a simulated tenant (`backend` lines added to its
+/// `backend:` block, `rest` appended), and the crash RNG (seeded from
+/// PORTFLOW_CRASH_SEED, else from the process id and `salt`).
+fn lab(
+    salt: u64,
+    users: u32,
+    backend: &str,
+    rest: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Rng,
+) {
+    let crash_seed = std::env::var("PORTFLOW_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()) ^ salt);
+    eprintln!("crash seed: {crash_seed} (PORTFLOW_CRASH_SEED={crash_seed} replays it)");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let csv = tmp.path().join("users.csv");
+    let upns: Vec<String> = (1..=users)
+        .map(portflow::backend::sim::SimTenant::upn)
+        .collect();
+    write(&csv, &format!("user\n{}\n", upns.join("\n")));
+    let run_file = tmp.path().join("conf.yaml");
+    write(
+        &run_file,
+        &format!(
+            "workflow: send-conferencing-info\n\
+             backend:\n  kind: sim\n  seed: {SEED}\n  users: {users}\n  {backend}\n\
+             subjects: {{csv: {}}}\n{rest}",
+            csv.display()
+        ),
+    );
+    (tmp, state, run_file, Rng(crash_seed))
 }

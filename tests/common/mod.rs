@@ -344,6 +344,19 @@ pub fn kill_and_resume(
     rng: &mut Rng,
     pause_ms: (u64, u64),
 ) -> String {
+    kill_and_resume_checking(state, run_file, kills, rng, pause_ms, |_| {})
+}
+
+/// [`kill_and_resume`], calling `after_kill(k)` once the process of kill `k`
+/// is gone (to inspect the stores as the kill left them).
+pub fn kill_and_resume_checking(
+    state: &Path,
+    run_file: &Path,
+    kills: u32,
+    rng: &mut Rng,
+    pause_ms: (u64, u64),
+    mut after_kill: impl FnMut(u32),
+) -> String {
     let mut run_id: Option<String> = None;
     for k in 0..kills {
         let mut cmd = portflow(state);
@@ -370,6 +383,7 @@ pub fn kill_and_resume(
             panic!("SIGKILL: {e}");
         }
         let _ = child.wait();
+        after_kill(k);
         if run_id.is_none() {
             run_id = only_run_id(state);
         }

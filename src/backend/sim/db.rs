@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
@@ -113,6 +114,10 @@ pub(in crate::backend::sim) struct Db {
     file: File,
     mark: CommitMark,
     dir: PathBuf,
+    /// The last commit stamp known to be on disk (fsynced).
+    durable: AtomicU64,
+    /// Flush + fsync rounds done (one covers many actions).
+    syncs: AtomicU64,
 }
 
 impl Db {
@@ -131,11 +136,15 @@ impl Db {
         let mark = guard(dir, || CommitMark::check(dir, &inner))??;
         let path = dir.join("db");
         let file = File::open(&path).map_err(|source| SimError::Io { path, source })?;
+        // What the store holds at open is on disk.
+        let durable = AtomicU64::new(mark.last_applied());
         Ok(Db {
             inner,
             file,
             mark,
             dir: dir.to_path_buf(),
+            durable,
+            syncs: AtomicU64::new(0),
         })
     }
 
@@ -208,16 +217,25 @@ impl Db {
         })
     }
 
-    /// Apply `batch` with the next commit stamp, then make it durable.
-    pub(in crate::backend::sim) fn apply_durably(
-        &self,
-        mut batch: sled::Batch,
-    ) -> Result<(), SimError> {
+    /// Apply `batch` with the next commit stamp, in memory only: readers see
+    /// it at once, a crash may lose it until [`Db::sync`]. sled recovers a
+    /// prefix of the applied batches, so a crash never leaves a gap.
+    pub(in crate::backend::sim) fn apply(&self, mut batch: sled::Batch) -> Result<u64, SimError> {
         // Callers hold the tenant's `mem` lock (or own it), so stamps are in order.
         let n = self.mark.stamp(&mut batch);
         self.guard(|| self.inner.apply_batch(batch))?
             .map_err(|e| self.storage(e))?;
         self.mark.applied(n);
+        Ok(n)
+    }
+
+    /// Make every batch applied so far durable (one flush and fsync for all
+    /// of them; nothing to do when they already are).
+    pub(in crate::backend::sim) fn sync(&self) -> Result<(), SimError> {
+        let n = self.mark.last_applied();
+        if n <= self.durable.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         self.guard(|| self.inner.flush())?
             .map_err(|e| self.storage(e))?;
         // sled's flush does not fsync on Linux.
@@ -226,16 +244,38 @@ impl Db {
             source,
         })?;
         self.mark.confirm(n);
+        self.durable.fetch_max(n, Ordering::SeqCst);
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Flush + fsync rounds done since the store was opened.
+    #[cfg(test)]
+    pub(in crate::backend::sim) fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Every batch applied so far is durable.
+    pub(in crate::backend::sim) fn is_durable(&self) -> bool {
+        self.mark.last_applied() <= self.durable.load(Ordering::SeqCst)
+    }
+
+    /// Apply `batch`, then make it durable.
+    pub(in crate::backend::sim) fn apply_durably(
+        &self,
+        batch: sled::Batch,
+    ) -> Result<(), SimError> {
+        self.apply(batch)?;
+        self.sync()
+    }
+
     /// Apply `writes` (JSON payloads, sealed here with their keys) and the
-    /// audit entry atomically, then make them durable.
-    pub(in crate::backend::sim) fn commit(
+    /// audit entry atomically, in memory only (see [`Db::apply`]).
+    pub(in crate::backend::sim) fn stage(
         &self,
         writes: Writes,
         audit: Option<(u64, &AuditEntry)>,
-    ) -> Result<(), SimError> {
+    ) -> Result<u64, SimError> {
         let mut batch = sled::Batch::default();
         for (k, v) in writes {
             let v = integrity::seal(&k, &v);
@@ -246,7 +286,18 @@ impl Db {
             let v = sealed(&key, entry);
             batch.insert(key, v);
         }
-        self.apply_durably(batch)
+        self.apply(batch)
+    }
+
+    /// [`Db::stage`], then make it durable (tests edit records this way).
+    #[cfg(test)]
+    pub(in crate::backend::sim) fn commit(
+        &self,
+        writes: Writes,
+        audit: Option<(u64, &AuditEntry)>,
+    ) -> Result<(), SimError> {
+        self.stage(writes, audit)?;
+        self.sync()
     }
 
     /// Copy the database into `dest` (a new directory), durably.

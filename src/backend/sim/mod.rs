@@ -25,6 +25,7 @@ mod fidelity_tests;
 #[cfg(test)]
 mod flow_tests;
 pub mod graph;
+mod group_commit;
 mod model;
 mod name;
 mod ops;

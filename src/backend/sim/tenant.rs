@@ -1,8 +1,11 @@
 //! [`SimTenant`]: a Teams tenant in a sled database, with the write-succeeds,
 //! read-lags behaviour of the real service.
 //!
-//! Every action commits its effect (the truth) at once and durably, and
-//! schedules when reads start to show it. Changes the service makes on its own
+//! Every action commits its effect (the truth) at once, and schedules when
+//! reads start to show it. Commits are grouped: an action applies its records
+//! in memory under the tenant's lock and is answered once the writer thread
+//! ([`super::group_commit`]) has made them durable, and so is a read that may
+//! have seen a change not yet durable. Changes the service makes on its own
 //! (directory sync ticks, the operator's upload of a ported number) are stored
 //! as scheduled events and applied lazily, in time order, whenever the entity
 //! is read or written: state is a pure function of what is stored and the
@@ -23,6 +26,7 @@ use super::model::{
 };
 use super::seed::{location, seed};
 use crate::backend::sim::db::*;
+use crate::backend::sim::group_commit::Syncer;
 use crate::backend::sim::ops::*;
 use crate::backend::{
     BackendError, Call, ErrorKind, NumberView, Operation, OperationKind, PortOrderView, Tenant,
@@ -97,7 +101,9 @@ impl std::fmt::Debug for SimTenant {
 }
 
 pub(in crate::backend::sim) struct Shared {
-    pub(in crate::backend::sim) db: Db,
+    pub(in crate::backend::sim) db: Arc<Db>,
+    /// Makes applied batches durable for async callers.
+    pub(in crate::backend::sim) syncer: Syncer,
     pub(in crate::backend::sim) dir: PathBuf,
     pub(in crate::backend::sim) config: SimConfig,
     pub(in crate::backend::sim) clock: SharedClock,
@@ -108,18 +114,23 @@ pub(in crate::backend::sim) struct Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         // Observations move the reached instant in memory only: keep it now.
-        // Best effort (nothing to report to in a drop); actions stored theirs.
+        // Best effort (nothing to report to in a drop); actions applied theirs.
         let mem = self.mem.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = mem.reached.filter(|r| Some(*r) > mem.reached_stored) {
             let mut batch = sled::Batch::default();
             batch.insert(REACHED_KEY, sealed(REACHED_KEY, &r));
-            let _ = self.db.apply_durably(batch);
+            let _ = self.db.apply(batch);
         }
+        // Also what an action whose caller stopped waiting applied.
+        let _ = self.db.sync();
+        // The writer thread holds the database open: stop it before saying closed.
+        self.syncer.stop();
         crate::store::sled_store::closed(&self.dir);
     }
 }
 
-/// In-memory state; the mutex also serializes every write to the store.
+/// In-memory state; the mutex also serializes every write to the store and
+/// orders calls: each takes its instant under it.
 pub(in crate::backend::sim) struct Mem {
     pub(in crate::backend::sim) next_audit: u64,
     pub(in crate::backend::sim) next_outbox: u64,
@@ -202,8 +213,10 @@ impl SimTenant {
                 None => None,
             },
         };
+        let db = Arc::new(db);
         Ok(SimTenant {
             shared: Arc::new(Shared {
+                syncer: Syncer::start(Arc::clone(&db)),
                 db,
                 dir: dir.to_path_buf(),
                 config: config.clone(),
@@ -354,10 +367,14 @@ impl SimTenant {
         seeded_number(i)
     }
 
-    /// Perform one operation on the calling thread (what [`Tenant::execute`]
-    /// does on tokio's blocking pool).
+    /// Perform one operation on the calling thread, syncing the store on it
+    /// when needed ([`Tenant::execute`] waits for the writer thread instead).
     pub fn execute_blocking(&self, op: &Operation) -> Result<Value, BackendError> {
-        self.shared.execute(op)
+        let done = self.shared.perform(op);
+        if done.sync {
+            self.shared.db.sync().map_err(fatal)?;
+        }
+        done.result
     }
 
     /// Every action received (observations excluded), oldest first.
@@ -579,20 +596,14 @@ impl SimTenant {
 #[async_trait]
 impl Tenant for SimTenant {
     async fn execute(&self, call: &Call) -> Result<Value, BackendError> {
-        // Reads are answered from memory and the page cache: run them here and
-        // spare a thread hand-off each. Actions fsync, so they go to the blocking pool.
-        if call.op.kind().info().observation {
-            return self.shared.execute(&call.op);
+        // Applying and reading touch memory only (a short critical section, no
+        // I/O): do it here, then wait for the writer thread's fsync, parked as
+        // a future rather than as a blocking-pool thread per call.
+        let done = self.shared.perform(&call.op);
+        if done.sync {
+            self.shared.syncer.durable(&self.shared.db).await?;
         }
-        let shared = Arc::clone(&self.shared);
-        let op = call.op.clone();
-        match tokio::task::spawn_blocking(move || shared.execute(&op)).await {
-            Ok(r) => r,
-            Err(e) => Err(BackendError::new(
-                ErrorKind::Fatal,
-                format!("simulated tenant call failed: {e}"),
-            )),
-        }
+        done.result
     }
 
     /// The simulator performs every operation itself, the conference id reset
@@ -646,37 +657,61 @@ impl Shared {
     }
 }
 
+/// An operation performed in memory: its answer, and whether it may be given
+/// only once the store is durable.
+pub(in crate::backend::sim) struct Performed {
+    pub(in crate::backend::sim) result: Result<Value, BackendError>,
+    /// An action applied records, or a read may have seen some not yet durable.
+    pub(in crate::backend::sim) sync: bool,
+}
+
+impl Performed {
+    fn at_once(result: Result<Value, BackendError>) -> Performed {
+        Performed {
+            result,
+            sync: false,
+        }
+    }
+}
+
 impl Shared {
-    pub(in crate::backend::sim) fn execute(&self, op: &Operation) -> Result<Value, BackendError> {
-        let now = self.clock.now();
+    /// Perform `op` against the in-memory store under the lock, taking its
+    /// instant there: calls are ordered, so a read sees every action stamped
+    /// at or before it. Nothing is durable yet; the caller syncs when
+    /// [`Performed::sync`] says so, before answering.
+    pub(in crate::backend::sim) fn perform(&self, op: &Operation) -> Performed {
         let kind = op.kind();
         let info = kind.info();
         if self.config.manual.contains(&kind) {
-            return Err(BackendError::new(
+            return Performed::at_once(Err(BackendError::new(
                 ErrorKind::Precondition,
                 format!(
                     "{} cannot be automated on this tenant: {}",
                     info.name,
                     info.manual.unwrap_or(info.microsoft)
                 ),
-            ));
+            )));
         }
         let mut mem = self.lock();
+        let now = self.clock.now();
         mem.reached = Some(mem.reached.map_or(now, |r| r.max(now)));
         *mem.stats.calls.entry(info.name.to_string()).or_insert(0) += 1;
         let key = op.key();
         let gated = self.gate(&mut mem, key, now);
         if info.observation {
+            let result =
+                gated.and_then(|()| self.observe(op, now).unwrap_or_else(|e| Err(fatal(e))));
             drop(mem);
-            gated?;
-            return self.observe(op, now).unwrap_or_else(|e| Err(fatal(e)));
+            // What it saw may be an action applied but not yet durable: answer
+            // after that is (a no-op when the store is idle).
+            return Performed { result, sync: true };
         }
         let (result, mut writes, mails) = match gated {
             Err(e) => (Err(e), Vec::new(), Vec::new()),
             Ok(()) => match self.act(op, now) {
                 Ok(Ok((v, w, m))) => (Ok(v), w, m),
                 Ok(Err(e)) => (Err(e), Vec::new(), Vec::new()),
-                Err(e) => return Err(fatal(e)),
+                Err(e) => return Performed::at_once(Err(fatal(e))),
             },
         };
         let first_mail = mem.next_outbox;
@@ -710,11 +745,15 @@ impl Shared {
                 },
             },
         };
-        self.db.commit(writes, Some((seq, &entry))).map_err(fatal)?;
+        if let Err(e) = self.db.stage(writes, Some((seq, &entry))) {
+            return Performed::at_once(Err(fatal(e)));
+        }
+        // Applied: the sequence numbers are taken even if the sync fails, so
+        // a later batch never reuses them.
         mem.reached_stored = mem.reached;
         mem.next_audit += 1;
         mem.next_outbox += mails.len() as u64;
-        result
+        Performed { result, sync: true }
     }
 }
 

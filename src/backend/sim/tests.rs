@@ -791,3 +791,103 @@ fn seeds_ten_thousand_users() {
     assert_eq!(last.seeded_number, "+14250010000");
     assert_eq!(last.cloud.upn, "user10000@contoso.com");
 }
+
+/// A clock that reads `START - 1h` until armed; its first reading once armed
+/// is `START` and waits (up to a bound) for the test to let it go; later
+/// ones read `START + 1h`.
+struct StallingClock {
+    armed: std::sync::atomic::AtomicBool,
+    stalled_once: std::sync::atomic::AtomicBool,
+    stalled: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Clock for StallingClock {
+    fn now(&self) -> Timestamp {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.stalled_once
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Some(tx) = self.stalled.lock().expect("lock").take() {
+                let _ = tx.send(());
+            }
+            let rx = self.release.lock().expect("lock");
+            // Bounded: with the instant taken under the tenant's lock, the
+            // reader cannot run until this returns.
+            let _ = rx.recv_timeout(Duration::from_millis(300));
+            return START;
+        }
+        if self.stalled_once.load(std::sync::atomic::Ordering::SeqCst) {
+            START.plus(Duration::from_secs(3600))
+        } else {
+            Timestamp(START.0 - 3_600_000)
+        }
+    }
+
+    fn sleep_until(&self, _t: Timestamp) -> crate::clock::Sleep<'_> {
+        Box::pin(async {})
+    }
+}
+
+#[test]
+fn a_read_stamped_after_a_write_sees_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stalled_tx, stalled) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let clock = Arc::new(StallingClock {
+        armed: false.into(),
+        stalled_once: false.into(),
+        stalled: Some(stalled_tx).into(),
+        release: release_rx.into(),
+    });
+    let mut cfg = config(5);
+    cfg.latency.min = Duration::ZERO;
+    cfg.latency.typical_max = Duration::ZERO;
+    let t = SimTenant::open(dir.path(), &cfg, clock.clone()).expect("open");
+    let upn = SimTenant::upn(1);
+    clock.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let writer = {
+        let (t, upn) = (t.clone(), upn.clone());
+        std::thread::spawn(move || exec(&t, grant(&upn, Some("OC"))))
+    };
+    // The write has read its instant (START) and stalls; the read reads START + 1h.
+    stalled.recv().expect("the write reads the clock");
+    let seen = get_user(&t, &upn);
+    let _ = release.send(());
+    writer.join().expect("join").expect("grant");
+    let log = t.audit_log().expect("audit");
+    assert_eq!(log.last().map(|e| e.at), Some(START));
+    assert_eq!(
+        seen.online_voice_routing_policy.as_deref(),
+        Some("OC"),
+        "a read stamped an hour after the write returned the state before it"
+    );
+}
+
+#[tokio::test]
+async fn one_sync_makes_every_applied_action_durable() {
+    let (dir, _clock, t) = setup(20);
+    let before = t.shared.db.syncs();
+    for i in 1..=20 {
+        let done = t.shared.perform(&grant(&SimTenant::upn(i), Some("OC")));
+        assert!(done.sync && done.result.is_ok(), "{:?}", done.result);
+    }
+    assert!(!t.shared.db.is_durable());
+    t.shared
+        .syncer
+        .durable(&t.shared.db)
+        .await
+        .expect("durable");
+    assert!(t.shared.db.is_durable());
+    assert_eq!(t.shared.db.syncs(), before + 1, "one fsync for 20 actions");
+    // A read of durable state waits for nothing.
+    get_user(&t, &SimTenant::upn(1));
+    assert_eq!(t.shared.db.syncs(), before + 1);
+    drop(t);
+    let clock = ManualClock::new(START);
+    let t = open(dir.path(), &config(20), &clock);
+    let log = t.audit_log().expect("audit");
+    assert_eq!(
+        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+}
