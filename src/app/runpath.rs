@@ -189,7 +189,7 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(
             e.to_string().contains(&format!(
-                "{}:2:14: concurrency must be between 1 and 1000",
+                "{}:2:14: concurrency must be between 1 and 10000",
                 rf.display()
             )),
             "{e}"

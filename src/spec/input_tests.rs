@@ -124,7 +124,7 @@ fn run_file_sizes_are_bounded_where_they_are_written() {
         (
             "concurrency: 1000000000",
             "1000000000",
-            "concurrency must be between 1 and 1000",
+            "concurrency must be between 1 and 10000",
         ),
         ("time_scale: 1e300", "1e300", "time_scale must be between"),
         (

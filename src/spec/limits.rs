@@ -30,7 +30,7 @@ pub const MAX_THEN: usize = 8;
 pub const MAX_SCHEDULES: usize = 100;
 
 /// `concurrency`: at most this many instances acting at once.
-pub const MAX_CONCURRENCY: usize = 1000;
+pub const MAX_CONCURRENCY: usize = 10_000;
 /// `rate_limit`, calls per second: `[MIN_RATE_LIMIT, MAX_RATE_LIMIT]`.
 pub const MIN_RATE_LIMIT: f64 = 0.01;
 /// See [`MIN_RATE_LIMIT`].

@@ -584,7 +584,7 @@ fn bad_csv_rows() {
 #[test]
 fn bad_run_files() {
     let cases: &[(&str, &str, usize, usize, &str)] = &[
-        ("concurrency: 5", "concurrency: 0", 3, 14, "concurrency must be between 1 and 1000"),
+        ("concurrency: 5", "concurrency: 0", 3, 14, "concurrency must be between 1 and 10000"),
         ("concurrency: 5", "concurrency: 5\ntime_scale: 0", 4, 13, "time_scale must be between 0.01 and 1000000"),
         ("concurrency: 5", "concurrency: 5\nrate_limit: -1", 4, 13, "rate_limit must be between 0.01 and 10000"),
         ("concurrency: 5", "concurrency: 5\nmax_out_of_service: 0", 4, 21, "max_out_of_service must be at least 1"),
