@@ -87,7 +87,7 @@ pub fn status_text(
                     get("failed").to_string(),
                     get("needs_attention").to_string(),
                     active.to_string(),
-                    r.finished_at.map_or("-".into(), |t| zone.format(t)),
+                    r.finished_real().map_or("-".into(), |t| zone.format(t)),
                 ]);
                 docs.push(json!({
                     "run": r.id, "label": r.label, "workflow": r.workflow.name,
@@ -365,6 +365,14 @@ mod tests {
         let store = store_with(&r1, &instances("r1"));
         let mut r2 = record("r2");
         r2.label = Some("wave 3 \u{1b}[31mBerlin".into());
+        // A rehearsal at 600x that ran one real hour ends 600 h later on its clock.
+        r2.created_at = Timestamp(T);
+        r2.clock = Some(crate::clock::ScaledClock {
+            real_anchor: Timestamp(T),
+            virtual_anchor: Timestamp(T),
+            scale: 600.0,
+        });
+        r2.finished_at = Some(Timestamp(T + 600 * 60 * MIN));
         let mut b = Batch::default();
         records::put_run(&mut b, &r2).expect("our records encode");
         records::put_new_instance(&mut b, &inst("r2", 0, Status::Succeeded))
@@ -377,6 +385,12 @@ mod tests {
         assert!(!text.contains('\u{1b}'), "{text}");
         assert!(text.contains(" UTC"), "{text}");
         let one = ok(status_text(&store, Some("r2"), false, Zone::Utc));
+        let end = Zone::Utc.format(Timestamp(T + 60 * MIN));
+        assert!(
+            one.contains(&format!("→ {end}")),
+            "shown in real time: {one}"
+        );
+        assert!(text.contains(&end), "{text}");
         assert!(
             one.starts_with("run r2 \"wave 3 \\u{1b}[31mBerlin\" · "),
             "{one}"

@@ -264,7 +264,7 @@ impl RunSummary {
             .label
             .as_deref()
             .map_or(String::new(), |l| format!(" \"{}\"", escape_controls(l)));
-        let when = match self.record.finished_at {
+        let when = match self.record.finished_real() {
             Some(f) => format!(
                 "{} → {}",
                 zone.format(self.record.created_at),

@@ -99,6 +99,15 @@ pub struct Continued {
     pub accepted: u32,
 }
 
+impl RunRecord {
+    /// When the run finished, in real time: a time-scaled rehearsal stores its
+    /// end on its virtual clock.
+    pub fn finished_real(&self) -> Option<Timestamp> {
+        let f = self.finished_at?;
+        Some(self.clock.map_or(f, |c| c.real_of(f)))
+    }
+}
+
 impl WorkflowPin {
     /// Pin a loaded workflow.
     pub fn of(w: &crate::spec::LoadedWorkflow) -> WorkflowPin {
