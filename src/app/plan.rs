@@ -396,11 +396,7 @@ pub async fn plan_loaded(
                 .collect(),
         };
         // The operator's zone when chosen, else the run file's window's.
-        let window_zone = loaded
-            .file
-            .window
-            .as_ref()
-            .and_then(|w| crate::report::zone::parse_zone(&w.timezone).ok());
+        let window_zone = loaded.file.window.as_ref().and_then(|w| w.zone());
         let zone = match (app.zone_chosen, window_zone) {
             (false, Some(z)) => z,
             _ => app.zone.tz(),

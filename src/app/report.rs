@@ -88,7 +88,7 @@ pub fn default_zone(record: &RunRecord) -> Tz {
     stored_run_file(record)
         .ok()
         .and_then(|f| f.window)
-        .and_then(|w| parse_zone(&w.timezone).ok())
+        .and_then(|w| w.zone())
         .unwrap_or(Tz::UTC)
 }
 

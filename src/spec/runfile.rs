@@ -241,6 +241,11 @@ impl WindowSpec {
     pub fn compile(&self) -> Result<crate::schedule::Window, crate::schedule::ScheduleError> {
         crate::schedule::Window::parse(&self.cron, &self.duration, &self.timezone)
     }
+
+    /// Its time zone (a report's display zone when the operator names none).
+    pub fn zone(&self) -> Option<chrono_tz::Tz> {
+        crate::report::zone::parse_zone(&self.timezone).ok()
+    }
 }
 
 fn default_timezone() -> String {
