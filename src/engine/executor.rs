@@ -192,8 +192,38 @@ pub enum DriveEnd {
 /// How often instances held for low disk space look again.
 const SPACE_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// What a worker hands back: instance index, where it is now, when it is due next.
-type WorkResult = Result<(u32, Place, Option<Timestamp>), EngineError>;
+/// What a worker hands back: instance index, where it is now, when it is due
+/// next, and the snapshot it left (for the hot cache).
+type WorkResult = Result<(u32, Place, Option<Timestamp>, Instance), EngineError>;
+
+/// Snapshots of instances due again soon, kept by the driver between two
+/// wakes so a poll loop does not read and decode its snapshot every time. The
+/// driver owns its run's instances while it drives, so the copy cannot go stale.
+struct HotCache {
+    map: HashMap<u32, Instance>,
+}
+
+impl HotCache {
+    /// At most this many snapshots (a few MB).
+    const MAX: usize = 4096;
+    /// Only instances due within this much of the run's clock.
+    const HORIZON_MS: i64 = 30_000;
+
+    fn keep(&mut self, inst: Instance, now: Timestamp) {
+        match inst.due {
+            Some(d) if d.0 - now.0 <= Self::HORIZON_MS && self.map.len() < Self::MAX => {
+                self.map.insert(inst.idx, inst);
+            }
+            _ => {
+                self.map.remove(&inst.idx);
+            }
+        }
+    }
+
+    fn take(&mut self, idx: u32) -> Option<Instance> {
+        self.map.remove(&idx)
+    }
+}
 
 /// An operator's input (approve, signal, cancel, retry) for a run being driven.
 pub struct Inbound {
@@ -300,6 +330,9 @@ impl Driver {
         // as it reported back): they run once more when the worker is done.
         let mut again: std::collections::HashSet<u32> = std::collections::HashSet::new();
         let mut parked: HashMap<u32, Vec<Inbound>> = HashMap::new();
+        let mut hot = HotCache {
+            map: HashMap::new(),
+        };
         let mut stop_alive = true;
         let limit = self.concurrency.max(1);
         loop {
@@ -316,7 +349,8 @@ impl Driver {
                             // A stale duplicate entry: the worker reports the real due time.
                             if in_flight.insert(idx) {
                                 let me = self.clone();
-                                workers.spawn(async move { me.work(idx, due).await });
+                                let cached = hot.take(idx);
+                                workers.spawn(async move { me.work(idx, due, cached).await });
                             } else {
                                 again.insert(idx);
                             }
@@ -381,7 +415,7 @@ impl Driver {
                     Some(m) if in_flight.contains(&m.idx) => parked.entry(m.idx).or_default().push(m),
                     Some(m) => {
                         let idx = m.idx;
-                        if let Some(due) = self.apply_inbound(m).await? {
+                        if let Some(due) = self.apply_inbound(m, &mut hot).await? {
                             heap.push(Reverse((due, idx)));
                         }
                     }
@@ -402,8 +436,9 @@ impl Driver {
                 }
                 Some(res) = workers.join_next(), if !workers.is_empty() => {
                     match res {
-                        Ok(Ok((idx, place, due))) => {
+                        Ok(Ok((idx, place, due, inst))) => {
                             in_flight.remove(&idx);
+                            hot.keep(inst, self.clock.now());
                             self.progress.set(idx, place, self.clock.now());
                             if let Some(d) = due {
                                 heap.push(Reverse((d, idx)));
@@ -415,7 +450,7 @@ impl Driver {
                                 self.wake_held(budget, &mut heap);
                             }
                             for m in parked.remove(&idx).unwrap_or_default() {
-                                if let Some(due) = self.apply_inbound(m).await? {
+                                if let Some(due) = self.apply_inbound(m, &mut hot).await? {
                                     heap.push(Reverse((due, idx)));
                                 }
                             }
@@ -570,12 +605,20 @@ impl Driver {
     }
 
     /// Apply an operator input to an instance no worker holds; returns its new due time.
-    async fn apply_inbound(&self, m: Inbound) -> Result<Option<Timestamp>, EngineError> {
+    async fn apply_inbound(
+        &self,
+        m: Inbound,
+        hot: &mut HotCache,
+    ) -> Result<Option<Timestamp>, EngineError> {
         let key = InstanceKey {
             run: self.run_id.clone(),
             idx: m.idx,
         };
-        let inst = match records::get_instance(&*self.store, &key) {
+        let loaded = match hot.take(m.idx) {
+            Some(i) => Ok(Some(i)),
+            None => records::get_instance(&*self.store, &key),
+        };
+        let inst = match loaded {
             Ok(Some(i)) => i,
             Ok(None) => {
                 let _ = m.reply.send(Err(EngineError::Missing(key)));
@@ -599,18 +642,23 @@ impl Driver {
         self.progress.observe(&t.next);
         self.observe_budget(&t.next).await?;
         let _ = m.reply.send(Ok(t.rule));
-        Ok(t.next.due)
+        let due = t.next.due;
+        hot.keep(t.next, self.clock.now());
+        Ok(due)
     }
 
     /// Feed one instance until it waits or ends; returns its place and next due
     /// instant. `fired` is the timer that woke it.
-    async fn work(&self, idx: u32, fired: Timestamp) -> WorkResult {
+    async fn work(&self, idx: u32, fired: Timestamp, cached: Option<Instance>) -> WorkResult {
         let key = InstanceKey {
             run: self.run_id.clone(),
             idx,
         };
-        let mut inst = records::get_instance(&*self.store, &key)?
-            .ok_or_else(|| EngineError::Missing(key.clone()))?;
+        let mut inst = match cached {
+            Some(i) => i,
+            None => records::get_instance(&*self.store, &key)?
+                .ok_or_else(|| EngineError::Missing(key.clone()))?,
+        };
         if inst.due != Some(fired) {
             // A timer the snapshot does not know (left by a write that did not
             // complete): drop it. This worker alone writes this instance.
@@ -634,7 +682,7 @@ impl Driver {
             self.progress.observe(&inst);
             self.observe_budget(&inst).await?;
             input = match t.effect {
-                None => return Ok((idx, Place::of(&inst), inst.due)),
+                None => return Ok((idx, Place::of(&inst), inst.due, inst)),
                 Some(Effect::Invoke(call)) => {
                     if self.limiter.is_none() {
                         self.progress.calls.fetch_add(1, Ordering::Relaxed);

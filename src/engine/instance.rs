@@ -27,12 +27,12 @@ pub struct Instance {
     #[serde(default)]
     pub outputs: BTreeMap<String, StepData>,
     /// Gate steps approved for this instance.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub approvals: BTreeSet<String>,
     /// Next event sequence number (= number of events so far).
     pub seq: u32,
     /// When the timer fires next (indexed in the `timers` key space).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<Timestamp>,
     /// Backend calls made for this instance (actions and polls).
     #[serde(default)]

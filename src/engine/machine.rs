@@ -276,6 +276,51 @@ struct Parts<'a> {
     undo: bool,
 }
 
+/// An instance's expression roots, each built the first time an expression
+/// names it: a wait's `obs.x == 'y'`, evaluated on every poll, copies nothing.
+struct Roots<'i> {
+    inst: &'i Instance,
+    obs: Option<&'i Value>,
+    inputs: std::cell::OnceCell<Value>,
+    steps: std::cell::OnceCell<Value>,
+    subject: std::cell::OnceCell<Value>,
+}
+
+impl<'i> Roots<'i> {
+    fn new(inst: &'i Instance, obs: Option<&'i Value>) -> Roots<'i> {
+        Roots {
+            inst,
+            obs,
+            inputs: Default::default(),
+            steps: Default::default(),
+            subject: Default::default(),
+        }
+    }
+}
+
+impl crate::spec::expr::Scope for Roots<'_> {
+    fn var(&self, name: &str) -> Option<&Value> {
+        static NULL: Value = Value::Null;
+        Some(match name {
+            "obs" => self.obs.unwrap_or(&NULL),
+            "inputs" => self
+                .inputs
+                .get_or_init(|| Value::Object(self.inst.inputs.clone())),
+            "subject" => self
+                .subject
+                .get_or_init(|| Value::String(self.inst.subject.clone())),
+            "steps" => self.steps.get_or_init(|| {
+                let steps = self.inst.outputs.iter().map(|(k, v)| {
+                    let data = json!({"output": v.output.clone(), "observed": v.observed.clone()});
+                    (k.clone(), data)
+                });
+                Value::Object(steps.collect())
+            }),
+            _ => return None,
+        })
+    }
+}
+
 struct Builder<'a> {
     ctx: Ctx<'a>,
     inst: Instance,
@@ -428,24 +473,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn expr_ctx(&self, obs: Option<&Value>) -> Value {
-        let steps: serde_json::Map<String, Value> = self
-            .inst
-            .outputs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    json!({"output": v.output.clone(), "observed": v.observed.clone()}),
-                )
-            })
-            .collect();
-        json!({
-            "inputs": Value::Object(self.inst.inputs.clone()),
-            "steps": Value::Object(steps),
-            "subject": self.inst.subject,
-            "obs": obs.cloned().unwrap_or(Value::Null),
-        })
+    fn expr_ctx<'s>(&'s self, obs: Option<&'s Value>) -> Roots<'s> {
+        Roots::new(&self.inst, obs)
     }
 
     fn render(&self, spec: &ActionSpec) -> Result<Operation, String> {
@@ -939,6 +968,17 @@ impl<'a> Builder<'a> {
         observed
     }
 
+    /// What a wait's snapshot keeps of a poll's observation: all of it when a
+    /// later step reads `steps.<id>.observed`, else the fields `until` reads.
+    /// Each poll rewrites the snapshot, so this is written once per poll.
+    fn kept_observation(&self, id: &str, wait: &WaitSpec, obs: Value) -> Value {
+        if self.ctx.wf.reads_observed(id) {
+            obs
+        } else {
+            wait.proof(obs)
+        }
+    }
+
     fn output_mut(&mut self, id: &str) -> &mut super::instance::StepData {
         self.inst.outputs.entry(id.to_string()).or_default()
     }
@@ -973,7 +1013,8 @@ impl<'a> Builder<'a> {
             Ok(obs) => {
                 let holds = wait.until.eval_bool(&self.expr_ctx(Some(&obs)));
                 if !parts.undo {
-                    self.output_mut(parts.id).observed = Some(obs);
+                    let kept = self.kept_observation(parts.id, wait, obs);
+                    self.output_mut(parts.id).observed = Some(kept);
                 }
                 match holds {
                     Ok(true) => {
@@ -1651,7 +1692,8 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
             let holds = wait.until.eval_bool(&b.expr_ctx(Some(&obs)));
             b.inst.calls += 1;
             if !parts.undo {
-                b.output_mut(parts.id).observed = Some(obs);
+                let kept = b.kept_observation(parts.id, wait, obs);
+                b.output_mut(parts.id).observed = Some(kept);
             }
             match holds {
                 Ok(true) => {

@@ -142,13 +142,14 @@ impl Expr {
         &self.src
     }
 
-    /// Evaluate against `ctx` (a JSON object whose keys are the roots: inputs, steps, obs).
-    pub fn eval(&self, ctx: &Value) -> Result<Value, EvalError> {
+    /// Evaluate against `ctx`: a JSON object whose keys are the roots (inputs,
+    /// steps, obs), or any [`Scope`] that builds them on demand.
+    pub fn eval(&self, ctx: &dyn Scope) -> Result<Value, EvalError> {
         eval(&self.root, ctx)
     }
 
     /// Evaluate to a boolean: `null` is false, anything else but a boolean is an error.
-    pub fn eval_bool(&self, ctx: &Value) -> Result<bool, EvalError> {
+    pub fn eval_bool(&self, ctx: &dyn Scope) -> Result<bool, EvalError> {
         match self.eval(ctx)? {
             Value::Bool(b) => Ok(b),
             Value::Null => Ok(false),
@@ -930,7 +931,21 @@ fn member<'a>(v: &'a Value, key: &Value) -> Result<&'a Value, EvalError> {
     })
 }
 
-fn eval(node: &Node, ctx: &Value) -> Result<Value, EvalError> {
+/// Where an expression finds its roots (`inputs`, `steps`, `obs`, …). The
+/// engine's scope builds a root only when an expression names it, so a wait's
+/// `obs.x == 'y'` copies nothing of the instance.
+pub trait Scope {
+    /// The value of the root `name`, if there is one.
+    fn var(&self, name: &str) -> Option<&Value>;
+}
+
+impl Scope for Value {
+    fn var(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+fn eval(node: &Node, ctx: &dyn Scope) -> Result<Value, EvalError> {
     match node {
         Node::Lit(v) => Ok(v.clone()),
         Node::List(items) => Ok(Value::Array(
@@ -939,12 +954,12 @@ fn eval(node: &Node, ctx: &Value) -> Result<Value, EvalError> {
                 .map(|i| eval(i, ctx))
                 .collect::<Result<_, _>>()?,
         )),
-        Node::Var(name, _) => Ok(ctx.get(name).cloned().unwrap_or(Value::Null)),
+        Node::Var(name, _) => Ok(ctx.var(name).cloned().unwrap_or(Value::Null)),
         Node::Access(base, chain) => {
             // Navigate by reference as long as possible: no copies of large objects.
             let owned;
             let mut cur: &Value = match base.as_ref() {
-                Node::Var(name, _) => ctx.get(name).unwrap_or(&Value::Null),
+                Node::Var(name, _) => ctx.var(name).unwrap_or(&Value::Null),
                 other => {
                     owned = eval(other, ctx)?;
                     &owned

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use super::expr::{EvalError, Expr, ExprError};
+use super::expr::{EvalError, Expr, ExprError, Scope};
 
 /// One piece of a template.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,7 +90,7 @@ impl Template {
     /// Render as text for people (messages, instructions): never fails; a
     /// missing value reads `none`, lists and objects appear as JSON, and an
     /// expression that cannot be evaluated shows its source.
-    pub fn render_text(&self, ctx: &Value) -> String {
+    pub fn render_text(&self, ctx: &dyn Scope) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -107,7 +107,7 @@ impl Template {
     }
 
     /// Render against a context.
-    pub fn render(&self, ctx: &Value) -> Result<Value, EvalError> {
+    pub fn render(&self, ctx: &dyn Scope) -> Result<Value, EvalError> {
         match self.parts.as_slice() {
             [] => Ok(Value::String(String::new())),
             [Part::Expr(_, e)] => e.eval(ctx),
