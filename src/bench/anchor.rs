@@ -325,6 +325,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_for_portflow_run_is_the_bench_workflow() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bench/anchor.yaml");
+        let file = std::fs::read_to_string(path).unwrap_or_default();
+        let body: String = file
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(body, workflow_text(5, Duration::from_millis(100)));
+    }
+
+    #[test]
     fn the_workflow_opts_into_fast_polls_and_refuses_faster_ones() {
         let wf = workflow(5, Duration::from_millis(100));
         assert!(wf

@@ -669,13 +669,19 @@ impl Driver {
         let mut input = Input::Tick;
         let gates = self.gates();
         loop {
-            let mut t = machine::transition(self.ctx(&gates), &inst, input.clone());
-            if matches!(t.effect, Some(Effect::Invoke(_))) && self.limiter.is_some() {
-                // Wait for the call's turn before its intent is recorded: a stop
-                // while waiting must not leave an intent for a call never made.
-                self.pace().await;
-                t = machine::transition(self.ctx(&gates), &inst, input);
-            }
+            let t = if self.limiter.is_some() {
+                let t = machine::transition(self.ctx(&gates), &inst, input.clone());
+                if matches!(t.effect, Some(Effect::Invoke(_))) {
+                    // Wait for the call's turn before its intent is recorded: a stop
+                    // while waiting must not leave an intent for a call never made.
+                    self.pace().await;
+                    machine::transition(self.ctx(&gates), &inst, input)
+                } else {
+                    t
+                }
+            } else {
+                machine::transition(self.ctx(&gates), &inst, input)
+            };
             self.persist(&inst, &t).await?;
             inst = t.next;
             self.progress.set(idx, Place::of(&inst), self.clock.now());
@@ -815,5 +821,44 @@ async fn sleep_opt(clock: &SharedClock, t: Option<Timestamp>) {
     match t {
         Some(t) => clock.sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod hot_cache_tests {
+    use super::*;
+
+    fn inst(idx: u32, due: Option<i64>) -> Instance {
+        let mut i = Instance::new(
+            "r",
+            idx,
+            format!("u{idx}"),
+            Default::default(),
+            Timestamp(0),
+        );
+        i.due = due.map(Timestamp);
+        i
+    }
+
+    #[test]
+    fn keeps_only_instances_due_soon_and_at_most_max() {
+        let now = Timestamp(1_000_000);
+        let mut hot = HotCache {
+            map: HashMap::new(),
+        };
+        hot.keep(inst(1, Some(now.0 + 100)), now);
+        hot.keep(inst(2, Some(now.0 + HotCache::HORIZON_MS + 1)), now);
+        hot.keep(inst(3, None), now);
+        assert!(hot.take(1).is_some(), "due in 100 ms: kept");
+        assert!(hot.take(1).is_none(), "a take removes it");
+        assert!(hot.take(2).is_none() && hot.take(3).is_none());
+        // An instance leaving the horizon drops its older copy.
+        hot.keep(inst(4, Some(now.0)), now);
+        hot.keep(inst(4, None), now);
+        assert!(hot.take(4).is_none());
+        for i in 0..HotCache::MAX as u32 + 10 {
+            hot.keep(inst(i, Some(now.0)), now);
+        }
+        assert_eq!(hot.map.len(), HotCache::MAX);
     }
 }

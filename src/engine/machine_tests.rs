@@ -1418,3 +1418,33 @@ fn a_wait_no_backend_can_read_waits_for_its_signal_without_polling() {
     assert_eq!(t.rule, machine::SIGNAL_WAIT_MET);
     assert_eq!(s.phase(), (6, "blocked"), "on to the next step");
 }
+
+#[test]
+fn a_polls_snapshot_keeps_the_fields_until_reads_unless_a_later_step_reads_all() {
+    let poll = |s: &mut Sim| {
+        s.feed(Input::Tick);
+        s.feed(Input::ActionOk(user(Some("+1"), None)));
+        s.feed(Input::ActionOk(json!({})));
+        s.now = s.inst.due.unwrap_or(s.now);
+        s.feed(Input::Tick);
+        s.feed(Input::Observed(user(Some("+1"), None)));
+        s.inst
+            .outputs
+            .get("remove")
+            .and_then(|d| d.observed.clone())
+    };
+    let mut s = Sim::new(&["approve-first"]);
+    assert_eq!(
+        poll(&mut s),
+        Some(json!({"line_uri": "+1"})),
+        "only what `obs.line_uri == null` reads"
+    );
+    // A later step reading `steps.remove.observed` gets the whole observation.
+    let mut s = Sim::new(&["approve-first"]);
+    let text = format!(
+        "{WF}  - id: after\n    when: \"steps.remove.observed.id == 'id-1'\"\n    \
+         action: {{op: get_user, args: {{user: \"${{inputs.user}}\"}}}}\n"
+    );
+    s.wf = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(poll(&mut s), Some(user(Some("+1"), None)));
+}

@@ -415,6 +415,11 @@ pub struct WaitSpec {
     /// What happens on timeout.
     #[serde(default)]
     pub on_timeout: OnTimeout,
+    /// The top-level fields of `obs` that `until` reads (`None`: all of it),
+    /// found once: [`WaitSpec::proof`] runs on every poll.
+    #[serde(skip)]
+    #[schemars(skip)]
+    proof_fields: std::sync::OnceLock<Option<BTreeSet<String>>>,
 }
 
 fn default_expected() -> Duration {
@@ -427,25 +432,28 @@ impl WaitSpec {
     /// reads `obs` whole or by a computed key. A full `get_user` is ~600 bytes
     /// per wait; the proof is a few dozen.
     pub fn proof(&self, obs: Value) -> Value {
-        let Value::Object(map) = &obs else {
+        let Value::Object(mut map) = obs else {
             return obs;
         };
+        let Some(fields) = self.proof_fields.get_or_init(|| self.read_fields()) else {
+            return Value::Object(map);
+        };
+        map.retain(|k, _| fields.contains(k));
+        Value::Object(map)
+    }
+
+    fn read_fields(&self) -> Option<BTreeSet<String>> {
         let mut fields = BTreeSet::new();
         for path in self.until.paths() {
             match path.as_slice() {
                 [root, field, ..] if root == "obs" => {
                     fields.insert(field.clone());
                 }
-                [root] if root == "obs" => return obs,
+                [root] if root == "obs" => return None,
                 _ => {}
             }
         }
-        let kept: serde_json::Map<String, Value> = map
-            .iter()
-            .filter(|(k, _)| fields.contains(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Value::Object(kept)
+        Some(fields)
     }
 }
 
