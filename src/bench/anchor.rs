@@ -127,6 +127,9 @@ pub struct Figures {
     pub cpu_s: f64,
     /// Allocated size of the engine store after the run, bytes.
     pub disk_bytes: u64,
+    /// Keys and values the store holds after the run (what a compacted copy
+    /// would need before its own overhead), bytes.
+    pub live_bytes: u64,
 }
 
 impl Figures {
@@ -191,7 +194,18 @@ pub async fn measure(opts: &AnchorOpts) -> Result<Figures, BenchError> {
         hwm_bytes: proc_status_bytes(None, "VmHWM").unwrap_or(0),
         cpu_s: process_cpu_s().unwrap_or(0.0),
         disk_bytes: dir_size(&store_dir).0,
+        live_bytes: live_bytes(&*store)?,
     })
+}
+
+/// Bytes of every key and value in the store.
+fn live_bytes(store: &dyn crate::store::Store) -> Result<u64, BenchError> {
+    let mut total = 0u64;
+    store.scan_prefix(b"", &mut |k, v| {
+        total += (k.len() + v.len()) as u64;
+        true
+    })?;
+    Ok(total)
 }
 
 /// Run the benchmark and build its report.
@@ -235,13 +249,14 @@ pub fn report(opts: &AnchorOpts, f: &Figures, m: Value) -> Report {
         "cpu_ms_per_instance": round(f.cpu_s * 1e3 / n.max(1.0), 3),
         "disk_mb": round(f.disk_bytes as f64 / MIB, 1),
         "disk_bytes_per_instance": (f.disk_bytes as f64 / n.max(1.0)).round(),
+        "live_bytes_per_instance": (f.live_bytes as f64 / n.max(1.0)).round(),
         "sleep_ms": sleep_ms as u64,
         "done_on": opts.done_on,
         "concurrency": opts.concurrency,
         "machine": m,
     });
     let mut table = Table::new(["figure", "value"]);
-    let rows: [(&str, String); 9] = [
+    let rows: [(&str, String); 10] = [
         ("instances × steps", format!("{} × {}", opts.n, opts.k)),
         ("wall s (create + drive)", format!("{wall:.2}")),
         ("start s (create)", format!("{:.2}", f.start_s)),
@@ -259,6 +274,10 @@ pub fn report(opts: &AnchorOpts, f: &Figures, m: Value) -> Report {
         (
             "store on disk MiB",
             format!("{:.1}", f.disk_bytes as f64 / MIB),
+        ),
+        (
+            "records held, bytes per instance",
+            format!("{:.0}", f.live_bytes as f64 / n.max(1.0)),
         ),
     ];
     for (name, value) in rows {

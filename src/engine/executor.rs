@@ -659,11 +659,13 @@ impl Driver {
             None => records::get_instance(&*self.store, &key)?
                 .ok_or_else(|| EngineError::Missing(key.clone()))?,
         };
-        if inst.due != Some(fired) {
-            // A timer the snapshot does not know (left by a write that did not
-            // complete): drop it. This worker alone writes this instance.
+        let slot = |t: Timestamp| crate::store::keys::timer_slot(t.0);
+        if inst.due.map(slot) != Some(slot(fired)) {
+            // A timer the snapshot does not know (a wake for a due time since
+            // moved, or a key left by an older version): drop it. This worker
+            // alone writes this instance, and its own key is in another slot.
             let mut b = Batch::default();
-            b.delete(crate::store::keys::timer(fired.0, &key));
+            b.delete(crate::store::keys::timer_of(fired.0, &key));
             self.committer.commit_lazy(b)?;
         }
         let mut input = Input::Tick;

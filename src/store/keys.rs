@@ -60,7 +60,23 @@ pub fn subject(run: &str, subject: &str) -> Vec<u8> {
     format!("s/{run}/{subject}").into_bytes()
 }
 
-/// Timer key.
+/// Width of a timer slot, in ms. An instance's timer key holds its due time
+/// rounded down to the slot, so a due that moves within one slot (sub-second
+/// polls) leaves the key alone: two writes fewer per poll. A restart may wake
+/// an instance up to one slot early, which every phase already handles.
+pub const TIMER_SLOT_MS: i64 = 1000;
+
+/// The slot of a due time (what its timer key holds).
+pub fn timer_slot(due_ms: i64) -> i64 {
+    due_ms.max(0).div_euclid(TIMER_SLOT_MS) * TIMER_SLOT_MS
+}
+
+/// The timer key of an instance due at `due_ms` (in its slot).
+pub fn timer_of(due_ms: i64, k: &InstanceKey) -> Vec<u8> {
+    timer(timer_slot(due_ms), k)
+}
+
+/// Timer key at exactly `due_ms` (as stored; [`timer_of`] for a due time).
 pub fn timer(due_ms: i64, k: &InstanceKey) -> Vec<u8> {
     format!("t/{:020}/{}/{:010}", due_ms.max(0), k.run, k.idx).into_bytes()
 }

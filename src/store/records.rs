@@ -112,7 +112,7 @@ pub fn put_new_instance(b: &mut Batch, inst: &Instance) -> Result<(), StoreError
     let idx = integrity::seal(&subject, inst.idx.to_string().as_bytes());
     b.put(subject, idx);
     if let Some(due) = inst.due {
-        b.put(keys::timer(due.0, &key), Vec::new());
+        b.put(keys::timer_of(due.0, &key), Vec::new());
     }
     Ok(())
 }
@@ -133,12 +133,13 @@ pub fn put_transition(b: &mut Batch, old: &Instance, t: &Transition) -> Result<(
     let key = old.key();
     put_events(b, &key, &t.events)?;
     put(b, keys::instance(&key), &t.next)?;
-    if old.due != t.next.due {
+    let slot = |due: Option<crate::clock::Timestamp>| due.map(|d| keys::timer_slot(d.0));
+    if slot(old.due) != slot(t.next.due) {
         if let Some(d) = old.due {
-            b.delete(keys::timer(d.0, &key));
+            b.delete(keys::timer_of(d.0, &key));
         }
         if let Some(d) = t.next.due {
-            b.put(keys::timer(d.0, &key), Vec::new());
+            b.put(keys::timer_of(d.0, &key), Vec::new());
         }
     }
     Ok(())
@@ -155,10 +156,10 @@ pub fn put_replaced_instance(
     put_events(b, &key, events)?;
     put(b, keys::instance(&key), new)?;
     if let Some(d) = old.due {
-        b.delete(keys::timer(d.0, &key));
+        b.delete(keys::timer_of(d.0, &key));
     }
     if let Some(d) = new.due {
-        b.put(keys::timer(d.0, &key), Vec::new());
+        b.put(keys::timer_of(d.0, &key), Vec::new());
     }
     Ok(())
 }
@@ -384,6 +385,40 @@ mod tests {
             at: Timestamp(seq.into()),
             kind: EventKind::Started,
         }
+    }
+
+    #[test]
+    fn a_due_moving_within_its_timer_slot_writes_no_timer() {
+        let inst = Instance::new(
+            "r",
+            1,
+            "a@b.c".into(),
+            Default::default(),
+            Timestamp(5_000_100),
+        );
+        let timer_ops = |due: i64| {
+            let mut next = inst.clone();
+            next.due = Some(Timestamp(due));
+            let t = crate::engine::machine::Transition {
+                next,
+                events: Vec::new(),
+                effect: None,
+                persist: crate::engine::machine::Persist::Lazy,
+                rule: "test",
+            };
+            let mut b = Batch::default();
+            put_transition(&mut b, &inst, &t).expect("our records encode");
+            b.ops
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(keys::TIMER_PREFIX))
+                .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.is_some()))
+                .collect::<Vec<_>>()
+        };
+        assert!(timer_ops(5_000_900).is_empty(), "same slot: key unchanged");
+        let moved = timer_ops(5_001_000);
+        assert_eq!(moved.len(), 2, "{moved:?}");
+        assert!(moved[0].0.contains("/00000000000005000000/") && !moved[0].1);
+        assert!(moved[1].0.contains("/00000000000005001000/") && moved[1].1);
     }
 
     #[test]

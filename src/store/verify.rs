@@ -271,7 +271,11 @@ fn cross_check(
             Some(_) => {}
         }
     }
-    let timer_set: BTreeSet<(i64, &InstanceKey)> = timers.iter().map(|(d, k)| (*d, k)).collect();
+    // A key holds its due time's slot (older versions: the time itself).
+    let timer_set: BTreeSet<(i64, &InstanceKey)> = timers
+        .iter()
+        .map(|(d, k)| (keys::timer_slot(*d), k))
+        .collect();
     for (key, seen) in instances {
         let events = histories.get(key).map_or(0, |h| h.events);
         if events != seen.seq {
@@ -284,7 +288,7 @@ fn cross_check(
             });
         }
         if let (Some(due), false) = (seen.due, seen.terminal) {
-            if !timer_set.contains(&(due.max(0), key)) {
+            if !timer_set.contains(&(keys::timer_slot(due), key)) {
                 c.damage.push(Finding {
                     key: instance_key(key),
                     problem: format!(
@@ -310,10 +314,12 @@ fn cross_check(
                 problem: "a timer for an instance that is not stored (resume would stop on it)"
                     .into(),
             }),
-            Some(seen) if seen.due.map(|d| d.max(0)) != Some(*due) => c.notes.push(Finding {
-                key: text(&keys::timer(*due, key)),
-                problem: "a stale timer (the instance is due at another time): harmless".into(),
-            }),
+            Some(seen) if seen.due.map(keys::timer_slot) != Some(keys::timer_slot(*due)) => {
+                c.notes.push(Finding {
+                    key: text(&keys::timer(*due, key)),
+                    problem: "a stale timer (the instance is due at another time): harmless".into(),
+                })
+            }
             Some(_) => {}
         }
     }
@@ -399,6 +405,28 @@ mod tests {
     }
 
     #[test]
+    fn a_timer_in_its_slot_or_at_the_exact_due_of_older_stores_is_sound() {
+        let (store, inst) = store_with_one_instance();
+        let key = inst.key();
+        let due = inst.due.map(|d| d.0).unwrap_or_default() + 250;
+        let mut next = inst.clone();
+        next.due = Some(Timestamp(due));
+        let mut b = Batch::default();
+        records::put_replaced_instance(&mut b, &inst, &next, &[]).expect("our records encode");
+        assert!(store.apply(&b).is_ok());
+        assert!(
+            check_engine(&store).damage.is_empty(),
+            "key in the due's slot"
+        );
+        let mut b = Batch::default();
+        b.delete(keys::timer_of(due, &key));
+        b.put(keys::timer(due, &key), Vec::new());
+        assert!(store.apply(&b).is_ok());
+        let c = check_engine(&store);
+        assert!(c.damage.is_empty() && c.notes.is_empty(), "{:?}", c.damage);
+    }
+
+    #[test]
     fn flipped_bytes_a_lost_timer_and_a_history_gap_are_damage() {
         let (store, inst) = store_with_one_instance();
         let key = inst.key();
@@ -423,7 +451,7 @@ mod tests {
         let key = inst.key();
         let mut b = Batch::default();
         if let Some(d) = inst.due {
-            b.delete(keys::timer(d.0, &key));
+            b.delete(keys::timer_of(d.0, &key));
         }
         b.delete(keys::event(&key, 0));
         assert!(store.apply(&b).is_ok());
