@@ -633,7 +633,7 @@ impl Driver {
         let ctx = self.ctx(&gates);
         let t = machine::transition(ctx, &inst, m.input);
         // Operator inputs carry no effect: they make the instance due instead.
-        if let Err(e) = self.persist(&inst, &t).await {
+        if let Err(e) = self.persist(inst.due, &t).await {
             let _ = m.reply.send(Err(EngineError::Internal(e.to_string())));
             return Err(e.into());
         }
@@ -671,20 +671,21 @@ impl Driver {
         let mut input = Input::Tick;
         let gates = self.gates();
         loop {
+            let old_due = inst.due;
             let t = if self.limiter.is_some() {
                 let t = machine::transition(self.ctx(&gates), &inst, input.clone());
                 if matches!(t.effect, Some(Effect::Invoke(_))) {
                     // Wait for the call's turn before its intent is recorded: a stop
                     // while waiting must not leave an intent for a call never made.
                     self.pace().await;
-                    machine::transition(self.ctx(&gates), &inst, input)
+                    machine::transition_owned(self.ctx(&gates), inst, input)
                 } else {
                     t
                 }
             } else {
-                machine::transition(self.ctx(&gates), &inst, input)
+                machine::transition_owned(self.ctx(&gates), inst, input)
             };
-            self.persist(&inst, &t).await?;
+            self.persist(old_due, &t).await?;
             inst = t.next;
             self.progress.set(idx, Place::of(&inst), self.clock.now());
             self.progress.observe(&inst);
@@ -764,12 +765,16 @@ impl Driver {
         }
     }
 
-    async fn persist(&self, old: &Instance, t: &machine::Transition) -> Result<(), StoreError> {
+    async fn persist(
+        &self,
+        old_due: Option<Timestamp>,
+        t: &machine::Transition,
+    ) -> Result<(), StoreError> {
         if t.persist == Persist::Nothing {
             return Ok(());
         }
         let mut b = Batch::default();
-        records::put_transition(&mut b, old, t)?;
+        records::put_transition_from(&mut b, old_due, t)?;
         self.progress.transitions.fetch_add(1, Ordering::Relaxed);
         match t.persist {
             Persist::Durable => self.committer.commit(b).await,

@@ -333,10 +333,10 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(ctx: Ctx<'a>, inst: &Instance) -> Builder<'a> {
+    fn new(ctx: Ctx<'a>, inst: Instance) -> Builder<'a> {
         Builder {
             ctx,
-            inst: inst.clone(),
+            inst,
             events: Vec::new(),
             effect: None,
             persist: Persist::Nothing,
@@ -1195,6 +1195,12 @@ fn timed_out_in_doubt(op: &str, err: &BackendError) -> String {
 
 /// Apply `input` to `inst` at `ctx.now`.
 pub fn transition(ctx: Ctx<'_>, inst: &Instance, input: Input) -> Transition {
+    transition_owned(ctx, inst.clone(), input)
+}
+
+/// [`transition`] of an instance the caller hands over, so it is not copied
+/// (the executor's loop, on every poll).
+pub fn transition_owned(ctx: Ctx<'_>, inst: Instance, input: Input) -> Transition {
     let mut b = Builder::new(ctx, inst);
     b.operator = matches!(
         input,

@@ -130,12 +130,21 @@ fn put_events(b: &mut Batch, key: &InstanceKey, events: &[Event]) -> Result<(), 
 
 /// Add the writes of one transition: events, snapshot, timer move.
 pub fn put_transition(b: &mut Batch, old: &Instance, t: &Transition) -> Result<(), StoreError> {
-    let key = old.key();
+    put_transition_from(b, old.due, t)
+}
+
+/// [`put_transition`] knowing only when the instance was due before it.
+pub fn put_transition_from(
+    b: &mut Batch,
+    old_due: Option<Timestamp>,
+    t: &Transition,
+) -> Result<(), StoreError> {
+    let key = t.next.key();
     put_events(b, &key, &t.events)?;
     put(b, keys::instance(&key), &t.next)?;
-    let slot = |due: Option<crate::clock::Timestamp>| due.map(|d| keys::timer_slot(d.0));
-    if slot(old.due) != slot(t.next.due) {
-        if let Some(d) = old.due {
+    let slot = |due: Option<Timestamp>| due.map(|d| keys::timer_slot(d.0));
+    if slot(old_due) != slot(t.next.due) {
+        if let Some(d) = old_due {
             b.delete(keys::timer_of(d.0, &key));
         }
         if let Some(d) = t.next.due {
