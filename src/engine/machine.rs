@@ -968,15 +968,16 @@ impl<'a> Builder<'a> {
         observed
     }
 
-    /// What a wait's snapshot keeps of a poll's observation: all of it when a
+    /// Keep a poll's observation in the wait's snapshot: all of it when a
     /// later step reads `steps.<id>.observed`, else the fields `until` reads.
     /// Each poll rewrites the snapshot, so this is written once per poll.
-    fn kept_observation(&self, id: &str, wait: &WaitSpec, obs: Value) -> Value {
-        if self.ctx.wf.reads_observed(id) {
+    fn keep_observation(&mut self, id: &str, wait: &WaitSpec, obs: Value) {
+        let kept = if self.ctx.wf.reads_observed(id) {
             obs
         } else {
             wait.proof(obs)
-        }
+        };
+        self.output_mut(id).observed = Some(kept);
     }
 
     fn output_mut(&mut self, id: &str) -> &mut super::instance::StepData {
@@ -1013,8 +1014,7 @@ impl<'a> Builder<'a> {
             Ok(obs) => {
                 let holds = wait.until.eval_bool(&self.expr_ctx(Some(&obs)));
                 if !parts.undo {
-                    let kept = self.kept_observation(parts.id, wait, obs);
-                    self.output_mut(parts.id).observed = Some(kept);
+                    self.keep_observation(parts.id, wait, obs);
                 }
                 match holds {
                     Ok(true) => {
@@ -1698,8 +1698,7 @@ fn running(b: &mut Builder<'_>, idx: usize, phase: Phase, input: Input) -> &'sta
             let holds = wait.until.eval_bool(&b.expr_ctx(Some(&obs)));
             b.inst.calls += 1;
             if !parts.undo {
-                let kept = b.kept_observation(parts.id, wait, obs);
-                b.output_mut(parts.id).observed = Some(kept);
+                b.keep_observation(parts.id, wait, obs);
             }
             match holds {
                 Ok(true) => {
